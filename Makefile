@@ -1,0 +1,33 @@
+# Everything installs from the project's own files into .venv; nothing is fetched at run time.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test lint bench-throughput clean
+
+$(STAMP): pyproject.toml requirements.lock
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
+	$(BIN)/pip install -q --disable-pip-version-check -c requirements.lock -e '.[dev]' 2>&1 | grep -v "^WARNING: Location" || true
+	$(BIN)/python -c "import agent, collector, detectors, dpkt, presidio_analyzer, duckdb"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Self-check of the bundled demo capture against the demo filing; prints the findings.
+# selfcheck exits 1 when it finds mismatches, which is the demo's point, so that is not a failure here.
+demo: $(STAMP)
+	$(BIN)/egress-collector selfcheck fixtures/pcaps/demo.pcap --filing configs/filings/demo.yaml \
+		--agent-config configs/agent.yaml --out demo-report --format table; \
+	rc=$$?; [ $$rc -le 1 ] || exit $$rc; echo "report: demo-report/report.json demo-report/report.html"
+
+test: $(STAMP)
+	$(BIN)/ruff check agent collector detectors tests bench fixtures
+	$(BIN)/python -m pytest -q
+
+bench-throughput: $(STAMP)
+	$(BIN)/python bench/throughput.py
+
+clean:
+	rm -rf $(VENV) demo-report .pytest_cache

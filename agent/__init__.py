@@ -1,0 +1,1 @@
+"""egresswatch agent: packets in, records out. Never imports collector."""

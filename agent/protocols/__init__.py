@@ -1,0 +1,1 @@
+"""Application-protocol parsers, one module per protocol."""

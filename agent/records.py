@@ -1,0 +1,179 @@
+"""Record types the agent writes: frozen dataclasses and the Arrow schema of each (DESIGN §3).
+
+The schemas are the on-disk contract between agent and collector. Every row also carries
+`schema_version`, `agent_id`, `enterprise_id` and `batch_id`, added by the spool when a batch is written,
+so the dataclasses hold only what a pipeline stage knows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import pyarrow as pa
+
+SCHEMA_VERSION = 1
+
+TS = pa.timestamp("us", tz="UTC")
+
+# Columns every batch carries; filled by the spool, not by the stages.
+ENVELOPE = [
+    pa.field("schema_version", pa.int32(), nullable=False),
+    pa.field("agent_id", pa.string(), nullable=False),
+    pa.field("enterprise_id", pa.string()),
+    pa.field("batch_id", pa.string(), nullable=False),
+]
+
+
+@dataclass(frozen=True, slots=True)
+class FlowRecord:
+    flow_id: str
+    ts_start: datetime
+    ts_end: datetime
+    src_ip: str
+    dst_ip: str
+    src_port: int
+    dst_port: int
+    transport: str
+    app: str
+    server_name: str | None
+    dst_country: str | None
+    cross_border: bool
+    bytes_out: int
+    bytes_in: int
+    packets_out: int
+    packets_in: int
+    missed_bytes: int
+    encrypted: bool
+    inspected: bool
+    sample_weight: float
+    requests: int
+
+
+@dataclass(frozen=True, slots=True)
+class DetectionRecord:
+    flow_id: str
+    field_type: str
+    sensitive: bool
+    important_subcategory: str | None
+    occurrences: int
+    key_paths: tuple[str, ...]
+    confidence: float
+    masked_samples: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PiValueRecord:
+    flow_id: str
+    record_key: int
+    field_type: str
+    value_key: int
+    identifier: bool
+    sensitive: bool
+
+
+@dataclass(frozen=True, slots=True)
+class AnomalyRecord:
+    flow_id: str | None
+    layer: str
+    name: str
+    detail: str
+    ts: datetime | None = None
+
+
+def _schema(fields: list[pa.Field]) -> pa.Schema:
+    return pa.schema([*ENVELOPE, *fields])
+
+
+FLOWS_SCHEMA = _schema([
+    pa.field("flow_id", pa.string(), nullable=False),
+    pa.field("ts_start", TS, nullable=False),
+    pa.field("ts_end", TS, nullable=False),
+    pa.field("src_ip", pa.string(), nullable=False),
+    pa.field("dst_ip", pa.string(), nullable=False),
+    pa.field("src_port", pa.int32(), nullable=False),
+    pa.field("dst_port", pa.int32(), nullable=False),
+    pa.field("transport", pa.string(), nullable=False),
+    pa.field("app", pa.string(), nullable=False),
+    pa.field("server_name", pa.string()),
+    pa.field("dst_country", pa.string()),
+    pa.field("cross_border", pa.bool_(), nullable=False),
+    pa.field("bytes_out", pa.int64(), nullable=False),
+    pa.field("bytes_in", pa.int64(), nullable=False),
+    pa.field("packets_out", pa.int64(), nullable=False),
+    pa.field("packets_in", pa.int64(), nullable=False),
+    pa.field("missed_bytes", pa.int64(), nullable=False),
+    pa.field("encrypted", pa.bool_(), nullable=False),
+    pa.field("inspected", pa.bool_(), nullable=False),
+    pa.field("sample_weight", pa.float64(), nullable=False),
+    pa.field("requests", pa.int32(), nullable=False),
+])
+
+DETECTIONS_SCHEMA = _schema([
+    pa.field("flow_id", pa.string(), nullable=False),
+    pa.field("field_type", pa.string(), nullable=False),
+    pa.field("sensitive", pa.bool_(), nullable=False),
+    pa.field("important_subcategory", pa.string()),
+    pa.field("occurrences", pa.int64(), nullable=False),
+    pa.field("key_paths", pa.list_(pa.string()), nullable=False),
+    pa.field("confidence", pa.float64(), nullable=False),
+    pa.field("masked_samples", pa.list_(pa.string()), nullable=False),
+])
+
+PI_VALUES_SCHEMA = _schema([
+    pa.field("flow_id", pa.string(), nullable=False),
+    pa.field("record_key", pa.int64(), nullable=False),
+    pa.field("field_type", pa.string(), nullable=False),
+    pa.field("value_key", pa.int64(), nullable=False),
+    pa.field("identifier", pa.bool_(), nullable=False),
+    pa.field("sensitive", pa.bool_(), nullable=False),
+])
+
+ANOMALIES_SCHEMA = _schema([
+    pa.field("flow_id", pa.string()),
+    pa.field("layer", pa.string(), nullable=False),
+    pa.field("name", pa.string(), nullable=False),
+    pa.field("detail", pa.string(), nullable=False),
+    pa.field("ts", TS),
+])
+
+# Record type name (as in X-Record-Type and the spool folder names) -> (dataclass, schema).
+RECORD_TYPES: dict[str, tuple[type, pa.Schema]] = {
+    "flows": (FlowRecord, FLOWS_SCHEMA),
+    "detections": (DetectionRecord, DETECTIONS_SCHEMA),
+    "pi_values": (PiValueRecord, PI_VALUES_SCHEMA),
+    "anomalies": (AnomalyRecord, ANOMALIES_SCHEMA),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """What the spool stamps on every row of a batch."""
+
+    agent_id: str
+    enterprise_id: str | None
+    batch_id: str
+
+
+def utc(ts: float) -> datetime:
+    """A capture timestamp (seconds since the epoch) as an aware UTC datetime."""
+    return datetime.fromtimestamp(ts, tz=UTC)
+
+
+def to_table(record_type: str, rows: Sequence[object] | Iterable[object], env: Envelope) -> pa.Table:
+    """Build the Arrow table of one batch; the schema, not the rows, decides the column order."""
+    cls, schema = RECORD_TYPES[record_type]
+    rows = list(rows)
+    columns: dict[str, list] = {f.name: [] for f in dataclasses.fields(cls)}
+    for row in rows:
+        for name, values in columns.items():
+            v = getattr(row, name)
+            values.append(list(v) if isinstance(v, tuple) else v)
+    n = len(rows)
+    columns["schema_version"] = [SCHEMA_VERSION] * n
+    columns["agent_id"] = [env.agent_id] * n
+    columns["enterprise_id"] = [env.enterprise_id] * n
+    columns["batch_id"] = [env.batch_id] * n
+    return pa.table({f.name: pa.array(columns[f.name], type=f.type) for f in schema}, schema=schema)

@@ -1,0 +1,1 @@
+"""egresswatch collector: records and filings in, findings and reports out."""

@@ -1,0 +1,1 @@
+"""Consistency checks: one SQL file per check, run by runner.py."""
