@@ -1,0 +1,62 @@
+"""`egress-agent`: run the agent over capture files (DESIGN §8).
+
+Errors are one readable line on stderr and exit code 2; never a traceback. Live capture (`--iface`) and
+shipping to a collector come with their own issues; until then `run` works on capture files.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from agent.config import ConfigError, load_agent_config
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="egresswatch agent: outbound flows in, Parquet records out.")
+out = Console()
+
+
+def fail(message: str) -> None:
+    """One line on stderr and exit 2: the contract for bad input."""
+    typer.echo(f"egress-agent: error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+@app.callback()
+def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress.")] = False) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@app.command()
+def run(
+    pcap: Annotated[list[Path], typer.Option("--pcap", help="Capture file(s): pcap, pcapng, gzip'd.")],
+    config: Annotated[Path | None, typer.Option("--config", help="Agent config (YAML).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Spool folder for the records.")] = None,
+    enterprise_id: Annotated[str | None, typer.Option("--enterprise-id")] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Raise on the first anomaly (for debugging).")]
+    = False,
+) -> None:
+    """Read capture files, write flows, detections, pi_values and anomalies as Parquet to --out."""
+    from agent.capture import CaptureFormatError
+    from agent.pipeline import run_capture_stats
+
+    try:
+        cfg = load_agent_config(config, enterprise_id=enterprise_id)
+        missing = [p for p in pcap if not p.is_file()]
+        if missing:
+            raise CaptureFormatError(missing[0], "no such file")
+        stats = run_capture_stats(pcap, cfg, out or Path(cfg.out))
+    except (ConfigError, CaptureFormatError) as e:
+        fail(str(e))
+    out.print(f"{stats.packets} packets, {stats.flows} flows ({stats.inspected_flows} inspected), "
+              f"{stats.detections} detections, {stats.pi_values} PI values, {stats.anomalies} anomalies "
+              f"-> {stats.records_dir}", highlight=False)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,104 @@
+"""The agent's configuration (`configs/agent.yaml`, DESIGN §8), validated once at start.
+
+Every key is optional; the defaults are the ones DESIGN documents. A bad file gives a `ConfigError` whose
+message is one line naming the file and the key path, never a traceback.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+import socket
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class ConfigError(ValueError):
+    """A configuration file that cannot be used; `str()` is one line: file: path: problem."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Sampling(_Strict):
+    flow_rate: float = Field(1.0, gt=0.0, le=1.0)
+    max_payload_bytes_per_flow: int = Field(1_048_576, ge=0)
+
+
+class Limits(_Strict):
+    max_flows: int = Field(1_000_000, ge=1)
+    idle_timeout_s: float = Field(120.0, gt=0)
+    max_decompressed_bytes: int = Field(16_777_216, ge=0)
+
+
+class CollectorTarget(_Strict):
+    url: str | None = None
+    token_file: str | None = None
+
+
+def _check_cidrs(values: list[str]) -> list[str]:
+    for v in values:
+        ipaddress.ip_network(v, strict=False)  # raises ValueError with the offending text
+    return values
+
+
+class AgentConfig(_Strict):
+    agent_id: str = Field(default_factory=socket.gethostname, min_length=1)
+    enterprise_id: str | None = None
+    internal_networks: list[str] = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"]
+    mainland_networks: list[str] = []
+    subject_key_file: str = "./egresswatch.key"
+    sampling: Sampling = Sampling()
+    limits: Limits = Limits()
+    collector: CollectorTarget = CollectorTarget()
+    out: str = "./spool"
+
+    _cidrs = field_validator("internal_networks", "mainland_networks")(_check_cidrs)
+
+
+def _where(loc: tuple) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".") or "(top)"
+
+
+def load_agent_config(path: Path | None, **overrides: object) -> AgentConfig:
+    """Load `path` (or the defaults when None), apply `overrides` (e.g. enterprise_id from a filing)."""
+    data: dict = {}
+    name = str(path) if path is not None else "(defaults)"
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except OSError as e:
+            raise ConfigError(f"{name}: cannot read: {e.strerror or e}") from None
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f"line {mark.line + 1}" if mark else "YAML"
+            raise ConfigError(f"{name}: {where}: not valid YAML") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{name}: (top): expected a mapping of settings")
+        data = loaded
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return AgentConfig.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise ConfigError(f"{name}: {_where(err['loc'])}: {err['msg']}") from None
+
+
+def load_subject_key(path: str | Path) -> bytes:
+    """The deployment key for keyed hashes; created 0600 with 32 random bytes if absent (DESIGN §3)."""
+    p = Path(path)
+    if not p.exists():
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(secrets.token_bytes(32))
+    key = p.read_bytes()
+    if len(key) < 16:
+        raise ConfigError(f"{p}: subject key is shorter than 16 bytes")
+    return key

@@ -1,0 +1,53 @@
+"""Agent config: DESIGN §8 defaults, one-line errors naming file and key."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from agent.config import ConfigError, load_agent_config, load_subject_key
+
+
+def test_defaults_are_the_documented_ones() -> None:
+    cfg = load_agent_config(None)
+    assert cfg.internal_networks == ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"]
+    assert cfg.sampling.flow_rate == 1.0 and cfg.sampling.max_payload_bytes_per_flow == 1_048_576
+    assert cfg.limits.max_flows == 1_000_000 and cfg.limits.idle_timeout_s == 120
+    assert cfg.limits.max_decompressed_bytes == 16_777_216
+
+
+def test_the_bundled_agent_config_is_valid() -> None:
+    cfg = load_agent_config(Path(__file__).parents[2] / "configs" / "agent.yaml")
+    assert "10.0.0.0/8" in cfg.internal_networks
+
+
+@pytest.mark.parametrize(("text", "where"), [
+    ("sampling: {flow_rate: 2}", "sampling.flow_rate"),
+    ("internal_networks: [10.0.0.0/33]", "internal_networks"),
+    ("limits: {max_flows: many}", "limits.max_flows"),
+    ("colector: {}", "colector"),
+    ("[1, 2]", "(top)"),
+    ("a: [", "line"),
+])
+def test_a_bad_config_names_the_file_and_the_key(tmp_path: Path, text: str, where: str) -> None:
+    path = tmp_path / "agent.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        load_agent_config(path)
+    message = str(e.value)
+    assert message.startswith(f"{path}: ") and where in message and "\n" not in message
+
+
+def test_overrides_win_over_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "agent.yaml"
+    path.write_text("enterprise_id: a\n")
+    assert load_agent_config(path, enterprise_id="b").enterprise_id == "b"
+
+
+def test_the_subject_key_is_created_private_and_then_reused(tmp_path: Path) -> None:
+    path = tmp_path / "k" / "egresswatch.key"
+    key = load_subject_key(path)
+    assert len(key) == 32 and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert load_subject_key(path) == key
