@@ -17,7 +17,7 @@ from agent.config import ConfigError, load_agent_config
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="egresswatch agent: outbound flows in, Parquet records out.")
-out = Console()
+console = Console()
 
 
 def fail(message: str) -> None:
@@ -53,7 +53,7 @@ def run(
         stats = run_capture_stats(pcap, cfg, out or Path(cfg.out))
     except (ConfigError, CaptureFormatError) as e:
         fail(str(e))
-    out.print(f"{stats.packets} packets, {stats.flows} flows ({stats.inspected_flows} inspected), "
+    console.print(f"{stats.packets} packets, {stats.flows} flows ({stats.inspected_flows} inspected), "
               f"{stats.detections} detections, {stats.pi_values} PI values, {stats.anomalies} anomalies "
               f"-> {stats.records_dir}", highlight=False)
 

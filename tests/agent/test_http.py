@@ -1,0 +1,353 @@
+"""HTTP/1.x request framing (RFC 9112): tables of streams and the requests they must give."""
+
+from __future__ import annotations
+
+import gzip
+import itertools
+import zlib
+
+import brotli
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from agent.anomalies import AnomalySink
+from agent.protocols.http import HttpRequest, HttpRequestStream
+
+MB = 1 << 20
+
+
+def frame(segments: list[bytes] | bytes, *, strict: bool = False, max_body: int = MB,
+          max_decoded: int = MB) -> tuple[list[HttpRequest], AnomalySink]:
+    sink = AnomalySink(strict=strict)
+    stream = HttpRequestStream(max_body, max_decoded, sink, "F1")
+    if isinstance(segments, bytes):
+        segments = [segments]
+    out: list[HttpRequest] = []
+    for seg in segments:
+        out += stream.feed(seg)
+    out += stream.close()
+    return out, sink
+
+
+def summary(requests: list[HttpRequest]) -> list[tuple[str, str, bytes, bool]]:
+    return [(r.method, r.target, r.body, r.body_truncated) for r in requests]
+
+
+def chunked(*parts: bytes) -> bytes:
+    return b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in parts) + b"0\r\n\r\n"
+
+
+def raw_deflate(data: bytes) -> bytes:
+    c = zlib.compressobj(wbits=-15)
+    return c.compress(data) + c.flush()
+
+
+GET = b"GET /a?q=1 HTTP/1.1\r\nHost: api.example.com\r\n\r\n"
+POST = (b"POST /b HTTP/1.1\r\nHost: api.example.com\r\nContent-Type: application/json\r\n"
+        b'Content-Length: 11\r\n\r\n{"a":"xyz"}')
+CHUNKED = (b"POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+           b"4;name=value\r\nWiki\r\n5\r\npedia\r\n0\r\nX-Checksum: 1\r\n\r\n")
+PIPELINE = GET + POST + CHUNKED + GET
+
+CLEAN_STREAMS = [
+    ("get_without_length_has_no_body", GET, [("GET", "/a?q=1", b"", False)]),
+    ("content_length_body", POST, [("POST", "/b", b'{"a":"xyz"}', False)]),
+    ("chunked_with_extension_and_trailer", CHUNKED, [("POST", "/c", b"Wikipedia", False)]),
+    ("pipelined_requests", PIPELINE, [("GET", "/a?q=1", b"", False), ("POST", "/b", b'{"a":"xyz"}', False),
+                                      ("POST", "/c", b"Wikipedia", False), ("GET", "/a?q=1", b"", False)]),
+    ("bare_lf_line_endings", b"PUT /x HTTP/1.0\nContent-Length: 2\n\nokHEAD / HTTP/1.0\n\n",
+     [("PUT", "/x", b"ok", False), ("HEAD", "/", b"", False)]),
+    ("empty_lines_before_request_line", b"\r\n\r\n" + GET, [("GET", "/a?q=1", b"", False)]),
+    ("odd_method_token", b"CCM_POST /cgi HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc",
+     [("CCM_POST", "/cgi", b"abc", False)]),
+    ("repeated_equal_content_length", b"POST / HTTP/1.1\r\nContent-Length: 2, 2\r\n\r\nhi",
+     [("POST", "/", b"hi", False)]),
+    ("content_length_zero", b"POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n" + GET,
+     [("POST", "/", b"", False), ("GET", "/a?q=1", b"", False)]),
+    ("get_with_content_length_body", b"GET / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc" + GET,
+     [("GET", "/", b"abc", False), ("GET", "/a?q=1", b"", False)]),
+    ("bodyless_post_followed_by_request", b"POST /p HTTP/1.1\r\nHost: h\r\n\r\n" + GET,
+     [("POST", "/p", b"", False), ("GET", "/a?q=1", b"", False)]),
+    ("body_ended_by_close_http10_style", b"POST /p HTTP/1.0\r\n\r\nname=value&x=1",
+     [("POST", "/p", b"name=value&x=1", False)]),
+    ("chunked_bare_lf_and_size_whitespace", b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+     b"3 \nabc\n0\n\n", [("POST", "/", b"abc", False)]),
+    ("upgrade_declined_then_next_request",
+     b"GET /ws HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n" + GET,
+     [("GET", "/ws", b"", False), ("GET", "/a?q=1", b"", False)]),
+]
+
+
+@pytest.mark.parametrize(("name", "stream", "expected"), CLEAN_STREAMS, ids=[c[0] for c in CLEAN_STREAMS])
+def test_clean_stream_is_framed_into_the_expected_requests(name: str, stream: bytes, expected: list) -> None:
+    requests, _ = frame(stream, strict=name not in ("body_ended_by_close_http10_style",))
+    assert summary(requests) == expected
+
+
+@pytest.mark.parametrize(("name", "stream", "expected"), CLEAN_STREAMS, ids=[c[0] for c in CLEAN_STREAMS])
+def test_feeding_one_byte_at_a_time_gives_the_same_requests(name: str, stream: bytes, expected: list) -> None:
+    requests, _ = frame([stream[i:i + 1] for i in range(len(stream))])
+    assert summary(requests) == expected
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cuts=st.lists(st.integers(min_value=0, max_value=len(PIPELINE)), max_size=12))
+def test_any_split_of_the_same_stream_gives_the_same_requests(cuts: list[int]) -> None:
+    points = [0, *sorted(cuts), len(PIPELINE)]
+    segments = [PIPELINE[a:b] for a, b in itertools.pairwise(points)]
+    assert frame(segments, strict=True)[0] == frame(PIPELINE, strict=True)[0]
+
+
+def test_pipelined_requests_in_one_segment_are_all_framed() -> None:
+    requests, _ = frame(GET * 50, strict=True)
+    assert len(requests) == 50
+
+
+def test_request_fields_are_reported_with_host_and_content_type() -> None:
+    (request,), _ = frame(POST, strict=True)
+    assert request.host == "api.example.com"
+    assert request.content_type == "application/json"
+    assert request.version == "HTTP/1.1"
+    assert ("Content-Length", "11") in request.headers
+
+
+def test_trailer_fields_are_appended_to_the_headers() -> None:
+    (request,), _ = frame(CHUNKED, strict=True)
+    assert request.headers[-1] == ("X-Checksum", "1")
+
+
+def test_absolute_form_target_gives_the_host() -> None:
+    (request,), _ = frame(b"GET http://proxy.example.org:8080/x HTTP/1.1\r\nHost: other\r\n\r\n", strict=True)
+    assert request.host == "proxy.example.org:8080"
+
+
+def test_obs_fold_is_joined_to_the_previous_field_with_an_anomaly() -> None:
+    (request,), sink = frame(b"GET / HTTP/1.1\r\nX-Long: a\r\n  b\r\nHost: h\r\n\r\n")
+    assert ("X-Long", "a b") in request.headers
+    assert sink.counts["obs_fold"] == 1
+
+
+# -- content codings ---------------------------------------------------------------------------------------
+
+BODY = '{"name":"张三","mobile":"13800138000"}'.encode() * 20
+
+
+def coded_post(coding: str, payload: bytes, *, chunks: int = 0) -> bytes:
+    if chunks:
+        size = max(1, len(payload) // chunks)
+        parts = [payload[i:i + size] for i in range(0, len(payload), size)]
+        return (f"POST /u HTTP/1.1\r\nContent-Encoding: {coding}\r\nTransfer-Encoding: chunked\r\n\r\n"
+                .encode() + chunked(*parts))
+    head = f"POST /u HTTP/1.1\r\nContent-Encoding: {coding}\r\nContent-Length: {len(payload)}\r\n\r\n"
+    return head.encode() + payload
+
+
+CODED = [
+    ("gzip", gzip.compress(BODY), 0),
+    ("gzip_chunked", gzip.compress(BODY), 7),
+    ("x-gzip", gzip.compress(BODY), 0),
+    ("deflate_zlib", zlib.compress(BODY), 0),
+    ("deflate_raw", raw_deflate(BODY), 3),
+    ("br", brotli.compress(BODY), 0),
+    ("br_chunked", brotli.compress(BODY), 5),
+    ("gzip_two_members", gzip.compress(BODY[:100]) + gzip.compress(BODY[100:]), 0),
+]
+
+
+@pytest.mark.parametrize(("case", "payload", "chunks"), CODED, ids=[c[0] for c in CODED])
+def test_coded_body_is_decoded(case: str, payload: bytes, chunks: int) -> None:
+    coding = {"deflate_zlib": "deflate", "deflate_raw": "deflate"}.get(case, case.split("_")[0])
+    stream = coded_post(coding, payload, chunks=chunks) + GET
+    for segments in ([stream], [stream[i:i + 3] for i in range(0, len(stream), 3)]):
+        requests, _ = frame(segments, strict=True)
+        assert summary(requests) == [("POST", "/u", BODY, False), ("GET", "/a?q=1", b"", False)]
+
+
+def test_transfer_coding_gzip_before_chunked_is_decoded() -> None:
+    stream = b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n" + chunked(gzip.compress(BODY))
+    (request,), _ = frame(stream, strict=True)
+    assert request.body == BODY
+
+
+def test_gzip_bomb_is_cut_at_the_cap_with_an_anomaly() -> None:
+    bomb = gzip.compress(b"\0" * (50 * MB))
+    requests, sink = frame(coded_post("gzip", bomb) + GET, max_decoded=64 * 1024)
+    assert [len(r.body) for r in requests] == [64 * 1024, 0]
+    assert requests[0].body_truncated
+    assert sink.counts["decompression_limit"] == 1
+
+
+def test_brotli_bomb_is_cut_at_the_cap_with_an_anomaly() -> None:
+    bomb = brotli.compress(b"a" * (20 * MB), quality=1)
+    requests, sink = frame(coded_post("br", bomb), max_decoded=1000)
+    assert requests[0].body == b"a" * 1000 and requests[0].body_truncated
+    assert sink.counts["decompression_limit"] == 1
+
+
+def test_body_labelled_gzip_that_is_not_gzip_is_kept_raw_with_an_anomaly() -> None:
+    (request,), sink = frame(coded_post("gzip", b"plain=text"))
+    assert request.body == b"plain=text"
+    assert sink.counts["decompression_error"] == 1
+
+
+def test_unknown_coding_keeps_the_raw_body_with_an_anomaly() -> None:
+    (request,), sink = frame(coded_post("zstd", b"\x28\xb5\x2f\xfd"))
+    assert request.body == b"\x28\xb5\x2f\xfd"
+    assert sink.counts["unsupported_coding"] == 1
+
+
+def test_gbk_body_bytes_are_left_untouched() -> None:
+    body = "姓名=张三&身份证=330102199001011234".encode("gbk")
+    stream = (b"POST / HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded; charset=GBK\r\n"
+              b"Content-Length: %d\r\n\r\n" % len(body)) + body
+    (request,), _ = frame(stream, strict=True)
+    assert request.body == body
+    assert request.content_type == "application/x-www-form-urlencoded; charset=GBK"
+
+
+# -- budgets, gaps, truncation -----------------------------------------------------------------------------
+
+def test_body_over_the_budget_is_truncated_and_the_next_request_still_framed() -> None:
+    body = b"x" * 10_000
+    stream = b"POST / HTTP/1.1\r\nContent-Length: 10000\r\n\r\n" + body + GET
+    requests, _ = frame([stream[i:i + 1000] for i in range(0, len(stream), 1000)], strict=True, max_body=100)
+    assert summary(requests) == [("POST", "/", b"x" * 100, True), ("GET", "/a?q=1", b"", False)]
+
+
+def test_chunked_body_over_the_budget_keeps_framing() -> None:
+    stream = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked(b"a" * 50, b"b" * 50) + GET
+    requests, _ = frame(stream, strict=True, max_body=60)
+    assert summary(requests) == [("POST", "/", b"a" * 50 + b"b" * 10, True), ("GET", "/a?q=1", b"", False)]
+
+
+def test_gap_in_a_body_truncates_it_and_framing_continues() -> None:
+    sink = AnomalySink()
+    stream = HttpRequestStream(MB, MB, sink, "F1")
+    head = b"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\n"
+    out = stream.feed(head + b"abc")
+    stream.gap(4)
+    out += stream.feed(b"hij" + GET)
+    out += stream.close()
+    assert summary(out) == [("POST", "/", b"abchij", True), ("GET", "/a?q=1", b"", False)]
+    assert sink.counts["content_gap"] == 1
+
+
+def test_gap_in_headers_resyncs_to_the_next_request_line() -> None:
+    sink = AnomalySink()
+    stream = HttpRequestStream(MB, MB, sink, "F1")
+    out = stream.feed(b"GET /lost HTTP/1.1\r\nHo")
+    stream.gap(100)
+    out += stream.feed(b"st-tail: x\r\n\r\n" + POST)
+    out += stream.close()
+    assert [(r.target, r.body_truncated) for r in out] == [("/lost", True), ("/b", False)]
+
+
+def test_gap_running_past_a_body_resyncs() -> None:
+    sink = AnomalySink()
+    stream = HttpRequestStream(MB, MB, sink, "F1")
+    out = stream.feed(b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nab")
+    stream.gap(50)
+    out += stream.feed(b"partial garbage\r\n" + GET)
+    out += stream.close()
+    assert summary(out) == [("POST", "/", b"ab", True), ("GET", "/a?q=1", b"", False)]
+
+
+def test_close_in_the_middle_of_a_body_reports_it_truncated() -> None:
+    requests, sink = frame(b"POST / HTTP/1.1\r\nContent-Length: 100\r\n\r\nonly this")
+    assert summary(requests) == [("POST", "/", b"only this", True)]
+    assert sink.counts["message_incomplete"] == 1
+
+
+# -- tunnels and the end of HTTP ---------------------------------------------------------------------------
+
+TLS_BYTES = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(range(40))
+
+
+@pytest.mark.parametrize(("head", "method"), [
+    (b"CONNECT secure.example.com:443 HTTP/1.1\r\nHost: secure.example.com:443\r\n\r\n", "CONNECT"),
+    (b"GET /chat HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n\r\n",
+     "GET"),
+])
+def test_connect_and_upgrade_stop_framing_the_tunnel(head: bytes, method: str) -> None:
+    sink = AnomalySink(strict=True)
+    stream = HttpRequestStream(MB, MB, sink, "F1")
+    requests = stream.feed(head + TLS_BYTES + GET)
+    requests += stream.close()
+    assert [r.method for r in requests] == [method]
+    assert stream.tunnel and stream.done
+
+
+def test_connect_reports_the_authority_as_host() -> None:
+    (request,), _ = frame(b"CONNECT secure.example.com:443 HTTP/1.1\r\n\r\n", strict=True)
+    assert request.host == "secure.example.com:443"
+
+
+def test_http2_preface_stops_framing() -> None:
+    sink = AnomalySink()
+    stream = HttpRequestStream(MB, MB, sink, "F1")
+    assert stream.feed(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + GET) == []
+    assert stream.done and sink.counts["http2_prior_knowledge"] == 1
+
+
+# -- malformed input ---------------------------------------------------------------------------------------
+
+MALFORMED = [
+    ("garbage_line_then_request", b"\x00\x01\x02 binary junk\r\n" + GET, "malformed_request_line"),
+    ("request_line_without_version", b"GET /index.html\r\n" + GET, "malformed_request_line"),
+    ("bad_chunk_size", b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n" + GET,
+     "bad_chunk_size"),
+    ("header_without_colon", b"GET /x HTTP/1.1\r\nNoColonHere\r\n\r\n" + GET, "malformed_field_line"),
+    ("te_and_cl", b"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+     + chunked(b"abc") + GET, "transfer_encoding_and_content_length"),
+]
+
+
+@pytest.mark.parametrize(("name", "stream", "anomaly"), MALFORMED, ids=[c[0] for c in MALFORMED])
+def test_malformed_input_is_an_anomaly_and_framing_resumes(name: str, stream: bytes, anomaly: str) -> None:
+    requests, sink = frame(stream)
+    assert sink.counts[anomaly] >= 1
+    assert summary(requests)[-1] == ("GET", "/a?q=1", b"", False)
+
+
+def test_conflicting_content_lengths_read_the_body_to_the_close() -> None:
+    requests, sink = frame(b"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd")
+    assert summary(requests) == [("POST", "/", b"abcd", False)]
+    assert sink.counts["bad_content_length"] == 1
+
+
+def test_endless_garbage_stops_framing() -> None:
+    sink = AnomalySink()
+    stream = HttpRequestStream(MB, MB, sink, "F1")
+    junk = bytes(range(256)) * 400
+    assert stream.feed(junk) == []
+    assert stream.done and sink.counts["resync_failed"] == 1
+
+
+def test_anomaly_details_never_carry_payload_bytes() -> None:
+    secret = "330102199001011234"
+    stream = f"{secret} {secret} HTTP/9.9\r\nGET /x HTTP/1.1\r\nX{secret}\r\n\r\n".encode()
+    _, sink = frame(stream)
+    assert sink.records
+    assert all(secret not in r.detail and secret[:6] not in r.detail for r in sink.records)
+
+
+@settings(max_examples=80, deadline=None)
+@given(data=st.binary(max_size=600), cut=st.integers(min_value=0, max_value=600))
+def test_arbitrary_bytes_never_raise(data: bytes, cut: int) -> None:
+    requests, _ = frame([GET + data[:cut], data[cut:]])
+    assert all(isinstance(r, HttpRequest) for r in requests)
+
+
+# -- efficiency --------------------------------------------------------------------------------------------
+
+def test_one_large_request_over_many_small_segments_is_framed_whole() -> None:
+    # Tests assert behaviour, not wall-clock time; the scan-offset design that keeps this linear is measured
+    # by bench/throughput.py.
+    body = b"y" * (2 * MB)
+    headers = b"".join(b"X-H%d: %s\r\n" % (i, b"v" * 100) for i in range(300))
+    stream = b"POST / HTTP/1.1\r\n" + headers + b"Content-Length: %d\r\n\r\n" % len(body) + body
+    segments = [stream[i:i + 97] for i in range(0, len(stream), 97)]
+    (request,), _ = frame(segments, max_body=4 * MB)
+    assert request.body == body
+    assert not request.body_truncated
