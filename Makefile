@@ -20,7 +20,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/egress-collector selfcheck fixtures/pcaps/demo.pcap --filing configs/filings/demo.yaml \
 		--agent-config configs/agent.yaml --out demo-report --format table; \
-	rc=$$?; [ $$rc -le 1 ] || exit $$rc; echo "report: demo-report/report.json demo-report/report.html"
+	rc=$$?; [ $$rc -le 1 ] || exit $$rc
 
 test: $(STAMP)
 	$(BIN)/ruff check agent collector detectors tests bench fixtures

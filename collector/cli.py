@@ -1,0 +1,202 @@
+"""egress-collector: the collector's command line (DESIGN §8).
+
+    egress-collector selfcheck (PCAP… | --records DIR) --filing F [--agent-config F] [--out DIR]
+                               [--format json|html|table]
+    egress-collector validate FILE…
+
+Exit codes: 0 consistent (or every file valid), 1 findings (or a check that could not run), 2 bad input.
+Every error is one line naming the file and the field; nothing below this module prints or exits, and no
+traceback reaches the user: errors are caught here, at the boundary.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import tempfile
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from collector.models import FilingError, load_filing, read_yaml
+
+app = typer.Typer(
+    name="egress-collector", help="Cross-border export consistency checks against filings (备案一致性抽验).",
+    add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
+)
+# Piped output (CI logs, `| less`) gets a wide table instead of rich's 80-column default.
+out_console = Console(width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True, soft_wrap=True, highlight=False)
+log = logging.getLogger("collector")
+
+EXIT_OK, EXIT_FINDINGS, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class InputError(ValueError):
+    """Bad input found at the CLI boundary (one line)."""
+
+
+class Format(StrEnum):
+    json = "json"
+    html = "html"
+    table = "table"
+
+
+def _fail(message: str) -> typer.Exit:
+    err_console.print(f"egress-collector: {message}", markup=False)
+    return typer.Exit(EXIT_BAD_INPUT)
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__
+
+
+def _named(path: Path | str, e: BaseException) -> str:
+    """One line that names the file, without naming it twice."""
+    msg = _one_line(e)
+    return msg if str(path) in msg else f"{path}: {msg}"
+
+
+def _capture_records(pcaps: list[Path], agent_config: Path | None, enterprise_id: str, work: Path) -> Path:
+    """Run the agent pipeline in-process over the captures; returns the records directory."""
+    for p in pcaps:
+        if not p.is_file():
+            raise InputError(f"{p}: no such capture file")
+    try:  # the agent is a library here; imported lazily so --records works without its heavy deps
+        from agent.config import load_agent_config
+        from agent.pipeline import run_capture
+    except ImportError as e:
+        raise InputError(f"capture input needs the agent pipeline, which is not available ({e}); "
+                         "use --records DIR") from None
+    try:
+        config = load_agent_config(agent_config, enterprise_id=enterprise_id)
+    except (ValueError, OSError) as e:
+        raise InputError(_named(agent_config or "agent config", e)) from None
+    with err_console.status(f"Analysing {len(pcaps)} capture(s) 正在分析抓包…") as status:
+        def on_file(path: Path) -> None:
+            status.update(f"Analysing {path.name} 正在分析抓包…")
+
+        try:
+            return Path(run_capture(list(pcaps), config, work, on_file=on_file))
+        except ValueError as e:  # CaptureFormatError and friends: one line naming the file
+            raise InputError(_named(pcaps[0] if len(pcaps) == 1 else "capture", e)) from None
+
+
+@app.command()
+def selfcheck(
+    filing: Annotated[Path, typer.Option("--filing", help="Filing record YAML (zjftz.filing/v1).")],
+    pcaps: Annotated[list[Path] | None, typer.Argument(help="Capture files (pcap, pcapng, gzip'd).",
+                                                        show_default=False)] = None,
+    records: Annotated[Path | None, typer.Option("--records", help="An agent spool directory.")] = None,
+    agent_config: Annotated[Path | None, typer.Option("--agent-config", help="Agent config YAML.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Write report.json and report.html here.")] = None,
+    fmt: Annotated[Format, typer.Option("--format", help="What to print.")] = Format.table,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress to stderr.")] = False,
+) -> None:
+    """Self-check: captures or records + your filing -> the consistency report (自查)."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        report = _selfcheck(pcaps or [], filing, records, agent_config, out)
+    except (FilingError, InputError) as e:
+        raise _fail(_one_line(e)) from None
+    except Exception as e:  # the boundary: never a traceback
+        from collector.store import RecordsError
+
+        if isinstance(e, RecordsError | OSError):
+            raise _fail(_one_line(e)) from None
+        log.debug("unexpected error", exc_info=True)
+        raise _fail(f"internal error: {type(e).__name__}: {_one_line(e)}") from None
+
+    from collector.reports import render_html, render_json, summary_table
+
+    if fmt is Format.json:
+        sys.stdout.write(render_json(report))
+    elif fmt is Format.html:
+        sys.stdout.write(render_html(report))
+    else:
+        out_console.print(summary_table(report))
+        if out is not None:
+            out_console.print(f"report: {out / 'report.json'}, {out / 'report.html'}", markup=False)
+    for c in report.checks:
+        if c.status == "error":
+            err_console.print(f"egress-collector: check {c.check} could not run: {c.error}", markup=False)
+    raise typer.Exit(EXIT_OK if report.verdict == "consistent" and report.complete else EXIT_FINDINGS)
+
+
+def _selfcheck(pcaps: list[Path], filing_path: Path, records: Path | None, agent_config: Path | None,
+               out: Path | None):  # -> Report (imports kept lazy for a fast `validate`)
+    from collector.selfcheck import run_selfcheck
+
+    if bool(pcaps) == (records is not None):
+        raise InputError("give either capture files or --records DIR, not both or neither")
+    filing = load_filing(filing_path)
+    if records is not None:
+        if not records.is_dir():
+            raise InputError(f"{records}: --records is not a directory")
+        return run_selfcheck(records, filing, out)
+    work = out / "records" if out is not None else Path(tempfile.mkdtemp(prefix="egresswatch-"))
+    records_dir = _capture_records(pcaps, agent_config, filing.processor.id, work)
+    return run_selfcheck(records_dir, filing, out)
+
+
+def _validate_one(path: Path) -> str:
+    """Validate one file by what it is; returns a short description or raises with one line."""
+    data = read_yaml(path, error=InputError)
+    schema = data.get("schema")
+    if schema == "zjftz.filing/v1":
+        f = load_filing(path)
+        return f"filing {f.filing_id}: {len(f.recipients)} recipient(s), {len(f.scenarios)} scenario(s)"
+    if "field_types" in data:
+        try:
+            from detectors.catalog import load_catalog
+        except ImportError:
+            raise InputError(f"{path}: field type catalogs need detectors.catalog (not available)") from None
+        load_catalog(path)
+        return "field type catalog"
+    if path.name.startswith("policy") or {"resident_id_is_sensitive", "sensitive_overrides"} & set(data):
+        from detectors.catalog import load_policy
+
+        load_policy(path)
+        return "policy"
+    if path.name.startswith("agent") or {"agent_id", "internal_networks", "subject_key_file"} & set(data):
+        try:
+            from agent.config import load_agent_config
+        except ImportError:
+            raise InputError(f"{path}: agent configs need agent.config (not available)") from None
+        load_agent_config(path)
+        return "agent config"
+    raise InputError(f"{path}: schema: unknown document kind {schema!r} (expected 'zjftz.filing/v1', "
+                     "a field type catalog, a policy or an agent config)")
+
+
+@app.command()
+def validate(
+    files: Annotated[list[Path], typer.Argument(help="Filings, field_types.yaml, agent.yaml.")],
+) -> None:
+    """Validate filings and configs: every error names the file and the field (校验)."""
+    bad = 0
+    for path in files:
+        try:
+            what = _validate_one(path)
+        except (FilingError, InputError) as e:
+            bad += 1
+            err_console.print(f"egress-collector: {_one_line(e)}", markup=False)
+        except Exception as e:  # a config loader's own error type; still one line
+            bad += 1
+            err_console.print(f"egress-collector: {_named(path, e)}", markup=False)
+        else:
+            out_console.print(f"{path}: ok ({what})", markup=False)
+    raise typer.Exit(EXIT_BAD_INPUT if bad else EXIT_OK)
+
+
+def main() -> None:  # pragma: no cover - console script entry point is `app`
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,424 @@
+"""Pydantic models of what the collector reads and writes: the filing record (DESIGN §6), findings and
+the mismatch report (§7).
+
+A filing is validated once, when loaded; every error names the file and the field path
+(`demo.yaml: scenarios[1].recipients[0]: 'R9' is not a declared recipient`), the way a user of a
+config-driven tool expects. Cross-references (scenario -> recipient, catalog item -> field type) are
+checked here too, so the checks can trust the filing tables.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from datetime import date, datetime
+from enum import StrEnum
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from stdnum.cn import uscc as _uscc
+
+__all__ = [
+    "CheckStatus", "Destination", "Filing", "FilingError", "Finding", "FtzArea", "Observed", "Period",
+    "Report", "Route", "Status", "Uninspected", "known_field_types", "load_filing",
+]
+
+FILING_SCHEMA = "zjftz.filing/v1"
+
+_DOMAIN_LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
+_DOMAIN_RE = re.compile(rf"^(\*\.)?(?:{_DOMAIN_LABEL}\.)+{_DOMAIN_LABEL}$")
+_USCC_RE = re.compile(r"^[0-9A-HJ-NPQRTUWXY]{2}\d{6}[0-9A-HJ-NPQRTUWXY]{10}$")
+
+
+# The catalog: configs/field_types.yaml of this checkout (validated by detectors.catalog); the shared
+# reference table beside DESIGN.md when the project's copy is absent (e.g. a bare source tree).
+_ROOT = Path(__file__).resolve().parents[1]
+CATALOG_PATH = _ROOT / "configs" / "field_types.yaml"
+REFERENCE_CATALOG_PATH = _ROOT.parent / "shared" / "reference" / "field_types.yaml"
+
+
+@cache
+def field_type_catalog() -> dict[str, dict[str, Any]]:
+    """Field type id -> {pi, sensitive, identifier, name_zh, name_en}; the one place reading the catalog."""
+    if CATALOG_PATH.is_file():
+        from detectors.catalog import load_catalog  # lazy: its regex/pydantic setup is not free
+
+        return {
+            ft.id: {"pi": ft.pi, "sensitive": ft.sensitive, "identifier": ft.identifier,
+                    "name_zh": ft.name_zh, "name_en": ft.name_en}
+            for ft in load_catalog(CATALOG_PATH).field_types
+        }
+    if REFERENCE_CATALOG_PATH.is_file():
+        data = yaml.safe_load(REFERENCE_CATALOG_PATH.read_text(encoding="utf-8")) or {}
+        return {
+            str(e["id"]): {"pi": bool(e.get("pi", True)), "sensitive": bool(e.get("sensitive", False)),
+                           "identifier": bool(e.get("identifier", False)), "name_zh": e.get("name_zh"),
+                           "name_en": e.get("name_en")}
+            for e in data.get("field_types", [])
+        }
+    raise FileNotFoundError(f"{CATALOG_PATH}: field type catalog not found")
+
+
+def known_field_types() -> frozenset[str]:
+    """Every field type id of the catalog (filings may only declare these)."""
+    return frozenset(field_type_catalog())
+
+
+class FilingError(ValueError):
+    """A filing that cannot be used; `str()` is one line: `FILE: field.path: what is wrong`."""
+
+
+class _PathIssue(ValueError):
+    """Raised inside validators for a problem deeper than the validator's own location."""
+
+    def __init__(self, loc: tuple[str | int, ...], msg: str) -> None:
+        super().__init__(msg)
+        self.loc = loc
+        self.msg = msg
+
+
+class _Strict(BaseModel):
+    # Unknown keys are typos far more often than extensions: reject them with their path.
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class FtzArea(StrEnum):
+    zhoushan = "zhoushan"
+    ningbo = "ningbo"
+    hangzhou = "hangzhou"
+    jinyi = "jinyi"
+
+
+class Route(StrEnum):
+    exempt_outside_list = "exempt_outside_list"
+    standard_contract = "standard_contract"
+    certification = "certification"
+    security_assessment = "security_assessment"
+
+
+class Status(StrEnum):
+    draft = "draft"
+    submitted = "submitted"
+    active = "active"
+    suspended = "suspended"
+    revoked = "revoked"
+    expired = "expired"
+
+
+class AreaOpinion(_Strict):
+    issued_at: date
+    outcome: str = Field(min_length=1)
+    reference_no: str | None = None
+
+
+class Industry(_Strict):
+    gbt4754: str = Field(pattern=r"^[A-T](\d{2,4})?$")
+    label: str | None = None
+
+
+class Processor(_Strict):
+    id: str = Field(min_length=1)
+    name: str = Field(min_length=1)
+    uscc: str
+    industry: Industry | None = None
+    is_ciio: bool = False
+
+    @field_validator("uscc")
+    @classmethod
+    def _uscc_valid(cls, v: str) -> str:
+        # GB 32100-2015; calc_check_digit rather than is_valid (see engineering notes).
+        if not _USCC_RE.match(v) or _uscc.calc_check_digit(v[:17]) != v[17]:
+            raise ValueError("not a valid unified social credit code (GB 32100-2015)")
+        return v
+
+
+class Endpoints(_Strict):
+    domains: list[str] = Field(default_factory=list)
+    ip_cidrs: list[str] = Field(default_factory=list)
+
+    @field_validator("domains")
+    @classmethod
+    def _domains(cls, values: list[str]) -> list[str]:
+        out = []
+        for i, v in enumerate(values):
+            d = v.strip().rstrip(".").lower()
+            if not _DOMAIN_RE.match(d):
+                raise _PathIssue((i,), f"{v!r} is not a domain name or a '*.' wildcard")
+            out.append(d)
+        return out
+
+    @field_validator("ip_cidrs")
+    @classmethod
+    def _cidrs(cls, values: list[str]) -> list[str]:
+        out = []
+        for i, v in enumerate(values):
+            try:
+                out.append(str(ipaddress.ip_network(str(v))))
+            except ValueError as e:
+                raise _PathIssue((i,), f"{v!r} is not a CIDR block ({e})") from None
+        return out
+
+
+class Recipient(_Strict):
+    recipient_id: str = Field(min_length=1)
+    name: str = Field(min_length=1)
+    country_region: str = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2; HK, MO, TW own codes")
+    declared_endpoints: Endpoints = Field(default_factory=Endpoints)
+
+
+class NegativeListMatch(_Strict):
+    entry_ids: list[str] = Field(default_factory=list)
+    subcategory: str | None = None
+    reason: str | None = None
+
+    @field_validator("subcategory", mode="before")
+    @classmethod
+    def _subcategory(cls, v: Any) -> str | None:
+        if v is None:
+            return None
+        s = str(v)
+        if not s.isdigit() or not 1 <= int(s) <= 40:
+            raise ValueError(f"{v!r} is not an appendix sub-category id ('1'..'40')")
+        return s
+
+
+class CatalogItem(_Strict):
+    item_id: str = Field(min_length=1)
+    name_cn: str = Field(min_length=1)
+    field_type: str
+
+    @field_validator("field_type")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        if v not in known_field_types():
+            raise ValueError(f"{v!r} is not a field type id of configs/field_types.yaml")
+        return v
+
+
+class Scale(_Strict):
+    window: Literal["calendar_year"] = "calendar_year"
+    persons_nonsensitive: int = Field(ge=0)
+    persons_sensitive: int = Field(ge=0)
+
+
+class Transfer(_Strict):
+    method: str = Field(min_length=1)
+    direction: Literal["push", "pull", "both"]
+    frequency: str | None = None
+
+
+class Scenario(_Strict):
+    scenario_id: str = Field(min_length=1)
+    name: str = Field(min_length=1)
+    description: str | None = None
+    route: Route
+    exemption_claimed: str | None = None
+    negative_list_match: NegativeListMatch = Field(default_factory=NegativeListMatch)
+    recipients: list[str] = Field(min_length=1)
+    data_catalog: list[CatalogItem] = Field(min_length=1)
+    scale: Scale
+    transfer: Transfer | None = None
+
+
+class Tolerances(_Strict):
+    volume_increase_major_pct: float = Field(default=30, ge=0)
+
+
+class Filing(_Strict):
+    schema_: Literal["zjftz.filing/v1"] = Field(alias="schema")
+    filing_id: str = Field(min_length=1)
+    ftz_area: FtzArea
+    status: Status = Status.active
+    valid_from: date
+    valid_until: date
+    area_opinion: AreaOpinion | None = None
+    processor: Processor
+    recipients: list[Recipient] = Field(min_length=1)
+    scenarios: list[Scenario] = Field(min_length=1)
+    tolerances: Tolerances = Field(default_factory=Tolerances)
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> Filing:
+        if self.valid_until < self.valid_from:
+            raise _PathIssue(("valid_until",), f"{self.valid_until} is before valid_from {self.valid_from}")
+        declared: set[str] = set()
+        for i, r in enumerate(self.recipients):
+            if r.recipient_id in declared:
+                raise _PathIssue(("recipients", i, "recipient_id"), f"duplicate recipient {r.recipient_id!r}")
+            declared.add(r.recipient_id)
+        scenario_ids: set[str] = set()
+        for i, s in enumerate(self.scenarios):
+            if s.scenario_id in scenario_ids:
+                raise _PathIssue(("scenarios", i, "scenario_id"), f"duplicate scenario {s.scenario_id!r}")
+            scenario_ids.add(s.scenario_id)
+            for j, rid in enumerate(s.recipients):
+                if rid not in declared:
+                    raise _PathIssue(("scenarios", i, "recipients", j),
+                                     f"{rid!r} is not a declared recipient")
+            items: set[str] = set()
+            for j, item in enumerate(s.data_catalog):
+                if item.item_id in items:
+                    raise _PathIssue(("scenarios", i, "data_catalog", j, "item_id"),
+                                     f"duplicate item {item.item_id!r}")
+                items.add(item.item_id)
+        return self
+
+    def scenario(self, scenario_id: str) -> Scenario | None:
+        return next((s for s in self.scenarios if s.scenario_id == scenario_id), None)
+
+
+def _format_loc(loc: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + part
+    return out or "(top level)"
+
+
+def describe_validation_error(err: ValidationError) -> str:
+    """The first error of a pydantic ValidationError as `field.path: message` (plus a count of the rest)."""
+    errors = err.errors(include_url=False)
+    first = errors[0]
+    loc = tuple(first["loc"])
+    msg = first["msg"]
+    issue = (first.get("ctx") or {}).get("error")
+    if isinstance(issue, _PathIssue):
+        loc, msg = loc + issue.loc, issue.msg
+    elif msg.startswith("Value error, "):
+        msg = msg.removeprefix("Value error, ")
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{_format_loc(loc)}: {msg}{more}"
+
+
+def read_yaml(path: Path, error: type[ValueError] = FilingError) -> dict[str, Any]:
+    """Parse a YAML mapping, turning I/O and syntax problems into one-line `error`s naming the file."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise error(f"{path}: cannot read: {getattr(e, 'strerror', None) or e}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = getattr(e, "problem", None) or "invalid YAML"
+        raise error(f"{path}: {where}{problem}") from None
+    if not isinstance(data, dict):
+        raise error(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def load_filing(path: Path | str) -> Filing:
+    """Read and validate a filing record; raises FilingError with `FILE: field.path: what is wrong`."""
+    data = read_yaml(Path(path))
+    if data.get("schema") != FILING_SCHEMA:
+        got = data.get("schema")
+        raise FilingError(f"{path}: schema: expected {FILING_SCHEMA!r}, got {got!r}")
+    try:
+        return Filing.model_validate(data)
+    except ValidationError as e:
+        raise FilingError(f"{path}: {describe_validation_error(e)}") from None
+
+
+# --- findings and the report (§7) -------------------------------------------------------------------
+
+Severity = Literal["low", "medium", "high", "critical"]
+JsonValue = str | int | float | bool | list[Any] | dict[str, Any] | None
+
+
+class Finding(BaseModel):
+    """One mismatch between the filing and what left; identity is (check, scenario_id, subject)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    check: str
+    scenario_id: str | None
+    subject: str
+    severity: Severity
+    expected: JsonValue = None
+    observed: JsonValue = None
+    basis: list[str] = Field(default_factory=list)
+    action: str = ""
+    evidence: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def identity(self) -> tuple[str, str | None, str]:
+        return (self.check, self.scenario_id, self.subject)
+
+
+class CheckStatus(BaseModel):
+    """How one check ran: `pass` (no rows), `fail` (findings) or `error` (the check itself broke)."""
+
+    check: str
+    status: Literal["pass", "fail", "error"]
+    findings: int = 0
+    error: str | None = None
+
+
+class Period(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_: datetime = Field(alias="from")
+    to: datetime
+
+
+class FieldTypeCount(BaseModel):
+    distinct_values: int
+    occurrences: int
+
+
+class Destination(BaseModel):
+    server_name: str | None
+    ip: list[str]
+    country: str | None
+    scenario_id: str | None
+    flows: int
+    bytes_out: int
+    encrypted_bytes_out: int
+    persons_nonsensitive: int
+    persons_sensitive: int
+    field_types: dict[str, FieldTypeCount] = Field(default_factory=dict)
+
+
+class Uninspected(BaseModel):
+    server_name: str | None
+    country: str | None
+    flows: int
+    bytes_out: int
+    encrypted_bytes_out: int
+
+
+class Observed(BaseModel):
+    flows: int = 0
+    bytes_out: int = 0
+    encrypted_bytes_out: int = 0
+    persons_nonsensitive: int = 0
+    persons_sensitive: int = 0
+    # Counts come from inspected flows only: exact lower bounds when sampling (DESIGN §5).
+    persons_basis: str = "exact_lower_bound"
+    destinations: list[Destination] = Field(default_factory=list)
+    uninspected: list[Uninspected] = Field(default_factory=list)
+
+
+class Report(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    report_version: Literal[1] = 1
+    filing_id: str
+    enterprise_id: str
+    period: Period
+    generated_at: datetime
+    verdict: Literal["consistent", "inconsistent"]
+    observed: Observed
+    findings: list[Finding] = Field(default_factory=list)
+    checks: list[CheckStatus] = Field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        """False when a check errored: a consistent verdict then does not cover every check."""
+        return all(c.status != "error" for c in self.checks)

@@ -1,0 +1,200 @@
+"""Assembling the mismatch report (DESIGN §7) and rendering it: JSON, self-contained HTML, terminal table.
+
+`observed` describes what left the country in the period: cross-border flows starting in it. Persons
+come from `record_persons` (persons.py); `distinct_values` counts distinct `value_key`s of a field type
+per destination. Uninspected egress (encrypted or not sampled) is listed so a reader sees what the
+checks could not look into.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from rich.table import Table
+
+from collector.checks.runner import CheckResult
+from collector.models import (
+    Destination,
+    FieldTypeCount,
+    Filing,
+    Observed,
+    Period,
+    Report,
+    Uninspected,
+    field_type_catalog,
+)
+from collector.persons import CST, count_persons
+
+__all__ = ["build_report", "observe", "render_html", "render_json", "summary_table"]
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+_SCOPE = "f.cross_border AND f.ts_start >= $period_from AND f.ts_start < $period_to"
+
+_DESTINATIONS_SQL = f"""
+SELECT coalesce(f.server_name, f.dst_ip) AS dest,
+       any_value(f.server_name) AS server_name,
+       list_sort(list_distinct(list(f.dst_ip))) AS ips,
+       mode(f.dst_country) AS country,
+       count(*) AS flows,
+       sum(f.bytes_out) AS bytes_out,
+       coalesce(sum(f.bytes_out) FILTER (WHERE f.encrypted), 0) AS encrypted_bytes_out
+FROM flows f
+WHERE {_SCOPE}
+GROUP BY dest
+ORDER BY bytes_out DESC, dest
+"""
+
+_DEST_SCENARIOS_SQL = f"""
+SELECT DISTINCT coalesce(f.server_name, f.dst_ip) AS dest, fr.scenario_id
+FROM flows f JOIN flow_recipients fr ON fr.flow_id = f.flow_id
+WHERE {_SCOPE} AND fr.scenario_id IS NOT NULL
+ORDER BY dest, fr.scenario_id
+"""
+
+_FIELD_TYPES_SQL = f"""
+WITH scoped AS (SELECT f.flow_id, coalesce(f.server_name, f.dst_ip) AS dest FROM flows f WHERE {_SCOPE}),
+occ AS (
+    SELECT s.dest, d.field_type, sum(d.occurrences) AS occurrences
+    FROM detections d JOIN scoped s ON s.flow_id = d.flow_id GROUP BY ALL
+),
+vals AS (
+    SELECT s.dest, p.field_type, count(DISTINCT p.value_key) AS distinct_values
+    FROM pi_values p JOIN scoped s ON s.flow_id = p.flow_id GROUP BY ALL
+)
+SELECT coalesce(o.dest, v.dest), coalesce(o.field_type, v.field_type),
+       coalesce(v.distinct_values, 0), coalesce(o.occurrences, 0)
+FROM occ o FULL JOIN vals v ON o.dest = v.dest AND o.field_type = v.field_type
+ORDER BY 1, 2
+"""
+
+_UNINSPECTED_SQL = f"""
+SELECT any_value(f.server_name), mode(f.dst_country), count(*), sum(f.bytes_out),
+       coalesce(sum(f.bytes_out) FILTER (WHERE f.encrypted), 0)
+FROM flows f
+WHERE {_SCOPE} AND NOT f.inspected AND f.bytes_out > 0
+GROUP BY coalesce(f.server_name, f.dst_ip)
+ORDER BY 4 DESC, 1
+"""
+
+_TOTALS_SQL = f"""
+SELECT count(*), coalesce(sum(f.bytes_out), 0), coalesce(sum(f.bytes_out) FILTER (WHERE f.encrypted), 0)
+FROM flows f WHERE {_SCOPE}
+"""
+
+
+def observe(con: duckdb.DuckDBPyConnection, period: tuple[datetime, datetime]) -> Observed:
+    """The `observed` block of the report from the store's views and `record_persons`."""
+    params = {"period_from": period[0], "period_to": period[1]}
+    flows, bytes_out, enc = con.execute(_TOTALS_SQL, params).fetchall()[0]
+    total = count_persons(con, period)[None]
+    per_dest = count_persons(con, period, by="destination")
+    scenarios: dict[str, list[str]] = {}
+    for dest, sid in con.execute(_DEST_SCENARIOS_SQL, params).fetchall():
+        scenarios.setdefault(dest, []).append(sid)
+    field_types: dict[str, dict[str, FieldTypeCount]] = {}
+    for dest, ft, distinct, occ in con.execute(_FIELD_TYPES_SQL, params).fetchall():
+        field_types.setdefault(dest, {})[ft] = FieldTypeCount(distinct_values=distinct, occurrences=int(occ))
+    destinations = []
+    for dest, server_name, ips, country, n, b, eb in con.execute(_DESTINATIONS_SQL, params).fetchall():
+        persons = per_dest.get(dest)
+        # A destination in several scenarios reports the first; the findings name each scenario.
+        sids = scenarios.get(dest, [])
+        destinations.append(Destination(
+            server_name=server_name, ip=ips, country=country, scenario_id=sids[0] if sids else None,
+            flows=n, bytes_out=int(b), encrypted_bytes_out=int(eb),
+            persons_nonsensitive=persons.persons_nonsensitive if persons else 0,
+            persons_sensitive=persons.persons_sensitive if persons else 0,
+            field_types=field_types.get(dest, {}),
+        ))
+    uninspected = [
+        Uninspected(server_name=sn, country=c, flows=n, bytes_out=int(b), encrypted_bytes_out=int(eb))
+        for sn, c, n, b, eb in con.execute(_UNINSPECTED_SQL, params).fetchall()
+    ]
+    return Observed(
+        flows=flows, bytes_out=int(bytes_out), encrypted_bytes_out=int(enc),
+        persons_nonsensitive=total.persons_nonsensitive, persons_sensitive=total.persons_sensitive,
+        destinations=destinations, uninspected=uninspected,
+    )
+
+
+def build_report(
+    con: duckdb.DuckDBPyConnection,
+    filing: Filing,
+    period: tuple[datetime, datetime],
+    results: Sequence[CheckResult],
+    generated_at: datetime | None = None,
+) -> Report:
+    findings = [f for r in results for f in r.findings]
+    return Report(
+        filing_id=filing.filing_id,
+        enterprise_id=filing.processor.id,
+        period=Period(from_=period[0].astimezone(CST), to=period[1].astimezone(CST)),
+        generated_at=(generated_at or datetime.now(CST)).astimezone(CST),
+        verdict="inconsistent" if findings else "consistent",
+        observed=observe(con, period),
+        findings=findings,
+        checks=[r.status_model() for r in results],
+    )
+
+
+def render_json(report: Report) -> str:
+    """The §7 JSON (UTF-8, Chinese kept as is)."""
+    return report.model_dump_json(by_alias=True, indent=2) + "\n"
+
+
+def _env() -> Environment:
+    # autoescape on for everything: values come from traffic (server names, key paths) and filings.
+    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined,
+                      trim_blocks=True, lstrip_blocks=True)
+    env.filters["num"] = lambda v: f"{v:,}" if isinstance(v, int) else v
+    env.filters["listing"] = _listing
+    return env
+
+
+def _listing(v: object) -> object:
+    if isinstance(v, list):
+        return ", ".join(map(str, v))
+    return "—" if v is None else v
+
+
+def render_html(report: Report, filing: Filing | None = None) -> str:
+    """A self-contained page: inline CSS, no script, no external URL."""
+    names = {ft: info.get("name_zh") or ft for ft, info in field_type_catalog().items()}
+    return _env().get_template("report.html.j2").render(
+        report=report, filing=filing, field_names=names, period_from=report.period.from_,
+    )
+
+
+_SEVERITY_STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan"}
+
+
+def summary_table(report: Report) -> Table:
+    """The terminal summary (printed by the CLI with rich)."""
+    verdict = "[green]consistent 一致[/]" if report.verdict == "consistent" else "[red]inconsistent 不一致[/]"
+    table = Table(title=f"{report.filing_id} · {report.enterprise_id} · {verdict}", title_justify="left")
+    columns = ("check 检查项", "scenario 场景", "subject 对象", "severity", "expected 备案", "observed 实测")
+    for col in columns:
+        table.add_column(col, overflow="fold")
+    for f in report.findings:
+        table.add_row(f.check, f.scenario_id or "—", f.subject,
+                      f"[{_SEVERITY_STYLE.get(f.severity, '')}]{f.severity}[/]",
+                      _short(f.expected), _short(f.observed))
+    for c in report.checks:
+        if c.status == "error":
+            table.add_row(c.check, "—", "—", "[magenta]error[/]", "—", c.error or "")
+    o = report.observed
+    table.caption = (f"{o.flows:,} cross-border flows, {o.bytes_out:,} bytes out, persons "
+                     f"{o.persons_nonsensitive:,} non-sensitive / {o.persons_sensitive:,} sensitive")
+    return table
+
+
+def _short(v: object, width: int = 60) -> str:
+    s = ", ".join(map(str, v)) if isinstance(v, list) else ("—" if v is None else str(v))
+    # rich markup in values (e.g. "[x]") must print literally
+    s = s.replace("[", r"\[")
+    return s if len(s) <= width else s[: width - 1] + "…"

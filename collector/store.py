@@ -1,0 +1,222 @@
+"""The collector's DuckDB database: views over the agent's Parquet records and the filing as tables.
+
+Layout read (docs/internals.md "Spool"): `DIR/<record_type>/*.parquet`, one folder per record type of
+DESIGN §3. A record type without files becomes an empty table with the agent's schema, so every check can
+run against every view. `flow_recipients` (which declared recipient, and so which scenario, a flow went
+to) is computed here in Python once: domain matching is simple string work and CIDR matching uses
+`ipaddress`, because DuckDB's inet extension would have to be downloaded.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from agent.records import RECORD_TYPES
+from collector.models import Filing, field_type_catalog
+
+log = logging.getLogger(__name__)
+
+__all__ = ["RecordsError", "Store", "match_recipients"]
+
+
+class RecordsError(ValueError):
+    """The records directory cannot be read; `str()` is one line naming the directory or file."""
+
+
+def _sql_str(s: str) -> str:
+    # Views cannot take prepared parameters, so file paths are written as quoted literals.
+    return "'" + s.replace("'", "''") + "'"
+
+
+def _domain_matches(pattern: str, name: str) -> bool:
+    """Exact match, or `*.example.com` matching any name below example.com (not example.com itself)."""
+    if pattern.startswith("*."):
+        return name.endswith(pattern[1:])
+    return name == pattern
+
+
+def match_recipients(
+    filing: Filing, server_name: str | None, dst_ip: str | None
+) -> list[str]:
+    """Recipient ids whose declared endpoints cover a destination (server name or IP)."""
+    name = server_name.rstrip(".").lower() if server_name else None
+    try:
+        ip = ipaddress.ip_address(dst_ip) if dst_ip else None
+    except ValueError:
+        ip = None
+    out = []
+    for r in filing.recipients:
+        ep = r.declared_endpoints
+        if (name and any(_domain_matches(p, name) for p in ep.domains)) or (
+            ip is not None and any(ip in ipaddress.ip_network(c) for c in ep.ip_cidrs)
+        ):
+            out.append(r.recipient_id)
+    return out
+
+
+class Store:
+    """An embedded DuckDB database holding one enterprise's records and its filing."""
+
+    def __init__(self, db_path: str | Path = ":memory:") -> None:
+        # Nothing may be downloaded: no extension autoinstall.
+        self.con = duckdb.connect(str(db_path), config={"autoinstall_known_extensions": False})
+        self.filing: Filing | None = None
+        self.records_dir: Path | None = None
+        self._records_loaded = False
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- records ------------------------------------------------------------------------------------
+
+    def load_records(self, records_dir: Path) -> dict[str, int]:
+        """Create one view per record type over `records_dir`; returns the number of files per type."""
+        records_dir = Path(records_dir)
+        if not records_dir.is_dir():
+            raise RecordsError(f"{records_dir}: not a directory of records")
+        files = {t: sorted(p for p in (records_dir / t).glob("*.parquet") if p.is_file())
+                 for t in RECORD_TYPES}
+        if not any(files.values()):
+            raise RecordsError(f"{records_dir}: no records found (expected {records_dir}/flows/*.parquet)")
+        for record_type, (_, schema) in RECORD_TYPES.items():
+            self.con.execute(f"DROP VIEW IF EXISTS {record_type}")
+            self.con.execute(f"DROP TABLE IF EXISTS {record_type}")
+            if files[record_type]:
+                self._parquet_view(record_type, files[record_type], schema)
+            else:
+                self._empty_table(record_type, schema)
+        self.records_dir = records_dir
+        self._records_loaded = True
+        self._refresh_field_types()
+        if self.filing is not None:
+            self._refresh_flow_recipients()
+        return {t: len(f) for t, f in files.items()}
+
+    def _parquet_view(self, record_type: str, files: list[Path], schema: pa.Schema) -> None:
+        paths = ", ".join(_sql_str(str(p)) for p in files)
+        try:
+            self.con.execute(
+                f"CREATE VIEW {record_type} AS SELECT * FROM read_parquet([{paths}], union_by_name = true)"
+            )
+            columns = {row[0] for row in self.con.execute(f"DESCRIBE {record_type}").fetchall()}
+        except duckdb.Error as e:
+            first_line = str(e).splitlines()[0]
+            raise RecordsError(f"{files[0].parent}: unreadable Parquet: {first_line}") from None
+        missing = [f.name for f in schema if f.name not in columns]
+        if missing:
+            raise RecordsError(f"{files[0].parent}: missing column(s) {', '.join(missing)}")
+
+    def _empty_table(self, record_type: str, schema: pa.Schema) -> None:
+        self._replace_table(record_type, schema.empty_table())
+
+    def _refresh_field_types(self) -> None:
+        """`field_types(id, pi, sensitive, identifier, name_zh)` from the catalog, for checks to read."""
+        cat = field_type_catalog()
+        table = pa.table({
+            "id": list(cat),
+            "pi": [v["pi"] for v in cat.values()],
+            "sensitive": [v["sensitive"] for v in cat.values()],
+            "identifier": [v["identifier"] for v in cat.values()],
+            "name_zh": [v["name_zh"] for v in cat.values()],
+        })
+        self._replace_table("field_types", table)
+
+    # --- filing -------------------------------------------------------------------------------------
+
+    def load_filing(self, filing: Filing) -> None:
+        """Create the filing tables and, when records are loaded, `flow_recipients`."""
+        self.filing = filing
+        tol = filing.tolerances
+        self._replace_table("filing", pa.table({
+            "filing_id": [filing.filing_id],
+            "ftz_area": [str(filing.ftz_area)],
+            "status": [str(filing.status)],
+            "valid_from": pa.array([filing.valid_from], pa.date32()),
+            "valid_until": pa.array([filing.valid_until], pa.date32()),
+            "enterprise_id": [filing.processor.id],
+            "is_ciio": [filing.processor.is_ciio],
+            "volume_increase_major_pct": pa.array([float(tol.volume_increase_major_pct)], pa.float64()),
+        }))
+        rs = filing.recipients
+        self._replace_table("recipients", pa.table({
+            "recipient_id": pa.array([r.recipient_id for r in rs], pa.string()),
+            "name": pa.array([r.name for r in rs], pa.string()),
+            "country_region": pa.array([r.country_region for r in rs], pa.string()),
+        }))
+        endpoints = [(r.recipient_id, "domain", d) for r in rs for d in r.declared_endpoints.domains]
+        endpoints += [(r.recipient_id, "cidr", c) for r in rs for c in r.declared_endpoints.ip_cidrs]
+        self._replace_table("recipient_endpoints", _rows_table(
+            ["recipient_id", "kind", "value"], endpoints, [pa.string()] * 3))
+        ss = filing.scenarios
+        subcategories = [s.negative_list_match.subcategory for s in ss]
+        self._replace_table("scenarios", pa.table({
+            "scenario_id": pa.array([s.scenario_id for s in ss], pa.string()),
+            "name": pa.array([s.name for s in ss], pa.string()),
+            "route": pa.array([str(s.route) for s in ss], pa.string()),
+            "scale_window": pa.array([s.scale.window for s in ss], pa.string()),
+            "persons_nonsensitive": pa.array([s.scale.persons_nonsensitive for s in ss], pa.int64()),
+            "persons_sensitive": pa.array([s.scale.persons_sensitive for s in ss], pa.int64()),
+            "negative_list_subcategory": pa.array(subcategories, pa.string()),
+        }))
+        self._replace_table("scenario_recipients", _rows_table(
+            ["scenario_id", "recipient_id"],
+            [(s.scenario_id, rid) for s in ss for rid in s.recipients], [pa.string()] * 2))
+        self._replace_table("catalog_items", _rows_table(
+            ["scenario_id", "item_id", "name_cn", "field_type"],
+            [(s.scenario_id, i.item_id, i.name_cn, i.field_type) for s in ss for i in s.data_catalog],
+            [pa.string()] * 4))
+        if self._records_loaded:
+            self._refresh_flow_recipients()
+
+    def _refresh_flow_recipients(self) -> None:
+        """`flow_recipients(flow_id, recipient_id, scenario_id)`: one row per (flow, recipient, scenario);
+        scenario_id is NULL for a declared recipient no scenario names."""
+        assert self.filing is not None
+        pairs = self.con.execute("SELECT DISTINCT server_name, dst_ip FROM flows").fetchall()
+        matches = [(sn, ip, rid) for sn, ip in pairs for rid in match_recipients(self.filing, sn, ip)]
+        log.debug("%d destinations, %d matched to declared recipients", len(pairs), len(matches))
+        self.con.register("_dest_matches", _rows_table(
+            ["server_name", "dst_ip", "recipient_id"], matches, [pa.string()] * 3))
+        self.con.execute("DROP TABLE IF EXISTS flow_recipients")
+        try:
+            self.con.execute("""
+            CREATE TABLE flow_recipients AS
+                SELECT DISTINCT f.flow_id, m.recipient_id, sr.scenario_id
+                FROM flows f
+                JOIN _dest_matches m
+                  ON f.server_name IS NOT DISTINCT FROM m.server_name AND f.dst_ip = m.dst_ip
+                LEFT JOIN scenario_recipients sr ON sr.recipient_id = m.recipient_id
+            """)
+        finally:
+            self.con.unregister("_dest_matches")
+
+    # --- helpers ------------------------------------------------------------------------------------
+
+    def _replace_table(self, name: str, table: pa.Table) -> None:
+        self.con.execute(f"DROP TABLE IF EXISTS {name}")
+        self.con.register("_incoming", table)
+        try:
+            self.con.execute(f"CREATE TABLE {name} AS SELECT * FROM _incoming")
+        finally:
+            self.con.unregister("_incoming")
+
+    def replace_table(self, name: str, table: pa.Table) -> None:
+        """Create or replace a table from Arrow data (persons.py adds `record_persons` this way)."""
+        self._replace_table(name, table)
+
+
+def _rows_table(names: list[str], rows: Iterable[tuple], types: list[pa.DataType]) -> pa.Table:
+    cols = list(zip(*rows, strict=False)) or [() for _ in names]
+    return pa.table({n: pa.array(list(c), t) for n, c, t in zip(names, cols, types, strict=True)})

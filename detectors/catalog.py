@@ -1,0 +1,229 @@
+"""Load and validate the field-type catalog (configs/field_types.yaml) and the policy (configs/policy.yaml).
+
+The catalog is data: every field type, its key hints, context words, patterns and the names of the
+validator, normalizer and masker that apply to it. Adding a type is adding an entry here, not code.
+Everything is validated once, at load time; a problem becomes one `CatalogError` line that names the file
+and the entry (never a value seen in traffic: configs hold no PI).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import regex
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+ID_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+# Names the code provides; an entry naming anything else is an error at load time, not a KeyError later.
+VALIDATOR_NAMES = frozenset({"ric", "luhn", "email", "person_name", "postal_address", "uscc", "date", "imei"})
+NORMALIZER_NAMES = frozenset({"plain", "mobile", "resident_id", "email", "digits", "text", "upper"})
+MASKER_NAMES = frozenset({"generic", "resident_id", "mobile", "email", "bank_card", "person_name",
+                          "postal_address"})
+
+
+class CatalogError(ValueError):
+    """A config file is missing or wrong; `str()` is one line naming the file and the entry."""
+
+    def __init__(self, path: Path | str, entry: str, detail: str) -> None:
+        self.path = str(path)
+        self.entry = entry
+        self.detail = " ".join(detail.split())
+        super().__init__(f"{self.path}: {entry}: {self.detail}")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PatternSpec(_Strict):
+    """One regex of a field type. `scope`: where it applies — `keyed` only to values under a key hint of
+    the type, `free` only to values without one, `any` to both."""
+
+    name: str
+    regex: str
+    score: float = Field(ge=0.0, le=1.0)
+    scope: Literal["any", "keyed", "free"] = "any"
+
+
+class FieldType(_Strict):
+    id: str
+    name_zh: str
+    name_en: str
+    pi: bool
+    sensitive: bool
+    identifier: bool
+    important_subcategory: str | None = None
+    format: str | None = None
+    # Arbitration: when two types claim overlapping spans, the higher priority wins (resident ID > card).
+    priority: int = 0
+    validator: str | None = None
+    normalizer: str = "plain"
+    masker: str = "generic"
+    # A free (unkeyed) match counts only with a key hint, a context word or one of accept_prefixes.
+    requires_context: bool = False
+    accept_prefixes: tuple[str, ...] = ()
+    key_hints: tuple[str, ...] = ()
+    context: tuple[str, ...] = ()
+    # Key path segments above the leaf that mean "not this type" (`$.items[*].name` is a product).
+    exclude_parent_hints: tuple[str, ...] = ()
+    patterns: tuple[PatternSpec, ...] = ()
+    # Hyperscan-compatible expressions that flag a value for the free patterns; default: the free patterns.
+    prefilter: tuple[str, ...] = ()
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("id")
+    @classmethod
+    def _id_shape(cls, v: str) -> str:
+        if not ID_RE.match(v):
+            raise ValueError("id must be lower_snake_case")
+        return v
+
+    @field_validator("accept_prefixes", mode="before")
+    @classmethod
+    def _prefixes_as_text(cls, v: Any) -> Any:
+        # YAML reads 622202 as an int; a BIN is a string of digits.
+        return [str(x) for x in v] if isinstance(v, list | tuple) else v
+
+    @field_validator("important_subcategory")
+    @classmethod
+    def _subcategory(cls, v: str | None) -> str | None:
+        if v is not None and not (v.isdigit() and 1 <= int(v) <= 40):
+            raise ValueError('important_subcategory must be "1".."40"')
+        return v
+
+    def free_patterns(self) -> tuple[PatternSpec, ...]:
+        return tuple(p for p in self.patterns if p.scope in ("any", "free"))
+
+    def keyed_patterns(self) -> tuple[PatternSpec, ...]:
+        return tuple(p for p in self.patterns if p.scope in ("any", "keyed"))
+
+
+class Scoring(_Strict):
+    key_bonus: float = 0.35
+    context_bonus: float = 0.2
+    negative_key_factor: float = 0.3
+    context_window: int = 16
+
+
+class Catalog(_Strict):
+    version: int = 1
+    scoring: Scoring = Scoring()
+    # Keys whose values are business identifiers, never PI: a mobile-shaped orderNo is an order number.
+    non_pi_key_hints: tuple[str, ...] = ()
+    field_types: tuple[FieldType, ...]
+
+    @property
+    def ids(self) -> frozenset[str]:
+        return frozenset(ft.id for ft in self.field_types)
+
+    def get(self, field_id: str) -> FieldType:
+        for ft in self.field_types:
+            if ft.id == field_id:
+                return ft
+        raise KeyError(field_id)
+
+
+class Policy(_Strict):
+    """Switches where the rules disagree (documented in configs/policy.yaml)."""
+
+    resident_id_is_sensitive: bool = True
+    min_confidence: float = Field(default=0.5, ge=0.0, le=1.0)
+    sensitive_overrides: dict[str, bool] = Field(default_factory=dict)
+
+    def is_sensitive(self, ft: FieldType) -> bool:
+        if ft.id in self.sensitive_overrides:
+            return self.sensitive_overrides[ft.id]
+        if ft.id == "resident_id_cn":
+            return self.resident_id_is_sensitive
+        return ft.sensitive
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CatalogError(path, "file", "not found") from None
+    except OSError as exc:
+        raise CatalogError(path, "file", f"cannot read ({exc.strerror})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else "yaml"
+        raise CatalogError(path, where, f"not valid YAML: {getattr(exc, 'problem', exc)}") from None
+
+
+def _entry_name(raw: Any, loc: tuple[Any, ...]) -> str:
+    """`field_types[3] (bank_card).patterns.0.regex` from a pydantic error location."""
+    if len(loc) >= 2 and loc[0] == "field_types" and isinstance(loc[1], int):
+        entries = raw.get("field_types") if isinstance(raw, Mapping) else None
+        fid = None
+        if isinstance(entries, list) and loc[1] < len(entries) and isinstance(entries[loc[1]], Mapping):
+            fid = entries[loc[1]].get("id")
+        rest = ".".join(str(p) for p in loc[2:])
+        head = f"field_types[{loc[1]}] ({fid})" if fid else f"field_types[{loc[1]}]"
+        return f"{head}.{rest}" if rest else head
+    return ".".join(str(p) for p in loc) or "root"
+
+
+def _check_entry(path: Path, ft: FieldType, index: int) -> None:
+    entry = f"field_types[{index}] ({ft.id})"
+    for name, allowed, value in (("validator", VALIDATOR_NAMES, ft.validator),
+                                 ("normalizer", NORMALIZER_NAMES, ft.normalizer),
+                                 ("masker", MASKER_NAMES, ft.masker)):
+        if value is not None and value not in allowed:
+            raise CatalogError(path, f"{entry}.{name}", f"unknown {name} {value!r}")
+    for j, pat in enumerate(ft.patterns):
+        try:
+            regex.compile(pat.regex)
+        except regex.error as exc:
+            raise CatalogError(path, f"{entry}.patterns[{j}] ({pat.name})", f"bad regex: {exc}") from None
+    for j, expr in enumerate(ft.prefilter):
+        try:
+            regex.compile(expr)
+        except regex.error as exc:
+            raise CatalogError(path, f"{entry}.prefilter[{j}]", f"bad regex: {exc}") from None
+
+
+def load_catalog(path: Path | str) -> Catalog:
+    """Read and validate the catalog; raise `CatalogError` naming the file and entry on any problem."""
+    path = Path(path)
+    raw = _read_yaml(path)
+    if not isinstance(raw, Mapping):
+        raise CatalogError(path, "root", "expected a mapping with field_types")
+    try:
+        catalog = Catalog.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise CatalogError(path, _entry_name(raw, tuple(err["loc"])), err["msg"]) from None
+    seen: set[str] = set()
+    for i, ft in enumerate(catalog.field_types):
+        if ft.id in seen:
+            raise CatalogError(path, f"field_types[{i}] ({ft.id})", "duplicate id")
+        seen.add(ft.id)
+        _check_entry(path, ft, i)
+    return catalog
+
+
+def load_policy(path: Path | str, catalog: Catalog | None = None) -> Policy:
+    """Read and validate the policy; with a catalog, ids in sensitive_overrides must exist in it."""
+    path = Path(path)
+    raw = _read_yaml(path)
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise CatalogError(path, "root", "expected a mapping of switches")
+    try:
+        policy = Policy.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise CatalogError(path, ".".join(str(p) for p in err["loc"]) or "root", err["msg"]) from None
+    if catalog is not None:
+        for fid in policy.sensitive_overrides:
+            if fid not in catalog.ids:
+                raise CatalogError(path, f"sensitive_overrides.{fid}", "unknown field type id")
+    return policy

@@ -1,0 +1,221 @@
+"""inspect(body, content_type) -> Inspection: the detectors' one entry point (docs/internals.md, Detectors).
+
+Per body: structured.walk splits it into (key path, value, record) triples; per value:
+1. keyed check — when the key path carries a key hint of a type, that type's keyed recognizer validates
+   the value directly (no analyzer pass); the hint adds `scoring.key_bonus`;
+2. free scan — hyperscan flags which types could match anywhere in the value; only then does presidio's
+   AnalyzerEngine (NoOpNlpEngine, our recognizers only) run, restricted to the flagged types. Context is the
+   key path and the few characters before a match (presidio's lemma context needs an NLP model);
+3. arbitration — one type per span by catalog priority (resident ID beats bank card).
+Hits carry the keyed hash and a masked sample, never the raw value.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from detectors import masking, subjects
+from detectors.catalog import Catalog, FieldType, Policy, load_catalog, load_policy
+from detectors.keys import KeyIndex, KeyInfo
+from detectors.prefilter import Prefilter
+from detectors.recognizers import LANGUAGE, Candidate, build_recognizers, resolve_overlaps
+from detectors.structured import WalkBudget, walk
+
+log = logging.getLogger(__name__)
+
+# Values longer than this are analysed in windows around pre-filter matches, not whole.
+LONG_VALUE_CHARS = 2048
+_WINDOW_BEFORE = 384     # bytes before a match end: the longest pattern plus its context
+_WINDOW_AFTER = 64
+
+
+@dataclass(frozen=True, slots=True)
+class FieldHit:
+    field_type: str           # catalog id
+    key_path: str             # "$.orders[*].receiver.idNo", "form.sfzh", "text"
+    record_index: int         # which record of this body, 0-based
+    value_key: int            # signed int64: first 8 bytes of HMAC-SHA256(key, field_type + normalized value)
+    masked: str               # 330***********123X — never the raw value
+    confidence: float
+    identifier: bool
+    sensitive: bool
+    important_subcategory: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Inspection:
+    hits: tuple[FieldHit, ...]
+    anomalies: tuple[tuple[str, str], ...]   # (name, detail), layer "detector"
+
+
+class Engine:
+    def __init__(self, catalog: Catalog, policy: Policy, subject_key: bytes,
+                 budget: WalkBudget | None = None, strict: bool = False) -> None:
+        if not subject_key:
+            raise ValueError("subject_key must not be empty")
+        self.strict = strict     # re-raise detector bugs (tests) instead of reporting an anomaly
+        self.catalog = catalog
+        self.policy = policy
+        self._key = subject_key
+        self._budget = budget or WalkBudget()
+        self._types: dict[str, FieldType] = {ft.id: ft for ft in catalog.field_types}
+        self._priority = {ft.id: ft.priority for ft in catalog.field_types}
+        self._sensitive = {ft.id: policy.is_sensitive(ft) for ft in catalog.field_types}
+        self._context = {ft.id: tuple(w.casefold() for w in ft.context) for ft in catalog.field_types}
+        self._recognizers = build_recognizers(catalog)
+        self._prefilter = Prefilter(catalog)
+        self._keys = KeyIndex(catalog)
+        self._scoring = catalog.scoring
+        # Under a non-PI key (orderNo) even a validated, context-backed free match stays below the bar:
+        # skip the scan instead of scoring matches only to drop them.
+        sc = catalog.scoring
+        self._scan_negative = (1.0 + sc.context_bonus) * sc.negative_key_factor >= policy.min_confidence
+
+    @classmethod
+    def from_configs(cls, configs_dir: Path | str, subject_key: bytes) -> Engine:
+        configs_dir = Path(configs_dir)
+        catalog = load_catalog(configs_dir / "field_types.yaml")
+        policy = load_policy(configs_dir / "policy.yaml", catalog)
+        return cls(catalog, policy, subject_key)
+
+    @property
+    def field_ids(self) -> frozenset[str]:
+        return self.catalog.ids
+
+    def inspect(self, body: bytes, content_type: str | None) -> Inspection:
+        walked = walk(body, content_type, self._budget)
+        hits: list[FieldHit] = []
+        anomalies = list(walked.anomalies)
+        for path, value, record in walked.triples:
+            if len(value) < 2:
+                continue
+            try:
+                for cand in self._resolved(value, self._keys.info(path)):
+                    hits.append(self._hit(cand, value[cand.start:cand.end], path, record))
+            except Exception as exc:
+                if self.strict:
+                    raise
+                # The class name and path only: an exception message may quote the value.
+                anomalies.append(("detector_error", f"{type(exc).__name__} at {path}"))
+        log.debug("inspected %d bytes as %s: %d values, %d hits", len(body), walked.kind,
+                  len(walked.triples), len(hits))
+        return Inspection(hits=tuple(hits), anomalies=tuple(anomalies))
+
+    def find_spans(self, value: str, key_path: str = "text") -> list[Candidate]:
+        """The spans `inspect` would report for one value under `key_path` (offsets, types, scores):
+        for tests and explanations, without hashing or masking."""
+        return self._resolved(value, self._keys.info(key_path))
+
+    # -- per value -------------------------------------------------------------------------------------
+
+    def _resolved(self, value: str, info: KeyInfo) -> list[Candidate]:
+        spans = self._keyed(value, info)
+        # A keyed value validated whole needs no free scan ("keyed values are validated directly").
+        if (not spans or not _covers(spans, value)) and (self._scan_negative or not info.negative):
+            spans.update(self._free(value, info))
+        if not spans:
+            return []
+        floor = self.policy.min_confidence
+        return [c for c in resolve_overlaps(spans, self._priority) if c.score >= floor]
+
+    def _keyed(self, value: str, info: KeyInfo) -> dict[Candidate, str]:
+        found: dict[Candidate, str] = {}
+        for field_type in info.types:
+            recognizer = self._recognizers.keyed.get(field_type)
+            if recognizer is None:
+                continue
+            for start, end, score in recognizer.spans(value):
+                cand = Candidate(field_type, start, end, min(1.0, score + self._scoring.key_bonus), True)
+                found[cand] = value[start:end]
+        return found
+
+    def _free(self, value: str, info: KeyInfo) -> dict[Candidate, str]:
+        data = value.encode("utf-8")
+        if len(value) <= LONG_VALUE_CHARS:
+            flagged = self._prefilter.flag(data)
+            return self._analyze(value, flagged, info, 0) if flagged else {}
+        found: dict[Candidate, str] = {}
+        byte_pos = char_pos = 0
+        for start, end, flagged in _windows(data, self._prefilter.positions(data)):
+            # Windows are in bytes and sorted; keep a running character offset (O(n) over the value).
+            char_pos += len(data[byte_pos:start].decode("utf-8"))
+            byte_pos = start
+            found.update(self._analyze(data[start:end].decode("utf-8"), flagged, info, char_pos))
+        return found
+
+    def _analyze(self, text: str, flagged: Iterable[str], info: KeyInfo, base: int) -> dict[Candidate, str]:
+        """Presidio over `text` for the flagged types; offsets shifted by `base` (window start)."""
+        entities = sorted(t for t in flagged if t in self._recognizers.free and t not in info.excluded)
+        if not entities:
+            return {}
+        found: dict[Candidate, str] = {}
+        sc = self._scoring
+        for res in self._recognizers.analyzer.analyze(text=text, language=LANGUAGE, entities=entities):
+            field_type = res.entity_type
+            spec = self._types[field_type]
+            matched = text[res.start:res.end]
+            before = text[max(0, res.start - sc.context_window):res.start].casefold()
+            has_context = any(w in before for w in self._context[field_type])
+            keyed = field_type in info.types
+            if spec.requires_context and not (keyed or has_context or _accepted_prefix(spec, matched)):
+                continue
+            score = res.score + (sc.key_bonus if keyed else 0.0) + (sc.context_bonus if has_context else 0.0)
+            if info.negative:
+                score *= sc.negative_key_factor
+            found[Candidate(field_type, base + res.start, base + res.end, min(1.0, score), keyed)] = matched
+        return found
+
+    def _hit(self, cand: Candidate, text: str, path: str, record: int) -> FieldHit:
+        spec = self._types[cand.field_type]
+        normalized = subjects.normalize(spec.normalizer, text)
+        return FieldHit(
+            field_type=spec.id,
+            key_path=path,
+            record_index=record,
+            value_key=subjects.value_key(self._key, spec.id, normalized),
+            masked=masking.mask(spec.masker, text),
+            confidence=round(cand.score, 4),
+            identifier=spec.identifier,
+            sensitive=self._sensitive[spec.id],
+            important_subcategory=spec.important_subcategory,
+        )
+
+
+def _covers(spans: dict[Candidate, str], value: str) -> bool:
+    stripped = value.strip()
+    return any(text.strip() == stripped for text in spans.values())
+
+
+def _accepted_prefix(spec: FieldType, matched: str) -> bool:
+    if not spec.accept_prefixes:
+        return False
+    compact = "".join(ch for ch in matched if ch.isalnum())
+    return compact.startswith(spec.accept_prefixes)
+
+
+def _windows(data: bytes, positions: list[tuple[str, int]]) -> list[tuple[int, int, set[str]]]:
+    """Merged byte windows around pre-filter match ends, snapped to UTF-8 character starts and widened
+    over ASCII letters and digits so a window never starts or ends inside a number."""
+    spans: list[tuple[int, int, set[str]]] = []
+    for field_type, end in sorted(positions, key=lambda p: p[1]):
+        lo, hi = max(0, end - _WINDOW_BEFORE), min(len(data), end + _WINDOW_AFTER)
+        if spans and lo <= spans[-1][1]:
+            prev = spans[-1]
+            spans[-1] = (prev[0], max(prev[1], hi), prev[2] | {field_type})
+        else:
+            spans.append((lo, hi, {field_type}))
+    out = []
+    for lo, hi, types in spans:
+        while lo > 0 and (0x80 <= data[lo] < 0xC0 or _ascii_alnum(data[lo - 1])):
+            lo -= 1
+        while hi < len(data) and (0x80 <= data[hi] < 0xC0 or _ascii_alnum(data[hi])):
+            hi += 1
+        out.append((lo, hi, types))
+    return out
+
+
+def _ascii_alnum(byte: int) -> bool:
+    return 48 <= byte <= 57 or 65 <= byte <= 90 or 97 <= byte <= 122

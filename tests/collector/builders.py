@@ -1,0 +1,81 @@
+"""Builders for collector tests: agent records written as a spool (`DIR/<record_type>/*.parquet`) and
+filings derived from the reference example. Fixtures live in conftest.py."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import yaml
+
+from agent.records import DetectionRecord, Envelope, FlowRecord, PiValueRecord, to_table
+from collector.models import Filing
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE_FILING = REPO / "configs" / "filings" / "example.yaml"
+
+# Endpoints of the example filing: R1 (scenario booking), R2 (scenario crew-management).
+BOOKING_HOST = "booking.gfb-freight.example"
+EDI_HOST = "in.edi.gfb-freight.example"
+CREW_IP = "203.116.40.7"
+UNDECLARED_HOST = "collect.unknown-tracker.example"
+
+T0 = datetime(2026, 3, 1, 2, 0, tzinfo=UTC)
+_ids = itertools.count(1)
+
+
+def flow(
+    flow_id: str | None = None, *, server_name: str | None = BOOKING_HOST, dst_ip: str = "198.51.100.10",
+    country: str | None = "DE", cross_border: bool = True, ts: datetime = T0, bytes_out: int = 1000,
+    encrypted: bool = False, inspected: bool = True,
+) -> FlowRecord:
+    return FlowRecord(
+        flow_id=flow_id or f"f{next(_ids):04d}", ts_start=ts, ts_end=ts + timedelta(seconds=2),
+        src_ip="10.0.0.5", dst_ip=dst_ip, src_port=40000, dst_port=443, transport="tcp",
+        app="tls" if encrypted else "http", server_name=server_name, dst_country=country,
+        cross_border=cross_border, bytes_out=bytes_out, bytes_in=100, packets_out=5, packets_in=4,
+        missed_bytes=0, encrypted=encrypted, inspected=inspected, sample_weight=1.0, requests=1,
+    )
+
+
+def detection(flow_id: str, field_type: str, *, sensitive: bool = False, occurrences: int = 1,
+              important: str | None = None) -> DetectionRecord:
+    return DetectionRecord(
+        flow_id=flow_id, field_type=field_type, sensitive=sensitive, important_subcategory=important,
+        occurrences=occurrences, key_paths=(f"$.data[*].{field_type}",), confidence=0.9,
+        masked_samples=("138****0000",),
+    )
+
+
+def pi(flow_id: str, record_key: int, field_type: str, value_key: int, *, identifier: bool = False,
+       sensitive: bool = False) -> PiValueRecord:
+    return PiValueRecord(flow_id=flow_id, record_key=record_key, field_type=field_type,
+                         value_key=value_key, identifier=identifier, sensitive=sensitive)
+
+
+def write_records(
+    root: Path, flows: list[FlowRecord], detections: list[DetectionRecord] = (),
+    pi_values: list[PiValueRecord] = (),
+) -> Path:
+    """Write one batch per record type, like the agent's spool; empty types get no file at all."""
+    env = Envelope(agent_id="test-agent", enterprise_id="nb-shipping-demo", batch_id="b1")
+    for record_type, rows in (("flows", flows), ("detections", detections), ("pi_values", pi_values)):
+        if rows:
+            (root / record_type).mkdir(parents=True, exist_ok=True)
+            pq.write_table(to_table(record_type, rows, env), root / record_type / "b1.parquet")
+    return root
+
+
+def example_data() -> dict[str, Any]:
+    return yaml.safe_load(EXAMPLE_FILING.read_text(encoding="utf-8"))
+
+
+def make_filing(**changes: Any) -> Filing:
+    """The example filing with top-level keys replaced."""
+    data = copy.deepcopy(example_data())
+    data.update(changes)
+    return Filing.model_validate(data)

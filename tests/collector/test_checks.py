@@ -1,0 +1,198 @@
+"""The consistency checks: one parametrized table per check, each with consistent and inconsistent cases.
+
+Records are built with agent.records.to_table and written as a spool in tmp dirs, then checked against
+the example filing (R1 booking.gfb-freight.example + *.edi.gfb-freight.example -> scenario booking;
+R2 hr.crewservices.example + 203.116.40.0/24 -> scenario crew-management).
+"""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from collector.checks.runner import CHECKS_DIR, CheckResult, CheckSpec, discover, run_checks
+from collector.persons import build_record_persons, calendar_year
+from collector.store import Store
+
+from .builders import (
+    BOOKING_HOST,
+    CREW_IP,
+    EDI_HOST,
+    UNDECLARED_HOST,
+    detection,
+    flow,
+    make_filing,
+    pi,
+    write_records,
+)
+
+PERIOD = calendar_year(2026)
+LAST_YEAR = datetime(2025, 6, 1, tzinfo=UTC)
+
+
+def run_all(tmp_path: Path, flows, detections=(), pi_values=(), checks_dir: Path = CHECKS_DIR,
+            filing=None) -> dict[str, CheckResult]:
+    write_records(tmp_path / "records", flows, list(detections), list(pi_values))
+    with Store() as store:
+        store.load_records(tmp_path / "records")
+        store.load_filing(filing or make_filing())
+        build_record_persons(store.con)
+        results = run_checks(store.con, {"period_from": PERIOD[0], "period_to": PERIOD[1]}, checks_dir)
+    return {r.check: r for r in results}
+
+
+def findings_of(results: dict[str, CheckResult], check: str) -> list[tuple]:
+    r = results[check]
+    assert r.status != "error", r.error
+    return [(f.scenario_id, f.subject, f.severity) for f in r.findings]
+
+
+# --- undeclared_recipient ---------------------------------------------------------------------------
+
+UNDECLARED_RECIPIENT = [
+    pytest.param([flow("a", server_name=BOOKING_HOST)], [detection("a", "mobile_cn")], [], id="exact-domain"),
+    pytest.param([flow("a", server_name=EDI_HOST)], [detection("a", "mobile_cn")], [], id="wildcard-domain"),
+    pytest.param([flow("a", server_name="Booking.GFB-freight.example.")], [detection("a", "email")], [],
+                 id="case-and-trailing-dot"),
+    pytest.param([flow("a", server_name=None, dst_ip=CREW_IP, country="SG")], [detection("a", "passport_no")],
+                 [], id="cidr"),
+    pytest.param([flow("a", server_name=UNDECLARED_HOST, cross_border=False, country="CN")],
+                 [detection("a", "mobile_cn")], [], id="domestic-is-no-export"),
+    pytest.param([flow("a", server_name=UNDECLARED_HOST)], [detection("a", "org_credit_code")], [],
+                 id="non-pi-field-type"),
+    pytest.param([flow("a", server_name=UNDECLARED_HOST)], [], [], id="no-detections"),
+    pytest.param([flow("a", server_name=UNDECLARED_HOST, ts=LAST_YEAR)], [detection("a", "email")], [],
+                 id="outside-period"),
+    pytest.param([flow("a", server_name=UNDECLARED_HOST), flow("b", server_name=UNDECLARED_HOST)],
+                 [detection("a", "email"), detection("b", "mobile_cn")],
+                 [(None, UNDECLARED_HOST, "high")], id="undeclared-host"),
+    pytest.param([flow("a", server_name=None, dst_ip="192.0.2.44", country="US")], [detection("a", "email")],
+                 [(None, "192.0.2.44", "high")], id="undeclared-ip-subject"),
+    pytest.param([flow("a", server_name="edi.gfb-freight.example")], [detection("a", "email")],
+                 [(None, "edi.gfb-freight.example", "high")], id="wildcard-does-not-cover-apex"),
+    pytest.param([flow("a", server_name=f"{BOOKING_HOST}.evil.example")], [detection("a", "email")],
+                 [(None, f"{BOOKING_HOST}.evil.example", "high")], id="suffix-lookalike"),
+    pytest.param([flow("a", server_name=UNDECLARED_HOST)],
+                 [detection("a", "resident_id_cn", sensitive=True)],
+                 [(None, UNDECLARED_HOST, "critical")], id="sensitive-is-critical"),
+    pytest.param([flow("a", server_name=UNDECLARED_HOST)],
+                 [detection("a", "org_credit_code", important="27")],
+                 [(None, UNDECLARED_HOST, "critical")], id="important-data-candidate"),
+]
+
+
+@pytest.mark.parametrize(("flows", "detections", "expected"), UNDECLARED_RECIPIENT)
+def test_undeclared_recipient(tmp_path: Path, flows, detections, expected) -> None:
+    results = run_all(tmp_path, flows, detections)
+    assert findings_of(results, "undeclared_recipient") == expected
+
+
+def test_undeclared_recipient_evidence(tmp_path: Path) -> None:
+    flows = [flow(f"u{i}", server_name=UNDECLARED_HOST, country="US", bytes_out=100) for i in range(7)]
+    results = run_all(tmp_path, flows, [detection(f.flow_id, "email", occurrences=2) for f in flows])
+    [f] = results["undeclared_recipient"].findings
+    assert f.evidence["flows"] == 7 and f.evidence["bytes_out"] == 700 and f.evidence["occurrences"] == 14
+    assert f.evidence["example_flow_ids"] == ["u0", "u1", "u2", "u3", "u4"]
+    assert f.evidence["countries"] == ["US"] and f.evidence["field_types"] == ["email"]
+    assert f.evidence["key_paths"] == ["$.data[*].email"] and f.evidence["masked_samples"] == ["138****0000"]
+    assert f.evidence["first_seen"].endswith("+08:00")
+    assert "booking.gfb-freight.example" in f.expected and "203.116.40.0/24" in f.expected
+    assert any("Art. 10(2)" in b for b in f.basis) and any("Art. 13" in b for b in f.basis)
+    assert f.action
+
+
+# --- undeclared_field_type --------------------------------------------------------------------------
+
+UNDECLARED_FIELD_TYPE = [
+    pytest.param([flow("a")], [detection("a", "mobile_cn"), detection("a", "person_name")], [],
+                 id="declared-types"),
+    pytest.param([flow("a", server_name=None, dst_ip=CREW_IP, country="SG")],
+                 [detection("a", "passport_no", sensitive=True)], [], id="declared-in-its-own-scenario"),
+    pytest.param([flow("a", server_name=UNDECLARED_HOST)],
+                 [detection("a", "resident_id_cn", sensitive=True)], [], id="no-scenario-no-finding"),
+    pytest.param([flow("a", cross_border=False, country="CN")], [detection("a", "resident_id_cn")], [],
+                 id="domestic"),
+    pytest.param([flow("a")], [detection("a", "mobile_cn"), detection("a", "resident_id_cn", sensitive=True)],
+                 [("booking", "resident_id_cn", "high")], id="sensitive-undeclared-type"),
+    pytest.param([flow("a", server_name=None, dst_ip=CREW_IP, country="SG")], [detection("a", "email")],
+                 [("crew-management", "email", "medium")], id="nonsensitive-undeclared-type"),
+    pytest.param([flow("a", server_name=EDI_HOST)], [detection("a", "passport_no", sensitive=True)],
+                 [("booking", "passport_no", "high")], id="declared-elsewhere-is-not-enough"),
+]
+
+
+@pytest.mark.parametrize(("flows", "detections", "expected"), UNDECLARED_FIELD_TYPE)
+def test_undeclared_field_type(tmp_path: Path, flows, detections, expected) -> None:
+    results = run_all(tmp_path, flows, detections)
+    assert findings_of(results, "undeclared_field_type") == expected
+
+
+def test_undeclared_field_type_counts_distinct_values(tmp_path: Path) -> None:
+    values = [pi("a", k, "resident_id_cn", 100 + k % 3, identifier=True, sensitive=True) for k in range(6)]
+    dets = [detection("a", "resident_id_cn", sensitive=True, occurrences=6)]
+    results = run_all(tmp_path, [flow("a")], dets, values)
+    [f] = results["undeclared_field_type"].findings
+    assert (f.evidence["occurrences"], f.evidence["distinct_values"]) == (6, 3)
+    assert f.expected == ["person_name", "mobile_cn", "email", "postal_address", "org_credit_code"]
+
+
+# --- scale_exceeded ---------------------------------------------------------------------------------
+
+def _mobiles(flow_id: str, n: int, start: int = 0) -> list:
+    return [pi(flow_id, k, "mobile_cn", start + k, identifier=True) for k in range(n)]
+
+
+CREW = {"server_name": None, "dst_ip": CREW_IP, "country": "SG"}
+
+SCALE_EXCEEDED = [
+    pytest.param([flow("a")], _mobiles("a", 5), [], id="under-scale"),
+    pytest.param([flow("a", **CREW)], _mobiles("a", 800), [], id="exactly-at-scale"),
+    pytest.param([flow("a", **CREW), flow("b", **CREW)], _mobiles("a", 800) + _mobiles("b", 800),
+                 [], id="same-persons-twice"),
+    pytest.param([flow("a", **CREW)], _mobiles("a", 801),
+                 [("crew-management", "persons_nonsensitive", 800, 801)], id="over-nonsensitive-scale"),
+    pytest.param([flow("a")], [pi("a", 1, "resident_id_cn", 7, identifier=True, sensitive=True)],
+                 [("booking", "persons_sensitive", 0, 1)], id="declared-zero-sensitive"),
+    pytest.param([flow("a", ts=LAST_YEAR)],
+                 [pi("a", 1, "resident_id_cn", 7, identifier=True, sensitive=True)],
+                 [], id="previous-year-not-counted"),
+    pytest.param([flow("a", server_name=UNDECLARED_HOST)],
+                 [pi("a", 1, "resident_id_cn", 7, identifier=True, sensitive=True)], [], id="no-scenario"),
+]
+
+
+@pytest.mark.parametrize(("flows", "pi_values", "expected"), SCALE_EXCEEDED)
+def test_scale_exceeded(tmp_path: Path, flows, pi_values, expected) -> None:
+    results = run_all(tmp_path, flows, pi_values=pi_values)
+    assert results["scale_exceeded"].status != "error", results["scale_exceeded"].error
+    got = [(f.scenario_id, f.subject, f.expected, f.observed) for f in results["scale_exceeded"].findings]
+    assert got == expected
+
+
+# --- runner -----------------------------------------------------------------------------------------
+
+def test_a_broken_check_is_an_error_and_the_others_still_run(tmp_path: Path) -> None:
+    checks = tmp_path / "checks"
+    shutil.copytree(CHECKS_DIR, checks, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    (checks / "broken.sql").write_text(
+        "-- check: broken\n-- severity: low\n-- params:\nSELECT * FROM no_such_table\n", encoding="utf-8")
+    (checks / "bad_header.sql").write_text("-- check: other\nSELECT 1 AS subject\n", encoding="utf-8")
+    results = run_all(tmp_path, [flow("a", server_name=UNDECLARED_HOST)], [detection("a", "email")],
+                      checks_dir=checks)
+    assert results["broken"].status == "error" and "no_such_table" in results["broken"].error
+    assert results["bad_header"].status == "error"
+    assert results["undeclared_recipient"].status == "fail"
+    assert results["scale_exceeded"].status == "pass"
+
+
+def test_every_check_file_has_a_header_and_a_test_table() -> None:
+    tables = {"undeclared_recipient": UNDECLARED_RECIPIENT, "undeclared_field_type": UNDECLARED_FIELD_TYPE,
+              "scale_exceeded": SCALE_EXCEEDED}
+    for path in discover():
+        spec = CheckSpec.from_file(path)
+        assert spec.basis and spec.action and spec.params == ("period_from", "period_to")
+        cases = tables[spec.id]
+        assert any(not c.values[-1] for c in cases) and any(c.values[-1] for c in cases)

@@ -1,0 +1,128 @@
+"""Distinct-person counting (DESIGN §5): key linking, combinations, sensitivity and the CST year."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from collector.persons import (
+    PersonCounts,
+    build_record_persons,
+    calendar_year,
+    count_persons,
+    link_records,
+    year_of,
+)
+from collector.store import Store
+
+from .builders import flow as make_flow
+from .builders import pi, write_records
+
+ID, MOBILE, EMAIL, NAME, DOB, ADDR, PASSPORT, LANDLINE = (
+    "resident_id_cn", "mobile_cn", "email", "person_name", "date_of_birth", "postal_address", "passport_no",
+    "landline_cn",
+)
+
+
+def _rows(*values: tuple) -> list[tuple]:
+    """(flow_id, record_key, field_type, value_key, identifier, sensitive) rows from PiValueRecords."""
+    return [(v.flow_id, v.record_key, v.field_type, v.value_key, v.identifier, v.sensitive) for v in values]
+
+
+def _persons(*values) -> int:
+    return len({r[2] for r in link_records(_rows(*values))})
+
+
+def test_when_a_record_links_id_and_mobile_then_a_later_mobile_only_record_is_the_same_person() -> None:
+    assert _persons(
+        pi("f1", 1, ID, 100, identifier=True, sensitive=True),
+        pi("f1", 1, MOBILE, 200, identifier=True),
+        pi("f2", 7, MOBILE, 200, identifier=True),
+    ) == 1
+
+
+def test_when_identifiers_chain_through_records_then_one_component() -> None:
+    # ID+mobile, mobile+email, email alone: one person by transitivity.
+    assert _persons(
+        pi("f1", 1, ID, 100, identifier=True), pi("f1", 1, MOBILE, 200, identifier=True),
+        pi("f2", 1, MOBILE, 200, identifier=True), pi("f2", 1, EMAIL, 300, identifier=True),
+        pi("f3", 1, EMAIL, 300, identifier=True),
+    ) == 1
+
+
+def test_different_identifiers_in_different_records_are_different_persons() -> None:
+    assert _persons(pi("f1", 1, MOBILE, 200, identifier=True), pi("f1", 2, MOBILE, 201, identifier=True)) == 2
+
+
+@pytest.mark.parametrize(("values", "expected"), [
+    pytest.param([pi("f1", 1, NAME, 1), pi("f1", 1, DOB, 2), pi("f2", 1, NAME, 1), pi("f2", 1, DOB, 2)], 1,
+                 id="same-name-and-dob-twice"),
+    pytest.param([pi("f1", 1, NAME, 1), pi("f1", 1, DOB, 2), pi("f2", 1, NAME, 1), pi("f2", 1, DOB, 3)], 2,
+                 id="same-name-other-dob"),
+    pytest.param([pi("f1", 1, NAME, 1), pi("f1", 1, ADDR, 5), pi("f2", 1, NAME, 1), pi("f2", 1, ADDR, 5)], 1,
+                 id="name-and-address"),
+    pytest.param([pi("f1", 1, NAME, 1), pi("f1", 1, DOB, 2), pi("f1", 1, ADDR, 5),
+                  pi("f2", 1, NAME, 1), pi("f2", 1, ADDR, 5)], 1, id="dob-and-address-combos-linked"),
+    pytest.param([pi("f1", 1, NAME, 1)], 0, id="name-alone-is-no-person"),
+    pytest.param([pi("f1", 1, LANDLINE, 9)], 0, id="non-identifier-alone-is-no-person"),
+    # An identifier wins: combinations are only used when a record has none.
+    pytest.param([pi("f1", 1, NAME, 1), pi("f1", 1, DOB, 2), pi("f1", 1, MOBILE, 200, identifier=True),
+                  pi("f2", 1, NAME, 1), pi("f2", 1, DOB, 2)], 2, id="identifier-beats-combination"),
+])
+def test_combination_keys(values: list, expected: int) -> None:
+    assert _persons(*values) == expected
+
+
+def test_sensitive_and_nonsensitive_flags_per_record() -> None:
+    linked = {(r[0], r[1]): r[3:] for r in link_records(_rows(
+        pi("f1", 1, PASSPORT, 1, identifier=True, sensitive=True),            # sensitive only
+        pi("f1", 2, MOBILE, 2, identifier=True),                              # non-sensitive only
+        pi("f1", 3, PASSPORT, 3, identifier=True, sensitive=True), pi("f1", 3, NAME, 4),  # both
+    ))}
+    assert linked == {("f1", 1): (True, False), ("f1", 2): (False, True), ("f1", 3): (True, True)}
+
+
+def test_person_ids_are_stable_across_row_order() -> None:
+    rows = _rows(pi("a", 1, MOBILE, 5, identifier=True), pi("b", 1, MOBILE, 6, identifier=True))
+    assert link_records(rows) == link_records(list(reversed(rows)))
+
+
+@pytest.mark.parametrize(("ts", "year"), [
+    (datetime(2025, 12, 31, 15, 59, 59, tzinfo=UTC), 2025),   # 23:59:59 CST on 31 December
+    (datetime(2025, 12, 31, 16, 0, 0, tzinfo=UTC), 2026),     # 00:00 CST on 1 January
+])
+def test_calendar_year_is_china_standard_time(ts: datetime, year: int) -> None:
+    assert year_of(ts) == year
+    start, end = calendar_year(year)
+    assert start <= ts < end
+
+
+def test_counts_per_enterprise_scenario_and_destination_respect_the_cst_year(tmp_path: Path, filing) -> None:
+    last_year = datetime(2025, 12, 31, 15, 59, tzinfo=UTC)   # 2025-12-31 23:59 CST
+    this_year = datetime(2025, 12, 31, 16, 1, tzinfo=UTC)    # 2026-01-01 00:01 CST
+    flows = [
+        make_flow("old", ts=last_year),
+        make_flow("new1", ts=this_year),
+        make_flow("new2", ts=this_year, server_name="other.example", country="US"),
+        make_flow("domestic", ts=this_year, country="CN", cross_border=False),
+    ]
+    values = [
+        pi("old", 1, MOBILE, 1, identifier=True),                          # previous year: not counted
+        pi("new1", 1, ID, 2, identifier=True, sensitive=True), pi("new1", 1, MOBILE, 3, identifier=True),
+        pi("new2", 1, MOBILE, 3, identifier=True),                         # same person as new1
+        pi("new2", 2, EMAIL, 4, identifier=True),
+        pi("domestic", 1, MOBILE, 9, identifier=True),                     # not exported
+    ]
+    write_records(tmp_path, flows, pi_values=values)
+    with Store() as store:
+        store.load_records(tmp_path)
+        store.load_filing(filing)
+        build_record_persons(store.con)
+        period = calendar_year(2026)
+        assert count_persons(store.con, period) == {None: PersonCounts(2, 1)}
+        assert count_persons(store.con, period, by="scenario") == {"booking": PersonCounts(1, 1)}
+        assert count_persons(store.con, period, by="destination") == {
+            "booking.gfb-freight.example": PersonCounts(1, 1), "other.example": PersonCounts(2, 0)}
+        assert count_persons(store.con, calendar_year(2025)) == {None: PersonCounts(1, 0)}
