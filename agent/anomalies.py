@@ -1,4 +1,5 @@
-"""Anomalies as data (Zeek's weird.log): malformed, truncated or unexpected input becomes a record, not a crash.
+"""Anomalies as data (Zeek's weird.log): malformed, truncated or unexpected input becomes a record, not
+a crash.
 
 A parser that meets bad input calls `AnomalySink.add` and carries on. Tests construct the sink with
 `strict=True` so that a parser bug surfaces as an exception instead of hiding in a counter.

@@ -241,7 +241,8 @@ def run_capture(pcaps: list[Path], config: AgentConfig, out_dir: Path, *, strict
                 engine: Engine | None = None,
                 on_file: Callable[[Path], None] | None = None) -> Path:
     """Run the agent over capture files; records land in `out_dir` only if the whole run succeeds."""
-    return run_capture_stats(pcaps, config, out_dir, strict=strict, engine=engine, on_file=on_file).records_dir
+    stats = run_capture_stats(pcaps, config, out_dir, strict=strict, engine=engine, on_file=on_file)
+    return stats.records_dir
 
 
 def run_capture_stats(pcaps: list[Path], config: AgentConfig, out_dir: Path, *, strict: bool = False,

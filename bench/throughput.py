@@ -188,7 +188,7 @@ class Mix:
         body = f"330106{born}{r.randrange(1, 1000):03d}"
         return {"name": r.choice(SURNAMES) + "".join(r.choice(GIVEN) for _ in range(r.randrange(1, 3))),
                 "mobile": f"1{r.choice('3578')}{r.randrange(10**8, 10**9)}",
-                "idNo": body + ric.calc_check_digit(body)}
+                "idNo": body + ric.calc_check_digit(body + "0")}
 
     def http_pi(self, server: str, host: str) -> tuple[Iterator[bytes], int]:
         records = [self._person() for _ in range(self.rng.randrange(5, 40))]

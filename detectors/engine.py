@@ -113,6 +113,12 @@ class Engine:
 
     def _resolved(self, value: str, info: KeyInfo) -> list[Candidate]:
         spans = self._keyed(value, info)
+        if len(spans) == 1:
+            # The common case in structured exports: one keyed type validates the whole value. Nothing to
+            # arbitrate and no free scan to run.
+            ((cand, text),) = spans.items()
+            if text.strip() == value.strip():
+                return [cand] if cand.score >= self.policy.min_confidence else []
         # A keyed value validated whole needs no free scan ("keyed values are validated directly").
         if (not spans or not _covers(spans, value)) and (self._scan_negative or not info.negative):
             spans.update(self._free(value, info))

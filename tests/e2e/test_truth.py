@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from pathlib import Path
 
 import duckdb
 import pytest
@@ -20,9 +19,8 @@ from agent.pipeline import run_capture_stats
 from tests.conftest import FIXTURES
 
 PCAPS = FIXTURES / "pcaps"
-CASES = [(p, PCAPS / f"{p.name.split('.')[0]}.truth.json") for p in sorted(PCAPS.iterdir())
-         if p.name.endswith((".pcap", ".pcapng", ".pcap.gz")) and (PCAPS / f"{p.name.split('.')[0]}.truth.json")
-         .is_file()]
+CASES = [(p, t) for p in sorted(PCAPS.iterdir()) if p.name.endswith((".pcap", ".pcapng", ".pcap.gz"))
+         and (t := PCAPS / f"{p.name.split('.')[0]}.truth.json").is_file()]
 
 
 @pytest.fixture(scope="module", params=CASES, ids=[c[0].name for c in CASES])
