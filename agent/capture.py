@@ -43,6 +43,7 @@ READ_ERRORS = (OSError, EOFError, zlib.error)
 # segment), small enough that a corrupt length cannot make us allocate gigabytes.
 MAX_RECORD = 1 << 20
 MAX_BLOCK = 16 << 20
+READ_CHUNK = 1 << 20                 # bytes per read of a classic pcap
 # Timestamps past 9999-12-31 cannot become a datetime (records are timestamp[us]); treat them as invalid.
 MAX_TS = 253402300799.0
 
@@ -128,26 +129,52 @@ def _read_pcap(path: Path, f: BinaryIO, magic: bytes, anomalies: AnomalySink
     linktype &= 0xFFFF
     limit = max(snaplen, MAX_RECORD) if snaplen <= MAX_BLOCK else MAX_RECORD
     yield (0.0, 0, b"")  # header accepted (consumed by open_capture)
-    rec = struct.Struct(order + "IIII")
+    unpack = struct.Struct(order + "IIII").unpack_from
     bad_ts = False
     n = 0
+    # Records are sliced out of large reads: two small reads per packet cost more than decoding it.
+    # read1 keeps a gzip stream's decoded prefix when its end is cut (read() would drop the whole chunk).
+    read = getattr(f, "read1", f.read)
+    broken: str | None = None
+
+    def more(n: int) -> bytes:
+        nonlocal broken
+        try:
+            return read(n)
+        except READ_ERRORS as e:
+            broken = type(e).__name__
+            return b""
+
+    buf, pos, eof = b"", 0, False
     while True:
-        hdr = _read(f, 16)
-        if not hdr:
+        if len(buf) - pos < 16 and not eof:
+            chunk = more(READ_CHUNK)
+            eof = not chunk
+            buf, pos = buf[pos:] + chunk, 0
+        avail = len(buf) - pos
+        if avail == 0:
+            if broken:
+                anomalies.add("capture", "truncated_capture", f"{broken} after {n} records")
             return
-        if len(hdr) < 16:
+        if avail < 16:
             anomalies.add("capture", "truncated_capture", f"record header cut after {n} records")
             return
-        sec, frac, caplen, _origlen = rec.unpack(hdr)
+        sec, frac, caplen, _origlen = unpack(buf, pos)
         if caplen > limit:
             anomalies.add("capture", "corrupt_record",
                           f"record {n + 1}: caplen {caplen} exceeds snaplen {snaplen}")
             return
-        data = _read(f, caplen)
-        if len(data) < caplen:
+        end = pos + 16 + caplen
+        while end > len(buf) and not eof:
+            chunk = more(max(READ_CHUNK, end - len(buf)))
+            eof = not chunk
+            buf, end, pos = buf[pos:] + chunk, end - pos, 0
+        if end > len(buf):
             anomalies.add("capture", "truncated_capture",
-                          f"record {n + 1}: {len(data)} of {caplen} bytes before end of file")
+                          f"record {n + 1}: {len(buf) - pos - 16} of {caplen} bytes before end of file")
             return
+        data = buf[pos + 16:end]
+        pos = end
         n += 1
         ts = sec + frac * unit
         if frac * unit >= 1.0 and not bad_ts:

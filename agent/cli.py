@@ -44,6 +44,7 @@ def run(
     """Read capture files, write flows, detections, pi_values and anomalies as Parquet to --out."""
     from agent.capture import CaptureFormatError
     from agent.pipeline import run_capture_stats
+    from detectors.catalog import CatalogError
 
     try:
         cfg = load_agent_config(config, enterprise_id=enterprise_id)
@@ -51,8 +52,11 @@ def run(
         if missing:
             raise CaptureFormatError(missing[0], "no such file")
         stats = run_capture_stats(pcap, cfg, out or Path(cfg.out))
-    except (ConfigError, CaptureFormatError) as e:
+    except (ConfigError, CaptureFormatError, CatalogError) as e:
         fail(str(e))
+    except (OSError, RuntimeError) as e:
+        # Disk full, a detector worker that died: one line, the type and what the OS said (no payload).
+        fail(f"{type(e).__name__}: {getattr(e, 'strerror', None) or e}")
     console.print(f"{stats.packets} packets, {stats.flows} flows ({stats.inspected_flows} inspected), "
               f"{stats.detections} detections, {stats.pi_values} PI values, {stats.anomalies} anomalies "
               f"-> {stats.records_dir}", highlight=False)

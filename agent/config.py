@@ -56,6 +56,8 @@ class AgentConfig(_Strict):
     limits: Limits = Limits()
     collector: CollectorTarget = CollectorTarget()
     out: str = "./spool"
+    # Processes that run the detectors beside the capture process (0: inline, in the capture process).
+    detector_workers: int = Field(2, ge=0, le=64)
 
     _cidrs = field_validator("internal_networks", "mainland_networks")(_check_cidrs)
 

@@ -7,13 +7,12 @@ themselves stay ignorant of each other.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import struct
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING
 
 from agent.anomalies import AnomalySink
 from agent.capture import open_capture
@@ -21,40 +20,22 @@ from agent.config import AgentConfig, load_subject_key
 from agent.decode import Decoder
 from agent.destinations import Destinations
 from agent.flows import Flow, FlowContext, FlowTable, InternalNetworks
+from agent.inspector import EngineFactory, InlineInspector, WorkerInspector
 from agent.protocols.http import HttpRequest
 from agent.protocols.session import AppSession
-from agent.records import DetectionRecord, FlowRecord, PiValueRecord, utc
+from agent.records import FlowRecord, utc
 from agent.sampling import FlowSampler
 from agent.spool import Spool
-from detectors.engine import Engine, FieldHit
+from detectors.catalog import load_catalog, load_policy
+
+if TYPE_CHECKING:   # imported by the detector workers, not by the capture process
+    from detectors.engine import Engine
 
 log = logging.getLogger(__name__)
 
 CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
-FLUSH_ROWS = 50_000          # rows per record type held before a batch is written
+FLUSH_ROWS = 50_000          # flow and anomaly rows held before a batch is written
 EXPIRE_EVERY = 4096          # packets between idle scans: the scan is cheap but not free
-MAX_KEY_PATHS = 5
-MAX_SAMPLES = 3
-FORM = "application/x-www-form-urlencoded"
-
-
-@dataclass(slots=True)
-class _TypeAgg:
-    occurrences: int = 0
-    confidence: float = 0.0
-    sensitive: bool = False
-    important_subcategory: str | None = None
-    key_paths: list[str] = field(default_factory=list)
-    samples: list[str] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class _FlowFindings:
-    """What the detectors found in one flow, until the flow ends."""
-
-    requests: int = 0
-    types: dict[str, _TypeAgg] = field(default_factory=dict)
-    values: dict[tuple[int, str, int], PiValueRecord] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,19 +50,13 @@ class RunStats:
     records_dir: Path
 
 
-def record_key(flow_id: str, request_no: int, record_index: int) -> int:
-    """A signed int64 naming one record (JSON object, CSV row, form) of one request of one flow."""
-    digest = hashlib.blake2b(f"{flow_id}|{request_no}|{record_index}".encode(), digest_size=8).digest()
-    return struct.unpack("<q", digest)[0]
-
-
 class Pipeline:
     """One agent run: feed it packets, then `finish()`; records go to the spool in batches."""
 
-    def __init__(self, config: AgentConfig, spool: Spool, engine: Engine, *, strict: bool = False) -> None:
+    def __init__(self, config: AgentConfig, spool: Spool, engine_factory: EngineFactory, *,
+                 strict: bool = False) -> None:
         self.config = config
         self.spool = spool
-        self.engine = engine
         self.anomalies = AnomalySink(strict=strict)
         self.decoder = Decoder(self.anomalies)
         self.destinations = Destinations(list(config.mainland_networks))
@@ -95,10 +70,13 @@ class Pipeline:
             idle_timeout_s=config.limits.idle_timeout_s,
             max_flows=config.limits.max_flows,
         ))
-        self._findings: dict[str, _FlowFindings] = {}
+        # A worker process runs the detectors beside the packet loop; strict runs stay in one process so
+        # that a detector exception surfaces where the test can see it.
+        self.inspector: InlineInspector | WorkerInspector = (
+            WorkerInspector(engine_factory, spool, config.detector_workers)
+            if config.detector_workers and not strict
+            else InlineInspector(engine_factory(), spool, self.anomalies))
         self._flows: list[FlowRecord] = []
-        self._detections: list[DetectionRecord] = []
-        self._pi: list[PiValueRecord] = []
         self.packets = self.decoded = self.flow_count = self.inspected = 0
         self.detection_count = self.pi_count = self.anomaly_count = 0
 
@@ -120,7 +98,13 @@ class Pipeline:
 
     def finish(self) -> None:
         self.table.flush()
-        self._flush(force=True)
+        stats = self.inspector.finish()
+        self.detection_count, self.pi_count = stats.detections, stats.pi_values
+        self._flush()
+
+    def abort(self) -> None:
+        if isinstance(self.inspector, WorkerInspector):
+            self.inspector.close()
 
     # -- flows -> sessions -------------------------------------------------------------------------
 
@@ -150,38 +134,13 @@ class Pipeline:
         )
 
     def _request_handler(self, flow_id: str) -> Callable[[HttpRequest], None]:
-        def handle(request: HttpRequest) -> None:
-            found = self._findings.setdefault(flow_id, _FlowFindings())
-            request_no = found.requests
-            found.requests += 1
-            query = urlsplit(request.target).query if "?" in request.target else ""
-            if query:
-                self._collect(flow_id, request_no, found, self.engine.inspect(query.encode("latin-1",
-                              "replace"), FORM).hits, prefix="query")
-            if request.body:
-                inspection = self.engine.inspect(request.body, request.content_type)
-                for name, detail in inspection.anomalies:
-                    self.anomalies.add("detector", name, detail, flow_id=flow_id)
-                self._collect(flow_id, request_no, found, inspection.hits)
-        return handle
+        count = 0
 
-    def _collect(self, flow_id: str, request_no: int, found: _FlowFindings, hits: Iterable[FieldHit],
-                 prefix: str = "") -> None:
-        for hit in hits:
-            agg = found.types.setdefault(hit.field_type, _TypeAgg())
-            agg.occurrences += 1
-            agg.confidence = max(agg.confidence, hit.confidence)
-            agg.sensitive = agg.sensitive or hit.sensitive
-            agg.important_subcategory = agg.important_subcategory or hit.important_subcategory
-            path = f"{prefix}.{hit.key_path}" if prefix else hit.key_path
-            if len(agg.key_paths) < MAX_KEY_PATHS and path not in agg.key_paths:
-                agg.key_paths.append(path)
-            if len(agg.samples) < MAX_SAMPLES and hit.masked not in agg.samples:
-                agg.samples.append(hit.masked)
-            rk = record_key(flow_id, request_no, hit.record_index)
-            found.values.setdefault((rk, hit.field_type, hit.value_key), PiValueRecord(
-                flow_id=flow_id, record_key=rk, field_type=hit.field_type, value_key=hit.value_key,
-                identifier=hit.identifier, sensitive=hit.sensitive))
+        def handle(request: HttpRequest) -> None:
+            nonlocal count
+            self.inspector.request(flow_id, count, request.target, request.body, request.content_type)
+            count += 1
+        return handle
 
     # -- flows -> records --------------------------------------------------------------------------
 
@@ -190,7 +149,6 @@ class Pipeline:
         country = self.destinations.country(flow.dst)
         sni = session.sni if session is not None else None
         host = session.host if session is not None else None
-        found = self._findings.pop(flow.flow_id, None)
         self._flows.append(FlowRecord(
             flow_id=flow.flow_id, ts_start=utc(flow.ts_start), ts_end=utc(flow.ts_end),
             src_ip=flow.src, dst_ip=flow.dst, src_port=flow.sport, dst_port=flow.dport,
@@ -209,32 +167,34 @@ class Pipeline:
         self.flow_count += 1
         if session is not None and session.inspected:
             self.inspected += 1
-        if found is not None:
-            for field_type, agg in sorted(found.types.items()):
-                self._detections.append(DetectionRecord(
-                    flow_id=flow.flow_id, field_type=field_type, sensitive=agg.sensitive,
-                    important_subcategory=agg.important_subcategory, occurrences=agg.occurrences,
-                    key_paths=tuple(agg.key_paths), confidence=round(agg.confidence, 4),
-                    masked_samples=tuple(agg.samples)))
-            self._pi.extend(found.values.values())
-            self.detection_count += len(found.types)
-            self.pi_count += len(found.values)
+        self.inspector.flow_ended(flow.flow_id)
 
     def _flush_if_full(self) -> None:
-        if max(len(self._flows), len(self._pi), len(self.anomalies.records)) >= FLUSH_ROWS:
-            self._flush(force=True)
+        if max(len(self._flows), len(self.anomalies.records)) >= FLUSH_ROWS:
+            self._flush()
 
-    def _flush(self, force: bool = False) -> None:
+    def _flush(self) -> None:
         anomalies = self.anomalies.drain()
         self.anomaly_count += len(anomalies)
-        for record_type, rows in (("flows", self._flows), ("detections", self._detections),
-                                  ("pi_values", self._pi), ("anomalies", anomalies)):
-            self.spool.write(record_type, rows)
-        self._flows, self._detections, self._pi = [], [], []
+        self.spool.write("flows", self._flows)
+        self.spool.write("anomalies", anomalies)
+        self._flows = []
 
 
 def build_engine(config: AgentConfig, configs_dir: Path = CONFIGS_DIR) -> Engine:
+    from detectors.engine import Engine  # presidio and spaCy load here, in a worker when there is one
+
     return Engine.from_configs(configs_dir, load_subject_key(config.subject_key_file))
+
+
+def _given(engine: Engine) -> Engine:
+    return engine
+
+
+def check_configs(config: AgentConfig, configs_dir: Path = CONFIGS_DIR) -> None:
+    """Fail fast, in the capture process, on what a detector worker would otherwise fail on later."""
+    load_policy(configs_dir / "policy.yaml", load_catalog(configs_dir / "field_types.yaml"))
+    load_subject_key(config.subject_key_file)
 
 
 def run_capture(pcaps: list[Path], config: AgentConfig, out_dir: Path, *, strict: bool = False,
@@ -248,15 +208,23 @@ def run_capture(pcaps: list[Path], config: AgentConfig, out_dir: Path, *, strict
 def run_capture_stats(pcaps: list[Path], config: AgentConfig, out_dir: Path, *, strict: bool = False,
                       engine: Engine | None = None,
                       on_file: Callable[[Path], None] | None = None) -> RunStats:
-    engine = engine or build_engine(config)
+    if engine is None:
+        check_configs(config)
+        factory: EngineFactory = partial(build_engine, config)
+    else:
+        factory = partial(_given, engine)
     spool = Spool(Path(out_dir), config.agent_id, config.enterprise_id)
     with spool.staged() as staging:
-        pipeline = Pipeline(config, staging, engine, strict=strict)
-        for path in pcaps:
-            if on_file is not None:
-                on_file(path)
-            pipeline.feed(open_capture(Path(path), pipeline.anomalies))
-        pipeline.finish()
+        pipeline = Pipeline(config, staging, factory, strict=strict)
+        try:
+            for path in pcaps:
+                if on_file is not None:
+                    on_file(path)
+                pipeline.feed(open_capture(Path(path), pipeline.anomalies))
+            pipeline.finish()
+        except BaseException:
+            pipeline.abort()
+            raise
     log.info("%d packets, %d flows (%d inspected), %d detections, %d anomalies",
              pipeline.packets, pipeline.flow_count, pipeline.inspected, pipeline.detection_count,
              pipeline.anomaly_count)

@@ -64,7 +64,8 @@ class Spool:
         except BaseException:
             shutil.rmtree(stage, ignore_errors=True)
             raise
-        for path in inner.written:
+        # Every complete batch in the stage, including those a detector worker process wrote there.
+        for path in sorted(stage.glob("*/[!.]*.parquet")):
             dest = self.out_dir / path.parent.name / path.name
             dest.parent.mkdir(parents=True, exist_ok=True)
             os.replace(path, dest)

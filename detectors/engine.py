@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 # Values longer than this are analysed in windows around pre-filter matches, not whole.
 LONG_VALUE_CHARS = 2048
+MASKED_PER_TYPE = 3      # hits per type and body that carry a masked sample; the rest carry ""
 _WINDOW_BEFORE = 384     # bytes before a match end: the longest pattern plus its context
 _WINDOW_AFTER = 64
 
@@ -38,7 +39,7 @@ class FieldHit:
     key_path: str             # "$.orders[*].receiver.idNo", "form.sfzh", "text"
     record_index: int         # which record of this body, 0-based
     value_key: int            # signed int64: first 8 bytes of HMAC-SHA256(key, field_type + normalized value)
-    masked: str               # 330***********123X — never the raw value
+    masked: str               # 330***********123X — never the raw value; "" past the first few per type
     confidence: float
     identifier: bool
     sensitive: bool
@@ -89,12 +90,18 @@ class Engine:
         walked = walk(body, content_type, self._budget)
         hits: list[FieldHit] = []
         anomalies = list(walked.anomalies)
+        samples: dict[str, int] = {}
         for path, value, record in walked.triples:
             if len(value) < 2:
                 continue
             try:
                 for cand in self._resolved(value, self._keys.info(path)):
-                    hits.append(self._hit(cand, value[cand.start:cand.end], path, record))
+                    # Evidence needs a few masked samples per type, not one per value: masking every hit
+                    # of a PI-dense export cost as much as hashing it.
+                    n = samples.get(cand.field_type, 0)
+                    samples[cand.field_type] = n + 1
+                    hits.append(self._hit(cand, value[cand.start:cand.end], path, record,
+                                          n < MASKED_PER_TYPE))
             except Exception as exc:
                 if self.strict:
                     raise
@@ -112,13 +119,20 @@ class Engine:
     # -- per value -------------------------------------------------------------------------------------
 
     def _resolved(self, value: str, info: KeyInfo) -> list[Candidate]:
+        if info.types:
+            # The common case in structured exports: the value under a key hint is nothing but that value.
+            # One whole-value match decides it: nothing to arbitrate and no free scan to run.
+            stripped = value.strip()
+            offset = value.find(stripped[:1]) if stripped else 0
+            for field_type in info.types:
+                recognizer = self._recognizers.keyed.get(field_type)
+                score = recognizer.whole(stripped) if recognizer is not None and stripped else None
+                if score is not None:
+                    score = min(1.0, score + self._scoring.key_bonus)
+                    if score < self.policy.min_confidence:
+                        break
+                    return [Candidate(field_type, offset, offset + len(stripped), score, True)]
         spans = self._keyed(value, info)
-        if len(spans) == 1:
-            # The common case in structured exports: one keyed type validates the whole value. Nothing to
-            # arbitrate and no free scan to run.
-            ((cand, text),) = spans.items()
-            if text.strip() == value.strip():
-                return [cand] if cand.score >= self.policy.min_confidence else []
         # A keyed value validated whole needs no free scan ("keyed values are validated directly").
         if (not spans or not _covers(spans, value)) and (self._scan_negative or not info.negative):
             spans.update(self._free(value, info))
@@ -174,7 +188,7 @@ class Engine:
             found[Candidate(field_type, base + res.start, base + res.end, min(1.0, score), keyed)] = matched
         return found
 
-    def _hit(self, cand: Candidate, text: str, path: str, record: int) -> FieldHit:
+    def _hit(self, cand: Candidate, text: str, path: str, record: int, sample: bool = True) -> FieldHit:
         spec = self._types[cand.field_type]
         normalized = subjects.normalize(spec.normalizer, text)
         return FieldHit(
@@ -182,7 +196,7 @@ class Engine:
             key_path=path,
             record_index=record,
             value_key=subjects.value_key(self._key, spec.id, normalized),
-            masked=masking.mask(spec.masker, text),
+            masked=masking.mask(spec.masker, text) if sample else "",
             confidence=round(cand.score, 4),
             identifier=spec.identifier,
             sensitive=self._sensitive[spec.id],

@@ -190,12 +190,23 @@ class CatalogRecognizer(PatternRecognizer):
         self.params = prepare_params(spec.params)
         self._validator = VALIDATORS.get(spec.validator) if spec.validator else None
 
-        self._compiled = [(p.score, regex.compile(p.regex, self.global_regex_flags)) for p in self.patterns]
+        self._compiled = [(p.score, _compile_fast(p.regex, self.global_regex_flags)) for p in self.patterns]
 
     def validate_result(self, pattern_text: str) -> bool | None:
         if self._validator is None:
             return None
         return self._validator(pattern_text, self.params, self.keyed)
+
+    def whole(self, text: str) -> float | None:
+        """The score when some pattern matches all of `text` and the validator does not object: the
+        fast path for a keyed value that is nothing but the value (most JSON and form fields)."""
+        for score, compiled in self._compiled:
+            if compiled.fullmatch(text) is not None:
+                valid = self.validate_result(text)
+                if valid is False:
+                    continue
+                return 1.0 if valid else score
+        return None
 
     def spans(self, text: str) -> list[tuple[int, int, float]]:
         """The same patterns and validation as `analyze`, without presidio's per-match result objects:
@@ -211,6 +222,20 @@ class CatalogRecognizer(PatternRecognizer):
                     continue
                 out.append((start, end, 1.0 if valid else score))
         return out
+
+
+def _compile_fast(expr: str, flags: int) -> Any:
+    """The stdlib `re` where it understands the pattern (it runs these short patterns faster than
+    `regex`, which presidio uses), else `regex`."""
+    std = 0
+    pairs = ((regex.IGNORECASE, re.IGNORECASE), (regex.MULTILINE, re.MULTILINE), (regex.DOTALL, re.DOTALL))
+    for rx, sx in pairs:
+        if flags & rx:
+            std |= sx
+    try:
+        return re.compile(expr, std)
+    except re.error:
+        return regex.compile(expr, flags)
 
 
 class KeyPathContext(ContextAwareEnhancer):
