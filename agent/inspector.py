@@ -37,7 +37,7 @@ FLUSH_ROWS = 50_000            # pi_values rows held before a batch is written
 BATCH_ITEMS = 128              # messages per queue item: one pickle per batch, not per request
 BATCH_BYTES = 1 << 20
 QUEUE_DEPTH = 32               # batches in flight: bounds memory, and back-pressures the capture side
-WAIT_S = 5.0                   # between liveness checks of a worker while waiting on it
+WAIT_S = 1.0                   # between liveness checks of a worker while waiting on it
 
 
 @dataclass(frozen=True, slots=True)
