@@ -61,6 +61,9 @@ def _is_ip_literal(text: str) -> bool:
     return True
 
 
+COUNTRY_CACHE = 65_536
+
+
 class Destinations:
     """Country and name of a flow's destination (docs/internals.md, "destinations")."""
 
@@ -74,11 +77,24 @@ class Destinations:
         self._mainland = tuple(nets)
         self._dns: OrderedDict[str, str] = OrderedDict()
         self._dns_size = max(1, dns_cache_size)
+        self._countries: dict[str, str | None] = {}
 
     # -- country -----------------------------------------------------------------------------------------
 
     def country(self, ip: str) -> str | None:
         """ISO 3166-1 alpha-2 code of `ip`, "CN" for mainland_networks, None if unknown or not routable."""
+        # Asked when a flow opens and when it ends, and a busy server sees thousands of flows: parsing the
+        # address with ipaddress costs more than the geo lookup itself.
+        try:
+            return self._countries[ip]
+        except KeyError:
+            pass
+        if len(self._countries) >= COUNTRY_CACHE:
+            self._countries.clear()
+        code = self._countries[ip] = self._lookup(ip)
+        return code
+
+    def _lookup(self, ip: str) -> str | None:
         try:
             addr = ipaddress.ip_address(ip)
         except ValueError:

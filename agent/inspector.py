@@ -9,6 +9,7 @@ per flow they only need to hear when the flow ended, which arrives in order on t
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import logging
 import multiprocessing as mp
@@ -168,6 +169,9 @@ def _worker_main(factory: EngineFactory, spool: Spool, inbox: mp.Queue, outbox: 
     except ValueError as exc:   # a bad catalog or key: configuration, one line, no payload in it
         outbox.put(("error", str(exc)))
         return
+    # The engine, presidio and spaCy are long-lived: keep the cyclic collector from re-scanning them on
+    # every full collection while bodies come and go.
+    gc.freeze()
     inspector = InlineInspector(engine, spool, AnomalySink())
     try:
         while (batch := inbox.get()) is not None:

@@ -7,6 +7,7 @@ themselves stay ignorant of each other.
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -83,6 +84,9 @@ class Pipeline:
     # -- packets in -------------------------------------------------------------------------------
 
     def feed(self, frames: Iterable[tuple[float, int, bytes]]) -> None:
+        # Everything alive now (modules, configs, the geo-IP table) lives for the whole run: keep the
+        # cyclic collector from re-scanning it while millions of short-lived packets come and go.
+        gc.freeze()
         decode, process = self.decoder.decode, self.table.process
         n = self.packets
         for ts, linktype, frame in frames:

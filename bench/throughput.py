@@ -289,6 +289,8 @@ class RunResult:
     mb_per_s: float | None
     peak_rss_mb: float | None
     note: str = ""
+    cpu_s: float | None = None      # user + system time of the process tree: steadier than wall time
+    runs: int = 1
 
 
 def measure(tool: str, cmd: list[str], capture_bytes: int, cwd: Path | None = None) -> RunResult:
@@ -307,26 +309,39 @@ def measure(tool: str, cmd: list[str], capture_bytes: int, cwd: Path | None = No
     stderr_path.unlink(missing_ok=True)
     # ru_maxrss is in KiB on Linux.
     return RunResult(tool, cmd, proc.returncode, round(wall, 3), round(capture_bytes / 1e6 / wall, 2),
-                     round(usage.ru_maxrss / 1024, 1), note)
+                     round(usage.ru_maxrss / 1024, 1), note,
+                     cpu_s=round(usage.ru_utime + usage.ru_stime, 3))
 
 
-def run_all(capture: Path) -> list[RunResult]:
+def median_run(runs: list[RunResult]) -> RunResult:
+    """The run with the median wall time (a shared 2-core machine makes single runs noisy)."""
+    ok = sorted((r for r in runs if r.wall_s is not None), key=lambda r: r.wall_s or 0.0)
+    pick = ok[len(ok) // 2] if ok else runs[0]
+    pick.runs = len(runs)
+    return pick
+
+
+def run_all(capture: Path, repeat: int = 1) -> list[RunResult]:
+    """Both tools `repeat` times, interleaved so that a noisy moment hurts both alike; median of each."""
     size = capture.stat().st_size
-    results: list[RunResult] = []
-    if AGENT.exists():
-        with tempfile.TemporaryDirectory(prefix="bench-agent-") as tmp:
-            # cwd=tmp so the agent's default ./egresswatch.key and spool stay out of the checkout.
-            results.append(measure("egress-agent", [str(AGENT), "run", "--pcap", str(capture), "--out",
-                                                    str(Path(tmp) / "spool")], size, cwd=Path(tmp)))
-    else:
-        results.append(RunResult("egress-agent", [], None, None, None, None, f"skipped: {AGENT} not found"))
     tshark = shutil.which("tshark")
-    if tshark:
-        results.append(measure("tshark", [tshark, "-r", str(capture), "-T", "fields", "-e", "ip.dst", "-e",
-                                          "tcp.len", "-e", "tls.handshake.extensions_server_name", "-e",
-                                          "http.host"], size))
-    else:
-        results.append(RunResult("tshark", [], None, None, None, None, "skipped: tshark not installed"))
+    agent_runs: list[RunResult] = []
+    tshark_runs: list[RunResult] = []
+    for _ in range(max(1, repeat)):
+        if AGENT.exists():
+            with tempfile.TemporaryDirectory(prefix="bench-agent-") as tmp:
+                # cwd=tmp so the agent's default ./egresswatch.key and spool stay out of the checkout.
+                agent_runs.append(measure("egress-agent", [str(AGENT), "run", "--pcap", str(capture),
+                                                           "--out", str(Path(tmp) / "spool")],
+                                          size, cwd=Path(tmp)))
+        if tshark:
+            fields = ["ip.dst", "tcp.len", "tls.handshake.extensions_server_name", "http.host"]
+            cmd = [tshark, "-r", str(capture), "-T", "fields", *[a for f in fields for a in ("-e", f)]]
+            tshark_runs.append(measure("tshark", cmd, size))
+    results = [median_run(agent_runs) if agent_runs else
+               RunResult("egress-agent", [], None, None, None, None, f"skipped: {AGENT} not found")]
+    results.append(median_run(tshark_runs) if tshark_runs else
+                   RunResult("tshark", [], None, None, None, None, "skipped: tshark not installed"))
     return results
 
 
@@ -335,12 +350,13 @@ def format_table(results: list[RunResult], capture_mb: float) -> str:
         return "-" if v is None else format(v, fmt)
 
     lines = [f"capture: {capture_mb:.1f} MB",
-             f"{'tool':<14}{'wall s':>9}{'MB/s':>9}{'Mbit/s':>9}{'peak RSS MB':>13}  note",
-             "-" * 64]
+             f"{'tool':<14}{'wall s':>9}{'MB/s':>9}{'Mbit/s':>9}{'CPU s':>8}{'peak RSS MB':>13}  note",
+             "-" * 72]
     for r in results:
         mbit = None if r.mb_per_s is None else r.mb_per_s * 8
         lines.append(f"{r.tool:<14}{cell(r.wall_s, '.2f'):>9}{cell(r.mb_per_s, '.1f'):>9}"
-                     f"{cell(mbit, '.0f'):>9}{cell(r.peak_rss_mb, '.0f'):>13}  {r.note}")
+                     f"{cell(mbit, '.0f'):>9}{cell(r.cpu_s, '.2f'):>8}{cell(r.peak_rss_mb, '.0f'):>13}  "
+                     f"{r.note or f'median of {r.runs}'}")
     by = {r.tool: r for r in results}
     a, t = by.get("egress-agent"), by.get("tshark")
     if a and t and a.mb_per_s and t.mb_per_s and a.returncode == 0 and t.returncode == 0:
@@ -357,6 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reuse", action="store_true", help="reuse an existing capture of that name")
     p.add_argument("--generate-only", action="store_true")
     p.add_argument("--json", type=Path, default=None, help="write the results as JSON here")
+    p.add_argument("--repeat", type=int, default=3, help="runs of each tool; the median is reported")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
@@ -369,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
               f"in {time.perf_counter() - t0:.1f} s; flows {gen.flows}")
     if args.generate_only:
         return 0
-    results = run_all(capture)
+    results = run_all(capture, args.repeat)
     print(format_table(results, capture.stat().st_size / 1e6))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
