@@ -86,7 +86,8 @@ class HttpRequestStream:
 
     def __init__(self, max_body_bytes: int, max_decompressed_bytes: int, anomalies: AnomalySink,
                  flow_id: str | None = None) -> None:
-        self.max_body_bytes = max(0, max_body_bytes)
+        self.max_body_bytes = max(0, max_body_bytes)   # per stream (= per flow), across its requests
+        self.body_bytes_kept = 0
         self.max_decompressed_bytes = max_decompressed_bytes
         self.anomalies = anomalies
         self.flow_id = flow_id
@@ -406,13 +407,16 @@ class HttpRequestStream:
     def _add_body(self, data: bytes) -> None:
         msg = self._msg
         assert msg is not None
-        room = self.max_body_bytes - msg.kept
+        # The budget is the flow's (sampling.max_payload_bytes_per_flow), shared by all its requests: a
+        # keep-alive connection with a thousand requests gets no more inspection than one big request.
+        room = self.max_body_bytes - self.body_bytes_kept
         if len(data) > room:
             msg.truncated = True
             data = data[: max(0, room)]
         if not data:
             return
         msg.kept += len(data)
+        self.body_bytes_kept += len(data)
         dec = msg.decoder
         if dec is None:
             msg.raw_body += data

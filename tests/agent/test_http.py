@@ -351,3 +351,12 @@ def test_one_large_request_over_many_small_segments_is_framed_whole() -> None:
     (request,), _ = frame(segments, max_body=4 * MB)
     assert request.body == body
     assert not request.body_truncated
+
+
+def test_the_body_budget_is_the_flows_and_shared_by_keep_alive_requests() -> None:
+    def post(body: bytes) -> bytes:
+        return b"POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+
+    requests, _ = frame(post(b"a" * 60) + post(b"b" * 60) + post(b"c" * 60), max_body=100)
+    assert [(r.body, r.body_truncated) for r in requests] == [
+        (b"a" * 60, False), (b"b" * 40, True), (b"", True)]   # framing goes on past the budget
