@@ -17,6 +17,7 @@ import queue
 import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import date
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -26,12 +27,14 @@ from agent.spool import Spool
 
 if TYPE_CHECKING:   # the capture process never imports the detectors when workers run them
     from detectors.engine import Engine, FieldHit
+    from detectors.important import ImportantHit
 
 EngineFactory = Callable[[], "Engine"]
 
 log = logging.getLogger(__name__)
 
 FORM = "application/x-www-form-urlencoded"
+IMPORTANT_DATA = "important_data"   # the catalog id of important-data candidates (one row per sub-category)
 MAX_KEY_PATHS = 5
 MAX_SAMPLES = 3
 FLUSH_ROWS = 50_000            # pi_values rows held before a batch is written
@@ -63,6 +66,7 @@ class _FlowFindings:
 
     types: dict[str, _TypeAgg] = field(default_factory=dict)
     values: dict[tuple[int, str, int], PiValueRecord] = field(default_factory=dict)
+    important: dict[str, _TypeAgg] = field(default_factory=dict)     # by sub-category id
 
 
 def request_key_base(flow_id: str, request_no: int) -> int:
@@ -92,18 +96,35 @@ class InlineInspector:
         self.detection_count = self.pi_count = 0
 
     def request(self, flow_id: str, request_no: int, target: str, body: bytes,
-                content_type: str | None) -> None:
+                content_type: str | None, at: date | None = None) -> None:
         found = self._flows.setdefault(flow_id, _FlowFindings())
         query = urlsplit(target).query if "?" in target else ""
         if query:
             # A GET can export as much as a POST: the query string is a form body too.
             self._collect(flow_id, request_no, found,
-                          self.engine.inspect(query.encode("latin-1", "replace"), FORM).hits, "query")
+                          self.engine.inspect(query.encode("latin-1", "replace"), FORM, at=at).hits, "query")
         if body:
-            inspection = self.engine.inspect(body, content_type)
+            inspection = self.engine.inspect(body, content_type, at=at)
             for name, detail in inspection.anomalies:
                 self.anomalies.add("detector", name, detail, flow_id=flow_id)
             self._collect(flow_id, request_no, found, inspection.hits, "")
+            self._collect_important(found, inspection.important)
+
+    @staticmethod
+    def _collect_important(found: _FlowFindings, hits: Iterable[ImportantHit]) -> None:
+        # Candidates, not values: the evidence kept is where they were seen and which configured terms or
+        # signatures matched (names from configs/important_data.yaml, never payload).
+        for hit in hits:
+            agg = found.important.get(hit.subcategory)
+            if agg is None:
+                agg = found.important[hit.subcategory] = _TypeAgg(important_subcategory=hit.subcategory)
+            agg.occurrences += 1
+            agg.confidence = max(agg.confidence, hit.confidence)
+            if hit.key_path and len(agg.key_paths) < MAX_KEY_PATHS and hit.key_path not in agg.key_paths:
+                agg.key_paths.append(hit.key_path)
+            for term in hit.terms:
+                if len(agg.samples) < MAX_SAMPLES and term not in agg.samples:
+                    agg.samples.append(term)
 
     def _collect(self, flow_id: str, request_no: int, found: _FlowFindings, hits: Iterable[FieldHit],
                  prefix: str) -> None:
@@ -137,14 +158,17 @@ class InlineInspector:
         found = self._flows.pop(flow_id, None)
         if found is None:
             return
-        for field_type, agg in sorted(found.types.items()):
+        rows = [(field_type, agg) for field_type, agg in sorted(found.types.items())]
+        by_id = sorted(found.important.items(), key=lambda kv: int(kv[0]))
+        rows += [(IMPORTANT_DATA, agg) for _, agg in by_id]
+        for field_type, agg in rows:
             self._detections.append(DetectionRecord(
                 flow_id=flow_id, field_type=field_type, sensitive=agg.sensitive,
                 important_subcategory=agg.important_subcategory, occurrences=agg.occurrences,
                 key_paths=tuple(agg.key_paths), confidence=round(agg.confidence, 4),
                 masked_samples=tuple(agg.samples)))
         self._pi.extend(found.values.values())
-        self.detection_count += len(found.types)
+        self.detection_count += len(rows)
         self.pi_count += len(found.values)
         if len(self._pi) >= FLUSH_ROWS:
             self.flush()
@@ -242,9 +266,9 @@ class WorkerInspector:
         return self._workers[int(flow_id[-4:], 16) % len(self._workers)]
 
     def request(self, flow_id: str, request_no: int, target: str, body: bytes,
-                content_type: str | None) -> None:
+                content_type: str | None, at: date | None = None) -> None:
         w = self._for(flow_id)
-        w.batch.append((flow_id, request_no, target, body, content_type))
+        w.batch.append((flow_id, request_no, target, body, content_type, at))
         w.bytes += len(body)
         if len(w.batch) >= BATCH_ITEMS or w.bytes >= BATCH_BYTES:
             w.flush()

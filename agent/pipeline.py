@@ -11,9 +11,11 @@ import gc
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 from agent.anomalies import AnomalySink
 from agent.capture import open_capture
@@ -36,6 +38,7 @@ log = logging.getLogger(__name__)
 
 CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
 FLUSH_ROWS = 50_000          # flow and anomaly rows held before a batch is written
+CST = ZoneInfo("Asia/Shanghai")
 EXPIRE_EVERY = 4096          # packets between idle scans: the scan is cheap but not free
 
 
@@ -133,16 +136,19 @@ class Pipeline:
             max_decompressed_bytes=limits.max_decompressed_bytes,
             inspect=inspect,
             anomalies=self.anomalies,
-            on_request=self._request_handler(flow.flow_id),
+            on_request=self._request_handler(flow),
             on_dns=self.destinations.observe_dns,
         )
 
-    def _request_handler(self, flow_id: str) -> Callable[[HttpRequest], None]:
+    def _request_handler(self, flow: Flow) -> Callable[[HttpRequest], None]:
         count = 0
 
         def handle(request: HttpRequest) -> None:
             nonlocal count
-            self.inspector.request(flow_id, count, request.target, request.body, request.content_type)
+            # The flow's date in China Standard Time: ages (minor_under_14) are taken on the day of export.
+            at = datetime.fromtimestamp(flow.ts_start, CST).date()
+            self.inspector.request(flow.flow_id, count, request.target, request.body, request.content_type,
+                                   at)
             count += 1
         return handle
 

@@ -201,6 +201,15 @@ class Store:
             """)
         finally:
             self.con.unregister("_dest_matches")
+        # The checks' common scope: cross-border flows that reached a scenario's recipients. One view here
+        # instead of the same join in every check file; checks add their period filter.
+        self.con.execute("""
+        CREATE OR REPLACE VIEW scenario_flows AS
+            SELECT DISTINCT fr.scenario_id, f.flow_id, f.ts_start, f.ts_end, f.bytes_out
+            FROM flows f
+            JOIN flow_recipients fr ON fr.flow_id = f.flow_id
+            WHERE fr.scenario_id IS NOT NULL AND f.cross_border
+        """)
 
     # --- helpers ------------------------------------------------------------------------------------
 

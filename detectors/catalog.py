@@ -1,4 +1,5 @@
-"""Load and validate the field-type catalog (configs/field_types.yaml) and the policy (configs/policy.yaml).
+"""Load and validate the field-type catalog (configs/field_types.yaml), the policy (configs/policy.yaml)
+and the important-data catalogue (configs/important_data.yaml, the Measures' appendix).
 
 The catalog is data: every field type, its key hints, context words, patterns and the names of the
 validator, normalizer and masker that apply to it. Adding a type is adding an entry here, not code.
@@ -19,10 +20,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 ID_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 # Names the code provides; an entry naming anything else is an error at load time, not a KeyError later.
-VALIDATOR_NAMES = frozenset({"ric", "luhn", "email", "person_name", "postal_address", "uscc", "date", "imei"})
+VALIDATOR_NAMES = frozenset({"ric", "luhn", "email", "person_name", "postal_address", "uscc", "date", "imei",
+                             "passport", "travel_permit", "landline", "account", "secret", "keyed_text",
+                             "online_account", "ip", "vin", "plate", "device_id", "health", "genetic",
+                             "face", "biometric_template", "position", "track"})
 NORMALIZER_NAMES = frozenset({"plain", "mobile", "resident_id", "email", "digits", "text", "upper"})
 MASKER_NAMES = frozenset({"generic", "resident_id", "mobile", "email", "bank_card", "person_name",
-                          "postal_address"})
+                          "postal_address", "secret", "blob"})
 
 
 class CatalogError(ValueError):
@@ -227,3 +231,166 @@ def load_policy(path: Path | str, catalog: Catalog | None = None) -> Policy:
             if fid not in catalog.ids:
                 raise CatalogError(path, f"sensitive_overrides.{fid}", "unknown field type id")
     return policy
+
+
+# --- important data (configs/important_data.yaml) ---------------------------------------------------------
+# The Measures' appendix 《中国（浙江）自由贸易试验区数据分类分级参考规则》: 13 categories, 40 sub-categories
+# whose ids "1".."40" are fixed (DESIGN §4). Hits are candidates; detectability F carries no rule.
+
+IMPORTANT_IDS = tuple(str(i) for i in range(1, 41))
+IMPORTANT_CATEGORIES = 13
+
+
+class CooccurrenceRule(_Strict):
+    """When words and field names make a candidate (a signature with `alone` always does)."""
+
+    min_distinct_terms: int = Field(default=2, ge=1)       # distinct keywords (weak signatures count)
+    min_distinct_key_hints: int = Field(default=2, ge=1)   # distinct key hints among the key paths
+    key_hint_with_terms: int | None = Field(default=1, ge=1)  # one key hint plus this many terms; null = off
+
+
+class RuleOverride(_Strict):
+    min_distinct_terms: int | None = Field(default=None, ge=1)
+    min_distinct_key_hints: int | None = Field(default=None, ge=1)
+    key_hint_with_terms: int | None = Field(default=None, ge=1)
+
+
+class SignatureSpec(_Strict):
+    """A file/format signature on the raw body: `magic` (latin-1 string of bytes) at `offset`, and/or a bytes
+    `regex` searched in the first `window` bytes; both must hold when both are given."""
+
+    name: str
+    magic: str | None = None
+    offset: int = Field(default=0, ge=0, le=65536)
+    regex: str | None = None
+    window: int = Field(default=4096, ge=1, le=1 << 20)
+    alone: bool = True    # False: a weak signature, one term towards the co-occurrence rule
+
+    def magic_bytes(self) -> bytes | None:
+        return self.magic.encode("latin-1") if self.magic is not None else None
+
+
+class SubCategory(_Strict):
+    id: str
+    name_zh: str
+    name_en: str
+    detectability: Literal["H", "M", "F"]
+    keywords: tuple[str, ...] = ()
+    key_hints: tuple[str, ...] = ()
+    signatures: tuple[SignatureSpec, ...] = ()
+    rule: RuleOverride | None = None
+
+    @property
+    def detectable(self) -> bool:
+        return self.detectability != "F"
+
+
+class ImportantCategory(_Strict):
+    id: str
+    name_zh: str
+    name_en: str
+    subcategories: tuple[SubCategory, ...]
+
+
+class ImportantData(_Strict):
+    version: int = 1
+    source: str = ""
+    default_rule: CooccurrenceRule = CooccurrenceRule()
+    categories: tuple[ImportantCategory, ...]
+
+    @property
+    def subcategories(self) -> tuple[SubCategory, ...]:
+        return tuple(s for c in self.categories for s in c.subcategories)
+
+    @property
+    def ids(self) -> frozenset[str]:
+        return frozenset(s.id for s in self.subcategories)
+
+    def get(self, sub_id: str) -> SubCategory:
+        for s in self.subcategories:
+            if s.id == sub_id:
+                return s
+        raise KeyError(sub_id)
+
+    def rule_for(self, sub: SubCategory) -> CooccurrenceRule:
+        if sub.rule is None:
+            return self.default_rule
+        changes = sub.rule.model_dump(exclude_unset=True)
+        return self.default_rule.model_copy(update=changes)
+
+
+def _important_entry_name(raw: Any, loc: tuple[Any, ...]) -> str:
+    """`categories[2] (三).subcategories[0] (8).signatures.1.regex` from a pydantic error location."""
+    parts: list[str] = []
+    node: Any = raw
+    i = 0
+    while i < len(loc):
+        key = loc[i]
+        if isinstance(key, str) and key in ("categories", "subcategories") and i + 1 < len(loc) \
+                and isinstance(loc[i + 1], int):
+            idx = loc[i + 1]
+            items = node.get(key) if isinstance(node, Mapping) else None
+            item = items[idx] if isinstance(items, list) and idx < len(items) else None
+            ident = item.get("id") if isinstance(item, Mapping) else None
+            parts.append(f"{key}[{idx}] ({ident})" if ident is not None else f"{key}[{idx}]")
+            node = item
+            i += 2
+            continue
+        parts.append(str(key))
+        node = None
+        i += 1
+    return ".".join(parts) or "root"
+
+
+def _check_important(path: Path, data: ImportantData) -> None:
+    if len(data.categories) != IMPORTANT_CATEGORIES:
+        raise CatalogError(path, "categories",
+                           f"expected {IMPORTANT_CATEGORIES} categories, found {len(data.categories)}")
+    seen: set[str] = set()
+    for ci, cat in enumerate(data.categories):
+        for si, sub in enumerate(cat.subcategories):
+            entry = f"categories[{ci}] ({cat.id}).subcategories[{si}] ({sub.id})"
+            if sub.id not in IMPORTANT_IDS:
+                raise CatalogError(path, entry, 'id must be "1".."40"')
+            if sub.id in seen:
+                raise CatalogError(path, entry, "duplicate id")
+            seen.add(sub.id)
+            for kind, words in (("keywords", sub.keywords), ("key_hints", sub.key_hints)):
+                for j, word in enumerate(words):
+                    if not word.strip():
+                        raise CatalogError(path, f"{entry}.{kind}[{j}]", "empty term")
+            names: set[str] = set()
+            for j, sig in enumerate(sub.signatures):
+                where = f"{entry}.signatures[{j}] ({sig.name})"
+                if sig.name in names:
+                    raise CatalogError(path, where, "duplicate signature name")
+                names.add(sig.name)
+                if sig.magic is None and sig.regex is None:
+                    raise CatalogError(path, where, "needs magic or regex")
+                try:
+                    sig.magic_bytes()
+                except UnicodeEncodeError:
+                    raise CatalogError(path, where, "magic must be bytes written as \\x.. escapes") from None
+                if sig.regex is not None:
+                    try:
+                        re.compile(sig.regex.encode("utf-8"))
+                    except re.error as exc:
+                        raise CatalogError(path, where, f"bad regex: {exc}") from None
+    missing = [i for i in IMPORTANT_IDS if i not in seen]
+    if missing:
+        raise CatalogError(path, "categories", f"missing sub-category id(s) {', '.join(missing)}")
+
+
+def load_important_data(path: Path | str) -> ImportantData:
+    """Read and validate configs/important_data.yaml; raise `CatalogError` naming the file and entry."""
+    path = Path(path)
+    raw = _read_yaml(path)
+    if not isinstance(raw, Mapping):
+        raise CatalogError(path, "root", "expected a mapping with categories")
+    try:
+        data = ImportantData.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise CatalogError(path, _important_entry_name(raw, tuple(err["loc"])), err["msg"]) from None
+    _check_important(path, data)
+    return data

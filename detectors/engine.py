@@ -8,17 +8,30 @@ Per body: structured.walk splits it into (key path, value, record) triples; per 
    key path and the few characters before a match (presidio's lemma context needs an NLP model);
 3. arbitration — one type per span by catalog priority (resident ID beats bank card).
 Hits carry the keyed hash and a masked sample, never the raw value.
+Per body, too: important-data candidates (detectors/important.py, the Measures' appendix) from signatures
+on the raw body, keywords and key names; binary bodies get signatures only.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from detectors import masking, subjects
-from detectors.catalog import Catalog, FieldType, Policy, load_catalog, load_policy
+from detectors import derived, masking, subjects
+from detectors.catalog import (
+    Catalog,
+    FieldType,
+    ImportantData,
+    Policy,
+    load_catalog,
+    load_important_data,
+    load_policy,
+)
+from detectors.important import ImportantDetector, ImportantHit, looks_binary
 from detectors.keys import KeyIndex, KeyInfo
 from detectors.prefilter import Prefilter
 from detectors.recognizers import LANGUAGE, Candidate, build_recognizers, resolve_overlaps
@@ -50,11 +63,15 @@ class FieldHit:
 class Inspection:
     hits: tuple[FieldHit, ...]
     anomalies: tuple[tuple[str, str], ...]   # (name, detail), layer "detector"
+    # Important-data candidates (Measures' appendix), one per sub-category; last with a default so that
+    # positional construction keeps working.
+    important: tuple[ImportantHit, ...] = ()
 
 
 class Engine:
     def __init__(self, catalog: Catalog, policy: Policy, subject_key: bytes,
-                 budget: WalkBudget | None = None, strict: bool = False) -> None:
+                 budget: WalkBudget | None = None, strict: bool = False,
+                 important: ImportantData | None = None) -> None:
         if not subject_key:
             raise ValueError("subject_key must not be empty")
         self.strict = strict     # re-raise detector bugs (tests) instead of reporting an anomaly
@@ -67,6 +84,7 @@ class Engine:
         self._sensitive = {ft.id: policy.is_sensitive(ft) for ft in catalog.field_types}
         self._context = {ft.id: tuple(w.casefold() for w in ft.context) for ft in catalog.field_types}
         self._recognizers = build_recognizers(catalog)
+        self._deriver = derived.Deriver(catalog)   # minor_under_14, lat+lng siblings, markers, containers
         self._prefilter = Prefilter(catalog)
         self._keys = KeyIndex(catalog)
         self._scoring = catalog.scoring
@@ -74,25 +92,33 @@ class Engine:
         # skip the scan instead of scoring matches only to drop them.
         sc = catalog.scoring
         self._scan_negative = (1.0 + sc.context_bonus) * sc.negative_key_factor >= policy.min_confidence
+        self._important = ImportantDetector(important) if important is not None else None
+        self._implied: dict[str, str] = {ft.id: ft.important_subcategory for ft in catalog.field_types
+                                          if ft.important_subcategory}
 
     @classmethod
     def from_configs(cls, configs_dir: Path | str, subject_key: bytes) -> Engine:
         configs_dir = Path(configs_dir)
         catalog = load_catalog(configs_dir / "field_types.yaml")
         policy = load_policy(configs_dir / "policy.yaml", catalog)
-        return cls(catalog, policy, subject_key)
+        important_path = configs_dir / "important_data.yaml"
+        important = load_important_data(important_path) if important_path.is_file() else None
+        return cls(catalog, policy, subject_key, important=important)
 
     @property
     def field_ids(self) -> frozenset[str]:
         return self.catalog.ids
 
-    def inspect(self, body: bytes, content_type: str | None) -> Inspection:
+    def inspect(self, body: bytes, content_type: str | None, *, at: dt.date | None = None) -> Inspection:
+        """`at`: the flow's date, for ages (minor_under_14); default today."""
         walked = walk(body, content_type, self._budget)
         hits: list[FieldHit] = []
         anomalies = list(walked.anomalies)
         samples: dict[str, int] = {}
-        for path, value, record in walked.triples:
-            if len(value) < 2:
+        triples = derived.collapse_numeric_runs(walked.triples)
+        for path, value, record in triples:
+            # One character says something only under a key hint (性别: 男).
+            if len(value) < 2 and not (value.strip() and self._keys.info(path).types):
                 continue
             try:
                 for cand in self._resolved(value, self._keys.info(path)):
@@ -102,14 +128,50 @@ class Engine:
                     samples[cand.field_type] = n + 1
                     hits.append(self._hit(cand, value[cand.start:cand.end], path, record,
                                           n < MASKED_PER_TYPE))
+                    if derived.is_minor(cand.field_type, value[cand.start:cand.end], at or dt.date.today()):
+                        hits.append(self._minor_hit(hits[-1], value[cand.start:cand.end]))
             except Exception as exc:
                 if self.strict:
                     raise
                 # The class name and path only: an exception message may quote the value.
                 anomalies.append(("detector_error", f"{type(exc).__name__} at {path}"))
+        try:
+            hits.extend(self._derived_hits(triples, hits))
+        except Exception as exc:
+            if self.strict:
+                raise
+            anomalies.append(("detector_error", f"{type(exc).__name__} in derived hits"))
         log.debug("inspected %d bytes as %s: %d values, %d hits", len(body), walked.kind,
                   len(walked.triples), len(hits))
-        return Inspection(hits=tuple(hits), anomalies=tuple(anomalies))
+        important: tuple[ImportantHit, ...] = ()
+        try:
+            binary = walked.kind == "binary" or looks_binary(body, content_type)
+            important = self._important_hits(body, binary, walked.triples, hits)
+        except Exception as exc:
+            if self.strict:
+                raise
+            anomalies.append(("detector_error", f"{type(exc).__name__} in important-data detection"))
+        return Inspection(hits=tuple(hits), anomalies=tuple(anomalies), important=important)
+
+    def _important_hits(self, body: bytes, binary: bool, triples: Iterable[tuple[str, str, int]],
+                        hits: list[FieldHit]) -> tuple[ImportantHit, ...]:
+        """Candidates from signatures, words and key names, plus the sub-category a field type implies
+        (health_medical -> 28, genetic -> 27) where the words did not already make it one."""
+        if binary:
+            # A binary body is never read as text: signatures only, and its 'field hits' are noise.
+            return tuple(self._important.detect(body)) if self._important is not None else ()
+        found = self._important.detect(body, ((p, v) for p, v, _ in triples)) if self._important else []
+        have = {h.subcategory for h in found}
+        implied: dict[str, ImportantHit] = {}
+        for hit in hits:
+            sub = self._implied.get(hit.field_type)
+            if sub is None or sub in have:
+                continue
+            prev = implied.get(sub)
+            if prev is None or hit.confidence > prev.confidence:
+                path = prev.key_path if prev is not None else hit.key_path
+                implied[sub] = ImportantHit(sub, "field_type", (hit.field_type,), path, hit.confidence)
+        return tuple(sorted([*found, *implied.values()], key=lambda h: int(h.subcategory)))
 
     def find_spans(self, value: str, key_path: str = "text") -> list[Candidate]:
         """The spans `inspect` would report for one value under `key_path` (offsets, types, scores):
@@ -133,8 +195,10 @@ class Engine:
                         break
                     return [Candidate(field_type, offset, offset + len(stripped), score, True)]
         spans = self._keyed(value, info)
-        # A keyed value validated whole needs no free scan ("keyed values are validated directly").
-        if (not spans or not _covers(spans, value)) and (self._scan_negative or not info.negative):
+        # A keyed value validated whole needs no free scan ("keyed values are validated directly"); nor does
+        # base64 or hex of binary content (an image's bytes hold digit runs, not phone numbers).
+        if (not spans or not _covers(spans, value)) and (self._scan_negative or not info.negative) \
+                and not derived.is_encoded_blob(value):
             spans.update(self._free(value, info))
         if not spans:
             return []
@@ -187,6 +251,32 @@ class Engine:
                 score *= sc.negative_key_factor
             found[Candidate(field_type, base + res.start, base + res.end, min(1.0, score), keyed)] = matched
         return found
+
+    def _minor_hit(self, birth: FieldHit, text: str) -> FieldHit:
+        """minor_under_14 on the birth value: same record, same keyed-hash scheme, the birth value's mask."""
+        source = self._types[birth.field_type]
+        normalized = subjects.normalize(source.normalizer, text)
+        return dataclasses.replace(
+            birth, field_type=derived.MINOR_TYPE,
+            value_key=subjects.value_key(self._key, derived.MINOR_TYPE, normalized),
+            masked=birth.masked or masking.mask(source.masker, text), identifier=False,
+            sensitive=self._sensitive.get(derived.MINOR_TYPE, True), important_subcategory=None)
+
+    def _derived_hits(self, triples: list[tuple[str, str, int]], hits: list[FieldHit]) -> list[FieldHit]:
+        out: list[FieldHit] = []
+        made = self._deriver.record_hits(triples)
+        made += self._deriver.container_hits([*hits, *(self._from_derived(d) for d in made)])
+        for d in made:
+            out.append(self._from_derived(d))
+        return out
+
+    def _from_derived(self, d: derived.DerivedHit) -> FieldHit:
+        spec = self._types[d.field_type]
+        return FieldHit(field_type=spec.id, key_path=d.key_path, record_index=d.record_index,
+                        value_key=subjects.value_key(self._key, spec.id, subjects.normalize(spec.normalizer,
+                                                                                            d.value)),
+                        masked=d.masked, confidence=round(d.confidence, 4), identifier=spec.identifier,
+                        sensitive=self._sensitive[spec.id], important_subcategory=spec.important_subcategory)
 
     def _hit(self, cand: Candidate, text: str, path: str, record: int, sample: bool = True) -> FieldHit:
         spec = self._types[cand.field_type]

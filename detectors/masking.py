@@ -71,6 +71,23 @@ def mask_postal_address(value: str) -> str:
     return (text[:2] + "***") if len(text) > 4 else _stars(len(text))
 
 
+def mask_secret(value: str) -> str:
+    # Passwords and codes: nothing of the value, not even its length.
+    return "******"
+
+
+def mask_blob(value: str) -> str:
+    # Images, vectors, sequences: the kind and the size, never content (a masked 100 kB blob is no sample).
+    text = value.strip()
+    if "base64," in text[:40]:
+        text = text.split("base64,", 1)[1]
+    kind = "jpeg" if text.startswith("/9j/") else "png" if text.startswith("iVBOR") else None
+    if kind is None and re.fullmatch(r"[\s\[\]\d.,eE+-]+", text):
+        numbers = [p for p in re.split(r"[,\s\[\]]+", text) if p]
+        kind = f"vector[{len(numbers)}]"
+    return f"<{kind or 'data'}:{len(text)} chars>"
+
+
 MASKERS: dict[str, Callable[[str], str]] = {
     "generic": mask_generic,
     "resident_id": mask_resident_id,
@@ -79,6 +96,8 @@ MASKERS: dict[str, Callable[[str], str]] = {
     "bank_card": mask_bank_card,
     "person_name": mask_person_name,
     "postal_address": mask_postal_address,
+    "secret": mask_secret,
+    "blob": mask_blob,
 }
 
 

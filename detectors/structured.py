@@ -1,266 +1,150 @@
-"""Walk request bodies into (key_path, value, record_index) triples.
+"""Walk request bodies into (key_path, value, record_index) triples: the dispatcher.
 
-JSON (objects, arrays, JSON Lines), application/x-www-form-urlencoded, and plain text as the fallback for
-anything else, including malformed JSON. Key paths are JSONPath-like with array indexes folded:
-`$.orders[*].receiver.idNo`, `form.sfzh`, `text`. A record is what one person's values share: each element
-of the outermost array of objects (or arrays), each JSON Lines line, each text line; values outside any
-such array form one more record (the envelope) numbered after them.
+`walk(body, content_type, budget)` picks a walker by content type, else by content (when the type is
+missing or generic: text/plain, application/octet-stream), and never raises on malformed input:
 
-Charset: the content type's declared charset, else UTF-8, else GB18030 (a superset of GBK and GB2312).
-A GBK form is percent-decoded to bytes first, then decoded. The walk is iterative with a budget on depth
-and values, so a hostile body cannot exhaust the stack or the heap; hitting a limit is an anomaly.
+| body | kind | key paths (indexes folded to [*]) | record |
+|---|---|---|---|
+| JSON (walk_json) | json | `$.orders[*].receiver.idNo` | element of the outermost array of containers |
+| JSON Lines | jsonl | `$.a` | line |
+| form-urlencoded (walk_text) | form | `form.sfzh` | the form |
+| CSV / TSV, RFC 4180 (walk_text) | csv, tsv | `csv[*].idNo` (header row = keys) | data row |
+| XML (walk_xml) | xml | `xml.orders.order[*].idNo` (attributes too) | outermost repeated element |
+| multipart, RFC 7578/2046 (walk_multipart) | multipart | `multipart.<field>` + part path sans root | part |
+| plain text | text | `text` | line |
+| image, archive, PDF, TLS, other binary | binary | none | - |
+
+Values outside every record (a JSON envelope, plain multipart fields) are one more record numbered last.
+Charset: a BOM (UTF-8, UTF-16 LE/BE), else the declared charset, else UTF-8, else GB18030 (a superset of
+GBK and GB2312). Binary and encrypted payloads are never scanned as text: magic numbers first, then the
+share of control and undecodable characters. Every walker is iterative or depth-bounded and writes through
+one budgeted sink (`WalkBudget`); a spent budget is a `walk_budget_exceeded` anomaly and keeps what was
+walked.
 """
 
 from __future__ import annotations
 
-import codecs
-import json
 import re
-from dataclasses import dataclass
-from urllib.parse import unquote_to_bytes
 
-# (key_path, value, record_index)
-Triple = tuple[str, str, int]
+from detectors.walk_common import (
+    Sink,
+    Triple,
+    WalkBudget,
+    Walked,
+    declared_charset,
+    decode_text,
+    log,
+    normalize_charset,
+    path_key,
+)
+from detectors.walk_json import looks_like_jsonl, walk_json, walk_jsonl
+from detectors.walk_multipart import walk_multipart
+from detectors.walk_text import looks_like_csv, looks_like_form, walk_csv, walk_form, walk_text
+from detectors.walk_xml import walk_xml, xml_encoding
 
-_JSON_CT = ("json",)  # application/json, application/problem+json, text/json …
+__all__ = ["Triple", "WalkBudget", "Walked", "declared_charset", "decode_text", "path_key", "walk"]
+
 _JSONL_CT = ("ndjson", "jsonl", "json-seq", "jsonlines")
 _FORM_CT = "application/x-www-form-urlencoded"
-_CHARSET = re.compile(r"charset\s*=\s*\"?([A-Za-z0-9_.:\-]+)", re.I)
-_PLAIN_KEY = re.compile(r"^[^\s.\[\]'\"*]+$")
-# Keys that are themselves values (a map keyed by mobile number or email) must not leak into key paths.
-_VALUE_LIKE_KEY = re.compile(r"\d{5}|@")
+_GENERIC_CT = ("", "text/plain", "application/octet-stream", "binary/octet-stream", "application/unknown")
+_MAGIC: tuple[tuple[bytes, int, str], ...] = (
+    (b"\xff\xd8\xff", 0, "jpeg"), (b"\x89PNG\r\n\x1a\n", 0, "png"), (b"GIF87a", 0, "gif"),
+    (b"GIF89a", 0, "gif"), (b"WEBP", 8, "webp"), (b"PK\x03\x04", 0, "zip"), (b"PK\x05\x06", 0, "zip"),
+    (b"PK\x07\x08", 0, "zip"), (b"\x1f\x8b", 0, "gzip"), (b"7z\xbc\xaf\x27\x1c", 0, "7z"),
+    (b"Rar!\x1a\x07", 0, "rar"), (b"%PDF-", 0, "pdf"), (b"1AY&SY", 4, "bzip2"), (b"\xfd7zXZ\x00", 0, "xz"),
+    (b"\x28\xb5\x2f\xfd", 0, "zstd"), (b"\x7fELF", 0, "elf"), (b"ftyp", 4, "mp4"),
+)
+_SAMPLE_CHARS = 4096
+# Share of control / replacement characters above which decoded "text" is really binary. Real text has
+# almost none; random or compressed bytes give 15-50 % whichever charset decodes them.
+_BINARY_SHARE = 0.10
+# C0/C1 controls but tab, newlines, form feed and ESC; the replacement character; BMP private use; lone
+# surrogates (what undecodable bytes become).
+_BAD_CHARS = re.compile("[\x00-\x08\x0e-\x1a\x1c-\x1f\x7f-\x9f\ufffd\ue000-\uf8ff\ud800-\udfff]")
+_BASE64_BLOB = re.compile(r"[A-Za-z0-9+/_\-]+={0,2}")
+_BASE64_MIN = 1024
 
 
-@dataclass(frozen=True, slots=True)
-class WalkBudget:
-    max_depth: int = 64
-    max_values: int = 200_000
-    max_value_chars: int = 1 << 20
-
-
-@dataclass(frozen=True, slots=True)
-class Walked:
-    kind: str                                  # json | jsonl | form | text
-    triples: tuple[Triple, ...]
-    anomalies: tuple[tuple[str, str], ...]     # (name, detail): never payload bytes
-
-
-def declared_charset(content_type: str | None) -> str | None:
-    if not content_type:
-        return None
-    m = _CHARSET.search(content_type)
-    if not m:
-        return None
-    name = m.group(1).lower()
-    try:
-        name = codecs.lookup(name).name
-    except LookupError:
-        return None
-    # GBK and GB2312 labels are routinely used for GB18030 content; the superset decodes all three.
-    return "gb18030" if name in ("gbk", "gb2312", "cp936") else name
-
-
-def decode_text(data: bytes, charset: str | None, anomalies: list[tuple[str, str]]) -> str:
-    """Declared charset, else UTF-8, else GB18030; never raises."""
-    tried = [charset] if charset else []
-    tried += [c for c in ("utf-8", "gb18030") if c not in tried]
-    for name in tried:
-        try:
-            text = data.decode(name)
-        except (UnicodeDecodeError, LookupError):
-            continue
-        if name == "utf-8" and text.startswith("\ufeff"):
-            text = text[1:]
-        if charset and name != charset:
-            anomalies.append(("charset_mismatch", f"declared {charset}, decoded as {name}"))
-        return text
-    anomalies.append(("undecodable_body", f"{len(data)} bytes, decoded as utf-8 with replacement"))
-    return data.decode("utf-8", errors="replace")
-
-
-def path_key(parent: str, key: str) -> str:
-    if _VALUE_LIKE_KEY.search(key):
-        return parent + ".*"
-    if _PLAIN_KEY.match(key):
-        return f"{parent}.{key}"
-    return parent + "['" + key.replace("\\", "\\\\").replace("'", "\\'") + "']"
-
-
-def _scalar(value: object) -> str | None:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, int | float):
-        return str(value)
+def binary_signature(body: bytes) -> str | None:
+    """The kind of a well-known binary or encrypted payload by its first bytes, else None."""
+    for magic, offset, kind in _MAGIC:
+        if body.startswith(magic, offset):
+            if kind == "webp" and not body.startswith(b"RIFF"):
+                continue
+            return kind
+    # TLS record header: content type 20-23, version 3.0-3.4 (SSL 3.0 .. TLS 1.3 legacy field).
+    if len(body) >= 5 and 20 <= body[0] <= 23 and body[1] == 3 and body[2] <= 4:
+        return "tls"
     return None
 
 
-class _Walker:
-    """Iterative JSON walk; `out` and `anomalies` are shared with the caller."""
-
-    def __init__(self, budget: WalkBudget, out: list[Triple], anomalies: list[tuple[str, str]]) -> None:
-        self.budget = budget
-        self.out = out
-        self.anomalies = anomalies
-        self.depth_reported = False
-
-    def full(self) -> bool:
-        return len(self.out) >= self.budget.max_values
-
-    def emit(self, path: str, value: str, record: int) -> None:
-        if len(value) > self.budget.max_value_chars:
-            self.anomalies.append(("value_truncated", f"{len(value)} chars at {path}"))
-            value = value[: self.budget.max_value_chars]
-        self.out.append((path, value, record))
-
-    def walk(self, doc: object, root: str, record: int | None, next_record: int) -> int:
-        """Walk `doc`; record None means "assign records to the outermost array of containers".
-        Values outside any record get -1 (the caller renumbers the envelope). Returns next_record."""
-        stack: list[tuple[object, str, int | None, int]] = [(doc, root, record, 0)]
-        while stack:
-            if self.full():
-                self.anomalies.append(("value_budget_exhausted", f"stopped after {len(self.out)} values"))
-                return next_record
-            node, path, rec, depth = stack.pop()
-            if depth > self.budget.max_depth:
-                if not self.depth_reported:
-                    detail = f"subtree below depth {self.budget.max_depth} skipped"
-                    self.anomalies.append(("depth_limit", detail))
-                    self.depth_reported = True
-                continue
-            if isinstance(node, dict):
-                children = [(v, path_key(path, str(k)), rec, depth + 1) for k, v in node.items()]
-                stack.extend(reversed(children))
-            elif isinstance(node, list):
-                item_path = path + "[*]"
-                is_records = rec is None and any(isinstance(x, dict | list) for x in node[:8])
-                children = []
-                for item in node:
-                    if is_records:
-                        children.append((item, item_path, next_record, depth + 1))
-                        next_record += 1
-                    else:
-                        children.append((item, item_path, rec, depth + 1))
-                stack.extend(reversed(children))
-            else:
-                text = _scalar(node)
-                if text:
-                    self.emit(path, text, -1 if rec is None else rec)
-        return next_record
-
-
-def _renumber_envelope(triples: list[Triple], start: int, records: int) -> None:
-    for i in range(start, len(triples)):
-        if triples[i][2] == -1:
-            path, value, _ = triples[i]
-            triples[i] = (path, value, records)
-
-
-def _walk_json(text: str, budget: WalkBudget, out: list[Triple], anomalies: list[tuple[str, str]]) -> bool:
-    try:
-        doc = json.loads(text)
-    except RecursionError:
-        anomalies.append(("json_too_deep", f"{len(text)} chars; scanned as text"))
+def _looks_binary(text: str) -> bool:
+    sample = text[:_SAMPLE_CHARS]
+    if not sample:
         return False
-    except ValueError as exc:
-        anomalies.append(("json_malformed", f"{type(exc).__name__} at char {getattr(exc, 'pos', '?')}"))
+    bad = len(_BAD_CHARS.findall(sample))
+    return bad / len(sample) > _BINARY_SHARE
+
+
+def _base64_blob(text: str) -> bool:
+    """One big base64 blob (an inline file), not text: the recognizers would only find noise in it."""
+    compact = "".join(text.split())
+    if len(compact) < _BASE64_MIN or not _BASE64_BLOB.fullmatch(compact):
         return False
-    walker = _Walker(budget, out, anomalies)
-    records = walker.walk(doc, "$", None, 0)
-    _renumber_envelope(out, 0, records)
-    return True
+    # Digits-and-X lists (IDs, phone numbers one per line) are base64-alphabet too: require mixed case and
+    # long lines, which such lists never have.
+    lines = text.split()
+    return (any(c.islower() for c in compact[:4096]) and any(c.isupper() for c in compact[:4096])
+            and sum(len(ln) for ln in lines) / len(lines) >= 60)
 
 
-def _walk_jsonl(text: str, budget: WalkBudget, out: list[Triple], anomalies: list[tuple[str, str]]) -> bool:
-    lines = [ln for ln in text.splitlines() if ln.strip()]
-    walker = _Walker(budget, out, anomalies)
-    bad = 0
-    for index, line in enumerate(lines):
-        if walker.full():
-            break
-        try:
-            doc = json.loads(line)
-        except (ValueError, RecursionError):
-            bad += 1
-            walker.emit("text", line, index)
-            continue
-        walker.walk(doc, "$", index, 0)
-    if bad:
-        anomalies.append(("jsonl_malformed_lines", f"{bad} of {len(lines)} lines scanned as text"))
-    return True
-
-
-def _looks_like_jsonl(text: str) -> bool:
-    first = text.lstrip()[:1]
-    if first not in ("{", "["):
-        return False
-    lines = [ln for ln in text.splitlines()[:3] if ln.strip()]
-    if len(lines) < 2:
-        return False
-    try:
-        for ln in lines:
-            json.loads(ln)
-    except (ValueError, RecursionError):
-        return False
-    return True
-
-
-def _walk_form(body: bytes, charset: str | None, budget: WalkBudget, out: list[Triple],
-               anomalies: list[tuple[str, str]]) -> None:
-    pairs: list[tuple[bytes, bytes]] = []
-    for part in body.split(b"&"):
-        if not part:
-            continue
-        key, _, value = part.partition(b"=")
-        # Percent-decode to bytes first: a GBK form's %D5%C5 is one character only after decoding the pair.
-        pairs.append((unquote_to_bytes(key.replace(b"+", b" ")), unquote_to_bytes(value.replace(b"+", b" "))))
-    if charset is None:
-        try:
-            b"".join(k + v for k, v in pairs).decode("utf-8")
-            charset = "utf-8"
-        except UnicodeDecodeError:
-            charset = "gb18030"
-    walker = _Walker(budget, out, anomalies)
-    for key, value in pairs:
-        if walker.full():
-            anomalies.append(("value_budget_exhausted", f"stopped after {len(out)} values"))
-            break
-        k = decode_text(key, charset, anomalies)
-        v = decode_text(value, charset, anomalies)
-        if v:
-            walker.emit(path_key("form", k), v, 0)
-
-
-def _walk_text(text: str, budget: WalkBudget, out: list[Triple], anomalies: list[tuple[str, str]]) -> None:
-    walker = _Walker(budget, out, anomalies)
-    # One record per line: a text dump of many people must not link them all into one person.
-    for index, line in enumerate(text.splitlines()):
-        if walker.full():
-            anomalies.append(("value_budget_exhausted", f"stopped after {len(out)} values"))
-            break
-        if line.strip():
-            walker.emit("text", line, index)
+def walk_into(body: bytes, content_type: str | None, sink: Sink, nesting: int = 0) -> str:
+    """Walk one body (or multipart part) into `sink`, records numbered from 0; returns its kind."""
+    signature = binary_signature(body)
+    if signature:
+        log.debug("binary body (%s, %d bytes) not scanned", signature, len(body))
+        return "binary"
+    ct = (content_type or "").split(";", 1)[0].strip().lower()
+    charset = declared_charset(content_type)
+    generic = ct in _GENERIC_CT
+    if ct.startswith("multipart/") or (generic and body.lstrip()[:2] == b"--" and b"\n" in body[:256]):
+        if nesting >= sink.budget.max_nesting:
+            sink.anomalies.append(("depth_limit", f"multipart nested {nesting} deep; part skipped"))
+            return "multipart"
+        if walk_multipart(body, content_type or "", sink, nesting, walk_into):
+            return "multipart"
+    if ct == _FORM_CT or (generic and looks_like_form(body[: 1 << 20])):
+        walk_form(body, charset, sink)
+        return "form"
+    if charset is None and ("xml" in ct or generic):
+        charset = normalize_charset(xml_encoding(body) or "")
+    scratch: list[tuple[str, str]] = []
+    text = decode_text(body, charset, scratch)
+    if _looks_binary(text) or (generic and _base64_blob(text)):
+        log.debug("binary body (%d bytes, by content) not scanned", len(body))
+        return "binary"
+    sink.anomalies.extend(scratch)
+    stripped = text.lstrip("\ufeff \t\r\n")
+    first = stripped[:1]
+    if any(t in ct for t in _JSONL_CT) or (first in ("{", "[") and looks_like_jsonl(stripped)):
+        walk_jsonl(stripped, sink)
+        return "jsonl"
+    if ("json" in ct or first in ("{", "[")) and walk_json(stripped, sink):
+        return "json"
+    if ("xml" in ct or (generic and first == "<")) and walk_xml(stripped, sink):
+        return "xml"
+    if "csv" in ct or "tab-separated" in ct:
+        return walk_csv(text, sink, "\t" if "tab-separated" in ct else None)
+    if generic:
+        delimiter = looks_like_csv(text)
+        if delimiter:
+            return walk_csv(text, sink, delimiter)
+    walk_text(text, sink)
+    return "text"
 
 
 def walk(body: bytes, content_type: str | None, budget: WalkBudget | None = None) -> Walked:
     """Split a body into key paths, values and records. Never raises on malformed input."""
-    budget = budget or WalkBudget()
-    anomalies: list[tuple[str, str]] = []
-    out: list[Triple] = []
-    ct = (content_type or "").split(";", 1)[0].strip().lower()
-    charset = declared_charset(content_type)
-    if ct == _FORM_CT:
-        _walk_form(body, charset, budget, out, anomalies)
-        return Walked("form", tuple(out), tuple(anomalies))
-    text = decode_text(body, charset, anomalies)
-    stripped = text.lstrip()
-    if any(t in ct for t in _JSONL_CT) or (stripped[:1] in ("{", "[") and _looks_like_jsonl(text)):
-        _walk_jsonl(text, budget, out, anomalies)
-        return Walked("jsonl", tuple(out), tuple(anomalies))
-    if any(t in ct for t in _JSON_CT) or stripped[:1] in ("{", "["):
-        if _walk_json(text, budget, out, anomalies):
-            return Walked("json", tuple(out), tuple(anomalies))
-        out.clear()
-    _walk_text(text, budget, out, anomalies)
-    return Walked("text", tuple(out), tuple(anomalies))
+    sink = Sink(budget or WalkBudget())
+    kind = walk_into(body, content_type, sink)
+    return Walked(kind, tuple(sink.out), tuple(sink.anomalies))

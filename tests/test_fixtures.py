@@ -21,8 +21,8 @@ import pytest
 
 PCAPS = Path(__file__).resolve().parent.parent / "fixtures" / "pcaps"
 GENERATED = ["demo.pcap", "demo.truth.json", "quirks.pcap", "quirks.pcapng", "quirks.pcap.gz",
-             "quirks.truth.json"]
-TRUTHS = ["demo.truth.json", "quirks.truth.json"]
+             "quirks.truth.json", "catalog.pcap", "catalog.truth.json"]
+TRUTHS = ["demo.truth.json", "quirks.truth.json", "catalog.truth.json"]
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +93,26 @@ def test_declared_ips_have_the_countries_the_truth_claims() -> None:
                 assert geo.lookup(d["dst_ip"]).country_code == d["country"], server
 
 
+def test_catalog_truth_plants_what_issue_3_needs() -> None:
+    dests = _truth("catalog.truth.json")["destinations"]
+    crm = dests["crm.linked.example"]
+    # Linked records: 142 records, 65 persons (60 identified, 5 by name + date of birth only).
+    assert (crm["persons"], crm["persons_nonsensitive"], crm["persons_sensitive"]) == (65, 65, 60)
+    assert sum(crm["records"].values()) > 2 * crm["persons"]
+    assert {ft: v["distinct_values"] for ft, v in crm["field_types"].items()} == {
+        "person_name": 65, "resident_id_cn": 60, "mobile_cn": 60, "email": 15, "date_of_birth": 5}
+    expected = {"crm.linked.example": [], "his.hospital-partner.example": ["28"],
+                "lab.genomics.example": ["27"], "telemetry.env-monitor.example": ["6"],
+                "shop.catalog.example": [], "api.domestic-health.example": ["28"]}
+    assert {name: d["important_subcategories"] for name, d in dests.items()} == expected
+    assert "health_medical" in dests["his.hospital-partner.example"]["field_types"]
+    assert "genetic" in dests["lab.genomics.example"]["field_types"]
+    for name in ("telemetry.env-monitor.example", "shop.catalog.example"):
+        assert dests[name]["field_types"] == {} and dests[name]["persons"] == 0, name
+    assert dests["shop.catalog.example"]["expect_no_important"] is True
+    assert [n for n, d in dests.items() if not d["cross_border"]] == ["api.domestic-health.example"]
+
+
 # ---------------------------------------------------------------------------------------------- recount
 
 def _frames(path: Path) -> list[tuple[float, bytes]]:
@@ -155,7 +175,8 @@ def _recount(path: Path) -> dict[str, tuple[int, int]]:
 @pytest.mark.parametrize("capture, truth", [("demo.pcap", "demo.truth.json"),
                                             ("quirks.pcap", "quirks.truth.json"),
                                             ("quirks.pcapng", "quirks.truth.json"),
-                                            ("quirks.pcap.gz", "quirks.truth.json")])
+                                            ("quirks.pcap.gz", "quirks.truth.json"),
+                                            ("catalog.pcap", "catalog.truth.json")])
 def test_truth_bytes_out_matches_an_independent_recount(capture: str, truth: str) -> None:
     counted = _recount(PCAPS / capture)
     for server, d in _truth(truth)["destinations"].items():
@@ -169,6 +190,10 @@ def test_truth_requests_match_request_lines_in_simple_flows() -> None:
     for server in ("keepalive", "pipeline", "gzip", "deflate", "vlan", "qinq", "ipv6", "gbk-form"):
         d = _truth("quirks.truth.json")["destinations"][f"{server}.quirks.example"]
         assert counted[d["dst_ip"]][1] == d["requests"], server
+    # Every catalog request goes out in order on a keep-alive connection, so all of them count here.
+    counted = _recount(PCAPS / "catalog.pcap")
+    for server, d in _truth("catalog.truth.json")["destinations"].items():
+        assert counted[d["dst_ip"]][1] == d["requests"], server
 
 
 def test_quirks_formats_hold_the_same_frames() -> None:
@@ -177,3 +202,42 @@ def test_quirks_formats_hold_the_same_frames() -> None:
         frames = _frames(PCAPS / other)
         assert [f for _, f in frames] == [f for _, f in base], other
         assert all(abs(a - b) < 1e-5 for (a, _), (b, _) in zip(frames, base, strict=True)), other
+
+
+# ------------------------------------------------------------------------------------------- catalog payloads
+
+def _payloads(path: Path) -> dict[str, bytes]:
+    """dst ip -> client payload bytes in capture order (enough for captures sent strictly in order)."""
+    out: dict[str, bytes] = defaultdict(bytes)
+    for _, frame in _frames(path):
+        ip = _ip_layer(frame)
+        if ip is not None and isinstance(ip.data, dpkt.tcp.TCP) and ip.data.dport == 80:
+            out[socket.inet_ntop(socket.AF_INET, ip.dst)] += bytes(ip.data.data)
+    return out
+
+
+def test_catalog_hj212_packets_have_valid_length_and_crc() -> None:
+    # Written apart from the generator's CRC: HJ 212-2017 Appendix A (shift in the high byte, poly 0xA001).
+    def crc(data: bytes) -> int:
+        reg = 0xFFFF
+        for byte in data:
+            reg = (reg >> 8) ^ byte
+            for _ in range(8):
+                reg = (reg >> 1) ^ 0xA001 if reg & 1 else reg >> 1
+        return reg
+
+    d = _truth("catalog.truth.json")["destinations"]["telemetry.env-monitor.example"]
+    body = _payloads(PCAPS / "catalog.pcap")[d["dst_ip"]]
+    packets = re.findall(rb"##(\d{4})(QN=[^\r]*?&&)([0-9A-F]{4})\r\n", body)
+    assert len(packets) == d["hj212_packets"]
+    for length, data, check in packets:
+        assert int(length) == len(data) and int(check, 16) == crc(data)
+
+
+def test_catalog_resident_ids_carry_valid_check_digits() -> None:
+    ric = pytest.importorskip("stdnum.cn.ric")
+    ids = set()
+    for data in _payloads(PCAPS / "catalog.pcap").values():
+        ids.update(re.findall(rb"(?<![0-9])[1-8][0-9]{16}[0-9X](?![0-9A-Za-z])", data))
+    assert len(ids) == 60 + 10 + 3 + 3
+    assert all(ric.calc_check_digit(i.decode()) == i.decode()[-1] for i in ids)

@@ -8,12 +8,7 @@
 -- non-sensitive and sensitive PI. A filed 0 with one observed person is exceeded. Counts are exact over
 -- inspected flows, so a lower bound when sampling.
 WITH scoped AS (
-    SELECT DISTINCT fr.scenario_id, f.flow_id, f.ts_start, f.ts_end
-    FROM flows f
-    JOIN flow_recipients fr ON fr.flow_id = f.flow_id
-    WHERE fr.scenario_id IS NOT NULL
-      AND f.cross_border
-      AND f.ts_start >= $period_from AND f.ts_start < $period_to
+    SELECT * FROM scenario_flows WHERE ts_start >= $period_from AND ts_start < $period_to
 ),
 counted AS (
     SELECT s.scenario_id,

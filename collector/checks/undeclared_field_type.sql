@@ -7,12 +7,7 @@
 -- Per scenario: field types detected on cross-border flows to the scenario's recipients that its
 -- data_catalog does not list. Severity high when the field type was sensitive PI.
 WITH scoped AS (
-    SELECT DISTINCT fr.scenario_id, f.flow_id, f.ts_start, f.ts_end, f.bytes_out
-    FROM flows f
-    JOIN flow_recipients fr ON fr.flow_id = f.flow_id
-    WHERE fr.scenario_id IS NOT NULL
-      AND f.cross_border
-      AND f.ts_start >= $period_from AND f.ts_start < $period_to
+    SELECT * FROM scenario_flows WHERE ts_start >= $period_from AND ts_start < $period_to
 ),
 declared AS (
     SELECT scenario_id, list(field_type ORDER BY item_id) AS field_types
@@ -23,7 +18,9 @@ hits AS (
     SELECT s.scenario_id, s.ts_start, s.ts_end, s.bytes_out, d.*
     FROM scoped s
     JOIN detections d ON d.flow_id = s.flow_id
-    WHERE NOT EXISTS (
+    -- Important-data candidates are not catalogue items: the important_data check judges them.
+    WHERE d.field_type <> 'important_data'
+      AND NOT EXISTS (
         SELECT 1 FROM catalog_items c WHERE c.scenario_id = s.scenario_id AND c.field_type = d.field_type
     )
 ),

@@ -79,3 +79,23 @@ def make_filing(**changes: Any) -> Filing:
     data = copy.deepcopy(example_data())
     data.update(changes)
     return Filing.model_validate(data)
+
+
+def with_routes(routes: dict[str, str], subcategories: dict[str, str] | None = None) -> Filing:
+    """The example filing with some scenarios' routes (and negative-list sub-categories) replaced."""
+    data = copy.deepcopy(example_data())
+    for scenario in data["scenarios"]:
+        sid = scenario["scenario_id"]
+        if sid in routes:
+            scenario["route"] = routes[sid]
+        if subcategories and sid in subcategories:
+            scenario["negative_list_match"]["subcategory"] = subcategories[sid]
+    return Filing.model_validate(data)
+
+
+def important_candidate(flow_id: str, subcategory: str, terms: tuple[str, ...] = ("vcf",)) -> DetectionRecord:
+    """An agent row for an important-data candidate: masked_samples hold the matched term names."""
+    return DetectionRecord(
+        flow_id=flow_id, field_type="important_data", sensitive=False, important_subcategory=subcategory,
+        occurrences=1, key_paths=("$.samples[*].genotype",), confidence=0.9, masked_samples=terms,
+    )

@@ -24,8 +24,10 @@ from .builders import (
     UNDECLARED_HOST,
     detection,
     flow,
+    important_candidate,
     make_filing,
     pi,
+    with_routes,
     write_records,
 )
 
@@ -172,6 +174,56 @@ def test_scale_exceeded(tmp_path: Path, flows, pi_values, expected) -> None:
     assert got == expected
 
 
+# --- important_data ---------------------------------------------------------------------------------
+
+SA_BOOKING = {"booking": "security_assessment"}
+
+IMPORTANT_DATA = [
+    pytest.param([flow("a")], [detection("a", "mobile_cn")], None, [], id="no-candidate"),
+    pytest.param([flow("a")], [important_candidate("a", "27")], SA_BOOKING, [],
+                 id="security-assessment-route"),
+    pytest.param([flow("a", server_name=UNDECLARED_HOST)], [important_candidate("a", "6")], None, [],
+                 id="no-scenario-is-undeclared-recipient-instead"),
+    pytest.param([flow("a", cross_border=False, country="CN")], [important_candidate("a", "27")], None, [],
+                 id="domestic"),
+    pytest.param([flow("a", ts=LAST_YEAR)], [important_candidate("a", "27")], None, [], id="outside-period"),
+    pytest.param([flow("a")], [important_candidate("a", "27")], None, [("booking", "27", "high")],
+                 id="candidate-under-exempt-outside-list"),
+    pytest.param([flow("a", **CREW)], [detection("a", "health_medical", sensitive=True, important="28")],
+                 None, [("crew-management", "28", "high")], id="pi-type-implies-subcategory"),
+    pytest.param([flow("a"), flow("b"), flow("c", **CREW)],
+                 [important_candidate("a", "27"), detection("b", "genetic", sensitive=True, important="27"),
+                  important_candidate("a", "6"), important_candidate("c", "4")], SA_BOOKING,
+                 [("crew-management", "4", "high")], id="only-scenarios-without-security-assessment"),
+    pytest.param([flow("a"), flow("b")],
+                 [important_candidate("a", "27"), detection("b", "genetic", sensitive=True, important="27"),
+                  important_candidate("a", "6")], None,
+                 [("booking", "6", "high"), ("booking", "27", "high")], id="one-row-per-subcategory"),
+]
+
+
+@pytest.mark.parametrize(("flows", "detections", "routes", "expected"), IMPORTANT_DATA)
+def test_important_data(tmp_path: Path, flows, detections, routes, expected) -> None:
+    results = run_all(tmp_path, flows, detections, filing=with_routes(routes) if routes else None)
+    assert findings_of(results, "important_data") == expected
+
+
+def test_important_data_finding_is_marked_candidate_with_its_evidence(tmp_path: Path) -> None:
+    dets = [important_candidate("a", "27"), detection("b", "genetic", sensitive=True, important="27")]
+    results = run_all(tmp_path, [flow("a"), flow("b")], dets,
+                      filing=with_routes({"booking": "exempt_outside_list"}, {"booking": "27"}))
+    [f] = results["important_data"].findings
+    assert f.evidence["candidate"] is True and f.severity == "high"
+    assert f.expected == "route: exempt_outside_list; negative_list_match.subcategory: 27"
+    assert "candidate" in f.observed and "27" in f.observed
+    assert f.evidence["field_types"] == ["genetic", "important_data"] and f.evidence["flows"] == 2
+    assert f.evidence["route"] == "exempt_outside_list"
+    assert f.evidence["required_route"] == "security_assessment"
+    assert f.evidence["example_flow_ids"] == ["a", "b"]
+    assert f.evidence["matched_terms"] == ["vcf"] and f.evidence["masked_samples"] == ["138****0000"]
+    assert any("Art. 8" in b for b in f.basis) and any("P16 Art. 7" in b for b in f.basis)
+
+
 # --- runner -----------------------------------------------------------------------------------------
 
 def test_a_broken_check_is_an_error_and_the_others_still_run(tmp_path: Path) -> None:
@@ -190,7 +242,7 @@ def test_a_broken_check_is_an_error_and_the_others_still_run(tmp_path: Path) -> 
 
 def test_every_check_file_has_a_header_and_a_test_table() -> None:
     tables = {"undeclared_recipient": UNDECLARED_RECIPIENT, "undeclared_field_type": UNDECLARED_FIELD_TYPE,
-              "scale_exceeded": SCALE_EXCEEDED}
+              "scale_exceeded": SCALE_EXCEEDED, "important_data": IMPORTANT_DATA}
     for path in discover():
         spec = CheckSpec.from_file(path)
         assert spec.basis and spec.action and spec.params == ("period_from", "period_to")

@@ -41,7 +41,16 @@ def test_every_type_with_patterns_has_a_test_table(catalog):
     modules = {p.stem for p in TESTS.glob("test_*.py")}
     owners = {"resident_id_cn": "test_resident_id", "mobile_cn": "test_mobile", "email": "test_email",
               "bank_card": "test_bank_card", "person_name": "test_person_name",
-              "postal_address": "test_postal_address"}
+              "postal_address": "test_postal_address", "passport_no": "test_passport",
+              "travel_permit": "test_travel_permit", "landline_cn": "test_landline",
+              "bank_account": "test_bank_account", "health_medical": "test_health_medical",
+              "genetic": "test_genetic", "face_biometric": "test_face_biometric",
+              "precise_location": "test_precise_location", "location_track": "test_location_track",
+              "vehicle_plate": "test_vehicle_plate", "vin": "test_vin", "device_id": "test_device_id",
+              "minor_under_14": "test_minor_under_14"}
+    owners.update({t: "test_keyed_types" for t in ("auth_secret", "transaction_record", "other_biometric",
+                                                   "religion", "criminal_record", "communications",
+                                                   "ip_address", "online_account", "demographic")})
     for ft in catalog.field_types:
         if ft.patterns:
             module = owners.get(ft.id, "test_other_types")

@@ -49,10 +49,19 @@ def observed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
                 FROM read_parquet('{out}/pi_values/*.parquet') p
                 JOIN read_parquet('{out}/flows/*.parquet') f USING (flow_id) GROUP BY ALL""").fetchall():
             types[dest][field_type] = distinct
+    important: dict[str, set[str]] = defaultdict(set)
+    if (out / "detections").is_dir():
+        for dest, sub in con.sql(f"""
+                SELECT DISTINCT coalesce(f.server_name, f.dst_ip), d.important_subcategory
+                FROM read_parquet('{out}/detections/*.parquet') d
+                JOIN read_parquet('{out}/flows/*.parquet') f USING (flow_id)
+                WHERE d.important_subcategory IS NOT NULL""").fetchall():
+            important[dest].add(sub)
     anomalies = con.sql(f"SELECT name FROM read_parquet('{out}/anomalies/*.parquet')").fetchall() \
         if (out / "anomalies").is_dir() else []
     truth = json.loads(truth_file.read_text(encoding="utf-8"))
-    return truth, {"flows": by_dest, "types": dict(types), "anomalies": [a[0] for a in anomalies]}
+    return truth, {"flows": by_dest, "types": dict(types), "important": dict(important),
+                   "anomalies": [a[0] for a in anomalies]}
 
 
 def test_every_destination_gets_exactly_the_bytes_the_client_sent(observed: tuple[dict, dict]) -> None:
@@ -99,3 +108,10 @@ def test_the_overlap_with_different_bytes_is_reported_once(observed: tuple[dict,
     expected = sum(t.get("overlap", {}).get("expected_anomalies", {}).get("tcp/overlap_inconsistent", 0)
                    for t in truth["destinations"].values())
     assert got["anomalies"].count("overlap_inconsistent") == expected
+
+
+def test_important_data_candidates_appear_where_planted_and_nowhere_else(observed: tuple[dict, dict]) -> None:
+    truth, got = observed
+    for dest, t in truth["destinations"].items():
+        planted = set(t.get("important_subcategories", [])) if t["cross_border"] else set()
+        assert got["important"].get(dest, set()) == planted, dest
