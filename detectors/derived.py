@@ -3,14 +3,17 @@
 - minor_under_14 (PIPL Art. 28 and 31): a resident ID (birth date in characters 7-14, GB 11643-1999) or a date
   of birth giving an age under 14 at the flow's date;
 - record pairs: sibling keys of one JSON object that are one value together (lat + lng -> precise_location);
-- record markers: a key whose value marks the whole record (FHIR `resourceType: Patient` -> health_medical);
+- record markers: a key whose value marks the whole record (FHIR `resourceType: Patient` -> health_medical):
+  evidence of the type, not a value of it (detectors/counting.py);
+- coded pairs: sibling `system` and `code` keys whose system names a configured code system (FHIR
+  `coding: [{"system": "http://hl7.org/fhir/sid/icd-10", "code": "E11.9"}]` -> health_medical `E11.9`);
 - containers: hits of some types under a key of another type also make that type (positions under
   `trackPoints` -> location_track; names and numbers under `contacts` -> communications);
 - numeric runs: an array of decimals (`[lng, lat]`, a 512-number face feature) is read as one value.
 
 All of it is configured in the catalog entries' `params` (latitude_keys / longitude_keys, marker_values,
-contains / min_values). A derived value is hashed like any other; container values are built from the
-contained hits' keyed hashes, never from raw values.
+coding_systems with code_pattern, contains / min_values). A derived value is hashed like any other;
+container values are built from the contained hits' keyed hashes, never from raw values.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from detectors.catalog import Catalog
+from detectors.counting import code_regexes
 from detectors.keys import fold_key, segments
 from detectors.validators import age_at, birth_date, china_position
 
@@ -53,6 +57,8 @@ class DerivedHit:
     value: str              # what is normalized and hashed (for containers: the contained keyed hashes)
     confidence: float
     masked: str             # already masked: the engine does not mask it again
+    evidence: bool = False  # a record marker: the type is present, but this is nobody's value
+    code: bool = False      # a coded value (counting: free text beside it in the record is not counted)
 
 
 def is_encoded_blob(value: str) -> bool:
@@ -118,6 +124,11 @@ class Deriver:
         self._pairs: list[tuple[str, frozenset[str], frozenset[str], int]] = []
         self._markers: dict[str, tuple[str, frozenset[str]]] = {}
         self._containers: list[tuple[str, frozenset[str], frozenset[str], int]] = []
+        codes = code_regexes(catalog)
+        # (type, code system substrings, code pattern): FHIR Coding objects of a code system the type knows.
+        self._codings: list[tuple[str, tuple[str, ...], re.Pattern[str]]] = [
+            (ft.id, tuple(str(s).casefold() for s in ft.params["coding_systems"]), codes[ft.id])
+            for ft in catalog.field_types if ft.params.get("coding_systems") and ft.id in codes]
         for ft in catalog.field_types:
             p = ft.params
             if p.get("latitude_keys") and p.get("longitude_keys"):
@@ -131,9 +142,11 @@ class Deriver:
 
     def record_hits(self, triples: Iterable[Triple]) -> list[DerivedHit]:
         """Pairs of sibling keys (lat & lng of one object) and marker keys, per record."""
-        if not self._pairs and not self._markers:
+        if not self._pairs and not self._markers and not self._codings:
             return []
         out: list[DerivedHit] = []
+        # (parent path, record) -> systems, codes in document order (one Coding object each, by zip)
+        codings: dict[tuple[str, int], tuple[list[str], list[tuple[str, str]]]] = {}
         # (type, parent path, record) -> latitudes, longitudes in document order
         sides: dict[tuple[int, str, int], tuple[list[tuple[str, str]], list[tuple[str, str]]]] = {}
         for path, value, record in triples:
@@ -143,7 +156,14 @@ class Deriver:
             folded = fold_key(leaf)
             marker = self._markers.get(folded)
             if marker is not None and value.strip() in marker[1]:
-                out.append(DerivedHit(marker[0], path, record, value.strip(), 1.0, value.strip()[:1] + "***"))
+                out.append(DerivedHit(marker[0], path, record, value.strip(), 1.0, value.strip()[:1] + "***",
+                                      evidence=True))
+            if self._codings and folded in ("system", "code"):
+                entry2 = codings.setdefault((parent, record), ([], []))
+                if folded == "system":
+                    entry2[0].append(value.strip().casefold())
+                else:
+                    entry2[1].append((path, value.strip()))
             for i, (_, lats, lngs, _) in enumerate(self._pairs):
                 if folded in lats or folded in lngs:
                     entry = sides.setdefault((i, parent, record), ([], []))
@@ -156,6 +176,13 @@ class Deriver:
                 text = f"{lat},{lng}"
                 out.append(DerivedHit(field_type, f"{parent}.{{{lat_key},{lng_key}}}", record, text, 1.0,
                                       f"{lat[:2]}***,{lng[:3]}***"))
+        for (_, record), (systems, codes) in codings.items():
+            for system, (path, code) in zip(systems, codes, strict=False):
+                for field_type, known, pattern in self._codings:
+                    if any(k in system for k in known) and pattern.fullmatch(code):
+                        out.append(DerivedHit(field_type, path, record, code, 1.0, code[:1] + "***",
+                                              code=True))
+                        break
         return out
 
     def container_hits(self, hits: Sequence[_Hit]) -> list[DerivedHit]:

@@ -6,7 +6,10 @@ Per body: structured.walk splits it into (key path, value, record) triples; per 
 2. free scan — hyperscan flags which types could match anywhere in the value; only then does presidio's
    AnalyzerEngine (NoOpNlpEngine, our recognizers only) run, restricted to the flagged types. Context is the
    key path and the few characters before a match (presidio's lemma context needs an NLP model);
-3. arbitration — one type per span by catalog priority (resident ID beats bank card).
+3. arbitration — one type per span by catalog priority (resident ID beats bank card);
+4. counting — a span is a value, or only evidence that the type is present (an HL7 header, a FHIR
+   resourceType, a VCF signature), and a coded value beats the free text beside it in its record
+   (detectors/counting.py; the value definitions sit beside the types in configs/field_types.yaml).
 Hits carry the keyed hash and a masked sample, never the raw value.
 Per body, too: important-data candidates (detectors/important.py, the Measures' appendix) from signatures
 on the raw body, keywords and key names; binary bodies get signatures only.
@@ -31,6 +34,7 @@ from detectors.catalog import (
     load_important_data,
     load_policy,
 )
+from detectors.counting import CODE, EVIDENCE, VALUE, Evidence, ValueRules, drop_text_beside_codes
 from detectors.important import ImportantDetector, ImportantHit, looks_binary
 from detectors.keys import KeyIndex, KeyInfo
 from detectors.prefilter import Prefilter
@@ -66,6 +70,9 @@ class Inspection:
     # Important-data candidates (Measures' appendix), one per sub-category; last with a default so that
     # positional construction keeps working.
     important: tuple[ImportantHit, ...] = ()
+    # Matches that show a type is present without being a value (no pi_values row): HL7 headers, FHIR
+    # resourceType markers, VCF signatures. They also imply the type's important-data sub-category.
+    evidence: tuple[Evidence, ...] = ()
 
 
 class Engine:
@@ -84,6 +91,7 @@ class Engine:
         self._sensitive = {ft.id: policy.is_sensitive(ft) for ft in catalog.field_types}
         self._context = {ft.id: tuple(w.casefold() for w in ft.context) for ft in catalog.field_types}
         self._recognizers = build_recognizers(catalog)
+        self._rules = ValueRules(catalog)            # evidence versus values; codes before free text
         self._deriver = derived.Deriver(catalog)   # minor_under_14, lat+lng siblings, markers, containers
         self._prefilter = Prefilter(catalog)
         self._keys = KeyIndex(catalog)
@@ -113,6 +121,8 @@ class Engine:
         """`at`: the flow's date, for ages (minor_under_14); default today."""
         walked = walk(body, content_type, self._budget)
         hits: list[FieldHit] = []
+        kinds: list[str] = []          # per hit: VALUE, CODE or TEXT (detectors/counting.py)
+        evidence = [self._evidence(t, walked.kind, 1.0) for t in self._rules.format_types(walked.kind)]
         anomalies = list(walked.anomalies)
         samples: dict[str, int] = {}
         triples = derived.collapse_numeric_runs(walked.triples)
@@ -122,39 +132,56 @@ class Engine:
                 continue
             try:
                 for cand in self._resolved(value, self._keys.info(path)):
+                    kind, start, end = self._rules.classify(cand.field_type, value[cand.start:cand.end])
+                    if kind == EVIDENCE:
+                        evidence.append(self._evidence(cand.field_type, path, cand.score))
+                        continue
+                    text = value[cand.start + start:cand.start + end]
                     # Evidence needs a few masked samples per type, not one per value: masking every hit
                     # of a PI-dense export cost as much as hashing it.
                     n = samples.get(cand.field_type, 0)
                     samples[cand.field_type] = n + 1
-                    hits.append(self._hit(cand, value[cand.start:cand.end], path, record,
-                                          n < MASKED_PER_TYPE))
-                    if derived.is_minor(cand.field_type, value[cand.start:cand.end], at or dt.date.today()):
-                        hits.append(self._minor_hit(hits[-1], value[cand.start:cand.end]))
+                    hits.append(self._hit(cand, text, path, record, n < MASKED_PER_TYPE))
+                    kinds.append(kind)
+                    if derived.is_minor(cand.field_type, text, at or dt.date.today()):
+                        hits.append(self._minor_hit(hits[-1], text))
+                        kinds.append(VALUE)
             except Exception as exc:
                 if self.strict:
                     raise
                 # The class name and path only: an exception message may quote the value.
                 anomalies.append(("detector_error", f"{type(exc).__name__} at {path}"))
         try:
-            hits.extend(self._derived_hits(triples, hits))
+            for d in self._derived(triples, hits):
+                if d.evidence:
+                    evidence.append(self._evidence(d.field_type, d.key_path, d.confidence))
+                else:
+                    hits.append(self._from_derived(d))
+                    kinds.append(CODE if d.code else VALUE)
         except Exception as exc:
             if self.strict:
                 raise
             anomalies.append(("detector_error", f"{type(exc).__name__} in derived hits"))
+        for i in reversed(drop_text_beside_codes(hits, kinds)):
+            del hits[i]
         log.debug("inspected %d bytes as %s: %d values, %d hits", len(body), walked.kind,
                   len(walked.triples), len(hits))
         important: tuple[ImportantHit, ...] = ()
         try:
             binary = walked.kind == "binary" or looks_binary(body, content_type)
-            important = self._important_hits(body, binary, walked.triples, hits)
+            important = self._important_hits(body, binary, walked.triples, [*hits, *evidence])
         except Exception as exc:
             if self.strict:
                 raise
             anomalies.append(("detector_error", f"{type(exc).__name__} in important-data detection"))
-        return Inspection(hits=tuple(hits), anomalies=tuple(anomalies), important=important)
+        return Inspection(hits=tuple(hits), anomalies=tuple(anomalies), important=important,
+                          evidence=tuple(evidence))
+
+    def _evidence(self, field_type: str, path: str, confidence: float) -> Evidence:
+        return Evidence(field_type, path, round(confidence, 4), self._types[field_type].important_subcategory)
 
     def _important_hits(self, body: bytes, binary: bool, triples: Iterable[tuple[str, str, int]],
-                        hits: list[FieldHit]) -> tuple[ImportantHit, ...]:
+                        hits: list[FieldHit | Evidence]) -> tuple[ImportantHit, ...]:
         """Candidates from signatures, words and key names, plus the sub-category a field type implies
         (health_medical -> 28, genetic -> 27) where the words did not already make it one."""
         if binary:
@@ -262,13 +289,10 @@ class Engine:
             masked=birth.masked or masking.mask(source.masker, text), identifier=False,
             sensitive=self._sensitive.get(derived.MINOR_TYPE, True), important_subcategory=None)
 
-    def _derived_hits(self, triples: list[tuple[str, str, int]], hits: list[FieldHit]) -> list[FieldHit]:
-        out: list[FieldHit] = []
+    def _derived(self, triples: list[tuple[str, str, int]], hits: list[FieldHit]) -> list[derived.DerivedHit]:
         made = self._deriver.record_hits(triples)
-        made += self._deriver.container_hits([*hits, *(self._from_derived(d) for d in made)])
-        for d in made:
-            out.append(self._from_derived(d))
-        return out
+        values = [self._from_derived(d) for d in made if not d.evidence]
+        return made + self._deriver.container_hits([*hits, *values])
 
     def _from_derived(self, d: derived.DerivedHit) -> FieldHit:
         spec = self._types[d.field_type]

@@ -4,6 +4,10 @@ Keys are compared case- and separator-insensitively (`idNo`, `id_no`, `ID-NO` ar
 the leaf key exactly; hints of 5+ characters (2+ for Chinese) also match inside a longer key through an
 Aho-Corasick automaton (`receiverMobile` → mobile). When the leaf says nothing, its parent is tried
 (`$.idCard.number`). Decisions are cached per key path: a body of 1000 records has a few dozen paths.
+
+HL7 v2 paths (`hl7.PID[*].5`, `hl7.OBR[*].31.1`) are matched by field name instead: hints `PID-5`,
+`OBR-31.1`. A field without components is also its component 1; a component never falls back to its field
+(OBR-31.1 is the diagnosis code, OBR-31.3 only the coding system's id).
 """
 
 from __future__ import annotations
@@ -98,10 +102,29 @@ class KeyIndex:
         stems = {_parent_stem(p) for p in parents}
         return frozenset(t for t, hints in self._excluded.items() if stems & hints)
 
+    def _hl7_info(self, path: str) -> KeyInfo:
+        segs = segments(path)
+        names = [f"{segs[0]}-{segs[1]}"] if len(segs) >= 2 else []
+        if len(segs) == 2:
+            names.append(f"{segs[0]}-{segs[1]}.1")
+        elif len(segs) == 3:
+            names = [f"{segs[0]}-{segs[1]}.{segs[2]}"]
+        for name in names:
+            folded = fold_key(name)
+            if folded in self._exact:
+                return KeyInfo(types=self._exact[folded], negative=False, leaf=folded)
+        return KeyInfo(types=(), negative=False, leaf=fold_key(names[0]) if names else "")
+
     def info(self, path: str) -> KeyInfo:
         cached = self._cache.get(path)
         if cached is not None:
             return cached
+        if path.startswith("hl7."):
+            result = self._hl7_info(path)
+            if len(self._cache) >= _CACHE_LIMIT:
+                self._cache.clear()
+            self._cache[path] = result
+            return result
         folded = [fold_key(s) for s in segments(path)]
         leaf = folded[-1] if folded else ""
         types = self._types_for(leaf)

@@ -11,6 +11,8 @@ missing or generic: text/plain, application/octet-stream), and never raises on m
 | CSV / TSV, RFC 4180 (walk_text) | csv, tsv | `csv[*].idNo` (header row = keys) | data row |
 | XML (walk_xml) | xml | `xml.orders.order[*].idNo` (attributes too) | outermost repeated element |
 | multipart, RFC 7578/2046 (walk_multipart) | multipart | `multipart.<field>` + part path sans root | part |
+| HL7 v2 ER7 (walk_hl7) | hl7 | `hl7.PID[*].5`, `hl7.OBR[*].31.1` (field.component) | message; each more PID |
+| VCF 4.x (walk_vcf) | vcf | `vcf[*].genotype` (`rs1801133:G/A`), `vcf.header` | sample column |
 | plain text | text | `text` | line |
 | image, archive, PDF, TLS, other binary | binary | none | - |
 
@@ -37,9 +39,11 @@ from detectors.walk_common import (
     normalize_charset,
     path_key,
 )
+from detectors.walk_hl7 import looks_like_hl7, walk_hl7
 from detectors.walk_json import looks_like_jsonl, walk_json, walk_jsonl
 from detectors.walk_multipart import walk_multipart
 from detectors.walk_text import looks_like_csv, looks_like_form, walk_csv, walk_form, walk_text
+from detectors.walk_vcf import looks_like_vcf, walk_vcf
 from detectors.walk_xml import walk_xml, xml_encoding
 
 __all__ = ["Triple", "WalkBudget", "Walked", "declared_charset", "decode_text", "path_key", "walk"]
@@ -126,6 +130,15 @@ def walk_into(body: bytes, content_type: str | None, sink: Sink, nesting: int = 
     sink.anomalies.extend(scratch)
     stripped = text.lstrip("\ufeff \t\r\n")
     first = stripped[:1]
+    # HL7 v2 and VCF are line formats with their own signature (`MSH|^~\&`, `##fileformat=VCF`), typed or
+    # sent as text/plain; read line by line as text they lose which field a value sits in.
+    if "json" not in ct and "xml" not in ct:
+        if looks_like_vcf(stripped):
+            walk_vcf(stripped, sink)
+            return "vcf"
+        if ("hl7" in ct and "v2" in ct) or looks_like_hl7(stripped):
+            walk_hl7(stripped, sink)
+            return "hl7"
     if any(t in ct for t in _JSONL_CT) or (first in ("{", "[") and looks_like_jsonl(stripped)):
         walk_jsonl(stripped, sink)
         return "jsonl"

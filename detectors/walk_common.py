@@ -39,7 +39,7 @@ class WalkBudget:
 
 @dataclass(frozen=True, slots=True)
 class Walked:
-    kind: str               # json | jsonl | form | text | csv | tsv | xml | multipart | binary
+    kind: str               # json | jsonl | form | text | csv | tsv | xml | hl7 | vcf | multipart | binary
     triples: tuple[Triple, ...]
     anomalies: tuple[Anomaly, ...]             # (name, detail): never payload bytes
 

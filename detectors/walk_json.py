@@ -5,6 +5,12 @@ person's values share: each element of the outermost array of objects (or arrays
 values outside any such array form one more record (the envelope) numbered after them. The walk over the
 parsed document is iterative with a depth bound; the parser's own recursion limit turns a 100k-deep
 document into an anomaly and a text scan instead of a crash.
+
+A FHIR HumanName (`{"family": "张", "given": ["三"]}`) is one value, family and given joined (`张三`) at the
+object's own path (`$.entry[*].resource.name[*]`): split, the parts are no name the recognizers know (one
+Han character alone is none), and `name` in the path is the key hint. Its other keys (`use`, `text`,
+`prefix`) are walked as usual. A FHIR resource outside any record (`{"resourceType": "Patient", …}` at the
+top) is one record.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import json
 
 from detectors.walk_common import Sink, path_key
+from detectors.walk_hl7 import join_name
 
 _ENVELOPE = -1   # placeholder record of values outside every record; renumbered once records are counted
 
@@ -24,6 +31,25 @@ def _scalar(value: object) -> str | None:
     if isinstance(value, int | float):
         return str(value)
     return None
+
+
+def human_name(node: dict[object, object]) -> str | None:
+    """The joined name of a FHIR HumanName-like object (string `family`, string or string-list `given`),
+    else None."""
+    family, given = node.get("family", ""), node.get("given", [])
+    if isinstance(given, str):
+        given = [given]
+    if not isinstance(family, str) or not isinstance(given, list) \
+            or not all(isinstance(g, str) for g in given):
+        return None
+    if not family.strip() and not any(g.strip() for g in given):
+        return None
+    return join_name([family, given[0] if given else "", " ".join(given[1:])]) or None
+
+
+def _is_fhir_resource(node: dict[object, object]) -> bool:
+    kind = node.get("resourceType")
+    return isinstance(kind, str) and kind[:1].isupper() and kind not in ("Bundle", "Parameters")
 
 
 def walk_doc(doc: object, root: str, record: int | None, sink: Sink) -> int:
@@ -40,7 +66,15 @@ def walk_doc(doc: object, root: str, record: int | None, sink: Sink) -> int:
             sink.depth_exceeded()
             continue
         if isinstance(node, dict):
-            children = [(v, path_key(path, str(k)), rec, depth + 1) for k, v in node.items()]
+            if rec is None and _is_fhir_resource(node):
+                # One FHIR resource is one record: its name / identifier / telecom arrays are the same
+                # patient's, not records of their own (a Bundle's entries are records as usual).
+                rec, next_record = next_record, next_record + 1
+            name = human_name(node) if ("family" in node or "given" in node) else None
+            if name is not None:
+                sink.emit(path, name, _ENVELOPE if rec is None else rec)
+            children = [(v, path_key(path, str(k)), rec, depth + 1) for k, v in node.items()
+                        if name is None or k not in ("family", "given")]
             stack.extend(reversed(children))
         elif isinstance(node, list):
             item_path = path + "[*]"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from .helpers import found
@@ -33,6 +35,61 @@ from .helpers import found
 )
 def test_person_name_table(engine, text, key_path, expected):
     assert [(t, v) for t, v in found(engine, text, key_path) if t == "person_name"] == expected
+
+
+@pytest.mark.parametrize(
+    ("doc", "names", "records"),
+    [
+        # FHIR HumanName: family + given joined into one value at the name object's own path
+        ({"resourceType": "Patient", "name": [{"family": "张", "given": ["三"]}], "birthDate": "1985-04-12"},
+         {"张三"}, {0}),
+        ({"name": [{"use": "official", "family": "欧阳", "given": ["娜", "娜"]}]}, {"欧阳娜娜"}, {0}),
+        ({"name": {"family": "Smith", "given": ["John"]}}, {"John Smith"}, {0}),
+        ({"name": [{"family": "张", "given": ["三"], "text": "张三"}]}, {"张三"}, {0}),   # same value twice
+        # one Patient per Bundle entry: one record each, name and birth date together
+        ({"resourceType": "Bundle", "entry": [
+            {"resource": {"resourceType": "Patient", "name": [{"family": "李", "given": ["四"]}],
+                          "birthDate": "1990-01-02"}},
+            {"resource": {"resourceType": "Patient", "name": [{"family": "王", "given": ["五"]}],
+                          "birthDate": "1991-03-04"}}]}, {"李四", "王五"}, {0, 1}),
+        # near misses: no family/given strings, a product's family
+        ({"name": [{"family": 3, "given": ["三"]}]}, set(), set()),
+        ({"items": [{"name": {"family": "张", "given": ["三"]}}]}, set(), set()),
+    ],
+)
+def test_fhir_human_names(engine, doc, names, records):
+    from detectors.structured import walk
+
+    body = json.dumps(doc, ensure_ascii=False).encode()
+    hits = [h for h in engine.inspect(body, "application/fhir+json").hits if h.field_type == "person_name"]
+    walked = {v for p, v, _ in walk(body, "application/json").triples if p.endswith("name[*]")
+              or p.endswith(".name")}
+    assert {v for v in walked if v in names} == names
+    assert len({h.value_key for h in hits}) == len(names)
+    assert {h.record_index for h in hits} == records
+    if records and "birthDate" in json.dumps(doc):
+        births = {h.record_index for h in engine.inspect(body, None).hits if h.field_type == "date_of_birth"}
+        assert births == records
+
+
+@pytest.mark.parametrize(
+    ("body", "names", "births"),
+    [
+        # HL7 v2 PID-5 (family^given) and PID-7: one record per PID
+        (b"MSH|^~\\&|HIS\rPID|1||||\xe5\xbc\xa0^\xe4\xb8\x89||19850412|M\r"
+         b"MSH|^~\\&|HIS\rPID|1||||Smith^John||19700101\r", 2, {0, 1}),
+        (b"MSH|^~\\&|HIS\rNK1|1|\xe6\x9d\x8e^\xe5\x9b\x9b|SPO\r", 1, set()),      # next of kin
+    ],
+)
+def test_hl7_names_and_birth_dates(engine, body, names, births):
+    hits = engine.inspect(body, "application/hl7-v2").hits
+    assert len({h.value_key for h in hits if h.field_type == "person_name"}) == names
+    assert {h.record_index for h in hits if h.field_type == "date_of_birth"} == births
+
+
+@pytest.mark.parametrize("key", ["donorName", "memberName", "insuredName"])
+def test_more_name_keys(engine, key):
+    assert found(engine, "张三", f"$.samples[*].{key}") == [("person_name", "张三")]
 
 
 def test_when_checksum_is_wrong_then_no_result(engine):
