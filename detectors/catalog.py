@@ -154,7 +154,8 @@ def _read_yaml(path: Path) -> Any:
     except OSError as exc:
         raise CatalogError(path, "file", f"cannot read ({exc.strerror})") from None
     try:
-        return yaml.safe_load(text)
+        # libyaml's C loader when PyYAML has it: the catalogs are parsed at every start, in every worker.
+        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else "yaml"

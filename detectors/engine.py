@@ -126,12 +126,15 @@ class Engine:
         anomalies = list(walked.anomalies)
         samples: dict[str, int] = {}
         triples = derived.collapse_numeric_runs(walked.triples)
+        today = at or dt.date.today()
+        key_info = self._keys.info
         for path, value, record in triples:
+            info = key_info(path)
             # One character says something only under a key hint (性别: 男).
-            if len(value) < 2 and not (value.strip() and self._keys.info(path).types):
+            if len(value) < 2 and not (value.strip() and info.types):
                 continue
             try:
-                for cand in self._resolved(value, self._keys.info(path)):
+                for cand in self._resolved(value, info):
                     kind, start, end = self._rules.classify(cand.field_type, value[cand.start:cand.end])
                     if kind == EVIDENCE:
                         evidence.append(self._evidence(cand.field_type, path, cand.score))
@@ -143,7 +146,7 @@ class Engine:
                     samples[cand.field_type] = n + 1
                     hits.append(self._hit(cand, text, path, record, n < MASKED_PER_TYPE))
                     kinds.append(kind)
-                    if derived.is_minor(cand.field_type, text, at or dt.date.today()):
+                    if derived.is_minor(cand.field_type, text, today):
                         hits.append(self._minor_hit(hits[-1], text))
                         kinds.append(VALUE)
             except Exception as exc:

@@ -38,27 +38,31 @@ class Prefilter:
     """`flag(value) -> set of type ids`; `positions(data) -> [(type id, end byte offset)]`."""
 
     def __init__(self, catalog: Catalog) -> None:
-        exprs: list[bytes] = []
-        owners: list[str] = []
-        self.always: frozenset[str] = frozenset()
-        always: set[str] = set()
+        candidates: list[tuple[str, bytes]] = []
         for spec in catalog.field_types:
             sources: Sequence[str] = spec.prefilter or tuple(p.regex for p in spec.free_patterns())
-            for src in sources:
-                hs_expr = to_hyperscan(src)
-                try:  # compile alone first so one unsupported expression does not disable the filter
-                    hyperscan.Database().compile(expressions=[hs_expr], flags=[_FLAGS])
+            candidates += [(spec.id, to_hyperscan(src)) for src in sources]
+        always: set[str] = set()
+        try:
+            single = self._compile([e for _, e in candidates], hyperscan.HS_FLAG_SINGLEMATCH)
+        except hyperscan.error:
+            # Only now compile one by one (that doubles the start-up cost) to find what hyperscan refuses,
+            # so one unsupported expression does not disable the filter.
+            kept = []
+            for type_id, expr in candidates:
+                try:
+                    hyperscan.Database().compile(expressions=[expr], flags=[_FLAGS])
+                    kept.append((type_id, expr))
                 except hyperscan.error:
                     log.warning("prefilter: %s expression not supported by hyperscan; type always scanned",
-                                spec.id)
-                    always.add(spec.id)
-                    continue
-                exprs.append(hs_expr)
-                owners.append(spec.id)
-        self.always = frozenset(always)
-        self._owners = owners
-        self._single = self._compile(exprs, hyperscan.HS_FLAG_SINGLEMATCH)
-        self._multi = self._compile(exprs, 0)
+                                type_id)
+                    always.add(type_id)
+            candidates = kept
+            single = self._compile([e for _, e in candidates], hyperscan.HS_FLAG_SINGLEMATCH)
+        self.always: frozenset[str] = frozenset(always)
+        self._owners = [type_id for type_id, _ in candidates]
+        self._single = single
+        self._multi = self._compile([e for _, e in candidates], 0)
 
     @staticmethod
     def _compile(exprs: list[bytes], extra: int) -> hyperscan.Database | None:
