@@ -11,6 +11,7 @@ import codecs
 import logging
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 log = logging.getLogger("detectors.structured")
 
@@ -101,7 +102,9 @@ class Sink:
         return max((t[2] for t in self.out[start:]), default=-1) + 1
 
 
+@lru_cache(maxsize=65_536)
 def path_key(parent: str, key: str) -> str:
+    # Cached: an array of records repeats the same (parent, key) pairs thousands of times per body.
     if _VALUE_LIKE_KEY.search(key):
         return parent + ".*"
     if _PLAIN_KEY.match(key):
