@@ -9,11 +9,14 @@ per flow they only need to hear when the flow ended, which arrives in order on t
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import hashlib
 import logging
 import multiprocessing as mp
+import os
 import queue
+import signal
 import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -185,20 +188,23 @@ class InlineInspector:
         return InspectStats(self.detection_count, self.pi_count)
 
 
-def _worker_main(factory: EngineFactory, spool: Spool, inbox: mp.Queue, outbox: mp.Queue) -> None:
-    """The worker's life: build the engine (imports and all, while the capture side already runs), then
-    inspect batches until a None."""
+def _parent_gone(parent: int) -> bool:
+    """A worker whose parent died (kill -9 of the capture process) stops instead of waiting forever."""
+    return os.getppid() != parent
+
+
+def _serve(inspector: InlineInspector, inbox: mp.Queue, outbox: mp.Queue, parent: int) -> None:
+    """Inspect batches until a None, then report the counts."""
     try:
-        engine = factory()
-    except ValueError as exc:   # a bad catalog or key: configuration, one line, no payload in it
-        outbox.put(("error", str(exc)))
-        return
-    # The engine, presidio and spaCy are long-lived: keep the cyclic collector from re-scanning them on
-    # every full collection while bodies come and go.
-    gc.freeze()
-    inspector = InlineInspector(engine, spool, AnomalySink())
-    try:
-        while (batch := inbox.get()) is not None:
+        while True:
+            try:
+                batch = inbox.get(timeout=WAIT_S)
+            except queue.Empty:
+                if _parent_gone(parent):
+                    return
+                continue
+            if batch is None:
+                break
             for item in batch:
                 if len(item) == 1:
                     inspector.flow_ended(item[0])
@@ -213,17 +219,90 @@ def _worker_main(factory: EngineFactory, spool: Spool, inbox: mp.Queue, outbox: 
         raise
 
 
-class _Worker:
-    """One forked detector process behind a bounded queue of batches."""
+def _worker_main(factory: EngineFactory, spool: Spool, queues: list[tuple[mp.Queue, mp.Queue]],
+                 capture_pid: int) -> None:
+    """The first worker builds the engine (imports and all, while the capture side already runs), then
+    forks the others from itself — they inherit the built engine instead of each importing presidio and
+    compiling the catalog again — and serves the first queue."""
+    try:
+        engine = factory()
+    except ValueError as exc:   # a bad catalog or key: configuration, one line, no payload in it
+        for _, outbox in queues:
+            outbox.put(("error", str(exc)))
+        return
+    # The engine, presidio and spaCy are long-lived: keep the cyclic collector from re-scanning them on
+    # every full collection while bodies come and go.
+    gc.freeze()
+    me = os.getpid()
+    children = []
+    for inbox, outbox in queues[1:]:
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                outbox.put(("pid", os.getpid()))
+                _serve(InlineInspector(engine, spool, AnomalySink()), inbox, outbox, me)
+            except BaseException:
+                code = 1
+            finally:
+                outbox.close()
+                outbox.join_thread()     # the result must leave before os._exit skips the queue's feeder
+                os._exit(code)
+        children.append(pid)
+    _serve(InlineInspector(engine, spool, AnomalySink()), *queues[0], capture_pid)
+    for pid in children:
+        os.waitpid(pid, 0)
 
-    def __init__(self, ctx: Any, factory: EngineFactory, spool: Spool, n: int) -> None:
+
+def _alive(pid: int) -> bool:
+    """A forked worker's liveness without a Process handle: gone, or a zombie its parent has not reaped."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[-1].split()[0] != b"Z"
+    except OSError:
+        try:
+            os.kill(pid, 0)
+            return True
+        except OSError:
+            return False
+
+
+class _Worker:
+    """The capture side's end of one detector worker: its bounded queue of batches, and how to tell
+    whether the process behind it is still there."""
+
+    def __init__(self, ctx: Any, first: Any) -> None:
         self.inbox: mp.Queue = ctx.Queue(maxsize=QUEUE_DEPTH)
         self.outbox: mp.Queue = ctx.Queue()
-        self.proc = ctx.Process(target=_worker_main, args=(factory, spool, self.inbox, self.outbox),
-                                name=f"egresswatch-detectors-{n}", daemon=True)
-        self.proc.start()
+        self.first = first          # the first worker's Process (which forks the others)
+        self.pid: int | None = None
         self.batch: list[tuple] = []
         self.bytes = 0
+        self._early: list[tuple] = []   # results read while looking for the pid message
+
+    def alive(self) -> bool:
+        if self.proc_is_first:
+            return bool(self.first.is_alive())
+        if self.pid is None:
+            self._poll_pid()
+        if self.pid is None:
+            return bool(self.first.is_alive())   # not forked yet: alive while its parent is
+        return _alive(self.pid)
+
+    @property
+    def proc_is_first(self) -> bool:
+        return self.pid == -1
+
+    def _poll_pid(self) -> None:
+        try:
+            while self.pid is None:
+                msg = self.outbox.get_nowait()
+                if msg[0] == "pid":
+                    self.pid = msg[1]
+                else:
+                    self._early.append(msg)
+        except queue.Empty:
+            pass
 
     def send(self, payload: list[tuple] | None) -> None:
         while True:
@@ -231,7 +310,7 @@ class _Worker:
                 self.inbox.put(payload, timeout=WAIT_S)
                 return
             except queue.Full:
-                if not self.proc.is_alive():
+                if not self.alive():
                     raise RuntimeError("the detector worker stopped") from None
 
     def flush(self) -> None:
@@ -241,13 +320,20 @@ class _Worker:
 
     def result(self) -> InspectStats:
         while True:
-            try:
-                status, result = self.outbox.get(timeout=WAIT_S)
-                break
-            except queue.Empty:
-                if not self.proc.is_alive():
-                    raise RuntimeError("the detector worker stopped without a result") from None
-        self.proc.join()
+            if self._early:
+                msg = self._early.pop(0)
+            else:
+                try:
+                    msg = self.outbox.get(timeout=WAIT_S)
+                except queue.Empty:
+                    if not self.alive():
+                        raise RuntimeError("the detector worker stopped without a result") from None
+                    continue
+            if msg[0] == "pid":
+                self.pid = msg[1]
+                continue
+            status, result = msg
+            break
         if status != "ok":
             raise RuntimeError(result)
         return result
@@ -257,9 +343,16 @@ class WorkerInspector:
     """The inline inspector in `workers` forked processes; a flow always goes to the same one."""
 
     def __init__(self, factory: EngineFactory, spool: Spool, workers: int = 1) -> None:
-        # fork: the factory and spool need no pickling, and the workers start at once.
+        # fork: the factory and spool need no pickling, and the first worker starts at once.
         ctx = mp.get_context("fork")
-        self._workers = [_Worker(ctx, factory, spool, n) for n in range(max(1, workers))]
+        self._workers = [_Worker(ctx, None) for _ in range(max(1, workers))]
+        queues = [(w.inbox, w.outbox) for w in self._workers]
+        self._first = ctx.Process(target=_worker_main, args=(factory, spool, queues, os.getpid()),
+                                  name="egresswatch-detectors", daemon=True)
+        self._first.start()
+        for w in self._workers:
+            w.first = self._first
+        self._workers[0].pid = -1   # served by the first worker itself
 
     def _for(self, flow_id: str) -> _Worker:
         # flow ids are hex digests: their last digits spread flows evenly.
@@ -284,11 +377,16 @@ class WorkerInspector:
             w.flush()
             w.send(None)
         results = [w.result() for w in self._workers]
+        self._first.join()
         return InspectStats(sum(r.detections for r in results), sum(r.pi_values for r in results))
 
     def close(self) -> None:
         """Stop the workers without waiting for their records (the run failed anyway)."""
-        for w in self._workers:
-            if w.proc.is_alive():
-                w.proc.terminate()
-            w.proc.join(timeout=5)
+        for w in self._workers[1:]:
+            w.alive()   # learn a forked worker's pid if it has reported it
+            if w.pid is not None and w.pid > 0 and _alive(w.pid):
+                with contextlib.suppress(OSError):
+                    os.kill(w.pid, signal.SIGTERM)
+        if self._first.is_alive():
+            self._first.terminate()
+        self._first.join(timeout=5)

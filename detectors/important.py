@@ -47,6 +47,7 @@ _BINARY_TYPES = ("image/", "audio/", "video/", "font/", "application/octet-strea
                  "application/protobuf", "application/grpc", "application/vnd.", "application/x-hdf",
                  "application/x-netcdf", "application/dicom")
 _SNIFF_BYTES = 1024
+_CONTROL_BYTES = bytes(b for b in range(32) if b < 9 or 13 < b)   # C0 controls but tab, LF, VT, FF, CR
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +69,7 @@ def looks_binary(body: bytes, content_type: str | None) -> bool:
         return False
     if b"\x00" in head:
         return True
-    control = sum(1 for b in head if b < 9 or 13 < b < 32)
+    control = len(head) - len(head.translate(None, _CONTROL_BYTES))   # C speed, not a loop per byte
     return control * 10 > len(head)
 
 

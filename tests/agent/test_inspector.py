@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -60,10 +61,41 @@ def test_a_worker_that_cannot_build_its_engine_fails_the_run_with_its_one_line_r
 def test_a_worker_killed_mid_run_is_noticed_instead_of_hanging(tmp_path: Path, key_file: str) -> None:
     cfg = load_agent_config(None, agent_id="w", subject_key_file=key_file)
     inspector = WorkerInspector(lambda: build_engine(cfg), Spool(tmp_path, "w", None), workers=1)
-    os.kill(inspector._workers[0].proc.pid, signal.SIGKILL)
-    inspector._workers[0].proc.join()
+    os.kill(inspector._first.pid, signal.SIGKILL)
+    inspector._first.join()
     with pytest.raises(RuntimeError, match="stopped"):
         inspector.finish()
+
+
+def test_a_forked_worker_killed_mid_run_is_noticed_too(tmp_path: Path, key_file: str) -> None:
+    cfg = load_agent_config(None, agent_id="w", subject_key_file=key_file)
+    inspector = WorkerInspector(lambda: build_engine(cfg), Spool(tmp_path, "w", None), workers=2)
+    second = inspector._workers[1]
+    for _ in range(600):                 # the first worker forks the second once its engine is built
+        second.alive()
+        if second.pid is not None:
+            break
+        time.sleep(0.05)
+    assert second.pid is not None and second.pid != inspector._first.pid
+    os.kill(second.pid, signal.SIGKILL)
+    with pytest.raises(RuntimeError, match="stopped"):
+        inspector.finish()
+    inspector.close()
+
+
+def test_workers_after_the_first_are_forked_from_it_with_its_engine(tmp_path: Path, key_file: str) -> None:
+    log = tmp_path / "built"
+
+    def factory() -> object:
+        with log.open("a") as f:        # a file, not a list: the factory runs in another process
+            f.write(f"{os.getpid()}\n")
+        return build_engine(load_agent_config(None, agent_id="w", subject_key_file=key_file))
+
+    inspector = WorkerInspector(factory, Spool(tmp_path / "spool", "w", None), workers=3)
+    stats = inspector.finish()
+    assert stats.detections == 0 and stats.pi_values == 0
+    builders = log.read_text().split()
+    assert builders == [str(inspector._first.pid)]   # one engine, built once, by the first worker
 
 
 def test_record_keys_are_distinct_within_a_request_and_stable() -> None:
