@@ -22,6 +22,7 @@ import datetime as dt
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Protocol
 
 from detectors.catalog import Catalog
@@ -107,6 +108,14 @@ def is_minor(field_type: str, text: str, at: dt.date) -> bool:
     return born is not None and born <= at and age_at(born, at) < MINOR_AGE
 
 
+@lru_cache(maxsize=65_536)
+def _split_leaf(path: str) -> tuple[str, str, str]:
+    """(parent, leaf, folded leaf) of a key path; "" leaf for a path without one. Cached: the paths of a
+    body repeat once per record."""
+    parent, dot, leaf = path.rpartition(".")
+    return (parent, leaf, fold_key(leaf)) if dot else (path, "", "")
+
+
 def _folded_set(values: Iterable[Any]) -> frozenset[str]:
     return frozenset(fold_key(str(v)) for v in values)
 
@@ -150,10 +159,9 @@ class Deriver:
         # (type, parent path, record) -> latitudes, longitudes in document order
         sides: dict[tuple[int, str, int], tuple[list[tuple[str, str]], list[tuple[str, str]]]] = {}
         for path, value, record in triples:
-            parent, dot, leaf = path.rpartition(".")
-            if not dot:
+            parent, leaf, folded = _split_leaf(path)
+            if not leaf:
                 continue
-            folded = fold_key(leaf)
             marker = self._markers.get(folded)
             if marker is not None and value.strip() in marker[1]:
                 out.append(DerivedHit(marker[0], path, record, value.strip(), 1.0, value.strip()[:1] + "***",

@@ -306,19 +306,13 @@ class Engine:
                         sensitive=self._sensitive[spec.id], important_subcategory=spec.important_subcategory)
 
     def _hit(self, cand: Candidate, text: str, path: str, record: int, sample: bool = True) -> FieldHit:
+        # Once per PI value of every inspected body: positional arguments and no helper layers on purpose.
         spec = self._types[cand.field_type]
-        normalized = subjects.normalize(spec.normalizer, text)
-        return FieldHit(
-            field_type=spec.id,
-            key_path=path,
-            record_index=record,
-            value_key=subjects.value_key(self._key, spec.id, normalized),
-            masked=masking.mask(spec.masker, text) if sample else "",
-            confidence=round(cand.score, 4),
-            identifier=spec.identifier,
-            sensitive=self._sensitive[spec.id],
-            important_subcategory=spec.important_subcategory,
-        )
+        return FieldHit(spec.id, path, record,
+                        subjects.value_key(self._key, spec.id, subjects.normalize(spec.normalizer, text)),
+                        masking.mask(spec.masker, text) if sample else "",
+                        round(cand.score, 4), spec.identifier, self._sensitive[spec.id],
+                        spec.important_subcategory)
 
 
 def _covers(spans: dict[Candidate, str], value: str) -> bool:

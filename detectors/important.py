@@ -47,7 +47,7 @@ _BINARY_TYPES = ("image/", "audio/", "video/", "font/", "application/octet-strea
                  "application/protobuf", "application/grpc", "application/vnd.", "application/x-hdf",
                  "application/x-netcdf", "application/dicom")
 _SNIFF_BYTES = 1024
-_CONTROL_BYTES = bytes(b for b in range(32) if b < 9 or 13 < b)   # C0 controls but tab, LF, VT, FF, CR
+_CONTROL_BYTES = bytes(b for b in range(32) if b < 9 or b > 13)   # C0 controls but tab, LF, VT, FF, CR
 
 
 @dataclass(frozen=True, slots=True)
