@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import hyperscan
 
 from detectors.catalog import Catalog
+from detectors.hscache import compile_block
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +69,7 @@ class Prefilter:
     def _compile(exprs: list[bytes], extra: int) -> hyperscan.Database | None:
         if not exprs:
             return None
-        db = hyperscan.Database()
-        db.compile(expressions=exprs, ids=list(range(len(exprs))), elements=len(exprs),
-                   flags=[_FLAGS | extra] * len(exprs))
-        return db
+        return compile_block(exprs, [_FLAGS | extra] * len(exprs))
 
     def flag(self, data: bytes) -> set[str]:
         found: set[str] = set(self.always)

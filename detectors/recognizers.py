@@ -51,7 +51,11 @@ def prepare_params(params: Mapping[str, Any]) -> dict[str, Any]:
     for name, value in params.items():
         if isinstance(value, list | tuple):
             items = (str(v) for v in value)
-            out[name] = frozenset(v.casefold() for v in items) if name == "reject_words" else frozenset(items)
+            if name.endswith(("_prefixes", "_suffixes")):
+                out[name] = tuple(items)      # for str.startswith / endswith, which want a tuple
+            else:
+                out[name] = frozenset(v.casefold() for v in items) if name == "reject_words" \
+                    else frozenset(items)
         else:
             out[name] = value
     return out

@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import re
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -37,12 +38,23 @@ _RESIDENCE_PERMIT_PREFIXES = ("810000", "820000", "830000")
 Validator = Callable[[str, Mapping[str, Any], bool], bool]
 
 
+_today_cache: list[Any] = [None, 0.0]
+
+
+def _today() -> dt.date:
+    """Today's date, asked of the clock at most once a minute: a birth-date check runs per resident ID."""
+    now = time.monotonic()
+    if _today_cache[0] is None or now >= _today_cache[1]:
+        _today_cache[0], _today_cache[1] = dt.date.today(), now + 60.0
+    return _today_cache[0]
+
+
 def _plausible_date(year: int, month: int, day: int, min_year: int) -> bool:
     try:
         born = dt.date(year, month, day)
     except ValueError:
         return False
-    return min_year <= year and born <= dt.date.today()
+    return min_year <= year and born <= _today()
 
 
 def validate_ric(text: str, params: Mapping[str, Any], keyed: bool = False) -> bool:
@@ -71,7 +83,7 @@ def validate_luhn(text: str, params: Mapping[str, Any], keyed: bool = False) -> 
     if not (16 <= len(digits) <= 19 and digits.isdigit()):
         return False
     prefixes = params.get("brand_prefixes") or ()
-    if prefixes and not digits.startswith(tuple(prefixes)):
+    if prefixes and not digits.startswith(prefixes):
         return False
     if len(digits) == 18 and validate_ric(digits, {}):
         return False
@@ -93,7 +105,7 @@ def validate_person_name(text: str, params: Mapping[str, Any], keyed: bool = Fal
     rejected = params.get("reject_words", ())
     if not name or name.casefold() in rejected or any(w in rejected for w in name.casefold().split()):
         return False
-    if name.endswith(tuple(params.get("reject_suffixes", ()))):
+    if name.endswith(params.get("reject_suffixes", ())):
         return False
     for sep in "·•・":
         if sep in name:
