@@ -12,9 +12,13 @@ from detectors.subjects import normalize, value_key
 KEY = b"k" * 32
 
 
-def test_value_key_is_the_documented_hmac():
-    digest = hmac.new(KEY, b"mobile_cn13800138000", hashlib.sha256).digest()
-    assert value_key(KEY, "mobile_cn", "13800138000") == int.from_bytes(digest[:8], "big", signed=True)
+@pytest.mark.parametrize("key", [KEY, b"short", b"x" * 64, b"y" * 65, bytes(range(200))],
+                         ids=["32 bytes", "5 bytes", "one block", "over a block", "200 bytes"])
+def test_value_key_is_the_documented_hmac_for_any_key_length(key: bytes) -> None:
+    # value_key keeps RFC 2104's padded states per key instead of calling hmac: it must stay the same HMAC.
+    for value in ("13800138000", "张三", ""):
+        digest = hmac.new(key, f"mobile_cn{value}".encode(), hashlib.sha256).digest()
+        assert value_key(key, "mobile_cn", value) == int.from_bytes(digest[:8], "big", signed=True)
 
 
 def test_value_key_is_signed_int64_and_depends_on_type_and_key():
