@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import dpkt
@@ -216,15 +217,25 @@ def _payloads(path: Path) -> dict[str, bytes]:
     return out
 
 
+def _hj212_crc() -> Callable[[bytes], int]:
+    sys.path.insert(0, str(PCAPS))
+    try:
+        from scenario_catalog import hj212_crc
+    finally:
+        sys.path.remove(str(PCAPS))
+    return hj212_crc
+
+
+def test_the_generators_hj212_crc_reproduces_the_standards_example() -> None:
+    # HJ 212-2017's own sample packet: ##0101QN=…&&1C80 (length 101, CRC 1C80). A second copy of the CRC
+    # code in the test would only agree with itself; the published example anchors it.
+    data = (b"QN=20160801085857223;ST=32;CN=1062;PW=100000;MN=010000A8900016F000169DC0;Flag=5;"
+            b"CP=&&RtdInterval=30&&")
+    assert len(data) == 101 and _hj212_crc()(data) == 0x1C80
+
+
 def test_catalog_hj212_packets_have_valid_length_and_crc() -> None:
-    # Written apart from the generator's CRC: HJ 212-2017 Appendix A (shift in the high byte, poly 0xA001).
-    def crc(data: bytes) -> int:
-        reg = 0xFFFF
-        for byte in data:
-            reg = (reg >> 8) ^ byte
-            for _ in range(8):
-                reg = (reg >> 1) ^ 0xA001 if reg & 1 else reg >> 1
-        return reg
+    crc = _hj212_crc()
 
     d = _truth("catalog.truth.json")["destinations"]["telemetry.env-monitor.example"]
     body = _payloads(PCAPS / "catalog.pcap")[d["dst_ip"]]
