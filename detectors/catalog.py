@@ -10,9 +10,9 @@ and the entry (never a value seen in traffic: configs hold no PI).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import regex
 import yaml
@@ -194,17 +194,33 @@ def _check_entry(path: Path, ft: FieldType, index: int) -> None:
             raise CatalogError(path, f"{entry}.prefilter[{j}]", f"bad regex: {exc}") from None
 
 
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def _load_model(path: Path, model: type[_M], expected: str,
+                entry_name: Callable[[Mapping[str, Any], tuple], str], empty_ok: bool = False) -> _M:
+    """Read a YAML config and validate it as `model`; the first problem becomes one `CatalogError` line
+    naming the file and the entry (`entry_name` turns pydantic's location into the config's words)."""
+    raw = _read_yaml(path)
+    if raw is None and empty_ok:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise CatalogError(path, "root", f"expected a mapping {expected}")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise CatalogError(path, entry_name(raw, tuple(err["loc"])), err["msg"]) from None
+
+
+def _dotted(raw: Mapping[str, Any], loc: tuple) -> str:
+    return ".".join(str(p) for p in loc) or "root"
+
+
 def load_catalog(path: Path | str) -> Catalog:
     """Read and validate the catalog; raise `CatalogError` naming the file and entry on any problem."""
     path = Path(path)
-    raw = _read_yaml(path)
-    if not isinstance(raw, Mapping):
-        raise CatalogError(path, "root", "expected a mapping with field_types")
-    try:
-        catalog = Catalog.model_validate(raw)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        raise CatalogError(path, _entry_name(raw, tuple(err["loc"])), err["msg"]) from None
+    catalog = _load_model(path, Catalog, "with field_types", _entry_name)
     seen: set[str] = set()
     for i, ft in enumerate(catalog.field_types):
         if ft.id in seen:
@@ -217,16 +233,7 @@ def load_catalog(path: Path | str) -> Catalog:
 def load_policy(path: Path | str, catalog: Catalog | None = None) -> Policy:
     """Read and validate the policy; with a catalog, ids in sensitive_overrides must exist in it."""
     path = Path(path)
-    raw = _read_yaml(path)
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, Mapping):
-        raise CatalogError(path, "root", "expected a mapping of switches")
-    try:
-        policy = Policy.model_validate(raw)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        raise CatalogError(path, ".".join(str(p) for p in err["loc"]) or "root", err["msg"]) from None
+    policy = _load_model(path, Policy, "of switches", _dotted, empty_ok=True)
     if catalog is not None:
         for fid in policy.sensitive_overrides:
             if fid not in catalog.ids:
@@ -385,13 +392,6 @@ def _check_important(path: Path, data: ImportantData) -> None:
 def load_important_data(path: Path | str) -> ImportantData:
     """Read and validate configs/important_data.yaml; raise `CatalogError` naming the file and entry."""
     path = Path(path)
-    raw = _read_yaml(path)
-    if not isinstance(raw, Mapping):
-        raise CatalogError(path, "root", "expected a mapping with categories")
-    try:
-        data = ImportantData.model_validate(raw)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        raise CatalogError(path, _important_entry_name(raw, tuple(err["loc"])), err["msg"]) from None
+    data = _load_model(path, ImportantData, "with categories", _important_entry_name)
     _check_important(path, data)
     return data
