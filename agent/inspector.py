@@ -271,27 +271,22 @@ class _Worker:
     """The capture side's end of one detector worker: its bounded queue of batches, and how to tell
     whether the process behind it is still there."""
 
-    def __init__(self, ctx: Any, first: Any) -> None:
+    def __init__(self, ctx: Any, forked: bool) -> None:
         self.inbox: mp.Queue = ctx.Queue(maxsize=QUEUE_DEPTH)
         self.outbox: mp.Queue = ctx.Queue()
-        self.first = first          # the first worker's Process (which forks the others)
+        self.forked = forked        # False: served by the first worker itself
+        self.first: Any = None      # the first worker's Process (which forks the others)
         self.pid: int | None = None
         self.batch: list[tuple] = []
         self.bytes = 0
         self._early: list[tuple] = []   # results read while looking for the pid message
 
     def alive(self) -> bool:
-        if self.proc_is_first:
-            return bool(self.first.is_alive())
-        if self.pid is None:
+        if self.forked and self.pid is None:
             self._poll_pid()
-        if self.pid is None:
-            return bool(self.first.is_alive())   # not forked yet: alive while its parent is
+        if not self.forked or self.pid is None:
+            return bool(self.first.is_alive())   # the first worker, or not forked yet: alive with it
         return _alive(self.pid)
-
-    @property
-    def proc_is_first(self) -> bool:
-        return self.pid == -1
 
     def _poll_pid(self) -> None:
         try:
@@ -345,14 +340,13 @@ class WorkerInspector:
     def __init__(self, factory: EngineFactory, spool: Spool, workers: int = 1) -> None:
         # fork: the factory and spool need no pickling, and the first worker starts at once.
         ctx = mp.get_context("fork")
-        self._workers = [_Worker(ctx, None) for _ in range(max(1, workers))]
+        self._workers = [_Worker(ctx, forked=n > 0) for n in range(max(1, workers))]
         queues = [(w.inbox, w.outbox) for w in self._workers]
         self._first = ctx.Process(target=_worker_main, args=(factory, spool, queues, os.getpid()),
                                   name="egresswatch-detectors", daemon=True)
         self._first.start()
         for w in self._workers:
             w.first = self._first
-        self._workers[0].pid = -1   # served by the first worker itself
 
     def _for(self, flow_id: str) -> _Worker:
         # flow ids are hex digests: their last digits spread flows evenly.
@@ -384,7 +378,7 @@ class WorkerInspector:
         """Stop the workers without waiting for their records (the run failed anyway)."""
         for w in self._workers[1:]:
             w.alive()   # learn a forked worker's pid if it has reported it
-            if w.pid is not None and w.pid > 0 and _alive(w.pid):
+            if w.pid is not None and _alive(w.pid):
                 with contextlib.suppress(OSError):
                     os.kill(w.pid, signal.SIGTERM)
         if self._first.is_alive():
