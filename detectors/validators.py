@@ -141,14 +141,41 @@ def validate_postal_address(text: str, params: Mapping[str, Any], keyed: bool = 
     return found >= need
 
 
+# GB 32100-2015 registration authorities (1 机构编制 … 9 市场监管, A 军队, N 农业农村, Y 其他) and the
+# authority-specific organisation class codes that may follow them.
+_USCC_AUTHORITIES = frozenset("123456789ANY")
+_USCC_CLASSES = frozenset("12389")
+_GB11714_WEIGHTS = (3, 7, 9, 10, 5, 8, 4, 2)
+
+
 def validate_uscc(text: str, params: Mapping[str, Any], keyed: bool = False) -> bool:
+    """GB 32100 check character (python-stdnum). A free match, with no key or context to vouch for it,
+    must also have the code's structure: a registration authority and class, a province in the
+    administrative division, and the embedded GB 11714 organisation code's own check character — together
+    about 1 in 40,000 random 18-character strings instead of stdnum's 1 in 31."""
     value = text.strip().upper()
     if len(value) != 18:
         return False
     try:
-        return uscc.calc_check_digit(value[:17]) == value[17]
+        if uscc.calc_check_digit(value[:17]) != value[17]:
+            return False
     except Exception:  # characters outside the GB 32100 alphabet
         return False
+    return keyed or _uscc_structure(value, params)
+
+
+def _uscc_structure(value: str, params: Mapping[str, Any]) -> bool:
+    if value[0] not in _USCC_AUTHORITIES or value[1] not in _USCC_CLASSES:
+        return False
+    if not value[2:8].isdigit() or value[2:4] not in (params.get("province_codes") or _DEFAULT_PROVINCES):
+        return False
+    org = value[8:17]
+    try:
+        total = sum(int(c, 36) * w for c, w in zip(org[:8], _GB11714_WEIGHTS, strict=True))
+    except ValueError:
+        return False
+    check = 11 - total % 11
+    return org[8] == {10: "X", 11: "0"}.get(check, str(check))
 
 
 def validate_date(text: str, params: Mapping[str, Any], keyed: bool = False) -> bool:

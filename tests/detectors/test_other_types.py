@@ -7,8 +7,22 @@ from stdnum.cn import uscc
 
 from .helpers import found, rid
 
-USCC = "91330106MA2AXXXX1"[:17].replace("X", "0")
-USCC += uscc.calc_check_digit(USCC)
+
+def _gb11714(org8: str) -> str:
+    """The organisation code's check character (GB 11714), written out here as the standard states it."""
+    check = 11 - sum(int(c, 36) * w for c, w in zip(org8, (3, 7, 9, 10, 5, 8, 4, 2), strict=True)) % 11
+    return {10: "X", 11: "0"}.get(check, str(check))
+
+
+def _uscc(first8: str, org8: str, org_check: str | None = None) -> str:
+    first17 = first8 + org8 + (org_check if org_check is not None else _gb11714(org8))
+    return first17 + uscc.calc_check_digit(first17)
+
+
+USCC = _uscc("91330106", "MA2A0000")                   # structure and both check characters right
+BAD_ORG = _uscc("91330106", "MA2A0000", "X" if _gb11714("MA2A0000") != "X" else "1")
+BAD_PROVINCE = _uscc("91990106", "MA2A0000")
+BAD_AUTHORITY = _uscc("B1330106", "MA2A0000")
 
 
 @pytest.mark.parametrize(
@@ -22,7 +36,12 @@ USCC += uscc.calc_check_digit(USCC)
         ("0571-88888888", "$.remark", []),
         (USCC, "$.tyshxydm", [("org_credit_code", USCC)]),
         (f"统一社会信用代码：{USCC}", "text", [("org_credit_code", USCC)]),
-        (USCC, "$.remark", []),                                          # needs a key or context
+        (USCC, "$.remark", [("org_credit_code", USCC)]),                 # structure vouches for it
+        (f"供应商 {USCC} 已审核", "text", [("org_credit_code", USCC)]),
+        (BAD_ORG, "$.remark", []),                 # stdnum's check passes, GB 11714's inside does not
+        (BAD_ORG, "$.tyshxydm", [("org_credit_code", BAD_ORG)]),          # under its key: stdnum decides
+        (BAD_PROVINCE, "$.remark", []),
+        (BAD_AUTHORITY, "$.remark", []),
         (USCC[:-1] + ("0" if USCC[-1] != "0" else "1"), "$.uscc", []),  # wrong check character
         (rid("33010619900101123"), "$.uscc", []),                        # an ID is not an org code
     ],
