@@ -1,8 +1,8 @@
 """The enterprise self-check: an agent's records + the enterprise's filing -> the §7 report, on one machine.
 
-load records and filing into an in-memory DuckDB -> link persons -> run every check -> assemble the
-report -> write `report.json` and `report.html`. Both files are written to temporary names in the output
-directory and renamed into place, so a crash never leaves a half-written report behind.
+load records, filing and any negative lists into an in-memory DuckDB -> link persons -> run every check
+-> assemble the report -> write `report.json` and `report.html`. Both files are written to temporary names
+in the output directory and renamed into place, so a crash never leaves a half-written report behind.
 """
 
 from __future__ import annotations
@@ -11,11 +11,13 @@ import contextlib
 import logging
 import os
 import tempfile
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
 from collector.checks.runner import run_checks
 from collector.models import Filing, Report
+from collector.negative_lists import NegativeList
 from collector.persons import CST, build_record_persons, calendar_year, year_of
 from collector.reports import build_report, render_html, render_json
 from collector.store import Store
@@ -43,20 +45,26 @@ def run_selfcheck(
     *,
     year: int | None = None,
     generated_at: datetime | None = None,
+    negative_lists: Sequence[NegativeList] = (),
 ) -> Report:
     """Check `records_dir` (an agent spool) against `filing`; write the report files when `out_dir` is set.
 
+    The checks run as of `as_of` = min(end of the period, `generated_at` or now): a check projecting a
+    year-to-date count (significant_change) needs to know how much of the year has passed.
     Raises `store.RecordsError` for an unusable records directory and `OSError` when the output
     directory cannot be written.
     """
     with Store() as store:
         store.load_records(Path(records_dir))
         store.load_filing(filing)
+        store.load_negative_lists(negative_lists)
         _warn_other_enterprises(store, filing.processor.id)
         persons = build_record_persons(store.con)
         period = report_period(store, year)
         log.info("period %s .. %s, %d persons linked", period[0].isoformat(), period[1].isoformat(), persons)
-        results = run_checks(store.con, {"period_from": period[0], "period_to": period[1]})
+        generated_at = (generated_at or datetime.now(CST)).astimezone(CST)
+        as_of = min(period[1], generated_at)
+        results = run_checks(store.con, {"period_from": period[0], "period_to": period[1], "as_of": as_of})
         report = build_report(store.con, filing, period, results, generated_at)
     if out_dir is not None:
         write_reports(report, filing, Path(out_dir))

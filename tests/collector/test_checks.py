@@ -42,7 +42,8 @@ def run_all(tmp_path: Path, flows, detections=(), pi_values=(), checks_dir: Path
         store.load_records(tmp_path / "records")
         store.load_filing(filing or make_filing())
         build_record_persons(store.con)
-        results = run_checks(store.con, {"period_from": PERIOD[0], "period_to": PERIOD[1]}, checks_dir)
+        params = {"period_from": PERIOD[0], "period_to": PERIOD[1], "as_of": PERIOD[1]}
+        results = run_checks(store.con, params, checks_dir)
     return {r.check: r for r in results}
 
 
@@ -241,10 +242,19 @@ def test_a_broken_check_is_an_error_and_the_others_still_run(tmp_path: Path) -> 
 
 
 def test_every_check_file_has_a_header_and_a_test_table() -> None:
+    from . import test_checks_routing as routing
+    from . import test_checks_validity as validity
+
     tables = {"undeclared_recipient": UNDECLARED_RECIPIENT, "undeclared_field_type": UNDECLARED_FIELD_TYPE,
-              "scale_exceeded": SCALE_EXCEEDED, "important_data": IMPORTANT_DATA}
+              "scale_exceeded": SCALE_EXCEEDED, "important_data": IMPORTANT_DATA,
+              "route_threshold": routing.ROUTE_THRESHOLD, "significant_change": routing.SIGNIFICANT_CHANGE,
+              "negative_list_match": routing.NEGATIVE_LIST_MATCH,
+              "recipient_country_mismatch": validity.RECIPIENT_COUNTRY_MISMATCH,
+              "outside_validity": validity.OUTSIDE_VALIDITY, "unfiled_export": validity.UNFILED_EXPORT}
     for path in discover():
         spec = CheckSpec.from_file(path)
-        assert spec.basis and spec.action and spec.params == ("period_from", "period_to")
+        assert spec.basis and spec.action
+        assert spec.params[:2] == ("period_from", "period_to") and set(spec.params) <= {
+            "period_from", "period_to", "as_of"}
         cases = tables[spec.id]
         assert any(not c.values[-1] for c in cases) and any(c.values[-1] for c in cases)
