@@ -21,9 +21,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from stdnum.cn import uscc as _uscc
 
+from collector.report_models import NegativeListRef, PersonsPoint
+
 __all__ = [
-    "CheckStatus", "Destination", "Filing", "FilingError", "Finding", "FtzArea", "Observed", "Period",
-    "Report", "Route", "Status", "Uninspected", "known_field_types", "load_filing",
+    "CheckStatus", "Destination", "Filing", "FilingError", "Finding", "FtzArea", "NegativeListRef",
+    "Observed", "Period", "PersonsPoint", "Report", "Route", "Status", "Uninspected", "known_field_types",
+    "load_filing",
 ]
 
 FILING_SCHEMA = "zjftz.filing/v1"
@@ -403,13 +406,17 @@ class Observed(BaseModel):
     persons_basis: str = "exact_lower_bound"
     destinations: list[Destination] = Field(default_factory=list)
     uninspected: list[Uninspected] = Field(default_factory=list)
+    persons_over_time: list[PersonsPoint] = Field(default_factory=list)  # per scenario, cumulative, by day
 
 
 class Report(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
     report_version: Literal[1] = 1
+    report_id: str | None = None
     filing_id: str
+    filing_version: int | None = None
+    negative_lists: list[NegativeListRef] = Field(default_factory=list)
     enterprise_id: str
     period: Period
     generated_at: datetime

@@ -3,12 +3,13 @@
 `observed` describes what left the country in the period: cross-border flows starting in it. Persons
 come from `record_persons` (persons.py); `distinct_values` counts distinct `value_key`s of a field type
 per destination. Uninspected egress (encrypted or not sampled) is listed so a reader sees what the
-checks could not look into.
+checks could not look into. `persons_over_time` holds the scale_exceeded check's per-scenario counts day by
+day (cumulative, CST calendar days); charts.py draws one chart per scenario from it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -16,20 +17,23 @@ import duckdb
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from rich.table import Table
 
+from collector.charts import scenario_charts
 from collector.checks.runner import CheckResult
 from collector.models import (
     Destination,
     FieldTypeCount,
     Filing,
+    NegativeListRef,
     Observed,
     Period,
+    PersonsPoint,
     Report,
     Uninspected,
     field_type_catalog,
 )
 from collector.persons import CST, count_persons
 
-__all__ = ["build_report", "observe", "render_html", "render_json", "summary_table"]
+__all__ = ["build_report", "observe", "persons_over_time", "render_html", "render_json", "summary_table"]
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -87,6 +91,57 @@ FROM flows f WHERE {_SCOPE}
 """
 
 
+# Cumulative distinct persons per scenario and CST day, counted as checks/scale_exceeded.sql counts them
+# (record_persons over scenario_flows in the period). A count of distinct persons is not a running sum of
+# daily counts (one person may come back on later days), so: each person's first day per scenario and
+# kind, how many persons are first seen on each day, then a running sum over the scenario's days.
+_PERSONS_OVER_TIME_SQL = """
+WITH scoped AS (
+    SELECT s.scenario_id, rp.person_id, rp.nonsensitive, rp.sensitive,
+           CAST(timezone($tz, s.ts_start) AS DATE) AS day
+    FROM scenario_flows s
+    JOIN record_persons rp ON rp.flow_id = s.flow_id
+    WHERE s.ts_start >= $period_from AND s.ts_start < $period_to
+),
+firsts AS (
+    SELECT scenario_id, person_id,
+           min(day) FILTER (WHERE nonsensitive) AS first_nonsensitive,
+           min(day) FILTER (WHERE sensitive) AS first_sensitive
+    FROM scoped
+    GROUP BY scenario_id, person_id
+),
+first_days AS (
+    SELECT scenario_id, first_nonsensitive AS day, 1 AS nonsensitive, 0 AS sensitive
+    FROM firsts WHERE first_nonsensitive IS NOT NULL
+    UNION ALL
+    SELECT scenario_id, first_sensitive, 0, 1 FROM firsts WHERE first_sensitive IS NOT NULL
+    UNION ALL
+    SELECT DISTINCT scenario_id, day, 0, 0 FROM scoped   -- a point on every day with persons
+),
+daily AS (
+    SELECT scenario_id, day, sum(nonsensitive) AS new_nonsensitive, sum(sensitive) AS new_sensitive
+    FROM first_days
+    GROUP BY scenario_id, day
+)
+SELECT scenario_id, day,
+       sum(new_nonsensitive) OVER running AS persons_nonsensitive,
+       sum(new_sensitive) OVER running AS persons_sensitive
+FROM daily
+WINDOW running AS (PARTITION BY scenario_id ORDER BY day ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+ORDER BY scenario_id, day
+"""
+
+
+def persons_over_time(
+    con: duckdb.DuckDBPyConnection, period: tuple[datetime, datetime]
+) -> list[PersonsPoint]:
+    """One point per (scenario, CST day with persons): cumulative distinct persons since the period start."""
+    params = {"period_from": period[0], "period_to": period[1], "tz": str(CST)}
+    rows = con.execute(_PERSONS_OVER_TIME_SQL, params).fetchall()
+    return [PersonsPoint(scenario_id=sid, date=day, persons_nonsensitive=int(n), persons_sensitive=int(s))
+            for sid, day, n, s in rows]
+
+
 def observe(con: duckdb.DuckDBPyConnection, period: tuple[datetime, datetime]) -> Observed:
     """The `observed` block of the report from the store's views and `record_persons`."""
     params = {"period_from": period[0], "period_to": period[1]}
@@ -118,7 +173,7 @@ def observe(con: duckdb.DuckDBPyConnection, period: tuple[datetime, datetime]) -
     return Observed(
         flows=flows, bytes_out=int(bytes_out), encrypted_bytes_out=int(enc),
         persons_nonsensitive=total.persons_nonsensitive, persons_sensitive=total.persons_sensitive,
-        destinations=destinations, uninspected=uninspected,
+        destinations=destinations, uninspected=uninspected, persons_over_time=persons_over_time(con, period),
     )
 
 
@@ -128,10 +183,20 @@ def build_report(
     period: tuple[datetime, datetime],
     results: Sequence[CheckResult],
     generated_at: datetime | None = None,
+    *,
+    report_id: str | None = None,
+    filing_version: int | None = None,
+    negative_lists: Iterable[object] = (),
 ) -> Report:
+    """The §7 report. `filing_version` and `negative_lists` (NegativeListRef, or anything with list_id,
+    version and sha256 attributes or keys) record what the checks ran against; lists are sorted by id."""
     findings = [f for r in results for f in r.findings]
+    refs = [NegativeListRef.model_validate(n, from_attributes=True) for n in negative_lists]
     return Report(
+        report_id=report_id,
         filing_id=filing.filing_id,
+        filing_version=filing_version,
+        negative_lists=sorted(refs, key=lambda r: (r.list_id, r.version or "", r.sha256)),
         enterprise_id=filing.processor.id,
         period=Period(from_=period[0].astimezone(CST), to=period[1].astimezone(CST)),
         generated_at=(generated_at or datetime.now(CST)).astimezone(CST),
@@ -167,6 +232,7 @@ def render_html(report: Report, filing: Filing | None = None) -> str:
     names = {ft: info.get("name_zh") or ft for ft, info in field_type_catalog().items()}
     return _env().get_template("report.html.j2").render(
         report=report, filing=filing, field_names=names, period_from=report.period.from_,
+        charts=scenario_charts(report, filing),
     )
 
 

@@ -1,7 +1,9 @@
-"""The §7 report: JSON shape, observed block, self-contained escaped HTML, atomic writes."""
+"""The §7 report: JSON shape, observed block, persons over time, filing and negative-list versions,
+self-contained escaped HTML, atomic writes."""
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from datetime import UTC, datetime
@@ -11,10 +13,14 @@ import pytest
 from rich.console import Console
 
 from collector import selfcheck as selfcheck_module
-from collector.reports import render_html, summary_table
-from collector.selfcheck import run_selfcheck
+from collector.checks.runner import run_checks
+from collector.models import Filing, NegativeListRef, Report
+from collector.persons import build_record_persons
+from collector.reports import build_report, render_html, render_json, summary_table
+from collector.selfcheck import report_period, run_selfcheck
+from collector.store import Store
 
-from .builders import UNDECLARED_HOST, detection, flow, make_filing, pi, write_records
+from .builders import CREW_IP, UNDECLARED_HOST, detection, example_data, flow, make_filing, pi, write_records
 
 XSS_HOST = '<script>alert("x")</script>.example'
 GENERATED = datetime(2026, 6, 1, 4, 0, tzinfo=UTC)
@@ -70,12 +76,17 @@ def test_json_report_has_the_section_7_shape(tmp_path: Path, records: Path) -> N
     assert set(finding) >= {"check", "scenario_id", "subject", "severity", "expected", "observed", "basis",
                             "action", "evidence"}
     assert {c["check"]: c["status"] for c in data["checks"]}["scale_exceeded"] == "pass"
+    assert observed["persons_over_time"] == [{"scenario_id": "booking", "date": "2026-03-01",
+                                              "persons_nonsensitive": 3, "persons_sensitive": 0}]
+    assert (data["report_id"], data["filing_version"], data["negative_lists"]) == (None, None, [])
 
 
 def test_html_is_self_contained_and_escapes_values(tmp_path: Path, records: Path) -> None:
     run_selfcheck(records, make_filing(), tmp_path / "out")
     html = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
-    assert not re.search(r"https?://", html)
+    assert 'class="persons-chart"' in html
+    # the one URL allowed is the SVG namespace of the inline chart (an identifier, never fetched)
+    assert not re.search(r"https?://", html.replace('xmlns="http://www.w3.org/2000/svg"', ""))
     assert "<script" not in html.lower() and "<link" not in html.lower()
     assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;.example" in html
     assert "数据出境一致性抽验报告" in html and "Consistency report" in html
@@ -107,3 +118,91 @@ def test_a_failed_write_leaves_no_partial_files(tmp_path: Path, records: Path, m
     with pytest.raises(RuntimeError):
         run_selfcheck(records, make_filing(), out)
     assert list(out.iterdir()) == []
+
+
+# --- persons over time, filing and negative-list versions --------------------------------------------
+
+def _build(records: Path, filing: Filing, **kwargs) -> Report:
+    """What run_selfcheck does, with build_report's optional arguments."""
+    with Store() as store:
+        store.load_records(records)
+        store.load_filing(filing)
+        build_record_persons(store.con)
+        period = report_period(store)
+        results = run_checks(store.con, {"period_from": period[0], "period_to": period[1]})
+        return build_report(store.con, filing, period, results, GENERATED, **kwargs)
+
+
+def _small_scales() -> Filing:
+    data = copy.deepcopy(example_data())
+    for scenario, (n, s) in zip(data["scenarios"], ((1, 0), (0, 0)), strict=True):
+        scenario["scale"].update(persons_nonsensitive=n, persons_sensitive=s)
+    return Filing.model_validate(data)
+
+
+@pytest.fixture
+def days(tmp_path: Path) -> Path:
+    """Booking traffic on three CST days: mobiles 1, 2 on 1 March; 1 again and 3 just after midnight
+    CST (still 1 March in UTC); 2 again and a record linking mobile 1 to a resident ID on 5 March."""
+    flows = [
+        flow("p1", ts=datetime(2026, 3, 1, 2, 0, tzinfo=UTC)),
+        flow("p2", ts=datetime(2026, 3, 1, 17, 0, tzinfo=UTC)),
+        flow("p3", ts=datetime(2026, 3, 4, 20, 0, tzinfo=UTC)),
+        flow("c1", server_name=None, dst_ip=CREW_IP, country="SG", ts=datetime(2026, 3, 1, 2, 0, tzinfo=UTC)),
+        flow("u1", server_name=UNDECLARED_HOST, country="US"),
+        flow("d1", country="CN", cross_border=False),
+    ]
+    values = [pi("p1", 1, "mobile_cn", 1, identifier=True), pi("p1", 2, "mobile_cn", 2, identifier=True),
+              pi("p2", 1, "mobile_cn", 1, identifier=True), pi("p2", 2, "mobile_cn", 3, identifier=True),
+              pi("p3", 1, "mobile_cn", 2, identifier=True), pi("p3", 2, "mobile_cn", 1, identifier=True),
+              pi("p3", 2, "resident_id_cn", 9, identifier=True, sensitive=True),
+              pi("c1", 1, "mobile_cn", 30, identifier=True), pi("u1", 1, "mobile_cn", 40, identifier=True),
+              pi("d1", 1, "mobile_cn", 50, identifier=True)]
+    dets = [detection("p1", "mobile_cn"), detection("p3", "resident_id_cn", sensitive=True)]
+    return write_records(tmp_path / "days", flows, dets, values)
+
+
+def test_persons_over_time_is_cumulative_by_cst_day_per_scenario(days: Path) -> None:
+    report = _build(days, _small_scales())
+    got = [(p.scenario_id, p.date.isoformat(), p.persons_nonsensitive, p.persons_sensitive)
+           for p in report.observed.persons_over_time]
+    assert got == [
+        ("booking", "2026-03-01", 2, 0),
+        ("booking", "2026-03-02", 3, 0),       # mobile 1 again is no new person
+        ("booking", "2026-03-05", 3, 1),       # mobile 2 again; mobile 1's person now also sensitive
+        ("crew-management", "2026-03-01", 1, 0),
+    ]
+
+
+def test_the_last_point_of_each_scenario_equals_the_scale_exceeded_count(days: Path) -> None:
+    report = _build(days, _small_scales())
+    last = {p.scenario_id: p for p in report.observed.persons_over_time}
+    exceeded = [f for f in report.findings if f.check == "scale_exceeded"]
+    assert {(f.scenario_id, f.subject) for f in exceeded} == {
+        ("booking", "persons_nonsensitive"), ("booking", "persons_sensitive"),
+        ("crew-management", "persons_nonsensitive")}
+    for f in exceeded:
+        assert getattr(last[f.scenario_id], f.subject) == f.observed
+
+
+def test_json_and_html_name_the_report_filing_version_and_negative_lists(days: Path) -> None:
+    lists = [{"list_id": "zj-ftz-2025", "version": "2025.1", "sha256": "AB" * 32},
+             NegativeListRef(list_id="hz-ftz", version=None, sha256="0" * 64)]
+    report = _build(days, make_filing(), report_id="rpt-0001", filing_version=3, negative_lists=lists)
+    data = json.loads(render_json(report))
+    assert (data["report_id"], data["filing_version"]) == ("rpt-0001", 3)
+    assert data["negative_lists"] == [      # sorted by list id, hashes in lower case
+        {"list_id": "hz-ftz", "version": None, "sha256": "0" * 64},
+        {"list_id": "zj-ftz-2025", "version": "2025.1", "sha256": "ab" * 32},
+    ]
+    assert render_json(report) == render_json(Report.model_validate(data))
+    html = render_html(report, make_filing())
+    assert "备案版本 Filing version</dt><dd>3</dd>" in html and "rpt-0001" in html
+    assert "负面清单版本 Negative lists" in html and "zj-ftz-2025</code> 2025.1" in html
+    assert "sha256 abababababab…" in html
+    assert html.count('class="persons-chart"') == 2 and "出境人数趋势" in html
+
+
+def test_a_bad_negative_list_hash_is_refused(days: Path) -> None:
+    with pytest.raises(ValueError, match="sha256"):
+        _build(days, make_filing(), negative_lists=[{"list_id": "x", "version": "1", "sha256": "not-a-hash"}])

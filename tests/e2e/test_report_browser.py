@@ -6,7 +6,9 @@ from the file alone — no CDN, no script — and show the verdict and every fin
 
 from __future__ import annotations
 
+import html as html_lib
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -61,3 +63,41 @@ def test_the_report_screenshot_is_a_real_page(report, tmp_path: Path) -> None:
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(data) > 50_000   # a blank or error page compresses to a few KB
+
+
+# Measures the charts as laid out. Injected into a copy of the page by the test only: the report itself
+# carries no script (see the test above), and --dump-dom returns the DOM after this has run.
+_PROBE = """<pre id="probe"></pre><script>
+document.getElementById("probe").textContent = JSON.stringify(
+  Array.from(document.querySelectorAll("svg.persons-chart")).map(svg => {
+    const box = svg.getBoundingClientRect();
+    return {width: box.width, height: box.height,
+            series: Array.from(svg.querySelectorAll("polyline.series")).map(line => ({
+              key: line.getAttribute("class"), length: line.getTotalLength(),
+              width: line.getBBox().width}))};
+  }));
+</script>"""
+
+
+def test_the_persons_over_time_charts_render_with_their_series(report, tmp_path: Path) -> None:
+    html, doc = report
+    scenarios = sorted({p["scenario_id"] for p in doc["observed"]["persons_over_time"]})
+    assert scenarios, "the demo capture has persons in its scenarios"
+    dom = _chromium(tmp_path, "--dump-dom", html.as_uri()).stdout
+    assert "出境人数趋势" in dom and "Persons over time" in dom
+    assert dom.count('class="persons-chart"') == len(scenarios)
+    assert dom.count('class="series series-nonsensitive"') == len(scenarios)
+    assert "备案规模 declared" in dom
+
+    probed = tmp_path / "probed.html"
+    page = html.read_text(encoding="utf-8")
+    probed.write_text(page.replace("</body>", _PROBE + "</body>"), encoding="utf-8")
+    out = _chromium(tmp_path, "--window-size=1280,1800", "--dump-dom", probed.as_uri())
+    m = re.search(r'<pre id="probe">(.*?)</pre>', out.stdout, re.S)
+    assert m and m.group(1), out.stderr[-500:]
+    charts = json.loads(html_lib.unescape(m.group(1)))
+    assert len(charts) == len(scenarios)
+    for chart in charts:
+        assert chart["width"] > 300 and chart["height"] > 100
+        assert [s["key"].split()[-1] for s in chart["series"]] == ["series-nonsensitive", "series-sensitive"]
+        assert all(s["length"] > 0 and s["width"] > 0 for s in chart["series"])
