@@ -2,7 +2,7 @@
 
     egress-collector selfcheck (PCAP… | --records DIR) --filing F [--agent-config F] [--out DIR]
                                [--format json|html|table]
-    egress-collector validate FILE…
+    egress-collector validate FILE…          (filings, negative lists, catalogs, policies, agent configs)
 
 Exit codes: 0 consistent (or every file valid), 1 findings (or a check that could not run), 2 bad input.
 Every error is one line naming the file and the field; nothing below this module prints or exits, and no
@@ -151,6 +151,13 @@ def _validate_one(path: Path) -> str:
     if schema == "zjftz.filing/v1":
         f = load_filing(path)
         return f"filing {f.filing_id}: {len(f.recipients)} recipient(s), {len(f.scenarios)} scenario(s)"
+    if schema == "ftz.negative_list/v1":
+        from collector.negative_lists import parse_negative_list
+
+        nl = parse_negative_list(data, str(path))
+        entries = sum(len(s.entries) for s in nl.sectors)
+        note = ", illustrative" if nl.illustrative else ""
+        return f"negative list {nl.list_id}: {len(nl.sectors)} sector(s), {entries} entr(ies){note}"
     if "field_types" in data:
         try:
             from detectors.catalog import load_catalog
@@ -170,15 +177,21 @@ def _validate_one(path: Path) -> str:
             raise InputError(f"{path}: agent configs need agent.config (not available)") from None
         load_agent_config(path)
         return "agent config"
+    if path.name.startswith("collector") or {"data_dir", "tokens", "listen"} & set(data):
+        from collector.config import load_collector_config
+
+        cfg = load_collector_config(path)
+        return f"collector config: {len(cfg.tokens)} token(s), schedule {cfg.schedule.spot_checks!r}"
     raise InputError(f"{path}: schema: unknown document kind {schema!r} (expected 'zjftz.filing/v1', "
-                     "a field type catalog, a policy or an agent config)")
+                     "'ftz.negative_list/v1', a field type catalog, a policy, an agent or collector config)")
 
 
 @app.command()
 def validate(
-    files: Annotated[list[Path], typer.Argument(help="Filings, field_types.yaml, agent.yaml.")],
+    files: Annotated[list[Path], typer.Argument(
+        help="Filings, negative lists, field_types.yaml, agent.yaml.")],
 ) -> None:
-    """Validate filings and configs: every error names the file and the field (校验)."""
+    """Validate filings, negative lists and configs: every error names the file and the field (校验)."""
     bad = 0
     for path in files:
         try:
@@ -192,6 +205,10 @@ def validate(
         else:
             out_console.print(f"{path}: ok ({what})", markup=False)
     raise typer.Exit(EXIT_BAD_INPUT if bad else EXIT_OK)
+
+
+# serve, check and token live in their own module; importing it registers them on `app`.
+from collector import cli_service  # noqa: E402, F401
 
 
 def main() -> None:  # pragma: no cover - console script entry point is `app`

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, time, timedelta
 from pathlib import Path
 
 import duckdb
@@ -19,6 +20,8 @@ import pyarrow as pa
 
 from agent.records import RECORD_TYPES
 from collector.models import Filing, field_type_catalog
+from collector.negative_lists import NegativeList, entries_table
+from collector.persons import CST
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +70,7 @@ class Store:
         # Nothing may be downloaded: no extension autoinstall.
         self.con = duckdb.connect(str(db_path), config={"autoinstall_known_extensions": False})
         self.filing: Filing | None = None
+        self.negative_lists: tuple[NegativeList, ...] = ()
         self.records_dir: Path | None = None
         self._records_loaded = False
 
@@ -90,25 +94,31 @@ class Store:
                  for t in RECORD_TYPES}
         if not any(files.values()):
             raise RecordsError(f"{records_dir}: no records found (expected {records_dir}/flows/*.parquet)")
+        self.load_record_files(files)
+        self.records_dir = records_dir
+        return {t: len(f) for t, f in files.items()}
+
+    def load_record_files(self, files: Mapping[str, Sequence[Path]]) -> None:
+        """One view per record type over the given files (the collector service's warehouse); a type
+        without files is an empty table, so an enterprise with no records yet is checked, not refused."""
         for record_type, (_, schema) in RECORD_TYPES.items():
             self.con.execute(f"DROP VIEW IF EXISTS {record_type}")
             self.con.execute(f"DROP TABLE IF EXISTS {record_type}")
-            if files[record_type]:
-                self._parquet_view(record_type, files[record_type], schema)
+            if files.get(record_type):
+                self._parquet_view(record_type, list(files[record_type]), schema)
             else:
                 self._empty_table(record_type, schema)
-        self.records_dir = records_dir
         self._records_loaded = True
         self._refresh_field_types()
         if self.filing is not None:
             self._refresh_flow_recipients()
-        return {t: len(f) for t, f in files.items()}
 
     def _parquet_view(self, record_type: str, files: list[Path], schema: pa.Schema) -> None:
         paths = ", ".join(_sql_str(str(p)) for p in files)
         try:
             self.con.execute(
-                f"CREATE VIEW {record_type} AS SELECT * FROM read_parquet([{paths}], union_by_name = true)"
+                f"CREATE VIEW {record_type} AS SELECT * FROM read_parquet([{paths}], union_by_name = true, "
+                "hive_partitioning = false)"
             )
             columns = {row[0] for row in self.con.execute(f"DESCRIBE {record_type}").fetchall()}
         except duckdb.Error as e:
@@ -136,16 +146,24 @@ class Store:
     # --- filing -------------------------------------------------------------------------------------
 
     def load_filing(self, filing: Filing) -> None:
-        """Create the filing tables and, when records are loaded, `flow_recipients`."""
+        """Create the filing tables, `negative_list_entries` (empty until lists are loaded) and, when
+        records are loaded, `flow_recipients`."""
         self.filing = filing
         tol = filing.tolerances
+        industry = filing.processor.industry
+        # Validity as instants: valid_from 00:00 CST up to (excluding) the day after valid_until, 00:00 CST.
+        valid_from_at = datetime.combine(filing.valid_from, time(0), CST)
+        valid_until_end = datetime.combine(filing.valid_until + timedelta(days=1), time(0), CST)
         self._replace_table("filing", pa.table({
             "filing_id": [filing.filing_id],
             "ftz_area": [str(filing.ftz_area)],
             "status": [str(filing.status)],
             "valid_from": pa.array([filing.valid_from], pa.date32()),
             "valid_until": pa.array([filing.valid_until], pa.date32()),
+            "valid_from_at": pa.array([valid_from_at], pa.timestamp("us", tz="UTC")),
+            "valid_until_end": pa.array([valid_until_end], pa.timestamp("us", tz="UTC")),
             "enterprise_id": [filing.processor.id],
+            "industry": pa.array([industry.gbt4754 if industry else None], pa.string()),
             "is_ciio": [filing.processor.is_ciio],
             "volume_increase_major_pct": pa.array([float(tol.volume_increase_major_pct)], pa.float64()),
         }))
@@ -169,6 +187,8 @@ class Store:
             "persons_nonsensitive": pa.array([s.scale.persons_nonsensitive for s in ss], pa.int64()),
             "persons_sensitive": pa.array([s.scale.persons_sensitive for s in ss], pa.int64()),
             "negative_list_subcategory": pa.array(subcategories, pa.string()),
+            "negative_list_entry_ids": pa.array([s.negative_list_match.entry_ids for s in ss],
+                                                pa.list_(pa.string())),
         }))
         self._replace_table("scenario_recipients", _rows_table(
             ["scenario_id", "recipient_id"],
@@ -177,8 +197,22 @@ class Store:
             ["scenario_id", "item_id", "name_cn", "field_type"],
             [(s.scenario_id, i.item_id, i.name_cn, i.field_type) for s in ss for i in s.data_catalog],
             [pa.string()] * 4))
+        self._refresh_negative_list_entries()
         if self._records_loaded:
             self._refresh_flow_recipients()
+
+    def load_negative_lists(self, lists: Sequence[NegativeList]) -> int:
+        """`negative_list_entries`: the entries of `lists` whose sector applies to the filing's processor
+        industry, one row per (entry, field type); returns the number of rows. Lists loaded before the
+        filing are kept and filtered when it arrives."""
+        self.negative_lists = tuple(lists)
+        return self._refresh_negative_list_entries()
+
+    def _refresh_negative_list_entries(self) -> int:
+        industry = self.filing.processor.industry if self.filing is not None else None
+        table = entries_table(self.negative_lists, industry.gbt4754 if industry else None)
+        self._replace_table("negative_list_entries", table)
+        return table.num_rows
 
     def _refresh_flow_recipients(self) -> None:
         """`flow_recipients(flow_id, recipient_id, scenario_id)`: one row per (flow, recipient, scenario);

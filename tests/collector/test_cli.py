@@ -63,6 +63,23 @@ def test_validate_good_filing() -> None:
     assert "ok" in proc.stdout and proc.stderr == ""
 
 
+def test_validate_knows_every_shipped_config() -> None:
+    configs = EXAMPLE_FILING.parents[1]
+    files = [configs / "collector.yaml", configs / "agent.yaml", configs / "policy.yaml",
+             configs / "field_types.yaml", *sorted((configs / "negative_lists").glob("*.yaml")),
+             *sorted((configs / "filings").glob("*.yaml"))]
+    proc = run("validate", *files)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count(": ok (") == len(files)
+    assert "collector config" in proc.stdout and "negative list" in proc.stdout
+
+
+def test_validate_a_bad_collector_token_names_the_path(tmp_path: Path) -> None:
+    path = tmp_path / "collector.yaml"
+    path.write_text("tokens: [{name: a, sha256: plaintext-token, role: agent, enterprise_id: e}]\n")
+    assert_one_line_error(run("validate", path), str(path), "tokens[0].sha256")
+
+
 def test_validate_bad_filing_is_one_line_with_file_and_path(bad_filing: Path) -> None:
     proc = run("validate", EXAMPLE_FILING, bad_filing)
     assert_one_line_error(proc, str(bad_filing), "scenarios[1].recipients[0]",

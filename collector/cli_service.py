@@ -1,0 +1,137 @@
+"""egress-collector serve | check | token: the service's commands (DESIGN §8, §9).
+
+    egress-collector serve [--config configs/collector.yaml]
+    egress-collector check --filing-id ID [--from DATE --to DATE] [--config F]
+    egress-collector token NAME --role ROLE [--enterprise-id E | --ftz-area A]
+
+Registered on the `egress-collector` app by collector/cli.py; same conventions: one-line errors, exit 2 on
+bad input, 1 when a check found something.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import yaml
+
+from collector.cli import (
+    EXIT_BAD_INPUT,
+    EXIT_FINDINGS,
+    EXIT_OK,
+    _fail,
+    _one_line,
+    app,
+    err_console,
+    out_console,
+)
+from collector.config import CollectorConfigError, TokenEntry, load_collector_config
+
+log = logging.getLogger("collector")
+
+ConfigOption = Annotated[Path | None, typer.Option("--config", help="Collector config YAML (DESIGN §9).")]
+
+
+def _config(path: Path | None):  # -> CollectorConfig
+    if path is not None and not path.is_file():
+        raise _fail(f"{path}: no such config file")
+    try:
+        return load_collector_config(path)
+    except CollectorConfigError as e:
+        raise _fail(_one_line(e)) from None
+
+
+@app.command()
+def serve(config: ConfigOption = None) -> None:
+    """Run the collector service (FastAPI on uvicorn) with its spot-check schedule (服务)."""
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    cfg = _config(config)
+    import uvicorn
+
+    from collector.service import create_app
+
+    try:
+        application = create_app(cfg)
+    except Exception as e:   # a locked or unreadable data_dir: one line, no traceback
+        raise _fail(f"{cfg.data_dir}: cannot open the collector's data: {_one_line(e)}") from None
+    log.info("collector on http://%s:%d, data in %s, %d token(s)", cfg.listen.host, cfg.listen.port,
+             cfg.data_dir, len(cfg.tokens))
+    uvicorn.run(application, host=cfg.listen.host, port=cfg.listen.port, log_level="info",
+                timeout_graceful_shutdown=10)
+
+
+@app.command()
+def check(
+    filing_id: Annotated[str, typer.Option("--filing-id", help="A filing uploaded to this collector.")],
+    start: Annotated[str | None, typer.Option("--from", help="First day (CST), YYYY-MM-DD.")] = None,
+    end: Annotated[str | None, typer.Option("--to", help="Last day (CST), inclusive.")] = None,
+    config: ConfigOption = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress to stderr.")] = False,
+) -> None:
+    """Run every check for one filing now and store the report (抽验), as POST /v1/checks/run does."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+    cfg = _config(config)
+    days = []
+    for name, text in (("--from", start), ("--to", end)):
+        try:
+            days.append(date.fromisoformat(text) if text else None)
+        except ValueError:
+            raise _fail(f"{name}: {text!r} is not a date (YYYY-MM-DD)") from None
+    from collector.reports import summary_table
+    from collector.spotcheck import CheckRequestError, run_spot_check
+    from collector.warehouse import Warehouse
+
+    try:
+        warehouse = Warehouse(cfg.data_dir)
+    except Exception as e:   # DuckDB allows one writing process: the running service holds the file
+        raise _fail(f"{cfg.data_dir}: cannot open the collector's data ({_one_line(e)}); while "
+                    "`egress-collector serve` runs, use POST /v1/checks/run") from None
+    try:
+        done = run_spot_check(warehouse, filing_id, start=days[0], end=days[1], trigger="cli")
+    except CheckRequestError as e:
+        raise _fail(_one_line(e)) from None
+    finally:
+        warehouse.close()
+    out_console.print(summary_table(done.report))
+    out_console.print(f"report {done.report_id} stored in {cfg.data_dir}", markup=False)
+    for c in done.report.checks:
+        if c.status == "error":
+            err_console.print(f"egress-collector: check {c.check} could not run: {c.error}", markup=False)
+    ok = done.report.verdict == "consistent" and done.report.complete
+    raise typer.Exit(EXIT_OK if ok else EXIT_FINDINGS)
+
+
+@app.command()
+def token(
+    name: Annotated[str, typer.Argument(help="A name for the token's holder, e.g. gw-hz-01.")],
+    role: Annotated[str, typer.Option("--role", help="agent | enterprise | regulator")],
+    enterprise_id: Annotated[str | None, typer.Option("--enterprise-id")] = None,
+    ftz_area: Annotated[str | None, typer.Option("--ftz-area")] = None,
+) -> None:
+    """Create a bearer token: prints the token (give it to its holder) and the config line with its hash."""
+    from pydantic import ValidationError
+
+    from collector.auth import new_token, token_digest
+    from collector.models import describe_validation_error
+
+    secret = new_token()
+    fields = {"name": name, "sha256": token_digest(secret), "role": role}
+    fields |= {k: v for k, v in (("enterprise_id", enterprise_id), ("ftz_area", ftz_area)) if v}
+    try:
+        TokenEntry.model_validate(fields)
+    except ValidationError as e:
+        raise _fail(describe_validation_error(e)) from None
+    line = yaml.safe_dump([fields], default_flow_style=None, sort_keys=False, width=1000).strip()
+    out_console.print(f"token: {secret}", markup=False)
+    out_console.print("# add under `tokens:` in the collector config (only the hash is stored):",
+                      markup=False)
+    out_console.print(f"  {line}", markup=False)
+    raise typer.Exit(EXIT_OK)
+
+
+__all__ = ["EXIT_BAD_INPUT", "check", "serve", "token"]

@@ -1,0 +1,103 @@
+"""A spot check inside the collector service (Measures Art. 13): one stored filing version, the stored
+records of its enterprise and the current negative lists -> a stored §7 report.
+
+The same steps as the enterprise self-check (collector/selfcheck.py), against the warehouse instead of a
+spool: an in-memory DuckDB gets views over the enterprise's Parquet files, the filing and the lists as
+tables, then persons, every check, the report. The report names the filing version and each list's
+version and digest it used, so the verdict can be reproduced later.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+from collector.checks.runner import run_checks
+from collector.models import Filing, Report, Status
+from collector.negative_lists import NegativeList, parse_negative_list
+from collector.persons import CST, build_record_persons, calendar_year
+from collector.reports import build_report, render_json
+from collector.store import Store
+from collector.warehouse import Version, Warehouse
+
+log = logging.getLogger(__name__)
+
+__all__ = ["CheckRequestError", "SpotCheck", "period_for", "run_spot_check"]
+
+
+class CheckRequestError(ValueError):
+    """A check that cannot run as asked: `field` names what is wrong, `status` is 404 or 422."""
+
+    def __init__(self, status: int, field: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.field = field
+
+
+@dataclass(frozen=True, slots=True)
+class SpotCheck:
+    report_id: str
+    report: Report
+
+
+def period_for(start: date | None, end: date | None, now: datetime) -> tuple[datetime, datetime]:
+    """Dates are CST calendar days, `end` inclusive; by default the calendar year (CST) of `now`."""
+    if start is None and end is None:
+        return calendar_year(now.astimezone(CST).year)
+    year_from, year_to = calendar_year((start or end or now.date()).year)
+    lo = datetime.combine(start, time(), CST) if start else year_from
+    hi = datetime.combine(end + timedelta(days=1), time(), CST) if end else year_to
+    if hi <= lo:
+        raise CheckRequestError(422, "to", "to: must not be before from")
+    return lo, hi
+
+
+def _filing(version: Version) -> Filing:
+    return Filing.model_validate(version.body)
+
+
+def _negative_lists(warehouse: Warehouse) -> tuple[list[NegativeList], list[dict[str, Any]]]:
+    lists, refs = [], []
+    for v in warehouse.latest_documents("negative_list"):
+        lists.append(parse_negative_list(v.body, f"negative list {v.doc_id} v{v.version}"))
+        refs.append({"list_id": v.doc_id, "version": str(v.version), "sha256": v.sha256})
+    return lists, refs
+
+
+def run_spot_check(warehouse: Warehouse, filing_id: str, *, start: date | None = None,
+                   end: date | None = None, trigger: str = "api", now: datetime | None = None) -> SpotCheck:
+    """Check the latest version of `filing_id`; raises CheckRequestError for an unknown filing."""
+    version = warehouse.get_document("filing", filing_id)
+    if version is None:
+        raise CheckRequestError(404, "filing_id", f"filing_id: no filing {filing_id!r} has been uploaded")
+    filing = _filing(version)
+    now = (now or datetime.now(CST)).astimezone(CST)
+    period = period_for(start, end, now)
+    as_of = min(period[1], now)
+    lists, refs = _negative_lists(warehouse)
+    files = warehouse.record_files(filing.processor.id)
+    with Store() as store:
+        store.load_record_files(files)
+        store.load_filing(filing)
+        store.load_negative_lists(lists)
+        persons = build_record_persons(store.con)
+        results = run_checks(store.con, {"period_from": period[0], "period_to": period[1], "as_of": as_of})
+        report = build_report(store.con, filing, period, results, now, report_id=uuid.uuid4().hex,
+                              filing_version=version.version, negative_lists=refs)
+    report_id = warehouse.store_report(report, render_json(report), str(filing.ftz_area), trigger)
+    log.info("spot check %s (%s) of %s v%d: %s, %d finding(s), %d persons linked", report_id, trigger,
+             filing_id, version.version, report.verdict, len(report.findings), persons)
+    return SpotCheck(report_id, report)
+
+
+def active_filings(warehouse: Warehouse, today: date) -> list[str]:
+    """Filings whose latest version is active and valid today: what the schedule checks."""
+    out = []
+    for v in warehouse.latest_documents("filing"):
+        f = _filing(v)
+        if f.status == Status.active and f.valid_from <= today <= f.valid_until:
+            out.append(f.filing_id)
+    return out

@@ -1,0 +1,267 @@
+"""The collector's persistent store under `data_dir` (DESIGN §9).
+
+    data_dir/collector.duckdb    batches, stored row keys, filing and negative-list versions, reports
+    data_dir/records/<record_type>/enterprise_id=<E>/date=<YYYY-MM-DD>/<batch_id>.parquet
+
+Records stay Parquet in a Hive layout (partitioned by record type, enterprise and the day the batch
+arrived, UTC) so Spark, Trino or another DuckDB can read them; the DuckDB file holds what must be
+transactional. A batch's file is written under a temporary name, renamed into place, and only then recorded
+in one transaction with its row keys: a crash in between leaves an unrecorded file, which `open` deletes,
+never a recorded batch without its file.
+
+Every filing and negative-list upload that changes the content is a new version; reports record the
+versions they used, so a verdict can be reproduced later.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from collector.ingest import Batch, row_keys
+
+log = logging.getLogger(__name__)
+
+__all__ = ["StoredBatch", "Version", "Warehouse"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS batches (
+    batch_id VARCHAR PRIMARY KEY, record_type VARCHAR, agent_id VARCHAR, enterprise_id VARCHAR,
+    rows BIGINT, stored_rows BIGINT, sha256 VARCHAR, path VARCHAR, received_at TIMESTAMPTZ, token VARCHAR);
+CREATE TABLE IF NOT EXISTS row_keys (
+    record_type VARCHAR, agent_id VARCHAR, row_key VARCHAR, batch_id VARCHAR,
+    PRIMARY KEY (record_type, agent_id, row_key));
+CREATE TABLE IF NOT EXISTS documents (
+    kind VARCHAR, doc_id VARCHAR, version INTEGER, enterprise_id VARCHAR, ftz_area VARCHAR,
+    sha256 VARCHAR, body VARCHAR, stored_at TIMESTAMPTZ, stored_by VARCHAR,
+    PRIMARY KEY (kind, doc_id, version));
+CREATE TABLE IF NOT EXISTS reports (
+    report_id VARCHAR PRIMARY KEY, filing_id VARCHAR, filing_version INTEGER, enterprise_id VARCHAR,
+    ftz_area VARCHAR, generated_at TIMESTAMPTZ, period_from TIMESTAMPTZ, period_to TIMESTAMPTZ,
+    verdict VARCHAR, findings INTEGER, complete BOOLEAN, trigger VARCHAR, body VARCHAR);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBatch:
+    batch_id: str
+    record_type: str
+    rows: int
+    stored_rows: int
+    created: bool        # False: the same batch was already stored (an agent's retry)
+
+
+@dataclass(frozen=True, slots=True)
+class Version:
+    kind: str            # filing | negative_list
+    doc_id: str
+    version: int
+    enterprise_id: str | None
+    ftz_area: str | None
+    sha256: str
+    body: dict[str, Any]
+    stored_at: datetime
+    created: bool = False
+
+
+class Warehouse:
+    def __init__(self, data_dir: Path | str) -> None:
+        self.data_dir = Path(data_dir)
+        self.records_dir = self.data_dir / "records"
+        self.records_dir.mkdir(parents=True, exist_ok=True)
+        self.con = duckdb.connect(str(self.data_dir / "collector.duckdb"),
+                                  config={"autoinstall_known_extensions": False})
+        self.con.execute(_SCHEMA)
+        # One writer at a time: DuckDB serialises commits anyway, and a batch's file rename plus its
+        # metadata must not interleave with another upload of the same batch id.
+        self._lock = threading.RLock()
+        self._remove_orphans()
+
+    def close(self) -> None:
+        with self._lock:
+            self.con.close()
+
+    @contextlib.contextmanager
+    def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        with self._lock:
+            cur = self.con.cursor()
+            try:
+                yield cur
+            finally:
+                cur.close()
+
+    def _remove_orphans(self) -> None:
+        known = {row[0] for row in self.con.execute("SELECT path FROM batches").fetchall()}
+        for path in self.records_dir.rglob("*.parquet*"):
+            rel = str(path.relative_to(self.data_dir))
+            if rel not in known:
+                log.warning("removing %s: written but never recorded (a crash during an upload)", rel)
+                path.unlink(missing_ok=True)
+
+    # --- batches ------------------------------------------------------------------------------------
+
+    def store_batch(self, batch: Batch, token_name: str) -> StoredBatch:
+        with self.cursor() as cur:
+            prior = cur.execute("SELECT sha256, record_type, rows, stored_rows FROM batches "
+                                "WHERE batch_id = ?", [batch.batch_id]).fetchone()
+            if prior is not None:
+                if prior[0] != batch.sha256:
+                    raise ValueError(f"batch {batch.batch_id} was stored before with other content")
+                return StoredBatch(batch.batch_id, prior[1], prior[2], prior[3], created=False)
+            keys = row_keys(batch)
+            cur.register("_keys", pa.table({"row_key": pa.array(sorted(set(keys)), pa.string())}))
+            try:
+                seen = {r[0] for r in cur.execute(
+                    "SELECT k.row_key FROM _keys k JOIN row_keys r ON r.row_key = k.row_key "
+                    "AND r.record_type = ? AND r.agent_id = ?",
+                    [batch.record_type, batch.agent_id]).fetchall()}
+            finally:
+                cur.unregister("_keys")
+            keep = pa.array([k not in seen for k in keys], pa.bool_())
+            table = batch.table.filter(keep) if seen else batch.table
+            fresh = sorted(set(keys) - seen)
+            rel = self._write_file(batch, table) if table.num_rows else ""
+            try:
+                cur.execute("BEGIN TRANSACTION")
+                cur.execute("INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            [batch.batch_id, batch.record_type, batch.agent_id, batch.enterprise_id,
+                             batch.table.num_rows, table.num_rows, batch.sha256, rel, datetime.now(UTC),
+                             token_name])
+                if fresh:
+                    cur.register("_fresh", pa.table({"row_key": pa.array(fresh, pa.string())}))
+                    cur.execute("INSERT INTO row_keys SELECT ?, ?, row_key, ? FROM _fresh",
+                                [batch.record_type, batch.agent_id, batch.batch_id])
+                    cur.unregister("_fresh")
+                cur.execute("COMMIT")
+            except Exception:
+                cur.execute("ROLLBACK")
+                if rel:
+                    (self.data_dir / rel).unlink(missing_ok=True)
+                raise
+        log.info("batch %s: %d %s rows from %s, %d new", batch.batch_id, batch.table.num_rows,
+                 batch.record_type, batch.agent_id, table.num_rows)
+        return StoredBatch(batch.batch_id, batch.record_type, batch.table.num_rows, table.num_rows, True)
+
+    def _write_file(self, batch: Batch, table: pa.Table) -> str:
+        day = datetime.now(UTC).date().isoformat()
+        folder = self.records_dir / batch.record_type / f"enterprise_id={batch.enterprise_id}" / f"date={day}"
+        folder.mkdir(parents=True, exist_ok=True)
+        final = folder / f"{batch.batch_id}.parquet"
+        tmp = folder / f".{batch.batch_id}.parquet.tmp"
+        pq.write_table(table, tmp, compression="zstd")
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+        return str(final.relative_to(self.data_dir))
+
+    def record_files(self, enterprise_id: str) -> dict[str, list[Path]]:
+        """The stored Parquet files of one enterprise, per record type, oldest first."""
+        with self.cursor() as cur:
+            rows = cur.execute("SELECT record_type, path FROM batches WHERE enterprise_id = ? AND path <> '' "
+                               "ORDER BY received_at, batch_id", [enterprise_id]).fetchall()
+        out: dict[str, list[Path]] = {}
+        for record_type, rel in rows:
+            out.setdefault(record_type, []).append(self.data_dir / rel)
+        return out
+
+    def enterprises_with_records(self) -> list[str]:
+        with self.cursor() as cur:
+            return [r[0] for r in cur.execute(
+                "SELECT DISTINCT enterprise_id FROM batches WHERE stored_rows > 0 ORDER BY 1").fetchall()]
+
+    # --- filings and negative lists -----------------------------------------------------------------
+
+    def put_document(self, kind: str, doc_id: str, body: dict[str, Any], enterprise_id: str | None,
+                     ftz_area: str | None, stored_by: str) -> Version:
+        """Store `body` as the next version unless it equals the latest one (then `created` is False)."""
+        text = json.dumps(body, sort_keys=True, ensure_ascii=False, default=str)
+        digest = _sha256(text)
+        with self.cursor() as cur:
+            latest = self.get_document(kind, doc_id)
+            if latest is not None and latest.sha256 == digest:
+                return latest
+            version = (latest.version if latest else 0) + 1
+            now = datetime.now(UTC)
+            cur.execute("INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        [kind, doc_id, version, enterprise_id, ftz_area, digest, text, now, stored_by])
+        log.info("%s %s version %d stored by %s", kind, doc_id, version, stored_by)
+        return Version(kind, doc_id, version, enterprise_id, ftz_area, digest, json.loads(text), now, True)
+
+    def get_document(self, kind: str, doc_id: str, version: int | None = None) -> Version | None:
+        sql = ("SELECT kind, doc_id, version, enterprise_id, ftz_area, sha256, body, stored_at "
+               "FROM documents WHERE kind = ? AND doc_id = ?")
+        params: list[Any] = [kind, doc_id]
+        if version is not None:
+            sql += " AND version = ?"
+            params.append(version)
+        with self.cursor() as cur:
+            row = cur.execute(sql + " ORDER BY version DESC LIMIT 1", params).fetchone()
+        if row is None:
+            return None
+        return Version(row[0], row[1], row[2], row[3], row[4], row[5], json.loads(row[6]), row[7])
+
+    def latest_documents(self, kind: str) -> list[Version]:
+        with self.cursor() as cur:
+            ids = [r[0] for r in cur.execute(
+                "SELECT DISTINCT doc_id FROM documents WHERE kind = ? ORDER BY 1", [kind]).fetchall()]
+        return [v for i in ids if (v := self.get_document(kind, i)) is not None]
+
+    # --- reports ------------------------------------------------------------------------------------
+
+    def store_report(self, report: Any, body: str, ftz_area: str, trigger: str) -> str:
+        """Insert a report row; returns its id (the report's own, else a new one)."""
+        report_id = report.report_id or uuid.uuid4().hex
+        with self.cursor() as cur:
+            cur.execute("INSERT INTO reports VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        [report_id, report.filing_id, report.filing_version, report.enterprise_id, ftz_area,
+                         report.generated_at, report.period.from_, report.period.to, report.verdict,
+                         len(report.findings), report.complete, trigger, body])
+        return report_id
+
+    def list_reports(self, filing_ids: list[str] | None = None) -> list[dict[str, Any]]:
+        sql = ("SELECT report_id, filing_id, filing_version, enterprise_id, ftz_area, generated_at, "
+               "period_from, period_to, verdict, findings, complete, trigger FROM reports")
+        params: list[Any] = []
+        if filing_ids is not None:
+            if not filing_ids:
+                return []
+            sql += f" WHERE filing_id IN ({', '.join('?' for _ in filing_ids)})"
+            params = list(filing_ids)
+        with self.cursor() as cur:
+            result = cur.execute(sql + " ORDER BY generated_at DESC, report_id DESC", params)
+            names = [d[0] for d in result.description]
+            return [dict(zip(names, row, strict=True)) for row in result.fetchall()]
+
+    def get_report(self, report_id: str) -> tuple[dict[str, Any], str] | None:
+        """(the report's list entry, its JSON body) or None."""
+        with self.cursor() as cur:
+            row = cur.execute("SELECT filing_id, filing_version, enterprise_id, ftz_area, body FROM reports "
+                              "WHERE report_id = ?", [report_id]).fetchone()
+        if row is None:
+            return None
+        meta = {"filing_id": row[0], "filing_version": row[1], "enterprise_id": row[2], "ftz_area": row[3]}
+        return meta, row[4]
+
+    def counts(self) -> dict[str, int]:
+        """Stored rows per record type (for tests and /healthz)."""
+        with self.cursor() as cur:
+            rows = cur.execute("SELECT record_type, sum(stored_rows) FROM batches GROUP BY 1").fetchall()
+        return {r[0]: int(r[1]) for r in rows}
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -1,0 +1,354 @@
+"""The collector service end to end: the real `egress-collector serve` process over HTTP, the real agent
+shipping the demo capture to it twice, a regulator's spot check, and the error paths (DESIGN §9).
+
+One server for the module (started once: uvicorn plus DuckDB take a few seconds); the steps that change
+its state run in order inside the `shipped` fixture, and the tests read what they left behind.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import io
+import json
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from collector.auth import new_token, token_digest
+from tests.conftest import BIN, FIXTURES, ROOT
+
+DEMO = FIXTURES / "pcaps" / "demo.pcap"
+TRUTH = json.loads((FIXTURES / "pcaps" / "demo.truth.json").read_text(encoding="utf-8"))
+FILING_ID = "ZJFTZ-HZ-2026-0107"
+CST = dt.timezone(dt.timedelta(hours=8))
+MAX_UPLOAD = 2_000_000
+# The check period is the demo capture's year, whatever year the suite runs in.
+YEAR = dt.datetime.fromisoformat(TRUTH["start"]).astimezone(CST).year
+PERIOD = {"from": f"{YEAR}-01-01", "to": f"{YEAR}-12-31"}
+
+TOKENS = {
+    "agent": {"role": "agent", "enterprise_id": "hz-demo"},
+    "agent-other": {"role": "agent", "enterprise_id": "nb-other"},
+    "regulator": {"role": "regulator", "ftz_area": "hangzhou"},
+    "regulator-ningbo": {"role": "regulator", "ftz_area": "ningbo"},
+    "enterprise": {"role": "enterprise", "enterprise_id": "hz-demo"},
+    "enterprise-other": {"role": "enterprise", "enterprise_id": "nb-other"},
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def demo_filing() -> dict[str, Any]:
+    filing = yaml.safe_load((ROOT / "configs" / "filings" / "demo.yaml").read_text(encoding="utf-8"))
+    # Valid today whenever the suite runs, so the schedule (which checks active filings) picks it up.
+    filing["valid_until"] = "2099-12-31"
+    return json.loads(json.dumps(filing, default=str))    # YAML dates as the ISO strings JSON carries
+
+
+@dataclass
+class Server:
+    url: str
+    tokens: dict[str, str]
+    proc: subprocess.Popen[str]
+    data_dir: Path
+    log: Path
+    schedule_at: dt.datetime
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    def client(self, who: str | None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {self.tokens[who]}"} if who else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=120)
+
+    def call(self, who: str | None, method: str, path: str, **kw: Any) -> httpx.Response:
+        with self.client(who) as c:
+            return c.request(method, path, **kw)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    tmp = tmp_path_factory.mktemp("collector")
+    tokens = {name: new_token() for name in TOKENS}
+    port = _free_port()
+    # One scheduled run, some seconds after start (six-field cron, seconds first, Asia/Shanghai).
+    at = dt.datetime.now(CST).replace(microsecond=0) + dt.timedelta(seconds=25)
+    config = {
+        "data_dir": str(tmp / "data"), "listen": {"host": "127.0.0.1", "port": port},
+        "tokens": [{"name": n, "sha256": token_digest(tokens[n]), **spec} for n, spec in TOKENS.items()],
+        "schedule": {"spot_checks": f"{at.second} {at.minute} {at.hour} * * *"},
+        "max_upload_bytes": MAX_UPLOAD,
+    }
+    cfg = tmp / "collector.yaml"
+    cfg.write_text(yaml.safe_dump(config), encoding="utf-8")
+    log = tmp / "serve.log"
+    with open(log, "w") as fh:
+        proc = subprocess.Popen([str(BIN / "egress-collector"), "serve", "--config", str(cfg)], cwd=tmp,
+                                stdout=fh, stderr=subprocess.STDOUT, text=True)
+    srv = Server(f"http://127.0.0.1:{port}", tokens, proc, tmp / "data", log, at)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(srv.url + "/healthz", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"collector did not start:\n{log.read_text()}")
+        time.sleep(0.3)
+    try:
+        yield srv
+    finally:
+        # A clean stop on SIGTERM: uvicorn finishes requests, the scheduler and DuckDB close, and the process
+        # ends by the signal it was sent (uvicorn re-raises it after its graceful shutdown).
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+        text = log.read_text()
+        assert code in (0, -signal.SIGTERM) and "Application shutdown complete" in text, text[-2000:]
+        assert "Traceback" not in text, text[-4000:]
+
+
+def run_agent(srv: Server, tmp: Path, out: str) -> subprocess.CompletedProcess[str]:
+    token_file = tmp / "agent.token"
+    token_file.write_text(srv.tokens["agent"] + "\n")
+    cfg = tmp / "agent.yaml"
+    # The same agent id and subject key for both runs: a replay, not a second agent.
+    cfg.write_text(f"agent_id: gw-hz-01\nsubject_key_file: {tmp / 'k.key'}\ndetector_workers: 1\n")
+    return subprocess.run([str(BIN / "egress-agent"), "run", "--pcap", str(DEMO), "--config", str(cfg),
+                           "--out", str(tmp / out), "--collector", srv.url, "--token-file", str(token_file)],
+                          capture_output=True, text=True, timeout=300, cwd=tmp)
+
+
+def run_check(srv: Server) -> dict[str, Any]:
+    r = srv.call("regulator", "POST", "/v1/checks/run", json={"filing_id": FILING_ID, **PERIOD})
+    assert r.status_code == 201, r.text
+    report = srv.call("regulator", "GET", f"/v1/reports/{r.json()['report_id']}")
+    assert report.status_code == 200, report.text
+    return report.json()
+
+
+@pytest.fixture(scope="module")
+def shipped(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Server:
+    tmp = tmp_path_factory.mktemp("agent")
+    f = server.facts
+    f["put_first"] = server.call("regulator", "PUT", f"/v1/filings/{FILING_ID}",
+                                 content=yaml.safe_dump(demo_filing(), allow_unicode=True).encode())
+    f["put_again_as_json"] = server.call("enterprise", "PUT", f"/v1/filings/{FILING_ID}",
+                                         json=demo_filing())
+    f["agent_1"] = run_agent(server, tmp, "spool1")
+    f["report_1"] = run_check(server)
+    f["agent_2"] = run_agent(server, tmp, "spool2")
+    f["report_2"] = run_check(server)
+    f["spools_left"] = sorted(p.name for p in (tmp / "spool1").rglob("*.parquet")) + \
+        sorted(p.name for p in (tmp / "spool2").rglob("*.parquet"))
+    return server
+
+
+# --- the whole path ---------------------------------------------------------------------------------
+
+def test_a_regulator_uploads_a_filing_and_an_identical_upload_is_no_new_version(shipped: Server) -> None:
+    first, again = shipped.facts["put_first"], shipped.facts["put_again_as_json"]
+    assert first.status_code == 201 and first.json()["version"] == 1, first.text
+    assert again.status_code == 200 and again.json()["version"] == 1, again.text
+
+
+def test_the_agent_ships_its_spool_and_deletes_only_acknowledged_files(shipped: Server) -> None:
+    a1, a2 = shipped.facts["agent_1"], shipped.facts["agent_2"]
+    assert a1.returncode == 0, a1.stderr
+    assert a2.returncode == 0, a2.stderr
+    assert "0 pending, 0 rejected" in a1.stdout and "0 pending, 0 rejected" in a2.stdout
+    assert shipped.facts["spools_left"] == []
+
+
+def test_the_report_names_every_planted_finding_and_nothing_for_the_consistent_scenario(shipped: Server
+                                                                                       ) -> None:
+    report = shipped.facts["report_1"]
+    got = {(f["check"], f["scenario_id"], f["subject"]) for f in report["findings"]}
+    expected = {(f["check"], f["scenario_id"], f["subject"]) for f in TRUTH["expected_findings"]}
+    assert expected <= got
+    # The generator lists findings other checks may add for the same planted data (route_threshold).
+    also = {(f["check"], f["scenario_id"]) for f in TRUTH.get("may_also_fire", [])}
+    assert {(c, s) for c, s, _ in got - expected} <= also, got - expected
+    assert not [f for f in report["findings"] if f["scenario_id"] == "order-fulfilment"]
+    assert report["verdict"] == "inconsistent"
+    assert report["filing_version"] == 1
+
+
+def test_replaying_the_same_capture_changes_no_count(shipped: Server) -> None:
+    r1, r2 = shipped.facts["report_1"], shipped.facts["report_2"]
+    assert r1["observed"] == r2["observed"]
+    assert [(f["check"], f["subject"], f["observed"]) for f in r1["findings"]] == \
+        [(f["check"], f["subject"], f["observed"]) for f in r2["findings"]]
+    crm = next(d for d in r1["observed"]["destinations"] if d["server_name"] == "sync.crm-vendor.example")
+    t = TRUTH["destinations"]["sync.crm-vendor.example"]
+    assert (crm["persons_nonsensitive"], crm["persons_sensitive"]) == (t["persons_nonsensitive"],
+                                                                      t["persons_sensitive"])
+
+
+def test_reports_are_listed_newest_first_and_served_as_html(shipped: Server) -> None:
+    listed = shipped.call("enterprise", "GET", "/v1/reports", params={"filing_id": FILING_ID})
+    assert listed.status_code == 200
+    rows = listed.json()["reports"]
+    assert len(rows) >= 2
+    assert [r["generated_at"] for r in rows] == sorted((r["generated_at"] for r in rows), reverse=True)
+    newest = rows[0]["report_id"]
+    page = shipped.call("enterprise", "GET", f"/v1/reports/{newest}.html")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "<svg" in page.text and FILING_ID in page.text
+    negotiated = shipped.call("regulator", "GET", f"/v1/reports/{newest}", headers={"Accept": "text/html"})
+    assert negotiated.headers["content-type"].startswith("text/html")
+
+
+def test_the_scheduled_run_stores_a_report(shipped: Server) -> None:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        rows = shipped.call("regulator", "GET", "/v1/reports").json()["reports"]
+        if any(r["trigger"] == "schedule" for r in rows):
+            return
+        time.sleep(1)
+    tail = shipped.log.read_text()[-2000:]
+    raise AssertionError(f"no scheduled report after {shipped.schedule_at}:\n{tail}")
+
+
+# --- who may do what ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("who", "method", "path", "status"), [
+    (None, "GET", f"/v1/filings/{FILING_ID}", 401),
+    ("bogus", "GET", f"/v1/filings/{FILING_ID}", 401),
+    ("enterprise-other", "GET", f"/v1/filings/{FILING_ID}", 403),
+    ("regulator-ningbo", "GET", f"/v1/filings/{FILING_ID}", 403),
+    ("agent", "GET", f"/v1/filings/{FILING_ID}", 403),
+    ("enterprise", "GET", f"/v1/filings/{FILING_ID}", 200),
+    ("regulator", "GET", f"/v1/filings/{FILING_ID}", 200),
+    ("enterprise-other", "GET", f"/v1/reports?filing_id={FILING_ID}", 403),
+    ("enterprise", "POST", "/v1/checks/run", 403),
+    ("regulator-ningbo", "POST", "/v1/checks/run", 403),
+    (None, "GET", "/healthz", 200),
+])
+def test_tokens_reach_only_their_own_data(shipped: Server, who: str | None, method: str, path: str,
+                                          status: int) -> None:
+    tokens = {**shipped.tokens, "bogus": "not-a-token"}
+    headers = {"Authorization": f"Bearer {tokens[who]}"} if who else {}
+    kw = {"json": {"filing_id": FILING_ID}} if method == "POST" else {}
+    r = httpx.request(method, shipped.url + path, headers=headers, timeout=60, **kw)
+    assert r.status_code == status, r.text
+    if status >= 400:
+        err = r.json()["error"]
+        assert err["status"] == status and err["message"]
+
+
+def _flows_parquet(enterprise: str | None = "hz-demo", drop: str | None = None) -> bytes:
+    from agent.records import Envelope, to_table
+    from tests.collector.builders import flow
+
+    table = to_table("flows", [flow("e2e-f1")], Envelope("gw-x", enterprise, "b"))
+    if drop:
+        table = table.drop_columns([drop])
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(("who", "headers", "body", "status", "field"), [
+    ("agent", {"X-Record-Type": "flows", "X-Batch-Id": "e2e-bad-1"}, b"not parquet", 422, "body"),
+    ("agent", {"X-Record-Type": "detections", "X-Batch-Id": "e2e-bad-2"}, "flows", 422, "column"),
+    ("agent", {"X-Record-Type": "flows", "X-Batch-Id": "e2e-bad-3"}, "flows-no-bytes_out", 422,
+     "column bytes_out"),
+    ("agent", {"X-Record-Type": "spans", "X-Batch-Id": "e2e-bad-4"}, "flows", 422, "header X-Record-Type"),
+    ("agent", {"X-Record-Type": "flows"}, "flows", 422, "header X-Batch-Id"),
+    ("agent-other", {"X-Record-Type": "flows", "X-Batch-Id": "e2e-bad-5"}, "flows", 403,
+     "column enterprise_id"),
+    ("regulator", {"X-Record-Type": "flows", "X-Batch-Id": "e2e-bad-6"}, "flows", 403, None),
+    ("agent", {"X-Record-Type": "flows", "X-Batch-Id": "e2e-bad-7"}, b"\0" * (MAX_UPLOAD + 1), 413, "body"),
+])
+def test_bad_batches_get_a_clear_4xx_and_store_nothing(shipped: Server, who: str, headers: dict[str, str],
+                                                      body: bytes | str, status: int, field: str | None
+                                                      ) -> None:
+    if body == "flows":
+        body = _flows_parquet()
+    elif body == "flows-no-bytes_out":
+        body = _flows_parquet(drop="bytes_out")
+    assert isinstance(body, bytes)
+    r = shipped.call(who, "POST", "/v1/batches", content=body, headers=headers)
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert err["status"] == status
+    if field is not None:
+        assert (err["field"] or "").startswith(field), err
+    if "X-Batch-Id" in headers:
+        # Nothing stored half-way: the batch id is still free for a correct upload.
+        assert not list(shipped.data_dir.rglob(f"{headers['X-Batch-Id']}.parquet"))
+
+
+def test_a_retried_batch_is_stored_once(shipped: Server) -> None:
+    body = _flows_parquet()
+    headers = {"X-Record-Type": "flows", "X-Batch-Id": "e2e-retry-1"}
+    first = shipped.call("agent", "POST", "/v1/batches", content=body, headers=headers)
+    again = shipped.call("agent", "POST", "/v1/batches", content=body, headers=headers)
+    assert (first.status_code, again.status_code) == (201, 200), (first.text, again.text)
+    assert first.json()["stored_rows"] == 1 and again.json()["status"] == "already_stored"
+    assert len(list(shipped.data_dir.rglob("e2e-retry-1.parquet"))) == 1
+
+
+def test_a_filing_that_fails_validation_names_the_field_and_keeps_the_stored_version(shipped: Server
+                                                                                    ) -> None:
+    bad = copy.deepcopy(demo_filing())
+    bad["scenarios"][0]["data_catalog"][0]["field_type"] = "shoe_size"
+    r = shipped.call("regulator", "PUT", f"/v1/filings/{FILING_ID}", json=bad)
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["field"] == "scenarios[0].data_catalog[0].field_type"
+    kept = shipped.call("regulator", "GET", f"/v1/filings/{FILING_ID}").json()
+    assert kept["version"] == 1
+    other_area = {**demo_filing(), "ftz_area": "ningbo"}
+    assert shipped.call("regulator", "PUT", f"/v1/filings/{FILING_ID}", json=other_area).status_code == 403
+
+
+def test_negative_lists_are_versioned_and_an_unknown_field_type_is_refused(shipped: Server) -> None:
+    text = (ROOT / "configs" / "negative_lists" / "zhejiang-example.yaml").read_text(encoding="utf-8")
+    example = json.loads(json.dumps(yaml.safe_load(text), default=str))
+    list_id = example["list_id"]
+    first = shipped.call("regulator", "PUT", f"/v1/negative-lists/{list_id}", json=example)
+    assert first.status_code == 201, first.text
+    changed = copy.deepcopy(example)
+    changed["title"] = str(changed.get("title", "")) + " (rev)"
+    second = shipped.call("regulator", "PUT", f"/v1/negative-lists/{list_id}", json=changed)
+    assert (second.status_code, second.json()["version"]) == (201, first.json()["version"] + 1)
+    broken = copy.deepcopy(example)
+    broken["sectors"][0]["entries"][0]["field_types"] = ["shoe_size"]
+    bad = shipped.call("regulator", "PUT", f"/v1/negative-lists/{list_id}", json=broken)
+    assert bad.status_code == 422, bad.text
+    assert "field_types" in bad.json()["error"]["field"]
+    assert shipped.call("enterprise", "PUT", f"/v1/negative-lists/{list_id}", json=example).status_code == 403
+    report = run_check(shipped)
+    assert {"list_id": list_id, "version": str(second.json()["version"])}.items() <= \
+        next(iter(report["negative_lists"])).items()
+
+
+def test_a_check_for_an_unknown_filing_is_404_naming_the_filing(shipped: Server) -> None:
+    r = shipped.call("regulator", "POST", "/v1/checks/run", json={"filing_id": "NO-SUCH"})
+    assert r.status_code == 404
+    assert r.json()["error"]["field"] == "filing_id"
+
+
+def test_docs_page_needs_no_cdn(shipped: Server) -> None:
+    page = httpx.get(shipped.url + "/docs", timeout=10)
+    assert page.status_code == 200 and "/v1/batches" in page.text
+    assert "cdn" not in page.text.lower() and "<script" not in page.text.lower()
+
