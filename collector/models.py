@@ -21,12 +21,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from stdnum.cn import uscc as _uscc
 
-from collector.report_models import NegativeListRef, PersonsPoint
+from collector.report_models import Estimate, NegativeListRef, OmitsUnsampled, PersonsPoint
 
 __all__ = [
-    "CheckStatus", "Destination", "Filing", "FilingError", "Finding", "FtzArea", "NegativeListRef",
-    "Observed", "Period", "PersonsPoint", "Report", "Route", "Status", "Uninspected", "known_field_types",
-    "load_filing",
+    "CheckStatus", "Destination", "Estimate", "Filing", "FilingError", "Finding", "FtzArea",
+    "NegativeListRef", "Observed", "Period", "PersonsPoint", "Report", "Route", "Status", "Uninspected",
+    "known_field_types", "load_filing",
 ]
 
 FILING_SCHEMA = "zjftz.filing/v1"
@@ -370,12 +370,13 @@ class Period(BaseModel):
     to: datetime
 
 
-class FieldTypeCount(BaseModel):
+class FieldTypeCount(OmitsUnsampled):
     distinct_values: int
+    distinct_values_estimate: Estimate | None = None
     occurrences: int
 
 
-class Destination(BaseModel):
+class Destination(OmitsUnsampled):
     server_name: str | None
     ip: list[str]
     country: str | None
@@ -385,6 +386,8 @@ class Destination(BaseModel):
     encrypted_bytes_out: int
     persons_nonsensitive: int
     persons_sensitive: int
+    persons_nonsensitive_estimate: Estimate | None = None
+    persons_sensitive_estimate: Estimate | None = None
     field_types: dict[str, FieldTypeCount] = Field(default_factory=dict)
 
 
@@ -396,14 +399,17 @@ class Uninspected(BaseModel):
     encrypted_bytes_out: int
 
 
-class Observed(BaseModel):
+class Observed(OmitsUnsampled):
     flows: int = 0
     bytes_out: int = 0
     encrypted_bytes_out: int = 0
     persons_nonsensitive: int = 0
     persons_sensitive: int = 0
-    # Counts come from inspected flows only: exact lower bounds when sampling (DESIGN §5).
-    persons_basis: str = "exact_lower_bound"
+    # Counts come from inspected flows only: exact lower bounds, estimated beside, when sampled (DESIGN §5).
+    persons_basis: Literal["exact", "exact_lower_bound"] = "exact_lower_bound"
+    persons_nonsensitive_estimate: Estimate | None = None
+    persons_sensitive_estimate: Estimate | None = None
+    sampling_rate_min: float | None = None  # smallest 1 / sample_weight of the inspected flows
     destinations: list[Destination] = Field(default_factory=list)
     uninspected: list[Uninspected] = Field(default_factory=list)
     persons_over_time: list[PersonsPoint] = Field(default_factory=list)  # per scenario, cumulative, by day

@@ -1,5 +1,6 @@
 """Report sub-models added beside the §7 core (collector/models.py re-exports them): which negative lists
-a report was checked against, and the persons-over-time series the report's chart is drawn from.
+a report was checked against, the persons-over-time series the report's chart is drawn from, and the
+estimates shown beside the exact counts when the agent sampled flows (collector/estimates.py).
 
 Kept apart from models.py so the filing and report core stays small; this module imports only pydantic,
 so models.py can import it without a cycle.
@@ -10,9 +11,17 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
-__all__ = ["NegativeListRef", "PersonsPoint"]
+__all__ = ["Estimate", "NegativeListRef", "OmitsUnsampled", "PersonsPoint"]
 
 
 class NegativeListRef(BaseModel):
@@ -41,3 +50,38 @@ class PersonsPoint(BaseModel):
     date: date
     persons_nonsensitive: int = Field(ge=0)
     persons_sensitive: int = Field(ge=0)
+
+
+class Estimate(BaseModel):
+    """An estimate of distinct units (persons, values) with sampled flows: `value` with a 95 % interval
+    [`low`, `high`]; `low` is never below the exact count over inspected flows. `method` names the
+    estimator (collector/estimates.py)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    value: int = Field(ge=0)
+    low: int = Field(ge=0)
+    high: int = Field(ge=0)
+    method: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Estimate:
+        if not self.low <= self.value <= self.high:
+            raise ValueError(f"expected low <= value <= high, got {self.low}, {self.value}, {self.high}")
+        return self
+
+
+class OmitsUnsampled(BaseModel):
+    """Base of report models with sampling-only fields (`*_estimate`, `sampling_rate_min`): they are left
+    out of the output while None, so the JSON of an unsampled run keeps its shape."""
+
+    @model_serializer(mode="wrap")
+    def _omit_unsampled(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data = handler(self)
+        for name in [k for k, v in data.items() if v is None and _sampling_only(k)]:
+            del data[name]
+        return data
+
+
+def _sampling_only(name: str) -> bool:
+    return name.endswith("_estimate") or name == "sampling_rate_min"

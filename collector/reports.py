@@ -5,6 +5,10 @@ come from `record_persons` (persons.py); `distinct_values` counts distinct `valu
 per destination. Uninspected egress (encrypted or not sampled) is listed so a reader sees what the
 checks could not look into. `persons_over_time` holds the scale_exceeded check's per-scenario counts day by
 day (cumulative, CST calendar days); charts.py draws one chart per scenario from it.
+
+When the agent sampled flows (an inspected flow with sample_weight > 1), every count of persons and of
+distinct values stays the exact lower bound and gets an estimate with a 95 % interval beside it
+(estimates.py); `persons_basis` says which case a report is: "exact" or "exact_lower_bound".
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from rich.table import Table
 
 from collector.charts import scenario_charts
 from collector.checks.runner import CheckResult
+from collector.estimates import sampled_estimates
 from collector.models import (
     Destination,
     FieldTypeCount,
@@ -151,9 +156,12 @@ def observe(con: duckdb.DuckDBPyConnection, period: tuple[datetime, datetime]) -
     scenarios: dict[str, list[str]] = {}
     for dest, sid in con.execute(_DEST_SCENARIOS_SQL, params).fetchall():
         scenarios.setdefault(dest, []).append(sid)
+    est = sampled_estimates(con, period)
     field_types: dict[str, dict[str, FieldTypeCount]] = {}
     for dest, ft, distinct, occ in con.execute(_FIELD_TYPES_SQL, params).fetchall():
-        field_types.setdefault(dest, {})[ft] = FieldTypeCount(distinct_values=distinct, occurrences=int(occ))
+        field_types.setdefault(dest, {})[ft] = FieldTypeCount(
+            distinct_values=distinct, occurrences=int(occ),
+            distinct_values_estimate=est.values_of(ft, dest) if est else None)
     destinations = []
     for dest, server_name, ips, country, n, b, eb in con.execute(_DESTINATIONS_SQL, params).fetchall():
         persons = per_dest.get(dest)
@@ -164,6 +172,8 @@ def observe(con: duckdb.DuckDBPyConnection, period: tuple[datetime, datetime]) -
             flows=n, bytes_out=int(b), encrypted_bytes_out=int(eb),
             persons_nonsensitive=persons.persons_nonsensitive if persons else 0,
             persons_sensitive=persons.persons_sensitive if persons else 0,
+            persons_nonsensitive_estimate=est.persons_of("nonsensitive", dest) if est else None,
+            persons_sensitive_estimate=est.persons_of("sensitive", dest) if est else None,
             field_types=field_types.get(dest, {}),
         ))
     uninspected = [
@@ -173,6 +183,10 @@ def observe(con: duckdb.DuckDBPyConnection, period: tuple[datetime, datetime]) -
     return Observed(
         flows=flows, bytes_out=int(bytes_out), encrypted_bytes_out=int(enc),
         persons_nonsensitive=total.persons_nonsensitive, persons_sensitive=total.persons_sensitive,
+        persons_basis="exact_lower_bound" if est else "exact",
+        persons_nonsensitive_estimate=est.persons_of("nonsensitive") if est else None,
+        persons_sensitive_estimate=est.persons_of("sensitive") if est else None,
+        sampling_rate_min=est.rate_min if est else None,
         destinations=destinations, uninspected=uninspected, persons_over_time=persons_over_time(con, period),
     )
 
@@ -218,7 +232,13 @@ def _env() -> Environment:
                       trim_blocks=True, lstrip_blocks=True)
     env.filters["num"] = lambda v: f"{v:,}" if isinstance(v, int) else v
     env.filters["listing"] = _listing
+    env.filters["pct"] = _pct
     return env
+
+
+def _pct(rate: float | None) -> str:
+    """A sampling rate as a percentage with up to three significant digits: 25 %, 12.5 %, 0.1 %."""
+    return "—" if rate is None else f"{rate * 100:.3g} %"
 
 
 def _listing(v: object) -> object:
@@ -256,6 +276,10 @@ def summary_table(report: Report) -> Table:
     o = report.observed
     table.caption = (f"{o.flows:,} cross-border flows, {o.bytes_out:,} bytes out, persons "
                      f"{o.persons_nonsensitive:,} non-sensitive / {o.persons_sensitive:,} sensitive")
+    n_est, s_est = o.persons_nonsensitive_estimate, o.persons_sensitive_estimate
+    if n_est and s_est:
+        table.caption += (f" — exact over inspected flows, flows sampled at ≥ {_pct(o.sampling_rate_min)}; "
+                          f"estimated ≈ {n_est.value:,} / ≈ {s_est.value:,}")
     return table
 
 

@@ -49,14 +49,15 @@ _ids = itertools.count(1)
 def flow(
     flow_id: str | None = None, *, server_name: str | None = BOOKING_HOST, dst_ip: str = "198.51.100.10",
     country: str | None = "DE", cross_border: bool = True, ts: datetime = T0, bytes_out: int = 1000,
-    encrypted: bool = False, inspected: bool = True,
+    encrypted: bool = False, inspected: bool = True, sample_weight: float = 1.0, src_port: int = 40000,
 ) -> FlowRecord:
+    """A flow record; `sample_weight` is 1 / the agent's sampling rate (1.0: every flow inspected)."""
     return FlowRecord(
         flow_id=flow_id or f"f{next(_ids):04d}", ts_start=ts, ts_end=ts + timedelta(seconds=2),
-        src_ip="10.0.0.5", dst_ip=dst_ip, src_port=40000, dst_port=443, transport="tcp",
+        src_ip="10.0.0.5", dst_ip=dst_ip, src_port=src_port, dst_port=443, transport="tcp",
         app="tls" if encrypted else "http", server_name=server_name, dst_country=country,
         cross_border=cross_border, bytes_out=bytes_out, bytes_in=100, packets_out=5, packets_in=4,
-        missed_bytes=0, encrypted=encrypted, inspected=inspected, sample_weight=1.0, requests=1,
+        missed_bytes=0, encrypted=encrypted, inspected=inspected, sample_weight=sample_weight, requests=1,
     )
 
 

@@ -206,3 +206,73 @@ def test_json_and_html_name_the_report_filing_version_and_negative_lists(days: P
 def test_a_bad_negative_list_hash_is_refused(days: Path) -> None:
     with pytest.raises(ValueError, match="sha256"):
         _build(days, make_filing(), negative_lists=[{"list_id": "x", "version": "1", "sha256": "not-a-hash"}])
+
+
+# --- sampling: exact counts, and estimates beside them when flows were sampled ----------------------------
+
+def test_an_unsampled_report_says_its_counts_are_exact_and_has_no_estimates(tmp_path: Path,
+                                                                              records: Path) -> None:
+    report = run_selfcheck(records, make_filing(), tmp_path / "out", generated_at=GENERATED)
+    observed = json.loads((tmp_path / "out" / "report.json").read_text(encoding="utf-8"))["observed"]
+    assert observed["persons_basis"] == "exact"
+    assert report.observed.sampling_rate_min is None and report.observed.persons_nonsensitive_estimate is None
+    text = json.dumps(observed)
+    assert "_estimate" not in text and "sampling_rate_min" not in text    # the JSON keeps its shape
+    html = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
+    assert "精确计数 exact counts" in html and "估计 estimate" not in html
+
+
+@pytest.fixture
+def sampled(tmp_path: Path) -> Path:
+    """The agent sampled flows at 0.25 (sample_weight 4): two booking flows inspected (mobiles 1, 2; then
+    mobile 3 with resident ID 30 in one record), one not sampled; one undeclared flow with an email."""
+    flows = [flow("b1", sample_weight=4.0, src_port=40001), flow("b2", sample_weight=4.0, src_port=40002),
+             flow("b3", sample_weight=4.0, inspected=False, src_port=40003),
+             flow("u1", server_name=UNDECLARED_HOST, country="US", sample_weight=4.0, src_port=40004)]
+    dets = [detection("b1", "mobile_cn", occurrences=2), detection("b2", "mobile_cn"),
+            detection("b2", "resident_id_cn", sensitive=True), detection("u1", "email")]
+    values = [pi("b1", 1, "mobile_cn", 1, identifier=True), pi("b1", 2, "mobile_cn", 2, identifier=True),
+              pi("b2", 1, "mobile_cn", 3, identifier=True),
+              pi("b2", 1, "resident_id_cn", 30, identifier=True, sensitive=True),
+              pi("u1", 1, "email", 9, identifier=True)]
+    return write_records(tmp_path / "sampled", flows, dets, values)
+
+
+def _scales(booking: tuple[int, int]) -> Filing:
+    data = copy.deepcopy(example_data())
+    data["scenarios"][0]["scale"].update(persons_nonsensitive=booking[0], persons_sensitive=booking[1])
+    return Filing.model_validate(data)
+
+
+def test_a_sampled_report_keeps_exact_lower_bounds_and_shows_estimates_beside_them(sampled: Path) -> None:
+    report = _build(sampled, _scales((5, 1)))      # above the exact counts, below the estimates
+    data = json.loads(render_json(report))
+    observed = data["observed"]
+    assert (observed["persons_basis"], observed["sampling_rate_min"]) == ("exact_lower_bound", 0.25)
+    assert (observed["persons_nonsensitive"], observed["persons_sensitive"]) == (4, 1)
+    n, s = observed["persons_nonsensitive_estimate"], observed["persons_sensitive_estimate"]
+    assert (n["value"], s["value"]) == (16, 4)                 # one flow each: observed / 0.25
+    assert n["low"] >= 4 and s["low"] >= 1 and n["high"] >= 16 and n["method"] == "chao_lin_flow_sample"
+
+    dests = {d["server_name"]: d for d in observed["destinations"]}
+    booking = dests["booking.gfb-freight.example"]
+    assert (booking["persons_nonsensitive"], booking["persons_nonsensitive_estimate"]["value"]) == (3, 12)
+    assert (booking["persons_sensitive"], booking["persons_sensitive_estimate"]["value"]) == (1, 4)
+    assert {ft: (c["distinct_values"], c["distinct_values_estimate"]["value"])
+            for ft, c in booking["field_types"].items()} == {"mobile_cn": (3, 12), "resident_id_cn": (1, 4)}
+    assert dests[UNDECLARED_HOST]["persons_sensitive_estimate"] == {
+        "value": 0, "low": 0, "high": 0, "method": "chao_lin_flow_sample"}
+    assert render_json(Report.model_validate(data)) == render_json(report)
+
+    # The checks count the exact lower bound: 3 <= 5 and 1 <= 1, whatever the estimates say.
+    assert [f for f in report.findings if f.check == "scale_exceeded"] == []
+    assert {c.check: c.status for c in report.checks}["scale_exceeded"] == "pass"
+
+    html = render_html(report, make_filing())
+    assert "Flows sampled at rates down to 25 %" in html and "精确计数 exact counts" not in html
+    assert f"估计 estimate ≈ 16 (95 % CI {n['low']}–{n['high']})" in html
+    assert "3 个值 values (<span class=\"est\">估计 estimate ≈ 12" in html
+    console = Console(record=True, width=300)
+    console.print(summary_table(report))
+    text = console.export_text()
+    assert "sampled at ≥ 25 %" in text and "estimated ≈ 16 / ≈ 4" in text
