@@ -2,7 +2,8 @@
 
 Errors are one readable line on stderr and exit code 2; never a traceback. With `--collector URL
 --token-file F` (or `collector:` in the config) the spool is shipped after the run (agent/shipper.py); exit
-code 1 when batches stay in the spool or were refused. Live capture (`--iface`) comes with its own issue.
+code 1 when batches stay in the spool or were refused. `--iface IFACE [--bpf EXPR]` captures live until
+SIGINT/SIGTERM (agent/runner.py), shipping as it goes.
 """
 
 from __future__ import annotations
@@ -14,11 +15,15 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from agent.config import ConfigError, load_agent_config
+from agent.config import AgentConfig, ConfigError, load_agent_config
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="egresswatch agent: outbound flows in, Parquet records out.")
 console = Console(soft_wrap=True)   # one line per message, whatever the terminal width
+
+
+class UsageError(ValueError):
+    """Options that do not go together."""
 
 
 def fail(message: str) -> None:
@@ -35,7 +40,11 @@ def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log pro
 
 @app.command()
 def run(
-    pcap: Annotated[list[Path], typer.Option("--pcap", help="Capture file(s): pcap, pcapng, gzip'd.")],
+    pcap: Annotated[list[Path] | None, typer.Option("--pcap", help="Capture file(s): pcap, pcapng, gzip'd.")]
+    = None,
+    iface: Annotated[str | None, typer.Option("--iface", help="Capture live on this interface until "
+                                              "SIGINT/SIGTERM.")] = None,
+    bpf: Annotated[str | None, typer.Option("--bpf", help="BPF filter for --iface (tcpdump syntax).")] = None,
     config: Annotated[Path | None, typer.Option("--config", help="Agent config (YAML).")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Spool folder for the records.")] = None,
     enterprise_id: Annotated[str | None, typer.Option("--enterprise-id")] = None,
@@ -46,33 +55,60 @@ def run(
     token_file: Annotated[Path | None, typer.Option("--token-file", help="File holding the agent's token.")]
     = None,
 ) -> None:
-    """Read capture files, write flows, detections, pi_values and anomalies as Parquet to --out."""
+    """Capture files or a live interface in; flows, detections, pi_values, anomalies and capture_stats out
+    as Parquet in --out (and to the collector with --collector)."""
     from agent.capture import CaptureFormatError
-    from agent.pipeline import run_capture_stats
+    from agent.live import LiveCaptureError
     from agent.shipper import ShipperError, read_token
     from detectors.catalog import CatalogError
 
     try:
+        if bool(pcap) == bool(iface):
+            raise UsageError("give either --pcap FILE… or --iface IFACE")
+        if bpf and not iface:
+            raise UsageError("--bpf filters a live capture: it needs --iface")
         cfg = load_agent_config(config, enterprise_id=enterprise_id)
         url = collector or cfg.collector.url
         token_path = token_file or (Path(cfg.collector.token_file) if cfg.collector.token_file else None)
         if url and token_path is None:
             raise ShipperError("--collector needs --token-file (or collector.token_file in the config)")
         token = read_token(token_path) if url and token_path else None
+        spool = out or Path(cfg.out)
+        if iface:
+            _live(iface, bpf, cfg, spool, (url, token) if url and token else None)
+            return
+        assert pcap is not None
         missing = [p for p in pcap if not p.is_file()]
         if missing:
             raise CaptureFormatError(missing[0], "no such file")
-        stats = run_capture_stats(pcap, cfg, out or Path(cfg.out))
-    except (ConfigError, CaptureFormatError, CatalogError, ShipperError) as e:
+        from agent.pipeline import run_capture_stats
+
+        stats = run_capture_stats(pcap, cfg, spool)
+    except (UsageError, ConfigError, CaptureFormatError, CatalogError, ShipperError, LiveCaptureError) as e:
         fail(str(e))
     except (OSError, RuntimeError) as e:
         # Disk full, a detector worker that died: one line, the type and what the OS said (no payload).
         fail(f"{type(e).__name__}: {getattr(e, 'strerror', None) or e}")
     console.print(f"{stats.packets} packets, {stats.flows} flows ({stats.inspected_flows} inspected), "
-              f"{stats.detections} detections, {stats.pi_values} PI values, {stats.anomalies} anomalies "
-              f"-> {stats.records_dir}", highlight=False)
+                  f"{stats.detections} detections, {stats.pi_values} PI values, {stats.anomalies} anomalies "
+                  f"-> {stats.records_dir}", highlight=False)
     if url and token:
         _ship(url, token, Path(stats.records_dir))
+
+
+def _live(iface: str, bpf: str | None, cfg: AgentConfig, spool: Path, collector: tuple[str, str] | None
+          ) -> None:
+    from agent.runner import run_live
+
+    # The live agent is a service: its progress goes to the log (journald) whatever -v says.
+    logging.getLogger().setLevel(min(logging.getLogger().level, logging.INFO))
+    stats = run_live(iface, bpf, cfg, spool, collector=collector)
+    console.print(f"{iface}: {stats.packets} packets ({stats.kernel_dropped} dropped by the kernel), "
+                  f"{stats.flows} flows ({stats.inspected_flows} inspected), {stats.detections} detections, "
+                  f"{stats.pi_values} PI values -> {spool}; shipped {stats.shipped}, {stats.pending} pending",
+                  highlight=False)
+    if stats.pending:
+        raise typer.Exit(1)
 
 
 def _ship(url: str, token: str, spool: Path) -> None:

@@ -32,7 +32,19 @@ class Sampling(_Strict):
 class Limits(_Strict):
     max_flows: int = Field(1_000_000, ge=1)
     idle_timeout_s: float = Field(120.0, gt=0)
+    # A flow open longer than this is written as an interval row and goes on under a new flow id
+    # (flow_id of interval n > 0: "<first id>.<n>"), so a week-long connection shows up before it ends.
+    active_timeout_s: float = Field(3600.0, gt=0)
     max_decompressed_bytes: int = Field(16_777_216, ge=0)
+
+
+class Live(_Strict):
+    """Live capture (`egress-agent run --iface`)."""
+
+    promiscuous: bool = True
+    flush_interval_s: float = Field(30.0, gt=0)     # records reach the spool at least this often
+    stats_interval_s: float = Field(60.0, gt=0)     # counters logged and written as capture_stats
+    ship_interval_s: float = Field(10.0, gt=0)      # how often the shipper looks at the spool
 
 
 class CollectorTarget(_Strict):
@@ -56,6 +68,10 @@ class AgentConfig(_Strict):
     limits: Limits = Limits()
     collector: CollectorTarget = CollectorTarget()
     out: str = "./spool"
+    # The spool's cap: past it, new batches are dropped with an error log and counted in capture_stats
+    # (spool_rows_dropped) until the shipper frees space. Never a silent loss.
+    spool_max_bytes: int = Field(1 << 30, ge=1 << 20)
+    live: Live = Live()
     # Processes that run the detectors beside the capture process (0: inline, in the capture process).
     detector_workers: int = Field(2, ge=0, le=64)
 

@@ -65,6 +65,11 @@ class FlowContext:
     idle_timeout_s: float = 120.0
     max_flows: int = 1_000_000
     max_buffer_bytes: int = 1 << 20
+    # Writes a long flow's interval and calls flow.next_interval (the pipeline owns the records).
+    on_flow_interval: Callable[[Flow, float], None] | None = None
+
+
+_ZERO_BASE = (0, 0, 0, 0, 0, 0)
 
 
 def flow_id_for(agent_id: str, transport: str, src: str, sport: int, dst: str, dport: int, ts: float) -> str:
@@ -76,17 +81,20 @@ def flow_id_for(agent_id: str, transport: str, src: str, sport: int, dst: str, d
 class Flow:
     """One bidirectional flow, owned and mutated by the table; the pipeline reads it at `on_flow_end`."""
 
-    __slots__ = ("_in", "_out", "_udp_in", "_udp_out", "closed_by", "dport", "dst", "flow_id", "key",
-                 "packets_in", "packets_out", "session", "session_ok", "sport", "src", "transport",
-                 "ts_end", "ts_start")
+    __slots__ = ("_in", "_out", "_udp_in", "_udp_out", "base", "closed_by", "dport", "dst", "first_id",
+                 "flow_id", "interval", "key", "packets_in", "packets_out", "session", "session_ok", "sport",
+                 "src", "transport", "ts_end", "ts_start")
 
     def __init__(self, key: FlowKey, src: str, sport: int, dst: str, dport: int, ts: float, agent_id: str,
                  anomalies: AnomalySink) -> None:
         self.key = key
         self.transport = "tcp" if key[0] == TCP else "udp"
         self.src, self.sport, self.dst, self.dport = src, sport, dst, dport
-        self.flow_id = flow_id_for(agent_id, self.transport, src, sport, dst, dport, ts)
+        self.flow_id = self.first_id = flow_id_for(agent_id, self.transport, src, sport, dst, dport, ts)
         self.ts_start = self.ts_end = ts
+        # Long flows are written in intervals (FlowTable.cut_active): the counters at the interval's start.
+        self.interval = 0
+        self.base = _ZERO_BASE
         self.packets_out = self.packets_in = 0
         self._udp_out = self._udp_in = 0
         tcp = key[0] == TCP
@@ -109,6 +117,22 @@ class Flow:
         if self._out is None or self._in is None:
             return 0
         return self._out.missed + self._in.missed
+
+    def totals(self, requests: int) -> tuple[int, int, int, int, int, int]:
+        """(bytes_out, bytes_in, packets_out, packets_in, missed_bytes, requests) since the flow began."""
+        return (self.bytes_out, self.bytes_in, self.packets_out, self.packets_in, self.missed_bytes, requests)
+
+    def delta(self, requests: int) -> tuple[int, int, int, int, int, int]:
+        """The same counters for the current interval only."""
+        t, b = self.totals(requests), self.base
+        return (t[0] - b[0], t[1] - b[1], t[2] - b[2], t[3] - b[3], t[4] - b[4], t[5] - b[5])
+
+    def next_interval(self, ts: float, requests: int) -> None:
+        """Start interval n+1 at `ts` under flow id "<first id>.<n+1>" (deterministic, like the first)."""
+        self.base = self.totals(requests)
+        self.interval += 1
+        self.flow_id = f"{self.first_id}.{self.interval}"
+        self.ts_start = ts
 
     def __repr__(self) -> str:
         return (f"Flow({self.flow_id} {self.transport} {self.src}:{self.sport} -> {self.dst}:{self.dport} "
@@ -234,6 +258,21 @@ class FlowTable:
         closed = self._closed
         while closed and next(iter(closed.values())) <= limit:
             closed.popitem(last=False)
+
+    def cut_active(self, now: float, active_timeout_s: float) -> int:
+        """Write every flow open longer than `active_timeout_s` as an interval and let it go on
+        (`ctx.on_flow_interval`); returns how many were cut. O(open flows): call it seldom."""
+        on_interval = self.ctx.on_flow_interval
+        if on_interval is None:
+            return 0
+        limit = now - active_timeout_s
+        cut = 0
+        for flow in list(self.flows.values()):
+            if flow.ts_start <= limit:
+                on_interval(flow, now)
+                cut += 1
+        self.stats["intervals"] += cut
+        return cut
 
     def flush(self) -> None:
         """Close every open flow (end of capture or shutdown)."""

@@ -45,6 +45,7 @@ BATCH_ITEMS = 128              # messages per queue item: one pickle per batch, 
 BATCH_BYTES = 1 << 20
 QUEUE_DEPTH = 32               # batches in flight: bounds memory, and back-pressures the capture side
 WAIT_S = 1.0                   # between liveness checks of a worker while waiting on it
+FLUSH = "flush"                # a queue item (FLUSH, 0): write what has ended so far
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +209,9 @@ def _serve(inspector: InlineInspector, inbox: mp.Queue, outbox: mp.Queue, parent
             for item in batch:
                 if len(item) == 1:
                     inspector.flow_ended(item[0])
+                elif len(item) == 2:      # (FLUSH, 0): a live capture's periodic flush
+                    inspector.flush()
+                    inspector.spool.write("anomalies", inspector.anomalies.drain())
                 else:
                     inspector.request(*item)
         stats = inspector.finish()
@@ -224,6 +228,10 @@ def _worker_main(factory: EngineFactory, spool: Spool, queues: list[tuple[mp.Que
     """The first worker builds the engine (imports and all, while the capture side already runs), then
     forks the others from itself — they inherit the built engine instead of each importing presidio and
     compiling the catalog again — and serves the first queue."""
+    # Ctrl-C reaches the whole process group and systemd may signal the whole cgroup: the capture
+    # process decides when to stop and tells the workers through their queues (or by dying).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
         engine = factory()
     except ValueError as exc:   # a bad catalog or key: configuration, one line, no payload in it
@@ -366,6 +374,12 @@ class WorkerInspector:
         if len(w.batch) >= BATCH_ITEMS:
             w.flush()
 
+    def flush(self) -> None:
+        """Have every worker write the records of the flows that ended so far (live capture)."""
+        for w in self._workers:
+            w.batch.append((FLUSH, 0))
+            w.flush()
+
     def finish(self) -> InspectStats:
         for w in self._workers:
             w.flush()
@@ -380,7 +394,7 @@ class WorkerInspector:
             w.alive()   # learn a forked worker's pid if it has reported it
             if w.pid is not None and _alive(w.pid):
                 with contextlib.suppress(OSError):
-                    os.kill(w.pid, signal.SIGTERM)
+                    os.kill(w.pid, signal.SIGKILL)    # workers ignore SIGTERM (see _worker_main)
         if self._first.is_alive():
-            self._first.terminate()
+            self._first.kill()
         self._first.join(timeout=5)

@@ -8,6 +8,7 @@ themselves stay ignorant of each other.
 from __future__ import annotations
 
 import gc
+import itertools
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from agent.flows import Flow, FlowContext, FlowTable, InternalNetworks
 from agent.inspector import EngineFactory, InlineInspector, WorkerInspector
 from agent.protocols.http import HttpRequest
 from agent.protocols.session import AppSession
-from agent.records import FlowRecord, utc
+from agent.records import CaptureStatsRecord, FlowRecord, utc
 from agent.sampling import FlowSampler
 from agent.spool import Spool
 from detectors.catalog import load_catalog, load_policy
@@ -58,7 +59,7 @@ class Pipeline:
     """One agent run: feed it packets, then `finish()`; records go to the spool in batches."""
 
     def __init__(self, config: AgentConfig, spool: Spool, engine_factory: EngineFactory, *,
-                 strict: bool = False) -> None:
+                 strict: bool = False, source: str = "pcap") -> None:
         self.config = config
         self.spool = spool
         self.anomalies = AnomalySink(strict=strict)
@@ -73,6 +74,7 @@ class Pipeline:
             anomalies=self.anomalies,
             idle_timeout_s=config.limits.idle_timeout_s,
             max_flows=config.limits.max_flows,
+            on_flow_interval=self._flow_interval,
         ))
         # A worker process runs the detectors beside the packet loop; strict runs stay in one process so
         # that a detector exception surfaces where the test can see it.
@@ -81,8 +83,14 @@ class Pipeline:
             if config.detector_workers and not strict
             else InlineInspector(engine_factory(), spool, self.anomalies))
         self._flows: list[FlowRecord] = []
+        self._stats: list[CaptureStatsRecord] = []
         self.packets = self.decoded = self.flow_count = self.inspected = 0
         self.detection_count = self.pi_count = self.anomaly_count = 0
+        self.source = source
+        self._next_flush: float | None = None
+        self._next_stats = 0.0
+        self._stats_totals: tuple[int, ...] = (0, 0, 0, 0, 0, 0)
+        self._stats_since = self._last_packet_ts = 0.0
 
     # -- packets in -------------------------------------------------------------------------------
 
@@ -92,21 +100,69 @@ class Pipeline:
         gc.freeze()
         decode, process = self.decoder.decode, self.table.process
         n = self.packets
-        for ts, linktype, frame in frames:
+        ts = self._last_packet_ts
+        frames = iter(frames)
+        first = next(frames, None)
+        if first is None:
+            return
+        if not self._stats_since:
+            self._stats_since = first[0]     # a capture file's stats interval starts at its first packet
+        for ts, linktype, frame in itertools.chain((first,), frames):
             n += 1
             pkt = decode(ts, linktype, frame)
+            self.packets = n     # current for a live capture's tick, which runs inside this loop
             if pkt is not None:
                 self.decoded += 1
                 process(pkt)
             if n % FLUSH_CHECK_EVERY == 0:
                 self._flush_if_full()
         self.packets = n
+        self._last_packet_ts = ts
 
-    def finish(self) -> None:
+    def finish(self, now: float | None = None, kernel_dropped: int = 0) -> None:
         self.table.flush()
         stats = self.inspector.finish()
         self.detection_count, self.pi_count = stats.detections, stats.pi_values
+        self.write_stats(now, kernel_dropped)
         self._flush()
+
+    # -- live capture: periodic work between packets ------------------------------------------------
+
+    def tick(self, now: float, kernel_dropped: int = 0) -> None:
+        """Wall-clock work of a live capture: idle flows end although no packet arrives, long flows are
+        cut into intervals, and records reach the spool every `live.flush_interval_s`."""
+        live = self.config.live
+        self.table.expire(now)
+        if self._next_flush is None:
+            self._next_flush, self._next_stats = now + live.flush_interval_s, now + live.stats_interval_s
+            self._stats_since = self._stats_since or now
+        if now >= self._next_flush:
+            self._next_flush = now + live.flush_interval_s
+            self.table.cut_active(now, self.config.limits.active_timeout_s)
+            self._flush()
+            self.inspector.flush()
+        if now >= self._next_stats:
+            self._next_stats = now + live.stats_interval_s
+            self.write_stats(now, kernel_dropped)
+
+    def write_stats(self, now: float | None, kernel_dropped: int) -> CaptureStatsRecord:
+        """One capture_stats row for the interval since the last one (log line included)."""
+        now = now if now is not None else self._last_packet_ts
+        totals = (self.packets, kernel_dropped, self.packets - self.decoded, self.flow_count,
+                  self.table.stats["evicted"], self.spool.dropped_rows())
+        last = self._stats_totals
+        self._stats_totals = totals
+        d = [t - b for t, b in zip(totals, last, strict=True)]
+        record = CaptureStatsRecord(
+            ts=utc(now), interval_s=round(max(0.0, now - self._stats_since), 3), source=self.source,
+            packets_received=d[0], packets_kernel_dropped=d[1], packets_undecoded=d[2],
+            flows_active=len(self.table), flows_ended=d[3], flows_evicted=d[4], spool_rows_dropped=d[5])
+        self._stats_since = now
+        log_level = logging.WARNING if d[1] or d[4] or d[5] else logging.INFO
+        log.log(log_level, "capture %s: %d packets, %d dropped by the kernel, %d undecoded, %d flows open, "
+                "%d ended, %d evicted, %d spool rows dropped", self.source, *d[:3], len(self.table), *d[3:])
+        self._stats.append(record)     # written with the next flush: one file per flush, not per row
+        return record
 
     def abort(self) -> None:
         if isinstance(self.inspector, WorkerInspector):
@@ -154,29 +210,38 @@ class Pipeline:
     # -- flows -> records --------------------------------------------------------------------------
 
     def _flow_ended(self, flow: Flow) -> None:
+        self._flows.append(self._record(flow))
+        self.flow_count += 1
+        if flow.session is not None and flow.session.inspected:
+            self.inspected += 1
+        self.inspector.flow_ended(flow.flow_id)
+
+    def _flow_interval(self, flow: Flow, now: float) -> None:
+        """A long flow's interval so far becomes a row; the flow goes on under its next interval's id."""
+        self._flow_ended(flow)
+        session = flow.session
+        flow.next_interval(now, session.requests if session is not None else 0)
+
+    def _record(self, flow: Flow) -> FlowRecord:
         session: AppSession | None = flow.session
         country = self.destinations.country(flow.dst)
         sni = session.sni if session is not None else None
         host = session.host if session is not None else None
-        self._flows.append(FlowRecord(
-            flow_id=flow.flow_id, ts_start=utc(flow.ts_start), ts_end=utc(flow.ts_end),
+        out, in_, pkts_out, pkts_in, missed, requests = flow.delta(
+            session.requests if session is not None else 0)
+        return FlowRecord(
+            flow_id=flow.flow_id, ts_start=utc(flow.ts_start), ts_end=utc(max(flow.ts_end, flow.ts_start)),
             src_ip=flow.src, dst_ip=flow.dst, src_port=flow.sport, dst_port=flow.dport,
             transport=flow.transport,
             app=session.app if session is not None else "unknown",
             server_name=self.destinations.server_name(sni, host, flow.dst),
             dst_country=country, cross_border=self.destinations.cross_border(country),
-            bytes_out=flow.bytes_out, bytes_in=flow.bytes_in,
-            packets_out=flow.packets_out, packets_in=flow.packets_in,
-            missed_bytes=flow.missed_bytes,
+            bytes_out=out, bytes_in=in_, packets_out=pkts_out, packets_in=pkts_in, missed_bytes=missed,
             encrypted=bool(session is not None and session.encrypted),
             inspected=bool(session is not None and session.inspected),
             sample_weight=self.sampler.weight,
-            requests=session.requests if session is not None else 0,
-        ))
-        self.flow_count += 1
-        if session is not None and session.inspected:
-            self.inspected += 1
-        self.inspector.flow_ended(flow.flow_id)
+            requests=requests,
+        )
 
     def _flush_if_full(self) -> None:
         if max(len(self._flows), len(self.anomalies.records)) >= FLUSH_ROWS:
@@ -187,7 +252,8 @@ class Pipeline:
         self.anomaly_count += len(anomalies)
         self.spool.write("flows", self._flows)
         self.spool.write("anomalies", anomalies)
-        self._flows = []
+        self.spool.write("capture_stats", self._stats)
+        self._flows, self._stats = [], []
 
 
 def build_engine(config: AgentConfig, configs_dir: Path = CONFIGS_DIR) -> Engine:
@@ -222,7 +288,7 @@ def run_capture_stats(pcaps: list[Path], config: AgentConfig, out_dir: Path, *, 
         factory: EngineFactory = partial(build_engine, config)
     else:
         factory = partial(_given, engine)
-    spool = Spool(Path(out_dir), config.agent_id, config.enterprise_id)
+    spool = Spool(Path(out_dir), config.agent_id, config.enterprise_id, config.spool_max_bytes)
     with spool.staged() as staging:
         pipeline = Pipeline(config, staging, factory, strict=strict)
         try:

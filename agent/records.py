@@ -84,6 +84,23 @@ class AnomalyRecord:
     ts: datetime | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class CaptureStatsRecord:
+    """What the capture saw and what it could not look at, per interval (Zeek's capture_loss.log and
+    stats.log in one row): the numbers that say how far the other records can be trusted."""
+
+    ts: datetime                    # end of the interval
+    interval_s: float
+    source: str                     # the interface, or "pcap" for capture files
+    packets_received: int           # frames the agent read
+    packets_kernel_dropped: int     # the kernel's count of frames it could not hand over (PACKET_STATISTICS)
+    packets_undecoded: int          # frames the agent read but could not use (not IP, malformed)
+    flows_active: int               # open flows at the end of the interval
+    flows_ended: int
+    flows_evicted: int              # closed early because max_flows was reached
+    spool_rows_dropped: int         # rows not written because the spool was full (spool_max_bytes)
+
+
 def _schema(fields: list[pa.Field]) -> pa.Schema:
     return pa.schema([*ENVELOPE, *fields])
 
@@ -140,12 +157,26 @@ ANOMALIES_SCHEMA = _schema([
     pa.field("ts", TS),
 ])
 
+CAPTURE_STATS_SCHEMA = _schema([
+    pa.field("ts", TS, nullable=False),
+    pa.field("interval_s", pa.float64(), nullable=False),
+    pa.field("source", pa.string(), nullable=False),
+    pa.field("packets_received", pa.int64(), nullable=False),
+    pa.field("packets_kernel_dropped", pa.int64(), nullable=False),
+    pa.field("packets_undecoded", pa.int64(), nullable=False),
+    pa.field("flows_active", pa.int64(), nullable=False),
+    pa.field("flows_ended", pa.int64(), nullable=False),
+    pa.field("flows_evicted", pa.int64(), nullable=False),
+    pa.field("spool_rows_dropped", pa.int64(), nullable=False),
+])
+
 # Record type name (as in X-Record-Type and the spool folder names) -> (dataclass, schema).
 RECORD_TYPES: dict[str, tuple[type, pa.Schema]] = {
     "flows": (FlowRecord, FLOWS_SCHEMA),
     "detections": (DetectionRecord, DETECTIONS_SCHEMA),
     "pi_values": (PiValueRecord, PI_VALUES_SCHEMA),
     "anomalies": (AnomalyRecord, ANOMALIES_SCHEMA),
+    "capture_stats": (CaptureStatsRecord, CAPTURE_STATS_SCHEMA),
 }
 
 

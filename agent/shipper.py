@@ -81,11 +81,15 @@ class Shipper:
     def pending_files(self) -> list[tuple[str, Path]]:
         return [(t, p) for t in RECORD_TYPES for p in spool_files(self.spool_dir, t)]
 
-    def ship_pending(self) -> ShipResult:
-        """Try every complete spool file once (with retries); stops early when the collector is down."""
+    def ship_pending(self, deadline: float | None = None) -> ShipResult:
+        """Try every complete spool file once (with retries); stops early when the collector is down or
+        `deadline` (time.monotonic) has passed — what is left stays spooled for the next pass."""
         result = ShipResult()
         files = self.pending_files()
         for i, (record_type, path) in enumerate(files):
+            if deadline is not None and time.monotonic() > deadline:
+                result.pending = len(files) - i
+                break
             outcome = self._ship_one(record_type, path, result)
             if outcome == "down":
                 result.pending = len(files) - i

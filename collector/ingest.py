@@ -7,7 +7,7 @@ token's enterprise when the agent left `enterprise_id` empty, and refused when t
 Replays: flow ids are deterministic (agent id, 5-tuple, first-packet time; agent/flows.py), so a capture
 shipped twice yields the same (agent_id, flow_id) pairs. `row_keys` gives each row the key under which the
 store keeps it once: the flow for flow-scoped rows, a digest of the row for the rest (anomalies without a
-flow).
+flow, capture_stats).
 """
 
 from __future__ import annotations
@@ -101,12 +101,12 @@ def parse_batch(body: bytes, batch_id: str | None, record_type: str | None, ente
 
 def row_keys(batch: Batch) -> list[str]:
     """The dedup key of each row within its record type and agent (see the module docstring)."""
-    if batch.record_type != "anomalies":
+    if batch.record_type not in ("anomalies", "capture_stats"):
         return [f"flow:{f}" for f in batch.table.column("flow_id").to_pylist()]
     keys = []
     content = batch.table.drop_columns(["batch_id"]).to_pylist()
     for row in content:
-        if row["flow_id"] is not None:
+        if row.get("flow_id") is not None:
             keys.append(f"flow:{row['flow_id']}")
         else:
             digest = hashlib.blake2b(repr(sorted(row.items())).encode(), digest_size=16).hexdigest()

@@ -29,7 +29,7 @@ def test_absent_record_types_are_empty_typed_tables(tmp_path: Path) -> None:
     write_records(tmp_path, [flow("a")])
     with Store() as store:
         counts = store.load_records(tmp_path)
-        assert counts == {"flows": 1, "detections": 0, "pi_values": 0, "anomalies": 0}
+        assert counts == {"flows": 1, "detections": 0, "pi_values": 0, "anomalies": 0, "capture_stats": 0}
         assert store.con.execute("SELECT count(*) FROM detections").fetchall() == [(0,)]
         types = {r[0]: r[1] for r in store.con.execute("DESCRIBE pi_values").fetchall()}
         assert types["value_key"] == "BIGINT" and types["identifier"] == "BOOLEAN"

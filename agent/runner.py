@@ -1,0 +1,127 @@
+"""The agent as a long-running service on an interface (DESIGN §8 `egress-agent run --iface`).
+
+    LiveSource frames -> Pipeline (tick: idle flows, intervals, periodic flush, capture_stats) -> Spool
+                                                            Shipper thread: spool -> collector, retries
+
+Runs until SIGINT or SIGTERM; then every open flow is closed and written, the detector workers write what
+they hold, a last capture_stats row is written, and the shipper gets one more pass (bounded by
+`STOP_SHIP_S`, so a dead collector cannot hold the stop hostage — what it did not take stays spooled for the
+next start). Records reach the spool every `live.flush_interval_s` meanwhile, each file atomically, so a
+`kill -9` loses at most what was in memory and never leaves a half-written file.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from types import FrameType
+
+from agent.config import AgentConfig
+from agent.inspector import EngineFactory
+from agent.live import LiveSource
+from agent.pipeline import Pipeline, build_engine, check_configs
+from agent.shipper import Shipper
+from agent.spool import Spool
+
+log = logging.getLogger(__name__)
+
+__all__ = ["LiveStats", "run_live"]
+
+STOP_SHIP_S = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class LiveStats:
+    packets: int
+    kernel_dropped: int
+    flows: int
+    inspected_flows: int
+    detections: int
+    pi_values: int
+    shipped: int
+    pending: int
+
+
+class _ShipLoop(threading.Thread):
+    """Ships the spool every `interval_s` until stopped; the stop pass is the caller's."""
+
+    def __init__(self, shipper: Shipper, interval_s: float) -> None:
+        super().__init__(name="egresswatch-shipper", daemon=True)
+        self.shipper, self.interval_s = shipper, interval_s
+        self.stopping = threading.Event()
+        self.shipped = 0
+
+    def run(self) -> None:
+        while not self.stopping.wait(self.interval_s):
+            try:
+                self.shipped += self.shipper.ship_pending().shipped
+            except Exception:   # never let shipping take the capture down; the files stay spooled
+                log.exception("shipping failed; retrying in %.0f s", self.interval_s)
+
+
+def run_live(iface: str, bpf: str | None, config: AgentConfig, out_dir: Path, *,
+             collector: tuple[str, str] | None = None, stop: threading.Event | None = None,
+             engine_factory: EngineFactory | None = None) -> LiveStats:
+    """Capture on `iface` until SIGINT/SIGTERM (or `stop` is set). `collector`: (url, token)."""
+    stop = stop or threading.Event()
+    if engine_factory is None:
+        check_configs(config)
+        engine_factory = partial(build_engine, config)
+    source = LiveSource(iface, bpf, config.live.promiscuous)
+    spool = Spool(out_dir, config.agent_id, config.enterprise_id, config.spool_max_bytes)
+    spool.remove_partial()    # a kill -9 during a write; complete files of that run are shipped as usual
+    previous = _install_stop_handlers(stop)
+    shipper = Shipper(collector[0], collector[1], out_dir) if collector else None
+    loop = _ShipLoop(shipper, config.live.ship_interval_s) if shipper else None
+    pipeline = Pipeline(config, spool, engine_factory, source=iface)
+    try:
+        if loop is not None:
+            loop.start()
+
+        def tick(now: float) -> None:
+            pipeline.tick(now, source.read_kernel_stats()[1])
+
+        pipeline.feed(source.frames(stop.is_set, tick))
+        log.info("stopping: writing %d open flow(s)", len(pipeline.table))
+        pipeline.finish(time.time(), source.read_kernel_stats()[1])
+    except BaseException:
+        pipeline.abort()
+        raise
+    finally:
+        source.close()
+        _restore(previous)
+        if loop is not None:
+            loop.stopping.set()
+            loop.join()
+    shipped, pending = (loop.shipped if loop else 0), 0
+    if shipper is not None:
+        shipper.max_attempts = 2      # the stop pass: quick, what fails waits in the spool
+        deadline = time.monotonic() + STOP_SHIP_S
+        result = shipper.ship_pending(deadline=deadline)
+        shipped += result.shipped
+        pending = result.pending
+        shipper.close()
+    return LiveStats(pipeline.packets, source.kernel_dropped, pipeline.flow_count, pipeline.inspected,
+                     pipeline.detection_count, pipeline.pi_count, shipped, pending)
+
+
+def _install_stop_handlers(stop: threading.Event) -> dict[int, object]:
+    """SIGINT and SIGTERM set the stop flag (the capture loop sees it within a poll interval)."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def handle(signum: int, _frame: FrameType | None) -> None:
+        log.info("%s: stopping", signal.Signals(signum).name)
+        stop.set()
+
+    return {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
+def _restore(previous: dict[int, object]) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)  # type: ignore[arg-type]
