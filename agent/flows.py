@@ -30,6 +30,7 @@ ACK = 0x10
 FlowKey = tuple[int, str, int, str, int]
 EXPIRE_EVERY_S = 1.0  # capture seconds between idle scans driven by process()
 MAX_CLOSED = 65536  # recently closed keys remembered to ignore their late packets
+INTERNAL_CACHE = 65536   # addresses whose internal/external answer is cached
 
 
 class InternalNetworks:
@@ -47,7 +48,7 @@ class InternalNetworks:
             except ValueError:
                 return False
             hit = any(addr in net for net in self.networks if net.version == addr.version)
-            if len(self._cache) >= 65536:
+            if len(self._cache) >= INTERNAL_CACHE:
                 self._cache.clear()  # asked once per new flow: a cold cache now and then is cheap
             self._cache[ip] = hit
         return hit

@@ -84,6 +84,7 @@ class Pipeline:
             else InlineInspector(engine_factory(), spool, self.anomalies))
         self._flows: list[FlowRecord] = []
         self._stats: list[CaptureStatsRecord] = []
+        self._frozen = False
         self.packets = self.decoded = self.flow_count = self.inspected = 0
         self.detection_count = self.pi_count = self.anomaly_count = 0
         self.source = source
@@ -97,7 +98,11 @@ class Pipeline:
     def feed(self, frames: Iterable[tuple[float, int, bytes]]) -> None:
         # Everything alive now (modules, configs, the geo-IP table) lives for the whole run: keep the
         # cyclic collector from re-scanning it while millions of short-lived packets come and go.
-        gc.freeze()
+        # Once per run: a later freeze would also make immortal whatever cyclic garbage exists at that moment
+        # (a flow and its session refer to each other), a leak per capture file.
+        if not self._frozen:
+            gc.freeze()
+            self._frozen = True
         decode, process = self.decoder.decode, self.table.process
         n = self.packets
         ts = self._last_packet_ts
