@@ -1,5 +1,5 @@
-"""Pydantic models of what the collector reads and writes: the filing record (DESIGN §6), findings and
-the mismatch report (§7).
+"""Pydantic models of the filing record (DESIGN §6); the findings and the mismatch report (§7) are in
+collector/report_models.py and importable from here too.
 
 A filing is validated once, when loaded; every error names the file and the field path
 (`demo.yaml: scenarios[1].recipients[0]: 'R9' is not a declared recipient`), the way a user of a
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from datetime import date, datetime
+from datetime import date
 from enum import StrEnum
 from functools import cache
 from pathlib import Path
@@ -21,7 +21,22 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from stdnum.cn import uscc as _uscc
 
-from collector.report_models import Estimate, NegativeListRef, OmitsUnsampled, PersonsPoint
+# The report models live in report_models.py; these names stay importable from here.
+from collector.report_models import (  # noqa: F401
+    CheckStatus,
+    Destination,
+    Estimate,
+    FieldTypeCount,
+    Finding,
+    JsonValue,
+    NegativeListRef,
+    Observed,
+    Period,
+    PersonsPoint,
+    Report,
+    Severity,
+    Uninspected,
+)
 
 __all__ = [
     "CheckStatus", "Destination", "Estimate", "Filing", "FilingError", "Finding", "FtzArea",
@@ -326,112 +341,3 @@ def load_filing(path: Path | str) -> Filing:
         return Filing.model_validate(data)
     except ValidationError as e:
         raise FilingError(f"{path}: {describe_validation_error(e)}") from None
-
-
-# --- findings and the report (§7) -------------------------------------------------------------------
-
-Severity = Literal["low", "medium", "high", "critical"]
-JsonValue = str | int | float | bool | list[Any] | dict[str, Any] | None
-
-
-class Finding(BaseModel):
-    """One mismatch between the filing and what left; identity is (check, scenario_id, subject)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    check: str
-    scenario_id: str | None
-    subject: str
-    severity: Severity
-    expected: JsonValue = None
-    observed: JsonValue = None
-    basis: list[str] = Field(default_factory=list)
-    action: str = ""
-    evidence: dict[str, Any] = Field(default_factory=dict)
-
-    @property
-    def identity(self) -> tuple[str, str | None, str]:
-        return (self.check, self.scenario_id, self.subject)
-
-
-class CheckStatus(BaseModel):
-    """How one check ran: `pass` (no rows), `fail` (findings) or `error` (the check itself broke)."""
-
-    check: str
-    status: Literal["pass", "fail", "error"]
-    findings: int = 0
-    error: str | None = None
-
-
-class Period(BaseModel):
-    model_config = ConfigDict(populate_by_name=True)
-
-    from_: datetime = Field(alias="from")
-    to: datetime
-
-
-class FieldTypeCount(OmitsUnsampled):
-    distinct_values: int
-    distinct_values_estimate: Estimate | None = None
-    occurrences: int
-
-
-class Destination(OmitsUnsampled):
-    server_name: str | None
-    ip: list[str]
-    country: str | None
-    scenario_id: str | None
-    flows: int
-    bytes_out: int
-    encrypted_bytes_out: int
-    persons_nonsensitive: int
-    persons_sensitive: int
-    persons_nonsensitive_estimate: Estimate | None = None
-    persons_sensitive_estimate: Estimate | None = None
-    field_types: dict[str, FieldTypeCount] = Field(default_factory=dict)
-
-
-class Uninspected(BaseModel):
-    server_name: str | None
-    country: str | None
-    flows: int
-    bytes_out: int
-    encrypted_bytes_out: int
-
-
-class Observed(OmitsUnsampled):
-    flows: int = 0
-    bytes_out: int = 0
-    encrypted_bytes_out: int = 0
-    persons_nonsensitive: int = 0
-    persons_sensitive: int = 0
-    # Counts come from inspected flows only: exact lower bounds, estimated beside, when sampled (DESIGN §5).
-    persons_basis: Literal["exact", "exact_lower_bound"] = "exact_lower_bound"
-    persons_nonsensitive_estimate: Estimate | None = None
-    persons_sensitive_estimate: Estimate | None = None
-    sampling_rate_min: float | None = None  # smallest 1 / sample_weight of the inspected flows
-    destinations: list[Destination] = Field(default_factory=list)
-    uninspected: list[Uninspected] = Field(default_factory=list)
-    persons_over_time: list[PersonsPoint] = Field(default_factory=list)  # per scenario, cumulative, by day
-
-
-class Report(BaseModel):
-    model_config = ConfigDict(populate_by_name=True)
-
-    report_version: Literal[1] = 1
-    report_id: str | None = None
-    filing_id: str
-    filing_version: int | None = None
-    negative_lists: list[NegativeListRef] = Field(default_factory=list)
-    enterprise_id: str
-    period: Period
-    generated_at: datetime
-    verdict: Literal["consistent", "inconsistent"]
-    observed: Observed
-    findings: list[Finding] = Field(default_factory=list)
-    checks: list[CheckStatus] = Field(default_factory=list)
-
-    @property
-    def complete(self) -> bool:
-        """False when a check errored: a consistent verdict then does not cover every check."""
-        return all(c.status != "error" for c in self.checks)

@@ -1,15 +1,15 @@
-"""Report sub-models added beside the §7 core (collector/models.py re-exports them): which negative lists
-a report was checked against, the persons-over-time series the report's chart is drawn from, and the
-estimates shown beside the exact counts when the agent sampled flows (collector/estimates.py).
+"""The mismatch report (DESIGN §7) and its findings; collector/models.py re-exports every name.
 
-Kept apart from models.py so the filing and report core stays small; this module imports only pydantic,
-so models.py can import it without a cycle.
+Beside the §7 core: which negative lists a report was checked against, the persons-over-time series the
+report's chart is drawn from, and the estimates shown beside the exact counts when the agent sampled flows
+(collector/estimates.py). Apart from the filing models so that each module stays one job; this module
+imports only pydantic, so models.py can import it without a cycle.
 """
 
 from __future__ import annotations
 
-from datetime import date
-from typing import Any
+from datetime import date, datetime
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -21,7 +21,9 @@ from pydantic import (
     model_validator,
 )
 
-__all__ = ["Estimate", "NegativeListRef", "OmitsUnsampled", "PersonsPoint"]
+__all__ = ["CheckStatus", "Destination", "Estimate", "FieldTypeCount", "Finding", "JsonValue",
+           "NegativeListRef", "Observed", "OmitsUnsampled", "Period", "PersonsPoint", "Report", "Severity",
+           "Uninspected"]
 
 
 class NegativeListRef(BaseModel):
@@ -85,3 +87,112 @@ class OmitsUnsampled(BaseModel):
 
 def _sampling_only(name: str) -> bool:
     return name.endswith("_estimate") or name == "sampling_rate_min"
+
+
+# --- findings and the report (§7) -------------------------------------------------------------------
+
+Severity = Literal["low", "medium", "high", "critical"]
+JsonValue = str | int | float | bool | list[Any] | dict[str, Any] | None
+
+
+class Finding(BaseModel):
+    """One mismatch between the filing and what left; identity is (check, scenario_id, subject)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    check: str
+    scenario_id: str | None
+    subject: str
+    severity: Severity
+    expected: JsonValue = None
+    observed: JsonValue = None
+    basis: list[str] = Field(default_factory=list)
+    action: str = ""
+    evidence: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def identity(self) -> tuple[str, str | None, str]:
+        return (self.check, self.scenario_id, self.subject)
+
+
+class CheckStatus(BaseModel):
+    """How one check ran: `pass` (no rows), `fail` (findings) or `error` (the check itself broke)."""
+
+    check: str
+    status: Literal["pass", "fail", "error"]
+    findings: int = 0
+    error: str | None = None
+
+
+class Period(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_: datetime = Field(alias="from")
+    to: datetime
+
+
+class FieldTypeCount(OmitsUnsampled):
+    distinct_values: int
+    distinct_values_estimate: Estimate | None = None
+    occurrences: int
+
+
+class Destination(OmitsUnsampled):
+    server_name: str | None
+    ip: list[str]
+    country: str | None
+    scenario_id: str | None
+    flows: int
+    bytes_out: int
+    encrypted_bytes_out: int
+    persons_nonsensitive: int
+    persons_sensitive: int
+    persons_nonsensitive_estimate: Estimate | None = None
+    persons_sensitive_estimate: Estimate | None = None
+    field_types: dict[str, FieldTypeCount] = Field(default_factory=dict)
+
+
+class Uninspected(BaseModel):
+    server_name: str | None
+    country: str | None
+    flows: int
+    bytes_out: int
+    encrypted_bytes_out: int
+
+
+class Observed(OmitsUnsampled):
+    flows: int = 0
+    bytes_out: int = 0
+    encrypted_bytes_out: int = 0
+    persons_nonsensitive: int = 0
+    persons_sensitive: int = 0
+    # Counts come from inspected flows only: exact lower bounds, estimated beside, when sampled (DESIGN §5).
+    persons_basis: Literal["exact", "exact_lower_bound"] = "exact_lower_bound"
+    persons_nonsensitive_estimate: Estimate | None = None
+    persons_sensitive_estimate: Estimate | None = None
+    sampling_rate_min: float | None = None  # smallest 1 / sample_weight of the inspected flows
+    destinations: list[Destination] = Field(default_factory=list)
+    uninspected: list[Uninspected] = Field(default_factory=list)
+    persons_over_time: list[PersonsPoint] = Field(default_factory=list)  # per scenario, cumulative, by day
+
+
+class Report(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    report_version: Literal[1] = 1
+    report_id: str | None = None
+    filing_id: str
+    filing_version: int | None = None
+    negative_lists: list[NegativeListRef] = Field(default_factory=list)
+    enterprise_id: str
+    period: Period
+    generated_at: datetime
+    verdict: Literal["consistent", "inconsistent"]
+    observed: Observed
+    findings: list[Finding] = Field(default_factory=list)
+    checks: list[CheckStatus] = Field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        """False when a check errored: a consistent verdict then does not cover every check."""
+        return all(c.status != "error" for c in self.checks)
