@@ -15,10 +15,18 @@ from datetime import date
 from enum import StrEnum
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from stdnum.cn import uscc as _uscc
 
 # The report models live in report_models.py; these names stay importable from here.
@@ -187,20 +195,23 @@ class Recipient(_Strict):
     declared_endpoints: Endpoints = Field(default_factory=Endpoints)
 
 
+def _subcategory_id(v: Any) -> str | None:
+    """An important-data sub-category of the Measures' appendix, "1".."40" (YAML may give a number)."""
+    if v is None:
+        return None
+    s = str(v)
+    if not s.isdigit() or not 1 <= int(s) <= 40:
+        raise ValueError(f"{v!r} is not an appendix sub-category id ('1'..'40')")
+    return s
+
+
+SubcategoryId = Annotated[str | None, BeforeValidator(_subcategory_id)]
+
+
 class NegativeListMatch(_Strict):
     entry_ids: list[str] = Field(default_factory=list)
-    subcategory: str | None = None
+    subcategory: SubcategoryId = None
     reason: str | None = None
-
-    @field_validator("subcategory", mode="before")
-    @classmethod
-    def _subcategory(cls, v: Any) -> str | None:
-        if v is None:
-            return None
-        s = str(v)
-        if not s.isdigit() or not 1 <= int(s) <= 40:
-            raise ValueError(f"{v!r} is not an appendix sub-category id ('1'..'40')")
-        return s
 
 
 class CatalogItem(_Strict):

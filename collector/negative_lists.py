@@ -29,7 +29,13 @@ from pydantic import (
     model_validator,
 )
 
-from collector.models import _PathIssue, describe_validation_error, known_field_types, read_yaml
+from collector.models import (
+    SubcategoryId,
+    _PathIssue,
+    describe_validation_error,
+    known_field_types,
+    read_yaml,
+)
 
 __all__ = [
     "ENTRY_COLUMNS", "NEGATIVE_LIST_SCHEMA", "Entry", "NegativeList", "NegativeListError", "Sector",
@@ -90,18 +96,8 @@ class Entry(_Strict):
     route: Literal["standard_contract", "certification", "security_assessment"]
     scenario: str | None = None
     field_types: list[FieldTypeId] = Field(default_factory=list)
-    important_subcategory: str | None = None
+    important_subcategory: SubcategoryId = None
     threshold: Threshold = Field(default_factory=Threshold)
-
-    @field_validator("important_subcategory", mode="before")
-    @classmethod
-    def _subcategory(cls, v: Any) -> str | None:
-        if v is None:
-            return None
-        s = str(v)
-        if not s.isdigit() or not 1 <= int(s) <= 40:
-            raise ValueError(f"{v!r} is not an appendix sub-category id ('1'..'40')")
-        return s
 
     @model_validator(mode="after")
     def _consistent(self) -> Entry:

@@ -341,6 +341,26 @@ def topology(workdir: Path, *, sink: bool = True) -> Iterator[Topology]:
         _teardown(t)
 
 
+def assert_report_matches_truth(report: dict[str, Any], truth: dict[str, Any]) -> None:
+    """A §7 report against the exporter's truth: findings, persons, and per cross-border destination its
+    country, scenario, persons and distinct values per field type."""
+    assert {(f["check"], f["scenario_id"], f["subject"]) for f in report["findings"]} == {
+        (f["check"], f["scenario_id"], f["subject"]) for f in truth["expected_findings"]}
+    observed = report["observed"]
+    assert (observed["persons_nonsensitive"], observed["persons_sensitive"]) == (
+        truth["cross_border"]["persons_nonsensitive"], truth["cross_border"]["persons_sensitive"])
+    dests = {d["server_name"]: d for d in observed["destinations"]}
+    want = {n: d for n, d in truth["destinations"].items() if d["cross_border"]}
+    assert set(dests) == set(want)
+    for name, d in want.items():
+        o = dests[name]
+        assert (o["country"], o["scenario_id"]) == (d["country"], d["scenario_id"]), name
+        assert (o["persons_nonsensitive"], o["persons_sensitive"]) == (
+            d["persons_nonsensitive"], d["persons_sensitive"]), name
+        assert {ft: v["distinct_values"] for ft, v in o["field_types"].items()} == {
+            ft: v["distinct_values"] for ft, v in d["field_types"].items()}, name
+
+
 """How the live tests use this (the agent's `egress-agent run --iface`, DESIGN §8):
 
     require_netns()                                   # or the `netns` fixture of tests/live/conftest.py

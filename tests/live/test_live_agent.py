@@ -28,7 +28,7 @@ from collector.auth import new_token, token_digest
 from collector.warehouse import Warehouse
 from tests.conftest import BIN
 from tests.live import plan
-from tests.live.netns import Topology
+from tests.live.netns import Topology, assert_report_matches_truth
 
 pytestmark = pytest.mark.root
 
@@ -65,23 +65,6 @@ def stop(proc: subprocess.Popen[Any], sig: int = signal.SIGINT, timeout: float =
 
 def truth_of(t: Topology) -> dict[str, Any]:
     return json.loads((t.workdir / "truth.json").read_text(encoding="utf-8"))
-
-
-def assert_report_matches_truth(report: dict[str, Any], truth: dict[str, Any]) -> None:
-    assert {(f["check"], f["scenario_id"], f["subject"]) for f in report["findings"]} == {
-        (f["check"], f["scenario_id"], f["subject"]) for f in truth["expected_findings"]}
-    observed = report["observed"]
-    assert (observed["persons_nonsensitive"], observed["persons_sensitive"]) == (
-        truth["cross_border"]["persons_nonsensitive"], truth["cross_border"]["persons_sensitive"])
-    dests = {d["server_name"]: d for d in observed["destinations"]}
-    want = {n: d for n, d in truth["destinations"].items() if d["cross_border"]}
-    assert set(dests) == set(want)
-    for name, d in want.items():
-        o = dests[name]
-        assert (o["persons_nonsensitive"], o["persons_sensitive"]) == (
-            d["persons_nonsensitive"], d["persons_sensitive"]), name
-        assert {ft: v["distinct_values"] for ft, v in o["field_types"].items()} == {
-            ft: v["distinct_values"] for ft, v in d["field_types"].items()}, name
 
 
 # --- capture, SIGINT, selfcheck ---------------------------------------------------------------------
