@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from collector.errors import RequestProblem
 from collector.models import FILING_SCHEMA, Filing, describe_validation_error
 from collector.negative_lists import NegativeListError, parse_negative_list
 from collector.warehouse import Version
@@ -22,10 +23,11 @@ __all__ = ["DocumentError", "api_page", "filing_of", "jsonable", "parse_filing",
            "version_summary"]
 
 
-class DocumentError(ValueError):
+class DocumentError(RequestProblem):
+    """A filing or negative list that does not validate: 422 naming the field path."""
+
     def __init__(self, field: str | None, message: str) -> None:
-        super().__init__(message)
-        self.field = field
+        super().__init__(422, field, message)
 
 
 def _mapping(body: bytes, what: str) -> dict[str, Any]:

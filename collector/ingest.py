@@ -21,19 +21,15 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from agent.records import RECORD_TYPES, SCHEMA_VERSION
+from collector.errors import RequestProblem
 
 __all__ = ["BATCH_ID_RE", "Batch", "BatchError", "parse_batch", "row_keys"]
 
 BATCH_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
-class BatchError(Exception):
-    """A batch the collector refuses: `status` (403/422), `field` (a header or column) and one line."""
-
-    def __init__(self, status: int, field: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.field = field
+class BatchError(RequestProblem):
+    """A batch the collector refuses (403 other enterprise, 422 wrong schema or headers)."""
 
 
 @dataclass(frozen=True, slots=True)

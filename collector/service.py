@@ -23,22 +23,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from collector import documents
 from collector.auth import AuthError, Principal, TokenBook
 from collector.config import CollectorConfig
-from collector.ingest import BatchError, parse_batch
+from collector.errors import RequestProblem
+from collector.ingest import parse_batch
 from collector.models import Report
 from collector.reports import render_html
 from collector.scheduler import SpotCheckScheduler
-from collector.spotcheck import CheckRequestError, run_spot_check
+from collector.spotcheck import run_spot_check
 from collector.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ApiError", "create_app"]
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.field = status, code, field
+__all__ = ["create_app"]
 
 
 def _error(status: int, code: str, message: str, field: str | None = None) -> JSONResponse:
@@ -83,13 +78,9 @@ def create_app(config: CollectorConfig, *, scheduler: bool = True) -> FastAPI:
     app.state.tokens = tokens
     app.state.schedule = schedule
 
-    @app.exception_handler(ApiError)
-    async def _api_error(_: Request, e: ApiError) -> JSONResponse:
+    @app.exception_handler(RequestProblem)
+    async def _problem(_: Request, e: RequestProblem) -> JSONResponse:
         return _error(e.status, e.code, str(e), e.field)
-
-    @app.exception_handler(documents.DocumentError)
-    async def _document_error(_: Request, e: documents.DocumentError) -> JSONResponse:
-        return _error(422, "invalid_document", str(e), e.field)
 
     @app.exception_handler(AuthError)
     async def _auth_error(_: Request, e: AuthError) -> JSONResponse:
@@ -111,14 +102,13 @@ def create_app(config: CollectorConfig, *, scheduler: bool = True) -> FastAPI:
     async def read_body(request: Request) -> bytes:
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > config.max_upload_bytes:
-            raise ApiError(413, "too_large", f"body: {declared} bytes exceeds max_upload_bytes "
-                           f"{config.max_upload_bytes}", "body")
+            raise RequestProblem(413, "body", f"body: {declared} bytes exceeds max_upload_bytes "
+                                 f"{config.max_upload_bytes}")
         chunks, size = [], 0
         async for chunk in request.stream():
             size += len(chunk)
             if size > config.max_upload_bytes:
-                raise ApiError(413, "too_large", f"body: exceeds max_upload_bytes {config.max_upload_bytes}",
-                               "body")
+                raise RequestProblem(413, "body", f"body: exceeds max_upload_bytes {config.max_upload_bytes}")
             chunks.append(chunk)
         return b"".join(chunks)
 
@@ -137,14 +127,11 @@ def create_app(config: CollectorConfig, *, scheduler: bool = True) -> FastAPI:
         """One Parquet file of one record type; idempotent by X-Batch-Id."""
         who.require_role("agent")
         body = await read_body(request)
+        batch = parse_batch(body, x_batch_id, x_record_type, who.enterprise_id or "")
         try:
-            batch = parse_batch(body, x_batch_id, x_record_type, who.enterprise_id or "")
             stored = warehouse.store_batch(batch, who.name)
-        except BatchError as e:
-            raise ApiError(e.status, "invalid_batch" if e.status == 422 else "forbidden", str(e),
-                           e.field) from None
         except ValueError as e:    # same batch id, other content
-            raise ApiError(409, "conflict", str(e), "header X-Batch-Id") from None
+            raise RequestProblem(409, "header X-Batch-Id", str(e)) from None
         return JSONResponse({"batch_id": stored.batch_id, "record_type": stored.record_type,
                              "rows": stored.rows, "stored_rows": stored.stored_rows,
                              "duplicate_rows": stored.rows - stored.stored_rows,
@@ -170,8 +157,8 @@ def create_app(config: CollectorConfig, *, scheduler: bool = True) -> FastAPI:
         who.require_role("regulator", "enterprise")
         v = warehouse.get_document("filing", filing_id, version)
         if v is None:
-            raise ApiError(404, "not_found", f"filing_id: no filing {filing_id!r}"
-                           f"{f' version {version}' if version else ''}", "filing_id")
+            raise RequestProblem(404, "filing_id", f"filing_id: no filing {filing_id!r}"
+                                 f"{f' version {version}' if version else ''}")
         who.require_access(v.enterprise_id or "", v.ftz_area, f"filing {filing_id}")
         return {**documents.version_summary(v), "filing": v.body}
 
@@ -187,7 +174,7 @@ def create_app(config: CollectorConfig, *, scheduler: bool = True) -> FastAPI:
         who.require_role("regulator")
         v = warehouse.get_document("negative_list", list_id)
         if v is None:
-            raise ApiError(404, "not_found", f"list_id: no negative list {list_id!r}", "list_id")
+            raise RequestProblem(404, "list_id", f"list_id: no negative list {list_id!r}")
         return {**documents.version_summary(v), "negative_list": v.body}
 
     @app.post("/v1/checks/run", status_code=201, tags=["checks"])
@@ -197,11 +184,7 @@ def create_app(config: CollectorConfig, *, scheduler: bool = True) -> FastAPI:
         prior = warehouse.get_document("filing", req.filing_id)
         if prior is not None:
             who.require_access(prior.enterprise_id or "", prior.ftz_area, f"filing {req.filing_id}")
-        try:
-            done = run_spot_check(warehouse, req.filing_id, start=req.from_, end=req.to, trigger="api")
-        except CheckRequestError as e:
-            raise ApiError(e.status, "not_found" if e.status == 404 else "invalid_request", str(e),
-                           e.field) from None
+        done = run_spot_check(warehouse, req.filing_id, start=req.from_, end=req.to, trigger="api")
         return {"report_id": done.report_id, "verdict": done.report.verdict,
                 "findings": len(done.report.findings)}
 
@@ -214,7 +197,7 @@ def create_app(config: CollectorConfig, *, scheduler: bool = True) -> FastAPI:
         if filing_id is not None:
             v = warehouse.get_document("filing", filing_id)
             if v is None:
-                raise ApiError(404, "not_found", f"filing_id: no filing {filing_id!r}", "filing_id")
+                raise RequestProblem(404, "filing_id", f"filing_id: no filing {filing_id!r}")
             who.require_access(v.enterprise_id or "", v.ftz_area, f"filing {filing_id}")
             filings = [v]
         rows = warehouse.list_reports([v.doc_id for v in filings])
@@ -224,7 +207,7 @@ def create_app(config: CollectorConfig, *, scheduler: bool = True) -> FastAPI:
         who.require_role("regulator", "enterprise")
         found = warehouse.get_report(report_id)
         if found is None:
-            raise ApiError(404, "not_found", f"report_id: no report {report_id!r}", "report_id")
+            raise RequestProblem(404, "report_id", f"report_id: no report {report_id!r}")
         meta, body = found
         who.require_access(meta["enterprise_id"], meta["ftz_area"], f"report {report_id}")
         return meta, body

@@ -16,6 +16,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from collector.checks.runner import run_checks
+from collector.errors import RequestProblem
 from collector.models import Filing, Report, Status
 from collector.negative_lists import NegativeList, parse_negative_list
 from collector.persons import CST, build_record_persons, calendar_year
@@ -28,13 +29,8 @@ log = logging.getLogger(__name__)
 __all__ = ["CheckRequestError", "SpotCheck", "period_for", "run_spot_check"]
 
 
-class CheckRequestError(ValueError):
-    """A check that cannot run as asked: `field` names what is wrong, `status` is 404 or 422."""
-
-    def __init__(self, status: int, field: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.field = field
+class CheckRequestError(RequestProblem):
+    """A check that cannot run as asked: an unknown filing (404), a period that ends before it starts."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,26 @@
+"""The one error type for bad input a request or command brought to the collector.
+
+`RequestProblem(status, field, message)`: `status` the HTTP status it answers with (403, 404, 409, 413,
+422), `field` the header, column or field path at fault (or None), `str()` one line. Ingestion, documents
+and spot checks raise it; the service turns any of them into the one JSON error shape, the command line
+into one line on stderr.
+"""
+
+from __future__ import annotations
+
+__all__ = ["CODES", "RequestProblem"]
+
+# The `code` of the JSON error shape, by status.
+CODES = {401: "unauthenticated", 403: "forbidden", 404: "not_found", 409: "conflict", 413: "too_large",
+         422: "invalid_request"}
+
+
+class RequestProblem(ValueError):
+    def __init__(self, status: int, field: str | None, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.field = field
+
+    @property
+    def code(self) -> str:
+        return CODES.get(self.status, "http_error")
