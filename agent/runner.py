@@ -50,10 +50,10 @@ class LiveStats:
 class _ShipLoop(threading.Thread):
     """Ships the spool every `interval_s` until stopped; the stop pass is the caller's."""
 
-    def __init__(self, shipper: Shipper, interval_s: float) -> None:
+    def __init__(self, shipper: Shipper, interval_s: float, stopping: threading.Event) -> None:
         super().__init__(name="egresswatch-shipper", daemon=True)
         self.shipper, self.interval_s = shipper, interval_s
-        self.stopping = threading.Event()
+        self.stopping = stopping
         self.shipped = 0
 
     def run(self) -> None:
@@ -76,8 +76,10 @@ def run_live(iface: str, bpf: str | None, config: AgentConfig, out_dir: Path, *,
     spool = Spool(out_dir, config.agent_id, config.enterprise_id, config.spool_max_bytes)
     spool.remove_partial()    # a kill -9 during a write; complete files of that run are shipped as usual
     previous = _install_stop_handlers(stop)
-    shipper = Shipper(collector[0], collector[1], out_dir) if collector else None
-    loop = _ShipLoop(shipper, config.live.ship_interval_s) if shipper else None
+    stopping = threading.Event()     # the shipper's: set when capture ends, so a retry wait ends too
+    shipper = (Shipper(collector[0], collector[1], out_dir, timeout_s=10.0, stop=stopping)
+               if collector else None)
+    loop = _ShipLoop(shipper, config.live.ship_interval_s, stopping) if shipper else None
     pipeline = Pipeline(config, spool, engine_factory, source=iface)
     try:
         if loop is not None:
@@ -100,7 +102,8 @@ def run_live(iface: str, bpf: str | None, config: AgentConfig, out_dir: Path, *,
             loop.join()
     shipped, pending = (loop.shipped if loop else 0), 0
     if shipper is not None:
-        shipper.max_attempts = 2      # the stop pass: quick, what fails waits in the spool
+        shipper.stop = None           # the stop pass: its own deadline, two attempts per file
+        shipper.max_attempts = 2
         deadline = time.monotonic() + STOP_SHIP_S
         result = shipper.ship_pending(deadline=deadline)
         shipped += result.shipped

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -59,7 +60,7 @@ class ShipResult:
 class Shipper:
     def __init__(self, url: str, token: str, spool_dir: Path | str, *, timeout_s: float = 30.0,
                  max_attempts: int = 5, backoff_s: float = 0.5, max_backoff_s: float = 30.0,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, stop: threading.Event | None = None) -> None:
         if not url.startswith(("http://", "https://")):
             raise ShipperError(f"collector URL {url!r}: expected http:// or https://")
         self.endpoint = url.rstrip("/") + "/v1/batches"
@@ -67,6 +68,8 @@ class Shipper:
         self.max_attempts = max(1, max_attempts)
         self.backoff_s, self.max_backoff_s = backoff_s, max_backoff_s
         self._sleep = sleep
+        # Set when the agent stops: no new attempt starts and a backoff wait ends at once (the file stays).
+        self.stop = stop
         self._client = httpx.Client(timeout=timeout_s, headers={"Authorization": f"Bearer {token}"})
 
     def close(self) -> None:
@@ -101,6 +104,8 @@ class Shipper:
         delay = self.backoff_s
         last = ""
         for attempt in range(1, self.max_attempts + 1):
+            if self.stop is not None and self.stop.is_set():
+                return "down"
             try:
                 body = path.read_bytes()
                 resp = self._client.post(self.endpoint, content=body, headers={
@@ -124,7 +129,11 @@ class Shipper:
             if attempt < self.max_attempts:
                 log.warning("shipping %s/%s failed (%s); retry %d in %.1f s", record_type, path.name, last,
                             attempt, delay)
-                self._sleep(delay * (0.5 + random.random() / 2))
+                wait = delay * (0.5 + random.random() / 2)
+                if self.stop is not None:
+                    self.stop.wait(wait)
+                else:
+                    self._sleep(wait)
                 delay = min(self.max_backoff_s, delay * 2)
         log.error("collector unreachable after %d attempts (%s); %s stays in the spool", self.max_attempts,
                   last, path.name)

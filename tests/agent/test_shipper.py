@@ -124,3 +124,15 @@ def test_a_bad_token_file_is_one_line(tmp_path: Path, content: str, needle: str)
         read_token(tmp_path / "missing")
     with pytest.raises(ShipperError, match="http"):
         Shipper("ftp://x", "t", tmp_path)
+
+
+def test_a_stopping_agent_ends_a_backoff_wait_and_keeps_the_file(tmp_path: Path, collector: str) -> None:
+    path = spool_one(tmp_path)
+    Scripted.statuses = [503] * 5
+    stop = threading.Event()
+    # The first attempt fails; during its (long) backoff the agent stops: no second attempt is made.
+    threading.Timer(0.3, stop.set).start()
+    with Shipper(collector, "tok", tmp_path, max_attempts=5, backoff_s=60, stop=stop) as s:
+        result = s.ship_pending()
+    assert len(Scripted.seen) == 1 and path.exists()
+    assert result.shipped == 0 and result.pending == 1
