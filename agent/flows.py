@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 ACK = 0x10
 FlowKey = tuple[int, str, int, str, int]
 EXPIRE_EVERY_S = 1.0  # capture seconds between idle scans driven by process()
+CUT_SCANS_PER_TIMEOUT = 10   # scans for over-long flows per active timeout: a cut is at most 10 % late
 MAX_CLOSED = 65536  # recently closed keys remembered to ignore their late packets
 INTERNAL_CACHE = 65536   # addresses whose internal/external answer is cached
 
@@ -64,6 +65,7 @@ class FlowContext:
     on_flow_end: Callable[[Flow], None]
     anomalies: AnomalySink
     idle_timeout_s: float = 120.0
+    active_timeout_s: float = 3600.0
     max_flows: int = 1_000_000
     max_buffer_bytes: int = 1 << 20
     # Writes a long flow's interval and calls flow.next_interval (the pipeline owns the records).
@@ -149,6 +151,7 @@ class FlowTable:
         self._closed: OrderedDict[FlowKey, float] = OrderedDict()
         self.stats: Counter[str] = Counter()
         self._next_expire = float("-inf")
+        self._next_cut = float("-inf")
 
     def __len__(self) -> int:
         return len(self.flows)
@@ -159,6 +162,10 @@ class FlowTable:
         if ts >= self._next_expire:
             self._next_expire = ts + EXPIRE_EVERY_S
             self.expire(ts)
+            if ts >= self._next_cut:
+                # Long flows in capture files too, by capture time; O(open flows), so seldom.
+                self._next_cut = ts + self.ctx.active_timeout_s / CUT_SCANS_PER_TIMEOUT
+                self.cut_active(ts, self.ctx.active_timeout_s)
         src, dst, sport, dport = pkt.src, pkt.dst, pkt.sport, pkt.dport
         if src < dst or (src == dst and sport <= dport):
             key = (pkt.proto, src, sport, dst, dport)

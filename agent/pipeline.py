@@ -73,6 +73,7 @@ class Pipeline:
             on_flow_end=self._flow_ended,
             anomalies=self.anomalies,
             idle_timeout_s=config.limits.idle_timeout_s,
+            active_timeout_s=config.limits.active_timeout_s,
             max_flows=config.limits.max_flows,
             on_flow_interval=self._flow_interval,
         ))
@@ -143,7 +144,7 @@ class Pipeline:
             self._stats_since = self._stats_since or now
         if now >= self._next_flush:
             self._next_flush = now + live.flush_interval_s
-            self.table.cut_active(now, self.config.limits.active_timeout_s)
+            self.table.cut_active(now, self.config.limits.active_timeout_s)   # also when no packet comes
             self._flush()
             self.inspector.flush()
         if now >= self._next_stats:

@@ -1,5 +1,6 @@
-"""A long HTTP flow through the real pipeline with live-capture ticks: it is written in intervals, each
-request's PI goes with the interval it arrived in, and the intervals' byte counts add up to the flow's."""
+"""A long HTTP flow through the real pipeline, live (ticks) and from a file (capture time): it is written in
+intervals, each request's PI goes with the interval it arrived in, and the intervals' counters add up to
+the unsplit flow's."""
 
 from __future__ import annotations
 
@@ -58,12 +59,20 @@ def test_a_long_flow_is_cut_into_intervals_that_keep_their_own_pi(tmp_path: Path
     pipeline.tick(now + 60)                         # the flow is 60 s old: its first interval is written
     pipeline.feed(frames[first_part:])
     pipeline.finish()
-    # The same capture without ticks (a capture file): one row for the whole flow.
-    reference = Pipeline(config, Spool(whole, "intervals", None), lambda: engine, strict=True)
+    # The same capture as a file (no ticks): cut by capture time, the same two rows.
+    offline = Pipeline(config, Spool(tmp_path / "offline", "intervals", None), lambda: engine, strict=True)
+    offline.feed(frames)
+    offline.finish()
+    # And with the default hour-long active timeout: one row for the whole flow.
+    hour = config.model_copy(update={"limits": config.limits.model_copy(update={"active_timeout_s": 3600.0})})
+    reference = Pipeline(hour, Spool(whole, "intervals", None), lambda: engine, strict=True)
     reference.feed(frames)
     reference.finish()
 
     flows, (one,) = sorted(rows(spool, "flows"), key=lambda f: f["ts_start"]), rows(whole, "flows")
+    by_file = sorted(rows(tmp_path / "offline", "flows"), key=lambda f: f["ts_start"])
+    assert [(f["flow_id"], f["bytes_out"], f["requests"]) for f in by_file] == \
+        [(f["flow_id"], f["bytes_out"], f["requests"]) for f in flows]
     assert [f["flow_id"] for f in flows] == [one["flow_id"], one["flow_id"] + ".1"]
     assert [f["requests"] for f in flows] == [1, 1]
     assert sum(f["bytes_out"] for f in flows) == one["bytes_out"] == conn.bytes_out
