@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -182,3 +182,21 @@ def filing_with(mutate: Any) -> Filing:
     data = copy.deepcopy(example_data())
     mutate(data)
     return Filing.model_validate(data)
+
+
+def set_at(path: tuple[str | int, ...], value: Any) -> Callable[[dict], None]:
+    """A mutation for the invalid-document tables: set the value at a key path of a loaded YAML mapping."""
+    def mutate(d: dict) -> None:
+        for part in path[:-1]:
+            d = d[part]
+        d[path[-1]] = value
+    return mutate
+
+
+def delete_at(path: tuple[str | int, ...]) -> Callable[[dict], None]:
+    """A mutation for the invalid-document tables: delete the key at a key path."""
+    def mutate(d: dict) -> None:
+        for part in path[:-1]:
+            d = d[part]
+        del d[path[-1]]
+    return mutate

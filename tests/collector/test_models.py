@@ -5,72 +5,56 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
 from collector.models import Filing, FilingError, known_field_types, load_filing
 
-from .builders import EXAMPLE_FILING, example_data
+from .builders import EXAMPLE_FILING, delete_at, example_data, set_at
 
 REFERENCE_EXAMPLE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "filing.example.yaml"
 
 
-def _set(path: tuple[str | int, ...], value: Any) -> Callable[[dict], None]:
-    def mutate(d: dict) -> None:
-        for part in path[:-1]:
-            d = d[part]
-        d[path[-1]] = value
-    return mutate
-
-
-def _delete(path: tuple[str | int, ...]) -> Callable[[dict], None]:
-    def mutate(d: dict) -> None:
-        for part in path[:-1]:
-            d = d[part]
-        del d[path[-1]]
-    return mutate
-
-
 INVALID = [
     # (mutation, expected "field.path: message" fragment)
-    pytest.param(_set(("scenarios", 0, "scale", "persons_sensitive"), "many"),
+    pytest.param(set_at(("scenarios", 0, "scale", "persons_sensitive"), "many"),
                  "scenarios[0].scale.persons_sensitive: Input should be a valid integer", id="wrong-type"),
-    pytest.param(_set(("processor", "is_ciio"), "perhaps"),
+    pytest.param(set_at(("processor", "is_ciio"), "perhaps"),
                  "processor.is_ciio: Input should be a valid boolean", id="wrong-type-bool"),
-    pytest.param(_set(("scenarios", 0, "data_catalog", 1, "field_type"), "shoe_size"),
+    pytest.param(set_at(("scenarios", 0, "data_catalog", 1, "field_type"), "shoe_size"),
                  "scenarios[0].data_catalog[1].field_type: 'shoe_size' is not a field type id",
                  id="unknown-field-type"),
-    pytest.param(_set(("scenarios", 1, "recipients", 0), "R9"),
+    pytest.param(set_at(("scenarios", 1, "recipients", 0), "R9"),
                  "scenarios[1].recipients[0]: 'R9' is not a declared recipient", id="undeclared-recipient"),
-    pytest.param(_set(("valid_from",), "2026-13-01"),
+    pytest.param(set_at(("valid_from",), "2026-13-01"),
                  "valid_from: Input should be a valid date", id="bad-date"),
-    pytest.param(_set(("valid_until",), "2025-12-31"),
+    pytest.param(set_at(("valid_until",), "2025-12-31"),
                  "valid_until: 2025-12-31 is before valid_from 2026-01-01", id="until-before-from"),
-    pytest.param(_set(("ftz_area",), "shanghai"), "ftz_area: Input should be 'zhoushan'", id="bad-enum-area"),
-    pytest.param(_set(("scenarios", 1, "route"), "handshake"), "scenarios[1].route: Input should be",
+    pytest.param(set_at(("ftz_area",), "shanghai"), "ftz_area: Input should be 'zhoushan'",
+                 id="bad-enum-area"),
+    pytest.param(set_at(("scenarios", 1, "route"), "handshake"), "scenarios[1].route: Input should be",
                  id="bad-enum-route"),
-    pytest.param(_set(("status",), "maybe"), "status: Input should be", id="bad-enum-status"),
-    pytest.param(_set(("recipients", 0, "declared_endpoints", "domains", 1), "not a domain"),
+    pytest.param(set_at(("status",), "maybe"), "status: Input should be", id="bad-enum-status"),
+    pytest.param(set_at(("recipients", 0, "declared_endpoints", "domains", 1), "not a domain"),
                  "recipients[0].declared_endpoints.domains[1]: 'not a domain' is not a domain name",
                  id="bad-domain"),
-    pytest.param(_set(("recipients", 1, "declared_endpoints", "ip_cidrs", 0), "203.116.40.0/33"),
+    pytest.param(set_at(("recipients", 1, "declared_endpoints", "ip_cidrs", 0), "203.116.40.0/33"),
                  "recipients[1].declared_endpoints.ip_cidrs[0]: '203.116.40.0/33' is not a CIDR block",
                  id="bad-cidr"),
-    pytest.param(_set(("recipients", 0, "country_region"), "Germany"),
+    pytest.param(set_at(("recipients", 0, "country_region"), "Germany"),
                  "recipients[0].country_region: String should match pattern", id="bad-country"),
-    pytest.param(_set(("processor", "uscc"), "91330201MA2H3GKJ3X"),
+    pytest.param(set_at(("processor", "uscc"), "91330201MA2H3GKJ3X"),
                  "processor.uscc: not a valid unified social credit code", id="bad-uscc-check-digit"),
-    pytest.param(_delete(("scenarios", 0, "scale")), "scenarios[0].scale: Field required", id="missing"),
-    pytest.param(_set(("scenarios", 0, "colour"), "blue"),
+    pytest.param(delete_at(("scenarios", 0, "scale")), "scenarios[0].scale: Field required", id="missing"),
+    pytest.param(set_at(("scenarios", 0, "colour"), "blue"),
                  "scenarios[0].colour: Extra inputs are not permitted", id="unknown-key"),
-    pytest.param(_set(("recipients", 1, "recipient_id"), "R1"),
+    pytest.param(set_at(("recipients", 1, "recipient_id"), "R1"),
                  "recipients[1].recipient_id: duplicate recipient", id="duplicate-recipient"),
-    pytest.param(_set(("scenarios", 0, "negative_list_match", "subcategory"), "41"),
+    pytest.param(set_at(("scenarios", 0, "negative_list_match", "subcategory"), "41"),
                  "scenarios[0].negative_list_match.subcategory: '41' is not an appendix sub-category",
                  id="bad-subcategory"),
-    pytest.param(_set(("schema",), "zjftz.filing/v2"), "schema: expected 'zjftz.filing/v1'",
+    pytest.param(set_at(("schema",), "zjftz.filing/v2"), "schema: expected 'zjftz.filing/v1'",
                  id="wrong-schema"),
 ]
 

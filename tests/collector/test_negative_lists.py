@@ -22,7 +22,7 @@ from collector.negative_lists import (
 )
 from collector.store import Store
 
-from .builders import EXAMPLE_NEGATIVE_LIST, REPO, filing_with, make_filing
+from .builders import EXAMPLE_NEGATIVE_LIST, REPO, delete_at, filing_with, make_filing, set_at
 
 
 def example_list_data() -> dict[str, Any]:
@@ -42,63 +42,47 @@ def test_the_example_loads_and_says_it_is_illustrative() -> None:
     assert (entries["ZJ-X-02"].route, entries["ZJ-X-02"].threshold.gte) == ("standard_contract", 100000)
 
 
-def _set(path: tuple[str | int, ...], value: Any) -> Callable[[dict], None]:
-    def mutate(d: dict) -> None:
-        for part in path[:-1]:
-            d = d[part]
-        d[path[-1]] = value
-    return mutate
-
-
-def _delete(path: tuple[str | int, ...]) -> Callable[[dict], None]:
-    def mutate(d: dict) -> None:
-        for part in path[:-1]:
-            d = d[part]
-        del d[path[-1]]
-    return mutate
-
-
 ENTRY = ("sectors", 2, "entries", 0)  # ZJ-G-01, precise location
 
 INVALID = [
-    pytest.param(_set((*ENTRY, "field_types", 1), "shoe_size"),
+    pytest.param(set_at((*ENTRY, "field_types", 1), "shoe_size"),
                  "sectors[2].entries[0].field_types[1]: 'shoe_size' is not a field type id",
                  id="unknown-field-type"),
-    pytest.param(_set((*ENTRY, "kind"), "secret"),
+    pytest.param(set_at((*ENTRY, "kind"), "secret"),
                  "sectors[2].entries[0].kind: Input should be 'important_data'", id="bad-kind"),
-    pytest.param(_set((*ENTRY, "route"), "exempt_outside_list"),
+    pytest.param(set_at((*ENTRY, "route"), "exempt_outside_list"),
                  "sectors[2].entries[0].route: Input should be 'standard_contract'", id="bad-route"),
-    pytest.param(_set((*ENTRY, "threshold", "lt"), 100000),
+    pytest.param(set_at((*ENTRY, "threshold", "lt"), 100000),
                  "sectors[2].entries[0].threshold.lt: 100000 is not above gte 100000",
                  id="threshold-lt-not-above-gte"),
-    pytest.param(_set((*ENTRY, "threshold", "gte"), -1),
+    pytest.param(set_at((*ENTRY, "threshold", "gte"), -1),
                  "sectors[2].entries[0].threshold.gte: Input should be greater than or equal to 0",
                  id="threshold-negative"),
-    pytest.param(_set((*ENTRY, "threshold", "gte"), "many"),
+    pytest.param(set_at((*ENTRY, "threshold", "gte"), "many"),
                  "sectors[2].entries[0].threshold.gte: Input should be a valid integer",
                  id="threshold-not-int"),
-    pytest.param(_set((*ENTRY, "threshold", "metric"), "records"),
+    pytest.param(set_at((*ENTRY, "threshold", "metric"), "records"),
                  "sectors[2].entries[0].threshold.metric: Input should be 'distinct_persons'",
                  id="threshold-metric"),
-    pytest.param(_set((*ENTRY, "colour"), "blue"),
+    pytest.param(set_at((*ENTRY, "colour"), "blue"),
                  "sectors[2].entries[0].colour: Extra inputs are not permitted", id="unknown-key"),
-    pytest.param(_set(("publisher",), "x"), "publisher: Extra inputs are not permitted",
+    pytest.param(set_at(("publisher",), "x"), "publisher: Extra inputs are not permitted",
                  id="unknown-top-key"),
-    pytest.param(_set((*ENTRY, "important_subcategory"), "41"),
+    pytest.param(set_at((*ENTRY, "important_subcategory"), "41"),
                  "sectors[2].entries[0].important_subcategory: '41' is not an appendix sub-category",
                  id="bad-subcategory"),
-    pytest.param(_set(("sectors", 1, "gbt4754"), "Health"), "sectors[1].gbt4754: String should match pattern",
-                 id="bad-sector-code"),
-    pytest.param(_set(("sectors", 1, "entries", 0, "route"), "standard_contract"),
+    pytest.param(set_at(("sectors", 1, "gbt4754"), "Health"),
+                 "sectors[1].gbt4754: String should match pattern", id="bad-sector-code"),
+    pytest.param(set_at(("sectors", 1, "entries", 0, "route"), "standard_contract"),
                  "sectors[1].entries[0].route: kind important_data needs route security_assessment",
                  id="important-data-needs-security-assessment"),
-    pytest.param(_set((*ENTRY, "field_types"), []),
+    pytest.param(set_at((*ENTRY, "field_types"), []),
                  "sectors[2].entries[0].field_types: an entry needs field types or an important_subcategory",
                  id="entry-without-data"),
-    pytest.param(_set(("sectors", 3, "entries", 0, "entry_id"), "ZJ-X-01"),
+    pytest.param(set_at(("sectors", 3, "entries", 0, "entry_id"), "ZJ-X-01"),
                  "sectors[3].entries[0].entry_id: duplicate entry 'ZJ-X-01'", id="duplicate-entry"),
-    pytest.param(_delete(("jurisdiction",)), "jurisdiction: Field required", id="missing"),
-    pytest.param(_set(("schema",), "ftz.negative_list/v2"), "schema: expected 'ftz.negative_list/v1'",
+    pytest.param(delete_at(("jurisdiction",)), "jurisdiction: Field required", id="missing"),
+    pytest.param(set_at(("schema",), "ftz.negative_list/v2"), "schema: expected 'ftz.negative_list/v1'",
                  id="wrong-schema"),
 ]
 
@@ -168,7 +152,7 @@ def test_store_table_exists_empty_and_follows_the_filing_sector() -> None:
         sectors = "SELECT DISTINCT sector_code FROM negative_list_entries ORDER BY 1"
         assert store.con.execute(sectors).fetchall() == [("G",), (None,)]
         # A filing loaded later (another sector) re-filters the lists already loaded.
-        store.load_filing(filing_with(_set(("processor", "industry", "gbt4754"), "Q8411")))
+        store.load_filing(filing_with(set_at(("processor", "industry", "gbt4754"), "Q8411")))
         assert store.con.execute(sectors).fetchall() == [("Q84",), (None,)]
 
 
