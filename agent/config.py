@@ -15,6 +15,8 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from agent.anomalies import DEFAULT_MAX_PER_FLOW
+
 
 class ConfigError(ValueError):
     """A configuration file that cannot be used; `str()` is one line: file: path: problem."""
@@ -30,12 +32,22 @@ class Sampling(_Strict):
 
 
 class Limits(_Strict):
-    max_flows: int = Field(1_000_000, ge=1)
+    # Open flows held at once; past it the least recently used one is evicted (written, counted in
+    # capture_stats.flows_evicted). Measured memory per open flow (tests/agent/test_memory.py; RSS over
+    # 400,000 flows, allocator overhead included): ~1.0 KB for a flow without payload (a SYN flood, a scan)
+    # and ~2.5 KB for one in the middle of an HTTP request (session and parser made at its first payload
+    # byte). 400,000 x 2.5 KB is about 1 GB: the budget this default keeps (DESIGN §8 said 10^6, which
+    # was ~3.7 GB at the 3.7 KB a flow cost before sessions were made lazily and the per-flow objects
+    # slotted). Raise it with the memory to match: bytes ~= max_flows x 2.5 KB.
+    max_flows: int = Field(400_000, ge=1)
     idle_timeout_s: float = Field(120.0, gt=0)
     # A flow open longer than this is written as an interval row and goes on under a new flow id
     # (flow_id of interval n > 0: "<first id>.<n>"), so a week-long connection shows up before it ends.
     active_timeout_s: float = Field(3600.0, gt=0)
     max_decompressed_bytes: int = Field(16_777_216, ge=0)
+    # Anomaly records per flow; past it one `anomalies_suppressed` record at the flow's end says how many
+    # more there were, so that one connection of bad header lines cannot fill the run's records.
+    max_anomalies_per_flow: int = Field(DEFAULT_MAX_PER_FLOW, ge=1)
 
 
 class Live(_Strict):

@@ -4,10 +4,12 @@ A flow is keyed by its 5-tuple in either direction. Its `src` is the internal si
 internal networks); when both or neither side is internal it is the initiator: the SYN sender, else the
 side with the higher port (the ephemeral one), else the first packet's sender. Every TCP direction gets
 sequence-space accounting (agent/reassembly.py); the out direction is reassembled and delivered only when
-the pipeline's session asks for data. Flows end on FIN from both sides, on RST, when idle, when evicted
-(least recently used, once `max_flows` are open) or at `flush()`; then `session.on_close()` and
-`ctx.on_flow_end(flow)` run. Late packets of a flow closed by FIN/RST are ignored unless they open a new
-connection with a SYN (port reuse). Memory is bounded: flows by `max_flows`, buffers by `max_buffer_bytes`.
+the pipeline's session asks for data. A TCP flow's session is made at its first payload byte, a UDP flow's
+at once: a SYN-only flow (a scan, a flood) holds no session. Flows end on FIN from both sides, on RST,
+when idle, when evicted (least recently used, once `max_flows` are open) or at `flush()`; then
+`session.on_close()` and `ctx.on_flow_end(flow)` run. Late packets of a flow closed by FIN/RST are ignored
+unless they open a new connection with a SYN (port reuse). Memory is bounded: flows by `max_flows`,
+buffers by `max_buffer_bytes`.
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ class FlowContext:
     anomalies: AnomalySink
     idle_timeout_s: float = 120.0
     active_timeout_s: float = 3600.0
-    max_flows: int = 1_000_000
+    max_flows: int = 400_000             # agent.yaml limits.max_flows (memory per flow: agent/config.py)
     max_buffer_bytes: int = 1 << 20
     # Writes a long flow's interval and calls flow.next_interval (the pipeline owns the records).
     on_flow_interval: Callable[[Flow, float], None] | None = None
@@ -85,8 +87,8 @@ class Flow:
     """One bidirectional flow, owned and mutated by the table; the pipeline reads it at `on_flow_end`."""
 
     __slots__ = ("_in", "_out", "_udp_in", "_udp_out", "base", "closed_by", "dport", "dst", "first_id",
-                 "flow_id", "interval", "key", "packets_in", "packets_out", "session", "session_ok", "sport",
-                 "src", "transport", "ts_end", "ts_start")
+                 "flow_id", "interval", "key", "packets_in", "packets_out", "session", "session_due",
+                 "session_ok", "sport", "src", "transport", "ts_end", "ts_start")
 
     def __init__(self, key: FlowKey, src: str, sport: int, dst: str, dport: int, ts: float, agent_id: str,
                  anomalies: AnomalySink) -> None:
@@ -104,6 +106,7 @@ class Flow:
         self._out = TcpStream(anomalies, self.flow_id) if tcp else None
         self._in = TcpStream(anomalies, self.flow_id) if tcp else None
         self.session: Any = None
+        self.session_due = tcp      # a TCP flow's session is made when its first payload byte arrives
         self.session_ok = True
         self.closed_by: str | None = None
 
@@ -185,6 +188,8 @@ class FlowTable:
             flow.ts_end = ts
         out = src == flow.src and sport == flow.sport
         if flow._out is not None:
+            if flow.session_due and (pkt.payload or pkt.truncated):
+                self._start_session(flow)
             if out:
                 flow.packets_out += 1
                 st = flow._out
@@ -236,13 +241,23 @@ class FlowTable:
             flow = Flow(key, pkt.dst, pkt.dport, pkt.src, pkt.sport, pkt.ts, ctx.agent_id, ctx.anomalies)
         self.flows[key] = flow
         self.stats["flows"] += 1
+        if not flow.session_due:
+            self._start_session(flow)
+        return flow
+
+    def _start_session(self, flow: Flow) -> None:
+        """Attach the pipeline's session: a UDP flow's at once, a TCP flow's at its first payload (before
+        that payload is accounted, so delivery starts with the stream's first byte). A SYN-only flow (a
+        scan, a flood) never gets one: it is written exactly as a flow whose session saw nothing, and holds
+        no session, parser or closure meanwhile."""
+        flow.session_due = False
+        ctx = self.ctx
         try:
             flow.session = ctx.session_factory(flow)
         except Exception as e:
             self._session_failed(flow, e, "session_factory")
         if flow._out is not None and flow.session is not None and getattr(flow.session, "wants_data", False):
             flow._out.enable_delivery(flow.session, ctx.max_buffer_bytes)
-        return flow
 
     def _end(self, key: FlowKey, flow: Flow, reason: str) -> None:
         del self.flows[key]

@@ -24,7 +24,7 @@ from datetime import date
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from agent.anomalies import AnomalySink
+from agent.anomalies import DEFAULT_MAX_PER_FLOW, AnomalySink
 from agent.records import DetectionRecord, PiValueRecord
 from agent.spool import Spool
 
@@ -162,6 +162,7 @@ class InlineInspector:
         found = self._flows.pop(flow_id, None)
         if found is None:
             return
+        self.anomalies.flow_ended(flow_id)     # detector anomalies are capped per flow too
         rows = [(field_type, agg) for field_type, agg in sorted(found.types.items())]
         by_id = sorted(found.important.items(), key=lambda kv: int(kv[0]))
         rows += [(IMPORTANT_DATA, agg) for _, agg in by_id]
@@ -224,7 +225,7 @@ def _serve(inspector: InlineInspector, inbox: mp.Queue, outbox: mp.Queue, parent
 
 
 def _worker_main(factory: EngineFactory, spool: Spool, queues: list[tuple[mp.Queue, mp.Queue]],
-                 capture_pid: int) -> None:
+                 capture_pid: int, per_flow: int) -> None:
     """The first worker builds the engine (imports and all, while the capture side already runs), then
     forks the others from itself — they inherit the built engine instead of each importing presidio and
     compiling the catalog again — and serves the first queue."""
@@ -249,7 +250,7 @@ def _worker_main(factory: EngineFactory, spool: Spool, queues: list[tuple[mp.Que
             code = 0
             try:
                 outbox.put(("pid", os.getpid()))
-                _serve(InlineInspector(engine, spool, AnomalySink()), inbox, outbox, me)
+                _serve(InlineInspector(engine, spool, AnomalySink(max_per_flow=per_flow)), inbox, outbox, me)
             except BaseException:
                 code = 1
             finally:
@@ -257,7 +258,7 @@ def _worker_main(factory: EngineFactory, spool: Spool, queues: list[tuple[mp.Que
                 outbox.join_thread()     # the result must leave before os._exit skips the queue's feeder
                 os._exit(code)
         children.append(pid)
-    _serve(InlineInspector(engine, spool, AnomalySink()), *queues[0], capture_pid)
+    _serve(InlineInspector(engine, spool, AnomalySink(max_per_flow=per_flow)), *queues[0], capture_pid)
     for pid in children:
         os.waitpid(pid, 0)
 
@@ -345,13 +346,14 @@ class _Worker:
 class WorkerInspector:
     """The inline inspector in `workers` forked processes; a flow always goes to the same one."""
 
-    def __init__(self, factory: EngineFactory, spool: Spool, workers: int = 1) -> None:
+    def __init__(self, factory: EngineFactory, spool: Spool, workers: int = 1,
+                 max_anomalies_per_flow: int = DEFAULT_MAX_PER_FLOW) -> None:
         # fork: the factory and spool need no pickling, and the first worker starts at once.
         ctx = mp.get_context("fork")
         self._workers = [_Worker(ctx, forked=n > 0) for n in range(max(1, workers))]
         queues = [(w.inbox, w.outbox) for w in self._workers]
-        self._first = ctx.Process(target=_worker_main, args=(factory, spool, queues, os.getpid()),
-                                  name="egresswatch-detectors", daemon=True)
+        self._first = ctx.Process(target=_worker_main, name="egresswatch-detectors", daemon=True,
+                                  args=(factory, spool, queues, os.getpid(), max_anomalies_per_flow))
         self._first.start()
         for w in self._workers:
             w.first = self._first

@@ -62,7 +62,7 @@ class Pipeline:
                  strict: bool = False, source: str = "pcap") -> None:
         self.config = config
         self.spool = spool
-        self.anomalies = AnomalySink(strict=strict)
+        self.anomalies = AnomalySink(strict=strict, max_per_flow=config.limits.max_anomalies_per_flow)
         self.decoder = Decoder(self.anomalies)
         self.destinations = Destinations(list(config.mainland_networks))
         self.sampler = FlowSampler(config.sampling.flow_rate)
@@ -80,7 +80,8 @@ class Pipeline:
         # A worker process runs the detectors beside the packet loop; strict runs stay in one process so
         # that a detector exception surfaces where the test can see it.
         self.inspector: InlineInspector | WorkerInspector = (
-            WorkerInspector(engine_factory, spool, config.detector_workers)
+            WorkerInspector(engine_factory, spool, config.detector_workers,
+                            max_anomalies_per_flow=config.limits.max_anomalies_per_flow)
             if config.detector_workers and not strict
             else InlineInspector(engine_factory(), spool, self.anomalies))
         self._flows: list[FlowRecord] = []
@@ -197,21 +198,9 @@ class Pipeline:
             max_decompressed_bytes=limits.max_decompressed_bytes,
             inspect=inspect,
             anomalies=self.anomalies,
-            on_request=self._request_handler(flow),
+            on_request=_ToInspector(self, flow) if inspect else _ignore_request,
             on_dns=self.destinations.observe_dns,
         )
-
-    def _request_handler(self, flow: Flow) -> Callable[[HttpRequest], None]:
-        count = 0
-
-        def handle(request: HttpRequest) -> None:
-            nonlocal count
-            # The flow's date in China Standard Time: ages (minor_under_14) are taken on the day of export.
-            at = datetime.fromtimestamp(flow.ts_start, CST).date()
-            self.inspector.request(flow.flow_id, count, request.target, request.body, request.content_type,
-                                   at)
-            count += 1
-        return handle
 
     # -- flows -> records --------------------------------------------------------------------------
 
@@ -221,6 +210,8 @@ class Pipeline:
         if flow.session is not None and flow.session.inspected:
             self.inspected += 1
         self.inspector.flow_ended(flow.flow_id)
+        if flow.closed_by is not None:      # its last row, not an interval: the per-flow anomaly count ends
+            self.anomalies.flow_ended(flow.first_id)
 
     def _flow_interval(self, flow: Flow, now: float) -> None:
         """A long flow's interval so far becomes a row; the flow goes on under its next interval's id."""
@@ -260,6 +251,30 @@ class Pipeline:
         self.spool.write("anomalies", anomalies)
         self.spool.write("capture_stats", self._stats)
         self._flows, self._stats = [], []
+
+
+class _ToInspector:
+    """An inspected flow's requests to the inspector: a two-slot object per flow rather than a closure
+    (function, cells, counter), which a million open flows would each hold."""
+
+    __slots__ = ("flow", "pipeline")
+
+    def __init__(self, pipeline: Pipeline, flow: Flow) -> None:
+        self.pipeline, self.flow = pipeline, flow
+
+    def __call__(self, request: HttpRequest) -> None:
+        flow = self.flow
+        # The session counts a request before handing it over, and hands over every one of an inspected
+        # flow: its count less one numbers the requests 0, 1, 2… (record keys).
+        number = flow.session.requests - 1
+        # The flow's date in China Standard Time: ages (minor_under_14) are taken on the day of export.
+        at = datetime.fromtimestamp(flow.ts_start, CST).date()
+        self.pipeline.inspector.request(flow.flow_id, number, request.target, request.body,
+                                        request.content_type, at)
+
+
+def _ignore_request(request: HttpRequest) -> None:
+    """A session that is not inspected never hands a request over; this is its callback all the same."""
 
 
 def build_engine(config: AgentConfig, configs_dir: Path = CONFIGS_DIR) -> Engine:

@@ -31,6 +31,10 @@ REBASE_BEHIND = 1 << 20  # first data this far before the handshake's ISN re-bas
 RECENT = 4096  # delivered bytes kept to compare retransmissions against
 
 
+# The island "list" of every stream that never saw a segment out of order: empty, shared, immutable.
+_NO_RANGES: tuple[()] = ()
+
+
 def _end(r: list[int]) -> int:
     return r[1]
 
@@ -64,7 +68,9 @@ class TcpStream:
         self.syn = False  # the stream's start is known from its SYN
         self.lo = 0  # absolute sequence number of the first byte counted
         self.nxt = 0  # absolute (unwrapped) sequence number of the next byte expected
-        self.ranges: list[list[int]] = []  # disjoint [start, end) islands beyond nxt, sorted
+        # Disjoint [start, end) islands beyond nxt, sorted. Created with the first out-of-order segment and
+        # `reported` with the first anomaly: a flood of SYN-only flows holds neither (~330 bytes a stream).
+        self.ranges: list[list[int]] | tuple[()] = _NO_RANGES
         self.bytes = 0
         self.missed = 0
         self.fin = False
@@ -73,7 +79,7 @@ class TcpStream:
         self.buffered = 0
         self.max_buffer = 0
         self.recent = b""
-        self.reported: set[str] = set()
+        self.reported: set[str] | None = None
 
     def enable_delivery(self, session: Any, max_buffer: int) -> None:
         self.session = session
@@ -137,6 +143,8 @@ class TcpStream:
             a = nxt
             c_end = max(c_end, nxt)
         ranges = self.ranges
+        if ranges is _NO_RANGES:
+            ranges = self.ranges = []
         i = bisect_right(ranges, a, key=_end)
         gaps: list[tuple[int, int]] = []
         pos = a
@@ -278,7 +286,9 @@ class TcpStream:
             self.recent = b""  # bytes after a gap cannot be compared with those before it
 
     def _report(self, layer: str, name: str, detail: str) -> None:
-        if name in self.reported:
+        if self.reported is None:
+            self.reported = set()
+        elif name in self.reported:
             return  # once per stream: a broken stream would otherwise repeat it per segment
         self.reported.add(name)
         self.sink.add(layer, name, detail, flow_id=self.flow_id)

@@ -24,6 +24,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from detectors import derived, masking, subjects
 from detectors.catalog import (
@@ -37,6 +38,7 @@ from detectors.catalog import (
 )
 from detectors.counting import CODE, EVIDENCE, VALUE, Evidence, ValueRules, drop_text_beside_codes
 from detectors.important import ImportantDetector, ImportantHit, looks_binary
+from detectors.keypath import KeyRules, redact_key_path
 from detectors.keys import KeyIndex, KeyInfo
 from detectors.prefilter import Prefilter
 from detectors.recognizers import Candidate, build_recognizers, resolve_overlaps
@@ -49,6 +51,9 @@ LONG_VALUE_CHARS = 2048
 MASKED_PER_TYPE = 3      # hits per type and body that carry a masked sample; the rest carry ""
 _WINDOW_BEFORE = 384     # bytes before a match end: the longest pattern plus its context
 _WINDOW_AFTER = 64
+_PATH_CACHE_LIMIT = 50_000   # redacted key paths remembered per engine (a body has a few dozen)
+_NO_KEY = KeyInfo(types=(), negative=False, leaf="")
+_Pathed = TypeVar("_Pathed", "FieldHit", Evidence, ImportantHit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +109,9 @@ class Engine:
         self._important = ImportantDetector(important) if important is not None else None
         self._implied: dict[str, str] = {ft.id: ft.important_subcategory for ft in catalog.field_types
                                           if ft.important_subcategory}
+        # Key paths leave the engine redacted (DESIGN §3): a key that is a value becomes `<value>`.
+        self._key_rules = KeyRules.from_catalog(catalog, important)
+        self._paths: dict[str, str] = {}
 
     @classmethod
     def from_configs(cls, configs_dir: Path | str, subject_key: bytes) -> Engine:
@@ -154,7 +162,7 @@ class Engine:
                 if self.strict:
                     raise
                 # The class name and path only: an exception message may quote the value.
-                anomalies.append(("detector_error", f"{type(exc).__name__} at {path}"))
+                anomalies.append(("detector_error", f"{type(exc).__name__} at {self.safe_path(path)}"))
         try:
             for d in self._derived(triples, hits):
                 if d.evidence:
@@ -178,8 +186,39 @@ class Engine:
             if self.strict:
                 raise
             anomalies.append(("detector_error", f"{type(exc).__name__} in important-data detection"))
-        return Inspection(hits=tuple(hits), anomalies=tuple(anomalies), important=important,
-                          evidence=tuple(evidence))
+        return self._redacted(Inspection(hits=tuple(hits), anomalies=tuple(anomalies), important=important,
+                                         evidence=tuple(evidence)))
+
+    # -- key paths out ---------------------------------------------------------------------------------
+
+    def safe_path(self, path: str) -> str:
+        """`path` with every key segment that holds a value as `<value>` (detectors/keypath.py), judged
+        by the catalog's hints and name rules and by this engine's own recognizers. Cached per path."""
+        done = self._paths.get(path)
+        if done is None:
+            done = redact_key_path(path, self._key_rules, self._segment_is_pi)
+            if len(self._paths) >= _PATH_CACHE_LIMIT:
+                self._paths.clear()
+            self._paths[path] = done
+        return done
+
+    def _segment_is_pi(self, segment: str) -> bool:
+        # A free scan as if the key were a value in a body: what the detectors would report is PI.
+        return len(segment) >= 2 and bool(self._resolved(segment, _NO_KEY))
+
+    def _redacted(self, result: Inspection) -> Inspection:
+        """Detection decisions use the paths as walked (context); what leaves carries only safe paths."""
+        return Inspection(hits=tuple(map(self._safe, result.hits)), anomalies=result.anomalies,
+                          important=tuple(map(self._safe, result.important)),
+                          evidence=tuple(map(self._safe, result.evidence)))
+
+    def _safe(self, item: _Pathed) -> _Pathed:
+        # Replaced only where the path changed: the common body has no key to redact.
+        path = item.key_path
+        if path is None:
+            return item
+        safe = self.safe_path(path)
+        return item if safe == path else dataclasses.replace(item, key_path=safe)
 
     def _evidence(self, field_type: str, path: str, confidence: float) -> Evidence:
         return Evidence(field_type, path, round(confidence, 4), self._types[field_type].important_subcategory)

@@ -22,6 +22,7 @@ from detectors.catalog import Catalog
 _SEGMENT = re.compile(r"\.([^.\[]+)|\['((?:[^'\\]|\\.)*)'\]")
 _FOLD = re.compile(r"[\s_\-]")
 _CACHE_LIMIT = 50_000
+_PLACEHOLDERS = frozenset({"*", "<value>"})
 
 
 def fold_key(key: str) -> str:
@@ -33,7 +34,8 @@ def segments(path: str) -> list[str]:
     out = []
     for plain, quoted in _SEGMENT.findall(path):
         seg = plain or quoted
-        if seg and seg != "*":
+        # `*` and `<value>` (a key that was a value, detectors/keypath.py) say nothing about the value.
+        if seg and seg not in _PLACEHOLDERS:
             out.append(seg)
     return out
 

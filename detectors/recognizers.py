@@ -30,6 +30,7 @@ from detectors.catalog import Catalog, FieldType
 from detectors.validators import (  # noqa: F401
     VALIDATORS,
     Validator,
+    prepare_params,
     validate_date,
     validate_email,
     validate_imei,
@@ -43,22 +44,6 @@ from detectors.validators import (  # noqa: F401
 log = logging.getLogger(__name__)
 
 LANGUAGE = "zh"
-
-
-def prepare_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    """Lists in a catalog entry's params become frozensets of text once, not per validated value."""
-    out: dict[str, Any] = {}
-    for name, value in params.items():
-        if isinstance(value, list | tuple):
-            items = (str(v) for v in value)
-            if name.endswith(("_prefixes", "_suffixes")):
-                out[name] = tuple(items)      # for str.startswith / endswith, which want a tuple
-            else:
-                out[name] = frozenset(v.casefold() for v in items) if name == "reject_words" \
-                    else frozenset(items)
-        else:
-            out[name] = value
-    return out
 
 
 class CatalogRecognizer(PatternRecognizer):

@@ -89,6 +89,22 @@ def validate_ric(text: str, params: Mapping[str, Any], keyed: bool = False) -> b
         return False
 
 
+def prepare_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Lists in a catalog entry's params become frozensets of text once, not per validated value."""
+    out: dict[str, Any] = {}
+    for name, value in params.items():
+        if isinstance(value, list | tuple):
+            items = (str(v) for v in value)
+            if name.endswith(("_prefixes", "_suffixes")):
+                out[name] = tuple(items)      # for str.startswith / endswith, which want a tuple
+            else:
+                out[name] = frozenset(v.casefold() for v in items) if name == "reject_words" \
+                    else frozenset(items)
+        else:
+            out[name] = value
+    return out
+
+
 def validate_luhn(text: str, params: Mapping[str, Any], keyed: bool = False) -> bool:
     """Bank card: 16-19 digits, a card-brand prefix, Luhn — and not a valid resident ID."""
     digits = _SEPARATORS.sub("", text)

@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
+from detectors.keypath import VALUE, value_shaped
+
 log = logging.getLogger("detectors.structured")
 
 # (key_path, value, record_index)
@@ -21,8 +23,6 @@ Anomaly = tuple[str, str]
 
 _CHARSET = re.compile(r"charset\s*=\s*\"?([A-Za-z0-9_.:\-]+)", re.I)
 _PLAIN_KEY = re.compile(r"^[^\s.\[\]'\"*]+$")
-# Keys that are themselves values (a map keyed by mobile number or email) must not leak into key paths.
-_VALUE_LIKE_KEY = re.compile(r"\d{5}|@")
 # A key path's root: `$`, `form`, `text`, `csv`, `xml`, `multipart` (everything before the first . or [).
 _ROOT = re.compile(r"^[^.\[]*")
 _BOMS = ((b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be"))
@@ -105,8 +105,10 @@ class Sink:
 @lru_cache(maxsize=65_536)
 def path_key(parent: str, key: str) -> str:
     # Cached: an array of records repeats the same (parent, key) pairs thousands of times per body.
-    if _VALUE_LIKE_KEY.search(key):
-        return parent + ".*"
+    # A key that is itself a value (a map keyed by mobile number, card number or e-mail) must not leak
+    # into key paths; keys shaped like names are redacted by the engine, which has the catalog's hints.
+    if value_shaped(key):
+        return f"{parent}.{VALUE}"
     if _PLAIN_KEY.match(key):
         return f"{parent}.{key}"
     return parent + "['" + key.replace("\\", "\\\\").replace("'", "\\'") + "']"

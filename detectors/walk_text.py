@@ -5,8 +5,9 @@
 - form: `form.<key>`, the whole form one record. Percent-decoding yields bytes first, then the charset.
 - CSV/TSV: the header row gives the keys, each data row is a record: `csv[*].<header>` (TSV too; the
   walk's kind says which). The delimiter is sniffed (`,` tab `;` `|`), quoted fields per RFC 4180. A header
-  cell that looks like a value (digit runs, `@`) is folded to `*` so that a header-less file leaks nothing
-  into key paths.
+  cell that looks like a value (digits with separators, `@`: detectors/keypath.py) becomes `<value>` so
+  that a header-less file leaks nothing into key paths (names in it are redacted by the engine); cells
+  beyond the header are `csv[*].*`.
 """
 
 from __future__ import annotations

@@ -114,6 +114,12 @@ _STAGES: dict[str, type[_ZlibStage] | type[_BrotliStage]] = {
 }
 
 
+# The IANA HTTP Content/Transfer Coding registries: names an anomaly may quote (anything else is only
+# described by its shape: the field is the client's to fill, and some fill it with a phone number).
+REGISTERED = frozenset({"aes128gcm", "br", "chunked", "compress", "dcb", "dcz", "deflate", "exi", "gzip",
+                        "identity", "pack200-gzip", "trailers", "x-compress", "x-gzip", "zstd"})
+
+
 def unsupported(codings: Sequence[str]) -> list[str]:
     """The coding names of `codings` that no stage decodes (identity is no coding at all)."""
     return [c for c in codings if c != "identity" and c not in _STAGES]

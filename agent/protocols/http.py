@@ -16,13 +16,15 @@ body stays bytes and its charset is left to the detectors.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from agent.anomalies import AnomalySink
-from agent.protocols.codings import Decoder, unsupported
+from agent.anomalies import AnomalySink, known_or_shape, shape
+from agent.protocols.codings import REGISTERED, Decoder, unsupported
 from agent.protocols.http_syntax import (
     CHUNK_SIZE,
     DIGITS,
+    FIELD_NAMES,
     MAX_LINE,
     MAX_METHOD,
     TCHAR,
@@ -30,6 +32,7 @@ from agent.protocols.http_syntax import (
     parse_request_line,
     peek_request,
     tokens,
+    valid_host,
 )
 
 __all__ = ["HttpRequest", "HttpRequestStream", "method_prefix"]
@@ -84,6 +87,10 @@ class _Message:
 class HttpRequestStream:
     """Frames requests out of one connection's client-to-server bytes."""
 
+    # One per open HTTP flow: slots and a class-level state table keep it small (agent/config.py, max_flows).
+    __slots__ = ("_buf", "_msg", "_out", "_remaining", "_scan", "_skipped", "_state", "_upgrade", "anomalies",
+                 "body_bytes_kept", "flow_id", "max_body_bytes", "max_decompressed_bytes", "requests")
+
     def __init__(self, max_body_bytes: int, max_decompressed_bytes: int, anomalies: AnomalySink,
                  flow_id: str | None = None) -> None:
         self.max_body_bytes = max(0, max_body_bytes)   # per stream (= per flow), across its requests
@@ -100,12 +107,6 @@ class HttpRequestStream:
         self._upgrade = False         # the last request asked for a protocol switch
         self._skipped = 0             # bytes dropped while resyncing
         self._out: list[HttpRequest] = []
-        self._handlers = {
-            _LINE: self._on_line, _HEADERS: self._on_fields, _TRAILERS: self._on_fields,
-            _LENGTH: self._on_body_bytes, _CHUNK_DATA: self._on_body_bytes,
-            _CHUNK_SIZE_LINE: self._on_chunk_size, _CHUNK_END: self._on_chunk_end,
-            _UNTIL_CLOSE: self._on_until_close, _PEEK: self._on_peek, _RESYNC: self._on_resync,
-        }
 
     @property
     def done(self) -> bool:
@@ -122,7 +123,7 @@ class HttpRequestStream:
         if self.done or not data:
             return self._take()  # requests a gap() completed are handed over here too
         self._buf += data
-        while (handler := self._handlers.get(self._state)) is not None and handler():
+        while (handler := _HANDLERS.get(self._state)) is not None and handler(self):
             pass
         return self._take()
 
@@ -247,7 +248,7 @@ class HttpRequestStream:
                 if msg.fields:
                     name, value = msg.fields[-1]
                     msg.fields[-1] = (name, f"{value} {line.strip().decode('latin-1')}")
-                    self._anomaly("obs_fold", f"continuation of field {name[:64]}")
+                    self._anomaly("obs_fold", f"continuation of field {known_or_shape(name, FIELD_NAMES)}")
                 continue
             name, sep, value = line.partition(b":")
             name = name.strip()
@@ -284,13 +285,16 @@ class HttpRequestStream:
             if chunked:
                 self._state = _CHUNK_SIZE_LINE
             else:
-                self._anomaly("bad_transfer_encoding", "final coding is not chunked; body ends at close")
+                self._anomaly("bad_transfer_encoding", f"final coding {known_or_shape(te[-1], REGISTERED)} "
+                                                       "is not chunked; body ends at close")
                 self._state = _UNTIL_CLOSE
             return
         if cl:
             lengths = {v.strip() for v in tokens(cl)}
             if len(lengths) != 1 or not DIGITS.fullmatch(next(iter(lengths))):
-                self._anomaly("bad_content_length", f"{len(cl)} field(s), {len(lengths)} distinct values")
+                described = ", ".join(shape(v) for v in sorted(lengths)[:3])
+                self._anomaly("bad_content_length",
+                              f"{len(cl)} field(s), {len(lengths)} distinct values: {described}")
                 self._set_decoder(msg, codings)
                 self._state = _UNTIL_CLOSE
                 return
@@ -312,7 +316,8 @@ class HttpRequestStream:
     def _set_decoder(self, msg: _Message, codings: list[str]) -> None:
         bad = unsupported(codings)
         if bad:
-            self._anomaly("unsupported_coding", ",".join(c[:16] for c in bad))
+            self._anomaly("unsupported_coding", ",".join(known_or_shape(c, REGISTERED) for c in bad[:4])
+                          + (f" and {len(bad) - 4} more" if len(bad) > 4 else ""))
         elif any(c != "identity" for c in codings):
             msg.decoder = Decoder(codings, self.max_decompressed_bytes)
 
@@ -449,6 +454,11 @@ class HttpRequestStream:
             host = msg.target.split("://", 1)[1].split("/", 1)[0].split("?", 1)[0].rsplit("@", 1)[-1] or host
         elif msg.method == "CONNECT":
             host = msg.target
+        if host and not valid_host(host):
+            # Not a server's name (a phone number, a person's name): it must not become the flow's
+            # server_name, and the anomaly only says what it looked like.
+            self._anomaly("bad_host", f"{shape(host[:MAX_LINE])} is no host name")
+            host = None
         self._out.append(HttpRequest(
             method=msg.method, target=msg.target, version=msg.version, host=host or None,
             headers=tuple(msg.fields), content_type=msg.first("content-type"), body=body,
@@ -465,3 +475,13 @@ class HttpRequestStream:
 
     def _anomaly(self, name: str, detail: str) -> None:
         self.anomalies.add("http", name, detail, flow_id=self.flow_id)
+
+
+# State -> handler (unbound): what feed() runs until a handler says it needs more bytes.
+_HANDLERS: dict[int, Callable[[HttpRequestStream], bool]] = {
+    _LINE: HttpRequestStream._on_line, _HEADERS: HttpRequestStream._on_fields,
+    _TRAILERS: HttpRequestStream._on_fields, _LENGTH: HttpRequestStream._on_body_bytes,
+    _CHUNK_DATA: HttpRequestStream._on_body_bytes, _CHUNK_SIZE_LINE: HttpRequestStream._on_chunk_size,
+    _CHUNK_END: HttpRequestStream._on_chunk_end, _UNTIL_CLOSE: HttpRequestStream._on_until_close,
+    _PEEK: HttpRequestStream._on_peek, _RESYNC: HttpRequestStream._on_resync,
+}

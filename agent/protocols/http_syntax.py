@@ -49,3 +49,39 @@ def peek_request(buf: bytearray) -> bool | None:
 def tokens(values: list[str]) -> list[str]:
     """Comma-separated list field values (RFC 9110 §5.6.1) as lower-case tokens."""
     return [t.strip().lower() for v in values for t in v.split(",") if t.strip()]
+
+
+# Field names an anomaly may quote (RFC 9110, RFC 9111, RFC 9112 and the common extensions); any other name
+# is the client's own choice and is only described by its shape.
+FIELD_NAMES = frozenset({
+    "accept", "accept-charset", "accept-encoding", "accept-language", "authorization", "cache-control",
+    "connection", "content-disposition", "content-encoding", "content-language", "content-length",
+    "content-location", "content-range", "content-type", "cookie", "date", "expect", "forwarded", "from",
+    "host", "if-match", "if-modified-since", "if-none-match", "if-range", "if-unmodified-since",
+    "keep-alive", "max-forwards", "origin", "pragma", "proxy-authorization", "range", "referer", "te",
+    "trailer", "transfer-encoding", "upgrade", "user-agent", "via", "x-forwarded-for", "x-forwarded-host",
+    "x-forwarded-proto", "x-requested-with",
+})
+# RFC 9110 §7.2 Host: uri-host [":" port]. A reg-name whose last label has no letter (`13812345678`,
+# `138-1234-5678`) is no DNS name (RFC 1123 §2.1, RFC 3696 §2): such a "host" is a value, not a server.
+_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_\-]{0,61}[A-Za-z0-9_])?"
+_HOST = re.compile(rf"(?:{_LABEL}\.)*(?=[A-Za-z0-9_\-]*[A-Za-z]){_LABEL}\.?")
+_IPV4 = re.compile(r"(?:\d{1,3}\.){3}\d{1,3}")
+_IP_LITERAL = re.compile(r"\[[0-9A-Fa-f:.]+\]|\[v[0-9A-Fa-f]+\.[A-Za-z0-9\-._~!$&'()*+,;=:]+\]")
+_PORT = re.compile(r"\d{0,5}")
+
+
+def valid_host(host: str) -> bool:
+    """A Host field value (or absolute-form authority) that names a server: a DNS name, an IPv4 address
+    or an IP literal, with an optional port."""
+    host = host.strip()
+    if host.startswith("["):
+        literal, _, rest = host.partition("]")
+        literal += "]"
+        return bool(_IP_LITERAL.fullmatch(literal)) and (not rest or (rest[:1] == ":" and
+                                                                   bool(_PORT.fullmatch(rest[1:]))))
+    name, colon, port = host.rpartition(":") if ":" in host else (host, "", "")
+    if colon and not _PORT.fullmatch(port):
+        return False
+    return len(name) <= 253 and bool(_IPV4.fullmatch(name) or _HOST.fullmatch(name))
+

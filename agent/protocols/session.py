@@ -28,6 +28,12 @@ MAX_CLIENT_HELLO_BYTES = 65536   # a hello this long is not coming; stop bufferi
 class AppSession:
     """Session for one flow (see docs/internals.md, "sessions and protocols")."""
 
+    # One per open flow with payload: slots keep it small (agent/config.py, max_flows).
+    __slots__ = ("_decided", "_feed", "_hello", "_http", "_http_bytes", "_prefix", "anomalies", "app",
+                 "dport", "encrypted", "flow_id", "host", "inspect", "inspected", "max_body_bytes",
+                 "max_decompressed_bytes", "naming_budget", "on_dns", "on_request", "requests", "sni",
+                 "sport", "wants_data")
+
     def __init__(self, flow_id: str, dport: int, *, max_body_bytes: int, max_decompressed_bytes: int,
                  naming_budget: int = 16384, inspect: bool, anomalies: AnomalySink,
                  on_request: Callable[[HttpRequest], None],
@@ -51,14 +57,11 @@ class AppSession:
         self.encrypted = False
         self.inspected = False
         self._decided = False
-        self._prefix = bytearray()          # first client bytes until a protocol is chosen
+        self._prefix = b""                   # first client bytes until a protocol is chosen
         self._feed: Callable[[bytes], None] | None = None
         self._http: HttpRequestStream | None = None
-        self._hello = bytearray()
+        self._hello = b""                    # a ClientHello being collected (TLS only)
         self._http_bytes = 0
-        self._starters: dict[str, Callable[[], Callable[[bytes], None] | None]] = {
-            "http": self._start_http, "tls": self._start_tls, "unknown": self._start_opaque,
-        }
 
     # -- TCP ------------------------------------------------------------------------------------------
 
@@ -103,8 +106,8 @@ class AppSession:
     def _choose(self, app: str) -> None:
         self._decided = True
         self.app = app
-        prefix, self._prefix = bytes(self._prefix), bytearray()
-        self._feed = self._starters[app]()
+        prefix, self._prefix = self._prefix, b""
+        self._feed = _STARTERS[app](self)
         if self._feed is None:
             self.wants_data = False
         elif prefix:
@@ -115,6 +118,7 @@ class AppSession:
 
     def _start_tls(self) -> Callable[[bytes], None]:
         self.encrypted = True
+        self._hello = bytearray()
         return self._feed_tls
 
     def _feed_tls(self, data: bytes) -> None:
@@ -130,7 +134,7 @@ class AppSession:
                                flow_id=self.flow_id)
         else:
             self.sni = hello.sni
-        self._hello = bytearray()
+        self._hello = b""
         self.wants_data = False
 
     def _start_http(self) -> Callable[[bytes], None]:
@@ -175,3 +179,9 @@ class AppSession:
         answers = parse_answers(payload)
         if answers:
             self.on_dns(answers)
+
+
+# Protocol name (registry, agent/protocols/__init__.py) -> what starts its handling; None: nothing to parse.
+_STARTERS: dict[str, Callable[[AppSession], Callable[[bytes], None] | None]] = {
+    "http": AppSession._start_http, "tls": AppSession._start_tls, "unknown": AppSession._start_opaque,
+}

@@ -14,13 +14,15 @@ def test_defaults_are_the_documented_ones() -> None:
     cfg = load_agent_config(None)
     assert cfg.internal_networks == ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"]
     assert cfg.sampling.flow_rate == 1.0 and cfg.sampling.max_payload_bytes_per_flow == 1_048_576
-    assert cfg.limits.max_flows == 1_000_000 and cfg.limits.idle_timeout_s == 120
-    assert cfg.limits.max_decompressed_bytes == 16_777_216
+    assert cfg.limits.max_flows == 400_000 and cfg.limits.idle_timeout_s == 120
+    assert cfg.limits.max_decompressed_bytes == 16_777_216 and cfg.limits.max_anomalies_per_flow == 20
 
 
 def test_the_bundled_agent_config_is_valid() -> None:
     cfg = load_agent_config(Path(__file__).parents[2] / "configs" / "agent.yaml")
     assert "10.0.0.0/8" in cfg.internal_networks
+    # configs/agent.yaml spells out the limits: they are the defaults, not other values.
+    assert cfg.limits == load_agent_config(None).limits
 
 
 @pytest.mark.parametrize(("text", "where"), [

@@ -332,6 +332,41 @@ def test_anomaly_details_never_carry_payload_bytes() -> None:
     assert all(secret not in r.detail and secret[:6] not in r.detail for r in sink.records)
 
 
+PHONE, RID = "13812345678", "110105194912310021"
+
+
+@pytest.mark.parametrize(("head", "anomaly", "described"), [
+    (f"Content-Encoding: {PHONE}\r\nContent-Length: 1\r\n", "unsupported_coding", "digits(11)"),
+    (f"Content-Encoding: gzip, {PHONE}, compress\r\nContent-Length: 1\r\n", "unsupported_coding",
+     "digits(11),compress"),
+    (f"Transfer-Encoding: {RID}\r\n", "bad_transfer_encoding", "final coding digits(18) is not chunked"),
+    (f"Transfer-Encoding: {RID}\r\n", "unsupported_coding", "digits(18)"),
+    ("Content-Length: 138-1234-5678\r\n", "bad_content_length", "digits+separators(13)"),
+    (f"Content-Length: 5\r\nContent-Length: {PHONE}\r\n", "bad_content_length", "digits(11), digits(1)"),
+    (f"{PHONE}: a\r\n {PHONE}\r\n", "obs_fold", "continuation of field digits(11)"),
+    ("Accept: a\r\n b\r\n", "obs_fold", "continuation of field Accept"),     # a registered name is quoted
+    ("X-Trace-Id: a\r\n b\r\n", "obs_fold", "continuation of field text(10)"),
+    ("Host: 138-1234-5678\r\n", "bad_host", "digits+separators(13) is no host name"),
+    ("Host: 张三\r\n", "bad_host", "non-ascii("),
+])
+def test_a_header_value_in_an_anomaly_is_described_never_quoted(head: str, anomaly: str,
+                                                                described: str) -> None:
+    requests, sink = frame(b"POST /x HTTP/1.1\r\n" + head.encode() + b"\r\nx")
+    details = [r.detail for r in sink.records if r.name == anomaly]
+    assert details and any(described in d for d in details), [(r.name, r.detail) for r in sink.records]
+    for r in sink.records:
+        assert PHONE not in r.detail and RID not in r.detail and "1234" not in r.detail, r
+    if anomaly == "bad_host":
+        assert requests and requests[0].host is None    # not a server name: no flow is named after it
+
+
+@pytest.mark.parametrize("host", ["api.example.com", "api.example.com:8443", "10.0.0.1:80",
+                                  "[2001:db8::1]:443", "localhost", "13812345678.example"])
+def test_a_host_that_names_a_server_is_kept_without_an_anomaly(host: str) -> None:
+    (request,), sink = frame(f"GET / HTTP/1.1\r\nHost: {host}\r\n\r\n".encode(), strict=True)
+    assert request.host == host and not sink.records
+
+
 @settings(max_examples=80, deadline=None)
 @given(data=st.binary(max_size=600), cut=st.integers(min_value=0, max_value=600))
 def test_arbitrary_bytes_never_raise(data: bytes, cut: int) -> None:

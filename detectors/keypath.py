@@ -1,0 +1,175 @@
+"""Key paths without raw values (DESIGN §3, `detections.key_paths`): one pure redaction for everyone.
+
+A key is sometimes a value: a map keyed by mobile number (`{"138-1234-5678": {…}}`), by resident ID, by
+card number, by the customer's name (`{"张三": {…}}`), a CSV whose first row is data. Such a key segment
+becomes `<value>`; catalog key hints (`idNo`, `姓名`, `手机号`, `sfzh`, `xm`) stay, so the path still says
+what the value under it is. The walkers fold shape matches while they build paths (`value_shaped`, no
+catalog needed); the engine redacts every path it hands out with the catalog's rules and its own
+recognizers (`redact_key_path(path, rules, detect)`); the collector can run the same function on ingest as
+defence in depth.
+
+A segment is a value when it has
+- five or more digits joined only by separators or spaces (`138-1234-5678`, `6222 0212 3456 7890`,
+  `1101-0519-4912-3100-2X`, `192.168.10.20`): a version or a short code has fewer;
+- an `@` (e-mail), or the shape of a device id (UUID, MAC address, a long hex run with digits);
+- the shape of a person's name: the person_name validator's Han names (surname dictionary, compound
+  surnames, minority names with a middle dot) or two to four capitalised Latin words — unless it is a
+  catalog hint or ends like a field word (`金额`, `时间`: 金 and 时 are surnames, 额 and 间 end no name);
+- whatever the caller's `detect` (the engine's recognizers) finds in it.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from functools import cache, lru_cache
+from pathlib import Path
+from typing import Any
+
+import ahocorasick
+
+from detectors.validators import prepare_params, validate_person_name
+
+VALUE = "<value>"
+_PLACEHOLDERS = frozenset({"*", VALUE})
+_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+_DIGIT_RUN = re.compile(r"\d(?:[\s\-_.,:/()+~·]*\d){4,}")
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)
+_MAC = re.compile(r"[0-9a-f]{2}(?:[:\-][0-9a-f]{2}){5}", re.I)
+_HEX_ID = re.compile(r"[0-9a-f]{12,}", re.I)
+_HAN = re.compile(r"^[\u4e00-\u9fa5]+(?:[·•・][\u4e00-\u9fa5]+)*$")
+_LATIN_WORDS = re.compile(r"^[A-Z][a-z]+(?: [A-Z][a-z]+){1,3}$")
+_FOLD = re.compile(r"[\s_\-]")
+# Characters that end Chinese field words but (almost) no given name: they keep keys such as 金额, 时间,
+# 明细, 单价 readable although their first character is a common surname.
+_FIELD_ENDINGS = frozenset("额间细价号量型态式码期称址数率值类别因息项表况单位度费款")
+# Key path syntax (detectors/walk_common.path_key): a root, then `.plain`, `['quoted']` or `[*]` steps.
+_ROOT = re.compile(r"^[^.\[]*")
+_STEP = re.compile(r"\.([^.\[]+)|\['((?:[^'\\]|\\.)*)'\]")
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRules:
+    """What a redaction needs from the catalog: hints that stay, and the person_name validator's params."""
+
+    keep: frozenset[str] = frozenset()           # folded key hints (exact)
+    keep_inside: tuple[str, ...] = ()            # folded hints that also count inside a longer key
+    name_params: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    # An Aho-Corasick automaton over keep_inside: a thousand hints, one pass per key (a loop over them
+    # cost 40 µs a key, seconds for a body of a hundred thousand distinct keys).
+    _inside: Any = field(default=None, hash=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.keep_inside and self._inside is None:
+            auto = ahocorasick.Automaton()
+            for hint in self.keep_inside:
+                auto.add_word(hint, hint)
+            auto.make_automaton()
+            object.__setattr__(self, "_inside", auto)
+
+    @classmethod
+    def from_catalog(cls, catalog: Any, important: Any = None) -> KeyRules:
+        words: list[str] = list(catalog.non_pi_key_hints)
+        for ft in catalog.field_types:
+            words += [*ft.key_hints, *ft.context, *ft.exclude_parent_hints]
+        if important is not None:
+            for sub in important.subcategories:
+                words += [*sub.key_hints, *sub.keywords]
+        folded = {fold(w) for w in words if w}
+        # Substring matches as detectors/keys.py makes them: 5+ ASCII characters, 2+ Chinese ones.
+        inside = tuple(sorted(h for h in folded if len(h) >= 5 or (not h.isascii() and len(h) >= 2)))
+        params = next((prepare_params(ft.params) for ft in catalog.field_types if ft.id == "person_name"), {})
+        return cls(frozenset(folded), inside, params)
+
+    @classmethod
+    def from_configs(cls, configs_dir: Path | str) -> KeyRules:
+        from detectors.catalog import load_catalog, load_important_data
+
+        configs_dir = Path(configs_dir)
+        important_path = configs_dir / "important_data.yaml"
+        important = load_important_data(important_path) if important_path.is_file() else None
+        return cls.from_catalog(load_catalog(configs_dir / "field_types.yaml"), important)
+
+    def is_hint(self, folded: str) -> bool:
+        if folded in self.keep:
+            return True
+        return self._inside is not None and next(self._inside.iter(folded), None) is not None
+
+
+@cache
+def default_rules() -> KeyRules:
+    """The bundled catalog's rules (loaded once); shape rules alone when the catalog is not there."""
+    try:
+        return KeyRules.from_configs(_CONFIGS)
+    except (OSError, ValueError):
+        return KeyRules()
+
+
+def fold(key: str) -> str:
+    return _FOLD.sub("", key).casefold()
+
+
+@lru_cache(maxsize=65_536)
+def value_shaped(segment: str) -> bool:
+    """Digits with separators, an e-mail, a device id: a value whatever the catalog says. Cached: the
+    walkers ask once per key of every record."""
+    text = unicodedata.normalize("NFKC", segment)
+    return bool(_DIGIT_RUN.search(text) or "@" in text or _UUID.search(text) or _MAC.search(text)
+                or any(any(c.isdigit() for c in m) for m in _HEX_ID.findall(text)))
+
+
+def name_shaped(segment: str, rules: KeyRules) -> bool:
+    text = " ".join(unicodedata.normalize("NFKC", segment).split())
+    if _LATIN_WORDS.match(text):
+        return True
+    if not _HAN.match(text) or text[-1] in _FIELD_ENDINGS:
+        return False
+    if any(sep in text for sep in "·•・"):
+        return validate_person_name(text, rules.name_params, keyed=True)
+    if not rules.name_params:
+        return 2 <= len(text) <= 4   # no surname dictionary: every short Han key could be a name
+    return validate_person_name(text, rules.name_params, keyed=False)
+
+
+def redact_segment(segment: str, rules: KeyRules | None = None,
+                   detect: Callable[[str], bool] | None = None) -> str:
+    """`segment`, or `<value>` when it holds PI-shaped content (module docstring)."""
+    if segment in _PLACEHOLDERS or not segment.strip():
+        return segment
+    if value_shaped(segment):
+        return VALUE
+    rules = rules if rules is not None else default_rules()
+    if rules.is_hint(fold(segment)):
+        return segment
+    if name_shaped(segment, rules) or (detect is not None and detect(segment)):
+        return VALUE
+    return segment
+
+
+def redact_key_path(path: str, rules: KeyRules | None = None,
+                    detect: Callable[[str], bool] | None = None) -> str:
+    """Every key segment of `path` through `redact_segment`; the root (`$`, `form`, `csv`) and `[*]`
+    steps as they are. A redacted quoted step (`['6222 0212 3456 7890']`) becomes `.<value>`."""
+    rules = rules if rules is not None else default_rules()
+
+    def step(m: re.Match[str]) -> str:
+        plain, quoted = m.group(1), m.group(2)
+        raw = plain if plain is not None else re.sub(r"\\(.)", r"\1", quoted)
+        return "." + VALUE if redact_segment(raw, rules, detect) == VALUE else m.group(0)
+
+    root = _ROOT.match(path)
+    head = root.group(0) if root else ""
+    return head + _STEP.sub(step, path[len(head):])
+
+
+def redact_paths(paths: Iterable[str], rules: KeyRules | None = None) -> list[str]:
+    """Several paths (a detection's examples), in order, duplicates that redaction created removed."""
+    out: list[str] = []
+    for p in paths:
+        red = redact_key_path(p, rules)
+        if red not in out:
+            out.append(red)
+    return out
