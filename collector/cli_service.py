@@ -2,7 +2,7 @@
 
     egress-collector serve [--config configs/collector.yaml]
     egress-collector check --filing-id ID [--from DATE --to DATE] [--config F]
-    egress-collector token NAME --role ROLE [--enterprise-id E | --ftz-area A]
+    egress-collector token NAME --role ROLE [--enterprise-id E [--agent-id A] | --ftz-area AREA]
 
 Registered on the `egress-collector` app by collector/cli.py; same conventions: one-line errors, exit 2 on
 bad input, 1 when a check found something.
@@ -112,6 +112,8 @@ def token(
     role: Annotated[str, typer.Option("--role", help="agent | enterprise | regulator")],
     enterprise_id: Annotated[str | None, typer.Option("--enterprise-id")] = None,
     ftz_area: Annotated[str | None, typer.Option("--ftz-area")] = None,
+    agent_id: Annotated[str | None, typer.Option("--agent-id", help="Role agent: the agent_id of its "
+                                                 "agent.yaml; its rows must carry it.")] = None,
 ) -> None:
     """Create a bearer token: prints the token (give it to its holder) and the config line with its hash."""
     from pydantic import ValidationError
@@ -121,7 +123,8 @@ def token(
 
     secret = new_token()
     fields = {"name": name, "sha256": token_digest(secret), "role": role}
-    fields |= {k: v for k, v in (("enterprise_id", enterprise_id), ("ftz_area", ftz_area)) if v}
+    fields |= {k: v for k, v in (("enterprise_id", enterprise_id), ("ftz_area", ftz_area),
+                                 ("agent_id", agent_id)) if v}
     try:
         TokenEntry.model_validate(fields)
     except ValidationError as e:

@@ -3,6 +3,10 @@
 Tokens are stored only as SHA-256 hex digests: the file can be read by whoever runs the service without
 handing out credentials. A bad file gives a `CollectorConfigError` whose message is one line naming the
 file and the key path.
+
+Tenancy comes from here, never from an uploaded body: `enterprises:` registers each enterprise in exactly
+one FTZ area, every enterprise or agent token names a registered enterprise, and every agent token names
+the `agent_id` its rows must carry.
 """
 
 from __future__ import annotations
@@ -14,13 +18,15 @@ from typing import Literal
 from apscheduler.triggers.cron import CronTrigger
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from collector.models import FtzArea, describe_validation_error, read_yaml
+from collector.models import FtzArea, _PathIssue, describe_validation_error, read_yaml
 
-__all__ = ["CollectorConfig", "CollectorConfigError", "Listen", "Schedule", "TokenEntry",
-           "cron_trigger", "load_collector_config"]
+__all__ = ["CollectorConfig", "CollectorConfigError", "EnterpriseEntry", "Limits", "Listen", "Schedule",
+           "TokenEntry", "cron_trigger", "load_collector_config"]
 
 SHANGHAI = "Asia/Shanghai"
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+# Enterprise and agent ids name folders of the warehouse (enterprise_id=<E>/): no separators, no dots first.
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 
 class CollectorConfigError(ValueError):
@@ -39,12 +45,20 @@ class Listen(_Strict):
 Role = Literal["agent", "enterprise", "regulator"]
 
 
+class EnterpriseEntry(_Strict):
+    """A registered enterprise: the one FTZ area it belongs to decides which regulators reach its data."""
+    enterprise_id: str = Field(pattern=ID_PATTERN)
+    name: str | None = None
+    ftz_area: FtzArea
+
+
 class TokenEntry(_Strict):
     name: str = Field(min_length=1)
     sha256: str
     role: Role
-    enterprise_id: str | None = None
+    enterprise_id: str | None = Field(default=None, pattern=ID_PATTERN)
     ftz_area: FtzArea | None = None
+    agent_id: str | None = Field(default=None, pattern=ID_PATTERN)
 
     @field_validator("sha256")
     @classmethod
@@ -61,6 +75,12 @@ class TokenEntry(_Strict):
             raise ValueError(f"role {self.role} needs enterprise_id")
         if self.role == "regulator" and self.ftz_area is None:
             raise ValueError("role regulator needs ftz_area")
+        if self.role == "agent" and not self.agent_id:
+            # Row identities are scoped by the token's agent, so a token must say which agent it is.
+            raise ValueError("role agent needs agent_id: add `agent_id: <the agent_id in that agent's "
+                             "agent.yaml>` to this token line")
+        if self.role != "agent" and self.agent_id:
+            raise ValueError(f"agent_id is only for role agent, not {self.role}")
         return self
 
 
@@ -88,21 +108,56 @@ class Schedule(_Strict):
         return v
 
 
+MIB = 1024 * 1024
+
+
+class Limits(_Strict):
+    """Budgets for what uploaders send (DESIGN §9 "Hostile input"). A batch is judged by what it decodes to,
+    never by the sizes its own Parquet metadata claims."""
+    max_decoded_bytes: int = Field(256 * MIB, ge=1)       # Arrow bytes of one batch once decoded
+    max_rows: int = Field(2_000_000, ge=1)                # rows of one batch
+    max_string_bytes: int = Field(64 * 1024, ge=1)        # one string value (names, key paths, details)
+    # Data memory (RLIMIT_DATA) a decoding worker may use beyond its idle size.
+    decode_memory_bytes: int = Field(1024 * MIB, ge=64 * MIB)
+    decode_timeout_s: float = Field(60, gt=0)             # wall time to decode and validate one batch
+    max_document_bytes: int = Field(1 * MIB, ge=1024)     # a filing or negative list
+    max_document_depth: int = Field(32, ge=4, le=200)     # nesting (the loader's own ceiling is 200)
+    max_document_aliases: int = Field(100, ge=0)          # YAML aliases (*ref) in one document
+    max_concurrent_uploads: int = Field(4, ge=1)          # batches decoded at once (the others wait)
+
+
 class CollectorConfig(_Strict):
     data_dir: str = "./collector-data"
     listen: Listen = Listen()
+    enterprises: list[EnterpriseEntry] = []
     tokens: list[TokenEntry] = []
     schedule: Schedule = Schedule()
-    max_upload_bytes: int = Field(64 * 1024 * 1024, ge=1)
+    max_upload_bytes: int = Field(64 * MIB, ge=1)
+    limits: Limits = Limits()
 
     @model_validator(mode="after")
     def _unique(self) -> CollectorConfig:
+        registered: set[str] = set()
+        for i, e in enumerate(self.enterprises):
+            if e.enterprise_id in registered:
+                raise _PathIssue(("enterprises", i, "enterprise_id"),
+                                 f"enterprise {e.enterprise_id!r} is registered twice (an enterprise belongs "
+                                 "to exactly one FTZ area)")
+            registered.add(e.enterprise_id)
         seen: set[str] = set()
-        for t in self.tokens:
+        for i, t in enumerate(self.tokens):
             if t.name in seen or t.sha256 in seen:
                 raise ValueError(f"token {t.name!r} appears twice (same name or same hash)")
             seen.update((t.name, t.sha256))
+            if t.enterprise_id is not None and t.enterprise_id not in registered:
+                raise _PathIssue(("tokens", i, "enterprise_id"),
+                                 f"{t.enterprise_id!r} is not registered: add `- {{enterprise_id: "
+                                 f"{t.enterprise_id}, ftz_area: <area>}}` under enterprises:")
         return self
+
+    def area_of(self) -> dict[str, str]:
+        """Registered enterprise id -> its FTZ area."""
+        return {e.enterprise_id: str(e.ftz_area) for e in self.enterprises}
 
 
 def load_collector_config(path: Path | str | None) -> CollectorConfig:

@@ -12,6 +12,7 @@ __all__ = ["CODES", "RequestProblem"]
 
 # The `code` of the JSON error shape, by status.
 CODES = {401: "unauthenticated", 403: "forbidden", 404: "not_found", 409: "conflict", 413: "too_large",
+         500: "internal_error", 503: "unavailable", 507: "insufficient_storage",
          422: "invalid_request"}
 
 

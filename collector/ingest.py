@@ -2,7 +2,7 @@
 
 The agent's Arrow schema per record type is the contract: a batch must have exactly its columns with their
 types (nullability aside), or it is refused with the column named. Rows are stamped with the uploading
-token's enterprise when the agent left `enterprise_id` empty, and refused when they name another one.
+token's enterprise and agent; a row naming another enterprise or agent is refused (403).
 
 Replays: flow ids are deterministic (agent id, 5-tuple, first-packet time; agent/flows.py), so a capture
 shipped twice yields the same (agent_id, flow_id) pairs. `row_keys` gives each row the key under which the
@@ -18,10 +18,12 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from agent.records import RECORD_TYPES, SCHEMA_VERSION
+from collector.batchread import read_batch_table
+from collector.config import Limits
 from collector.errors import RequestProblem
+from detectors.keypath import redact_paths
 
 __all__ = ["BATCH_ID_RE", "Batch", "BatchError", "parse_batch", "row_keys"]
 
@@ -63,36 +65,57 @@ def _check_schema(table: pa.Table, record_type: str) -> pa.Table:
     return table.select(expected.names).cast(expected)
 
 
-def parse_batch(body: bytes, batch_id: str | None, record_type: str | None, enterprise_id: str) -> Batch:
+def parse_batch(body: bytes, batch_id: str | None, record_type: str | None, enterprise_id: str,
+                agent_id: str, *, limits: Limits = Limits()) -> Batch:
+    """Validate one upload of the token for (`enterprise_id`, `agent_id`): rows claiming another agent or
+    enterprise are refused (403), so no token can store rows under another tenant's identity."""
     if not batch_id or not BATCH_ID_RE.match(batch_id):
         raise BatchError(422, "header X-Batch-Id",
                          "header X-Batch-Id: missing or not 1-128 of [A-Za-z0-9_.-]")
     if record_type not in RECORD_TYPES:
         raise BatchError(422, "header X-Record-Type",
                          f"header X-Record-Type: {record_type!r} is not one of {', '.join(RECORD_TYPES)}")
-    try:
-        table = pq.read_table(pa.BufferReader(body))
-    except (pa.ArrowException, OSError, ValueError) as e:
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise BatchError(422, "body", f"body: not a readable Parquet file ({first})") from None
+    try:   # decoded in a worker process within `limits`: the file's own metadata may lie (DESIGN §9)
+        table = read_batch_table(body, limits)
+    except RequestProblem as e:
+        raise BatchError(e.status, e.field, str(e)) from None
     table = _check_schema(table, record_type)
     versions = set(pc.unique(table.column("schema_version")).to_pylist())
     if versions - {SCHEMA_VERSION}:
         raise BatchError(422, "column schema_version",
                          f"column schema_version: {sorted(versions)} not supported (this collector reads "
                          f"{SCHEMA_VERSION})")
-    agents = pc.unique(table.column("agent_id")).to_pylist()
-    if len(agents) > 1:
-        raise BatchError(422, "column agent_id", "column agent_id: one batch must come from one agent")
-    stamped = set(pc.unique(table.column("enterprise_id")).to_pylist()) - {None}
-    if stamped - {enterprise_id}:
-        raise BatchError(403, "column enterprise_id",
-                         f"column enterprise_id: rows for {', '.join(sorted(stamped - {enterprise_id}))}; "
-                         f"this token uploads for {enterprise_id}")
-    table = table.set_column(table.schema.get_field_index("enterprise_id"), "enterprise_id",
-                             pa.array([enterprise_id] * table.num_rows, pa.string()))
-    agent_id = agents[0] if agents else ""
+    # The enterprise first: a row for another tenant is the graver claim.
+    for column, own in (("enterprise_id", enterprise_id), ("agent_id", agent_id)):
+        claimed = set(pc.unique(table.column(column)).to_pylist()) - {None, ""}
+        if claimed - {own}:
+            raise BatchError(403, f"column {column}",
+                             f"column {column}: rows claim {_shown(claimed - {own})}; "
+                             f"this token uploads as {column.removesuffix('_id')} {own}")
+    for column, value in (("enterprise_id", enterprise_id), ("agent_id", agent_id)):
+        table = table.set_column(table.schema.get_field_index(column), column,
+                                 pa.array([value] * table.num_rows, pa.string()))
+    if record_type == "detections":
+        table = _redacted_key_paths(table)
     return Batch(batch_id, record_type, agent_id, enterprise_id, table, hashlib.sha256(body).hexdigest())
+
+
+def _redacted_key_paths(table: pa.Table) -> pa.Table:
+    """Defence in depth (DESIGN §3): key paths through the agent's own redaction again, so an old or
+    hostile agent cannot put a raw value (a key that is a phone number or a name) into a stored record,
+    a report or the console. A detection row holds at most five paths; batches are small."""
+    i = table.schema.get_field_index("key_paths")
+    paths = table.column(i).to_pylist()
+    redacted = [None if ps is None else redact_paths(ps) for ps in paths]
+    if redacted == paths:
+        return table
+    return table.set_column(i, table.schema.field(i), pa.array(redacted, table.schema.field(i).type))
+
+
+def _shown(values: set[str]) -> str:
+    """Uploader-chosen strings in an error: a few, cut short (an error must not echo a megabyte)."""
+    shown = [repr(v[:40] + "…" if len(v) > 40 else v) for v in sorted(values)[:3]]
+    return ", ".join(shown) + (f" and {len(values) - 3} more" if len(values) > 3 else "")
 
 
 def row_keys(batch: Batch) -> list[str]:

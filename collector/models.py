@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from datetime import date
 from enum import StrEnum
 from functools import cache
 from pathlib import Path
@@ -45,6 +44,8 @@ from collector.report_models import (  # noqa: F401
     Severity,
     Uninspected,
 )
+from collector.safeyaml import FILE_CAPS, Caps, DocDate, Percent, Persons, SafeYamlError
+from collector.safeyaml import load as safe_load
 
 __all__ = [
     "CheckStatus", "Destination", "Estimate", "Filing", "FilingError", "Finding", "FtzArea",
@@ -135,7 +136,7 @@ class Status(StrEnum):
 
 
 class AreaOpinion(_Strict):
-    issued_at: date
+    issued_at: DocDate
     outcome: str = Field(min_length=1)
     reference_no: str | None = None
 
@@ -229,8 +230,9 @@ class CatalogItem(_Strict):
 
 class Scale(_Strict):
     window: Literal["calendar_year"] = "calendar_year"
-    persons_nonsensitive: int = Field(ge=0)
-    persons_sensitive: int = Field(ge=0)
+    # Bounded (collector/safeyaml.py): 2**63 validated, then overflowed every check of its filing.
+    persons_nonsensitive: Persons
+    persons_sensitive: Persons
 
 
 class Transfer(_Strict):
@@ -253,7 +255,7 @@ class Scenario(_Strict):
 
 
 class Tolerances(_Strict):
-    volume_increase_major_pct: float = Field(default=30, ge=0)
+    volume_increase_major_pct: Percent = 30
 
 
 class Filing(_Strict):
@@ -261,8 +263,8 @@ class Filing(_Strict):
     filing_id: str = Field(min_length=1)
     ftz_area: FtzArea
     status: Status = Status.active
-    valid_from: date
-    valid_until: date
+    valid_from: DocDate
+    valid_until: DocDate
     area_opinion: AreaOpinion | None = None
     processor: Processor
     recipients: list[Recipient] = Field(min_length=1)
@@ -324,19 +326,17 @@ def describe_validation_error(err: ValidationError) -> str:
     return f"{_format_loc(loc)}: {msg}{more}"
 
 
-def read_yaml(path: Path, error: type[ValueError] = FilingError) -> dict[str, Any]:
-    """Parse a YAML mapping, turning I/O and syntax problems into one-line `error`s naming the file."""
+def read_yaml(path: Path, error: type[ValueError] = FilingError, caps: Caps = FILE_CAPS) -> dict[str, Any]:
+    """Parse a YAML mapping under `caps` (collector/safeyaml.py: size, depth, aliases), turning I/O,
+    syntax and cap problems into one-line `error`s naming the file: a hostile file is no traceback."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise error(f"{path}: cannot read: {getattr(e, 'strerror', None) or e}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        problem = getattr(e, "problem", None) or "invalid YAML"
-        raise error(f"{path}: {where}{problem}") from None
+        with open(path, "rb") as fh:
+            raw = fh.read(caps.max_bytes + 1)   # never more than the cap into memory, even from a FIFO
+        data = safe_load(raw, caps)
+    except OSError as e:
+        raise error(f"{path}: cannot read: {e.strerror or e}") from None
+    except SafeYamlError as e:
+        raise error(f"{path}: {e}") from None
     if not isinstance(data, dict):
         raise error(f"{path}: expected a mapping at the top level")
     return data

@@ -36,6 +36,7 @@ from collector.models import (
     known_field_types,
     read_yaml,
 )
+from collector.safeyaml import Persons
 
 __all__ = [
     "ENTRY_COLUMNS", "NEGATIVE_LIST_SCHEMA", "Entry", "NegativeList", "NegativeListError", "Sector",
@@ -76,8 +77,9 @@ class Threshold(_Strict):
 
     metric: Literal["distinct_persons"] = "distinct_persons"
     window: Literal["calendar_year"] = "calendar_year"
-    gte: int | None = Field(default=None, ge=0)
-    lt: int | None = Field(default=None, ge=1)
+    # Bounded like a filing's scale: the checks compare them with BIGINT counts (collector/safeyaml.py).
+    gte: Persons | None = None
+    lt: Annotated[Persons, Field(ge=1)] | None = None
 
     @model_validator(mode="after")
     def _ordered(self) -> Threshold:
@@ -129,7 +131,10 @@ class NegativeList(_Strict):
     @field_validator("version", mode="before")
     @classmethod
     def _version(cls, v: Any) -> str | None:
-        return None if v is None else str(v)  # `version: 1` in YAML is a number
+        # `version: 1` in YAML is a number; anything but a scalar would be str()-expanded (an alias bomb).
+        if v is not None and not isinstance(v, str | int | float):
+            raise ValueError("a version is a string or a number")
+        return None if v is None else str(v)
 
     @model_validator(mode="after")
     def _unique_entries(self) -> NegativeList:
@@ -145,9 +150,10 @@ class NegativeList(_Strict):
 
 def parse_negative_list(data: Mapping[str, Any], source_name: str) -> NegativeList:
     """Validate a parsed mapping; raises NegativeListError `SOURCE: field.path: what is wrong`."""
-    if data.get("schema") != NEGATIVE_LIST_SCHEMA:
-        raise NegativeListError(
-            f"{source_name}: schema: expected {NEGATIVE_LIST_SCHEMA!r}, got {data.get('schema')!r}")
+    if (got := data.get("schema")) != NEGATIVE_LIST_SCHEMA:
+        scalar = got is None or isinstance(got, str | int | float)
+        shown = repr(got)[:80] if scalar else f"a {type(got).__name__}"    # never a repr of a whole tree
+        raise NegativeListError(f"{source_name}: schema: expected {NEGATIVE_LIST_SCHEMA!r}, got {shown}")
     try:
         return NegativeList.model_validate(dict(data))
     except ValidationError as e:

@@ -4,10 +4,16 @@ Every error, whatever raised it (a refused batch, a bad filing, a wrong token, a
 one JSON shape: `{"error": {"status": 422, "code": "invalid_batch", "message": "…", "field": "…"}}` —
 `field` names the header, column or filing path at fault, or is null. The interactive API page is served
 from here without a CDN: /docs lists the OpenAPI operations (the schema itself at /openapi.json).
+
+Hostile input is normal input: bodies are read against a size cap; documents and batches are parsed in
+worker threads (batches in a memory- and time-limited process) so that no upload stalls the event loop;
+an unexpected failure is a 500 in the same shape, never a traceback. Tenancy is decided from the registry
+(collector.yaml `enterprises:`) and the token, never from the uploaded body.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -21,13 +27,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from collector import documents
+from collector import batchread, documents
+from collector.audit import AuditEntry
 from collector.auth import AuthError, Principal, TokenBook
 from collector.config import CollectorConfig
 from collector.errors import RequestProblem
 from collector.ingest import parse_batch
-from collector.models import Report
+from collector.models import Filing, Report
 from collector.reports import render_html
+from collector.routes_tenancy import router as tenancy_router
 from collector.scheduler import SpotCheckScheduler
 from collector.spotcheck import run_spot_check
 from collector.warehouse import StoredBatch, Warehouse
@@ -40,6 +48,12 @@ __all__ = ["create_app"]
 def _error(status: int, code: str, message: str, field: str | None = None) -> JSONResponse:
     return JSONResponse({"error": {"status": status, "code": code, "message": message, "field": field}},
                         status_code=status)
+
+
+# HTML pages are self-contained (inline styles, inline SVG, no script): nothing else may load or run.
+CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'self'; "
+       "frame-ancestors 'none'")
+SMALL_BODY = 64 * 1024     # JSON requests other than uploads (a check run)
 
 
 class CheckRun(BaseModel):
@@ -59,8 +73,12 @@ Auth = Annotated[Principal, Depends(_principal)]
 
 def create_app(config: CollectorConfig, *, scheduler: bool = True) -> FastAPI:
     warehouse = Warehouse(config.data_dir)
-    tokens = TokenBook(config.tokens)
-    schedule = SpotCheckScheduler(warehouse, config.schedule.spot_checks) if scheduler else None
+    tokens = TokenBook(config.tokens, config.enterprises)
+    limits = config.limits
+    # Batches wait here rather than all decoding at once: each one can hold max_upload_bytes in memory.
+    uploads = asyncio.Semaphore(limits.max_concurrent_uploads)
+    schedule = (SpotCheckScheduler(warehouse, config.schedule.spot_checks, config.area_of())
+                if scheduler else None)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -71,6 +89,7 @@ def create_app(config: CollectorConfig, *, scheduler: bool = True) -> FastAPI:
         finally:
             if schedule is not None:
                 schedule.stop()
+            batchread.shutdown()
             warehouse.close()
 
     app = FastAPI(title="egresswatch collector", version="1", lifespan=lifespan, docs_url=None,
@@ -78,6 +97,16 @@ def create_app(config: CollectorConfig, *, scheduler: bool = True) -> FastAPI:
     app.state.warehouse = warehouse
     app.state.tokens = tokens
     app.state.schedule = schedule
+    app.state.config = config
+    app.include_router(tenancy_router)
+
+    @app.middleware("http")
+    async def _headers(request: Request, call_next: Any) -> Response:
+        response: Response = await call_next(request)
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        if response.headers.get("content-type", "").startswith("text/html"):
+            response.headers["Content-Security-Policy"] = CSP
+        return response
 
     @app.exception_handler(RequestProblem)
     async def _problem(_: Request, e: RequestProblem) -> JSONResponse:
@@ -100,18 +129,28 @@ def create_app(config: CollectorConfig, *, scheduler: bool = True) -> FastAPI:
     async def _http(_: Request, e: StarletteHTTPException) -> JSONResponse:
         return _error(e.status_code, "not_found" if e.status_code == 404 else "http_error", str(e.detail))
 
-    async def read_body(request: Request) -> bytes:
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, e: Exception) -> JSONResponse:
+        # A bug, not bad input: logged with its traceback here, one line to the caller (no internals).
+        log.error("%s %s failed: %s", request.method, request.url.path, type(e).__name__, exc_info=e)
+        return _error(500, "internal_error", "internal error; the collector's log has the details")
+
+    async def read_body(request: Request, cap: int, what: str = "max_upload_bytes") -> bytes:
         declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > config.max_upload_bytes:
-            raise RequestProblem(413, "body", f"body: {declared} bytes exceeds max_upload_bytes "
-                                 f"{config.max_upload_bytes}")
+        if declared and declared.isdigit() and int(declared) > cap:
+            raise RequestProblem(413, "body", f"body: {declared} bytes exceeds {what} {cap}")
         chunks, size = [], 0
         async for chunk in request.stream():
             size += len(chunk)
-            if size > config.max_upload_bytes:
-                raise RequestProblem(413, "body", f"body: exceeds max_upload_bytes {config.max_upload_bytes}")
+            if size > cap:
+                raise RequestProblem(413, "body", f"body: exceeds {what} {cap}")
             chunks.append(chunk)
         return b"".join(chunks)
+
+    def audit_entry(who: Principal, obj: str, object_id: str, enterprise_id: str | None,
+                    ftz_area: str | None) -> AuditEntry:
+        return AuditEntry(actor=who.name, role=who.role, ftz_area=ftz_area, enterprise_id=enterprise_id,
+                          object=obj, object_id=object_id, action="create")
 
     @app.get("/healthz", tags=["service"])
     def healthz() -> dict[str, Any]:
@@ -127,18 +166,17 @@ def create_app(config: CollectorConfig, *, scheduler: bool = True) -> FastAPI:
                          x_record_type: Annotated[str | None, Header()] = None) -> JSONResponse:
         """One Parquet file of one record type; idempotent by X-Batch-Id."""
         who.require_role("agent")
-        body = await read_body(request)
 
-        def store() -> StoredBatch:
-            batch = parse_batch(body, x_batch_id, x_record_type, who.enterprise_id or "")
-            try:
-                return warehouse.store_batch(batch, who.name)
-            except ValueError as e:    # same batch id, other content
-                raise RequestProblem(409, "header X-Batch-Id", str(e)) from None
+        def store(body: bytes) -> StoredBatch:
+            batch = parse_batch(body, x_batch_id, x_record_type, who.enterprise_id or "", who.agent_id or "",
+                                limits=limits)
+            return warehouse.store_batch(batch, who.name)     # 409 same id other content, 507 disk full
 
         # Parquet decoding and the DuckDB commit block: off the event loop, so one agent's upload does not
-        # stall every other request.
-        stored = await run_in_threadpool(store)
+        # stall every other request; at most max_concurrent_uploads bodies are held at once.
+        async with uploads:
+            body = await read_body(request, config.max_upload_bytes)
+            stored = await run_in_threadpool(store, body)
         return JSONResponse({"batch_id": stored.batch_id, "record_type": stored.record_type,
                              "rows": stored.rows, "stored_rows": stored.stored_rows,
                              "duplicate_rows": stored.rows - stored.stored_rows,
@@ -149,13 +187,18 @@ def create_app(config: CollectorConfig, *, scheduler: bool = True) -> FastAPI:
     async def put_filing(filing_id: str, request: Request, who: Auth) -> JSONResponse:
         """A filing record (zjftz.filing/v1) as YAML or JSON; a changed one becomes a new version."""
         who.require_role("regulator", "enterprise")
-        filing = documents.parse_filing(await read_body(request), filing_id)
-        who.require_access(filing.processor.id, str(filing.ftz_area), f"filing {filing_id}")
+        body = await read_body(request, limits.max_document_bytes, "max_document_bytes")
+        filing = await run_in_threadpool(documents.parse_filing, body, filing_id, limits)
         prior = warehouse.get_document("filing", filing_id)
         if prior is not None:
-            who.require_access(prior.enterprise_id or "", prior.ftz_area, f"filing {filing_id}")
-        v = warehouse.put_document("filing", filing_id, filing.model_dump(mode="json", by_alias=True),
-                                   filing.processor.id, str(filing.ftz_area), who.name)
+            who.require_access(prior.enterprise_id, f"filing {filing_id}")
+        enterprise, area = _tenant_of(who, filing)
+        if prior is not None and prior.enterprise_id != enterprise:
+            raise RequestProblem(409, "processor.id", f"processor.id: filing {filing_id} belongs to "
+                                 f"enterprise {prior.enterprise_id}; a filing cannot move to another one")
+        v = await run_in_threadpool(
+            warehouse.put_document, "filing", filing_id, filing.model_dump(mode="json", by_alias=True),
+            enterprise, area, who.name, audit_entry(who, "filing", filing_id, enterprise, area))
         return JSONResponse(documents.version_summary(v), status_code=201 if v.created else 200)
 
     @app.get("/v1/filings/{filing_id}", tags=["filings"])
@@ -166,14 +209,23 @@ def create_app(config: CollectorConfig, *, scheduler: bool = True) -> FastAPI:
         if v is None:
             raise RequestProblem(404, "filing_id", f"filing_id: no filing {filing_id!r}"
                                  f"{f' version {version}' if version else ''}")
-        who.require_access(v.enterprise_id or "", v.ftz_area, f"filing {filing_id}")
+        who.require_access(v.enterprise_id, f"filing {filing_id}")
         return {**documents.version_summary(v), "filing": v.body}
 
     @app.put("/v1/negative-lists/{list_id}", tags=["negative lists"])
     async def put_negative_list(list_id: str, request: Request, who: Auth) -> JSONResponse:
         who.require_role("regulator")
-        body = documents.parse_negative_list_body(await read_body(request), list_id)
-        v = warehouse.put_document("negative_list", list_id, body, None, None, who.name)
+        raw = await read_body(request, limits.max_document_bytes, "max_document_bytes")
+        body = await run_in_threadpool(documents.parse_negative_list_body, raw, list_id, limits)
+        # A list belongs to the area whose regulator first stored it: another area cannot rewrite what
+        # this area's checks apply.
+        prior = warehouse.get_document("negative_list", list_id)
+        if prior is not None and prior.ftz_area not in (None, who.ftz_area):
+            raise AuthError(403, "forbidden", f"negative list {list_id}: kept by the regulators of area "
+                            f"{prior.ftz_area}; token {who.name!r} is for area {who.ftz_area}")
+        v = await run_in_threadpool(
+            warehouse.put_document, "negative_list", list_id, body, None, who.ftz_area, who.name,
+            audit_entry(who, "list", list_id, None, who.ftz_area))
         return JSONResponse(documents.version_summary(v), status_code=201 if v.created else 200)
 
     @app.get("/v1/negative-lists/{list_id}", tags=["negative lists"])
@@ -184,14 +236,22 @@ def create_app(config: CollectorConfig, *, scheduler: bool = True) -> FastAPI:
             raise RequestProblem(404, "list_id", f"list_id: no negative list {list_id!r}")
         return {**documents.version_summary(v), "negative_list": v.body}
 
-    @app.post("/v1/checks/run", status_code=201, tags=["checks"])
-    def run_check(req: CheckRun, who: Auth) -> dict[str, Any]:
-        """Run every check for a filing now; returns the stored report's id."""
+    @app.post("/v1/checks/run", status_code=201, tags=["checks"],
+              openapi_extra={"requestBody": {"content": {"application/json": {
+                  "schema": CheckRun.model_json_schema(by_alias=True)}}, "required": True}})
+    async def run_check(request: Request, who: Auth) -> dict[str, Any]:
+        """Run every check for a filing now (`{"filing_id": …, "from": …, "to": …}`); returns the stored
+        report's id."""
         who.require_role("regulator")
+        raw = await read_body(request, SMALL_BODY, "the size of a check request")
+        req = await run_in_threadpool(documents.parse_request, raw, CheckRun, limits)
         prior = warehouse.get_document("filing", req.filing_id)
-        if prior is not None:
-            who.require_access(prior.enterprise_id or "", prior.ftz_area, f"filing {req.filing_id}")
-        done = run_spot_check(warehouse, req.filing_id, start=req.from_, end=req.to, trigger="api")
+        if prior is None:
+            raise RequestProblem(404, "filing_id",
+                                 f"filing_id: no filing {req.filing_id!r} has been uploaded")
+        who.require_access(prior.enterprise_id, f"filing {req.filing_id}")
+        done = await run_in_threadpool(run_spot_check, warehouse, req.filing_id, start=req.from_, end=req.to,
+                                       trigger="api")
         return {"report_id": done.report_id, "verdict": done.report.verdict,
                 "findings": len(done.report.findings)}
 
@@ -199,13 +259,12 @@ def create_app(config: CollectorConfig, *, scheduler: bool = True) -> FastAPI:
     def list_reports(who: Auth, filing_id: str | None = None) -> dict[str, Any]:
         """Reports the token may read, newest first."""
         who.require_role("regulator", "enterprise")
-        filings = [v for v in warehouse.latest_documents("filing")
-                   if who.may_access(v.enterprise_id or "", v.ftz_area)]
+        filings = [v for v in warehouse.latest_documents("filing") if who.may_access(v.enterprise_id)]
         if filing_id is not None:
             v = warehouse.get_document("filing", filing_id)
             if v is None:
                 raise RequestProblem(404, "filing_id", f"filing_id: no filing {filing_id!r}")
-            who.require_access(v.enterprise_id or "", v.ftz_area, f"filing {filing_id}")
+            who.require_access(v.enterprise_id, f"filing {filing_id}")
             filings = [v]
         rows = warehouse.list_reports([v.doc_id for v in filings])
         return {"reports": [documents.jsonable(r) for r in rows]}
@@ -216,7 +275,7 @@ def create_app(config: CollectorConfig, *, scheduler: bool = True) -> FastAPI:
         if found is None:
             raise RequestProblem(404, "report_id", f"report_id: no report {report_id!r}")
         meta, body = found
-        who.require_access(meta["enterprise_id"], meta["ftz_area"], f"report {report_id}")
+        who.require_access(meta["enterprise_id"], f"report {report_id}")
         return meta, body
 
     def _html(meta: dict[str, Any], body: str) -> HTMLResponse:
@@ -237,3 +296,22 @@ def create_app(config: CollectorConfig, *, scheduler: bool = True) -> FastAPI:
         return Response(body, media_type="application/json")
 
     return app
+
+
+def _tenant_of(who: Principal, filing: Filing) -> tuple[str, str]:
+    """The registered enterprise a filing is for and its area: the filing names them, the registry decides.
+    A regulator reaches only enterprises of its area (403), an enterprise only itself (403); a processor
+    that is not registered, or an ftz_area other than the registered one, is a 422 naming the field."""
+    enterprise = filing.processor.id
+    area = who.area_of(enterprise)
+    if area is None and who.role == "regulator":
+        raise RequestProblem(422, "processor.id", f"processor.id: {enterprise!r} is not a registered "
+                             "enterprise (collector.yaml enterprises:)")
+    who.require_access(enterprise, f"a filing for enterprise {enterprise}")
+    if area is None:
+        raise RequestProblem(422, "processor.id", f"processor.id: {enterprise!r} is not a registered "
+                             "enterprise (collector.yaml enterprises:)")
+    if str(filing.ftz_area) != area:
+        raise RequestProblem(422, "ftz_area", f"ftz_area: enterprise {enterprise} is registered in area "
+                             f"{area}, not {filing.ftz_area}; an enterprise cannot change its area")
+    return enterprise, area

@@ -15,12 +15,15 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
+from pydantic import ValidationError
+
 from collector.checks.runner import run_checks
 from collector.errors import RequestProblem
-from collector.models import Filing, Report, Status
-from collector.negative_lists import NegativeList, parse_negative_list
+from collector.models import Filing, Report, Status, describe_validation_error
+from collector.negative_lists import NegativeList, NegativeListError, parse_negative_list
 from collector.persons import CST, build_record_persons, calendar_year
 from collector.reports import build_report, render_json
+from collector.safeyaml import date_problem
 from collector.store import Store
 from collector.warehouse import Version, Warehouse
 
@@ -30,7 +33,8 @@ __all__ = ["CheckRequestError", "SpotCheck", "period_for", "run_spot_check"]
 
 
 class CheckRequestError(RequestProblem):
-    """A check that cannot run as asked: an unknown filing (404), a period that ends before it starts."""
+    """A check that cannot run as asked: an unknown filing (404), a period that ends before it starts or
+    lies outside the dates the checks compute with, a stored filing that no longer validates (422)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +44,12 @@ class SpotCheck:
 
 
 def period_for(start: date | None, end: date | None, now: datetime) -> tuple[datetime, datetime]:
-    """Dates are CST calendar days, `end` inclusive; by default the calendar year (CST) of `now`."""
+    """Dates are CST calendar days, `end` inclusive; by default the calendar year (CST) of `now`.
+    A day outside collector/safeyaml.py's range is a 422 naming `from` or `to` (9999-12-31 + 1 day
+    overflowed into a 500)."""
+    for field, day in (("from", start), ("to", end)):
+        if (problem := date_problem(day)) is not None:
+            raise CheckRequestError(422, field, f"{field}: {problem}")
     if start is None and end is None:
         return calendar_year(now.astimezone(CST).year)
     year_from, year_to = calendar_year((start or end or now.date()).year)
@@ -52,13 +61,24 @@ def period_for(start: date | None, end: date | None, now: datetime) -> tuple[dat
 
 
 def _filing(version: Version) -> Filing:
-    return Filing.model_validate(version.body)
+    """The stored filing; one stored before a bound was added (a scale of 2**63) is a 422 naming the field
+    and asking for a corrected upload, not a 500 on every run."""
+    try:
+        return Filing.model_validate(version.body)
+    except ValidationError as e:
+        raise CheckRequestError(422, "filing_id", f"filing_id: stored filing {version.doc_id} "
+                                f"v{version.version} no longer validates ({describe_validation_error(e)}); "
+                                "upload a corrected version") from None
 
 
 def _negative_lists(warehouse: Warehouse) -> tuple[list[NegativeList], list[dict[str, Any]]]:
     lists, refs = [], []
     for v in warehouse.latest_documents("negative_list"):
-        lists.append(parse_negative_list(v.body, f"negative list {v.doc_id} v{v.version}"))
+        try:
+            lists.append(parse_negative_list(v.body, f"negative list {v.doc_id} v{v.version}"))
+        except NegativeListError as e:   # stored before a bound was added: loud, never silently skipped
+            raise CheckRequestError(422, "negative_lists", f"negative_lists: stored {e}; upload a corrected "
+                                    "version") from None
         refs.append({"list_id": v.doc_id, "version": str(v.version), "sha256": v.sha256})
     return lists, refs
 
@@ -93,7 +113,11 @@ def active_filings(warehouse: Warehouse, today: date) -> list[str]:
     """Filings whose latest version is active and valid today: what the schedule checks."""
     out = []
     for v in warehouse.latest_documents("filing"):
-        f = _filing(v)
+        try:
+            f = _filing(v)
+        except CheckRequestError as e:   # one stale filing must not stop the schedule for every other
+            log.warning("not scheduled: %s", e)
+            continue
         if f.status == Status.active and f.valid_from <= today <= f.valid_until:
             out.append(f.filing_id)
     return out

@@ -11,11 +11,19 @@ never a recorded batch without its file.
 
 Every filing and negative-list upload that changes the content is a new version; reports record the
 versions they used, so a verdict can be reproduced later.
+
+Tenancy: batch ids and row identities are scoped by enterprise (one tenant can neither take another's
+batch id nor shadow its rows), and the agent id of a row identity is the uploading token's. Changes made
+by people (document versions, removed batches) write an audit row in the same transaction.
+
+Storage failures (a full disk, a failed commit) are `StorageError`s (507): the half-written file is
+removed at once and the batch is not recorded, so the agent's retry stores it once space is back.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -32,28 +40,28 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from collector.audit import AuditEntry, list_audit, write_audit
+from collector.errors import RequestProblem
 from collector.ingest import Batch, row_keys
+from collector.migrations import migrate
 
 log = logging.getLogger(__name__)
 
-__all__ = ["StoredBatch", "Version", "Warehouse"]
+__all__ = ["BatchConflict", "StorageError", "StoredBatch", "Version", "Warehouse"]
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS batches (
-    batch_id VARCHAR PRIMARY KEY, record_type VARCHAR, agent_id VARCHAR, enterprise_id VARCHAR,
-    rows BIGINT, stored_rows BIGINT, sha256 VARCHAR, path VARCHAR, received_at TIMESTAMPTZ, token VARCHAR);
-CREATE TABLE IF NOT EXISTS row_keys (
-    record_type VARCHAR, agent_id VARCHAR, row_key VARCHAR, batch_id VARCHAR,
-    PRIMARY KEY (record_type, agent_id, row_key));
-CREATE TABLE IF NOT EXISTS documents (
-    kind VARCHAR, doc_id VARCHAR, version INTEGER, enterprise_id VARCHAR, ftz_area VARCHAR,
-    sha256 VARCHAR, body VARCHAR, stored_at TIMESTAMPTZ, stored_by VARCHAR,
-    PRIMARY KEY (kind, doc_id, version));
-CREATE TABLE IF NOT EXISTS reports (
-    report_id VARCHAR PRIMARY KEY, filing_id VARCHAR, filing_version INTEGER, enterprise_id VARCHAR,
-    ftz_area VARCHAR, generated_at TIMESTAMPTZ, period_from TIMESTAMPTZ, period_to TIMESTAMPTZ,
-    verdict VARCHAR, findings INTEGER, complete BOOLEAN, trigger VARCHAR, body VARCHAR);
-"""
+
+class BatchConflict(RequestProblem):
+    """The same batch id of the same enterprise was stored before with other content (409)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(409, "header X-Batch-Id", message)
+
+
+class StorageError(RequestProblem):
+    """The collector could not store what it was given (507): nothing was recorded, retry later."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(507, None, message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,13 +91,30 @@ class Warehouse:
         self.data_dir = Path(data_dir)
         self.records_dir = self.data_dir / "records"
         self.records_dir.mkdir(parents=True, exist_ok=True)
-        self.con = duckdb.connect(str(self.data_dir / "collector.duckdb"),
-                                  config={"autoinstall_known_extensions": False})
-        self.con.execute(_SCHEMA)
+        self.con = self._connect()
+        migrate(self.con)
         # One writer at a time: DuckDB serialises commits anyway, and a batch's file rename plus its
         # metadata must not interleave with another upload of the same batch id.
         self._lock = threading.RLock()
+        # DuckDB invalidates a database after a failed write of its WAL (a full disk): every later call
+        # fails until it is opened again. Then the next use reopens it (committed work is in the WAL).
+        self._invalid = False
         self._remove_orphans()
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        return duckdb.connect(str(self.data_dir / "collector.duckdb"),
+                              config={"autoinstall_known_extensions": False})
+
+    def _reopen(self) -> None:
+        with contextlib.suppress(Exception):
+            self.con.close()
+        try:
+            self.con = self._connect()
+        except Exception as e:
+            raise StorageError(f"the collector's database cannot be opened again ({_first_line(e)}); "
+                               "free space under data_dir") from None
+        self._invalid = False
+        log.warning("database reopened after a failed write")
 
     def close(self) -> None:
         with self._lock:
@@ -98,11 +123,17 @@ class Warehouse:
     @contextlib.contextmanager
     def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
         with self._lock:
+            if self._invalid:
+                self._reopen()
             cur = self.con.cursor()
             try:
                 yield cur
+            except duckdb.FatalException as e:
+                self._invalid = True
+                raise StorageError(f"the collector's database failed to write ({_first_line(e)})") from None
             finally:
-                cur.close()
+                with contextlib.suppress(Exception):
+                    cur.close()
 
     def _remove_orphans(self) -> None:
         known = {row[0] for row in self.con.execute("SELECT path FROM batches").fetchall()}
@@ -117,18 +148,19 @@ class Warehouse:
     def store_batch(self, batch: Batch, token_name: str) -> StoredBatch:
         with self.cursor() as cur:
             prior = cur.execute("SELECT sha256, record_type, rows, stored_rows FROM batches "
-                                "WHERE batch_id = ?", [batch.batch_id]).fetchone()
+                                "WHERE enterprise_id = ? AND batch_id = ?",
+                                [batch.enterprise_id, batch.batch_id]).fetchone()
             if prior is not None:
                 if prior[0] != batch.sha256:
-                    raise ValueError(f"batch {batch.batch_id} was stored before with other content")
+                    raise BatchConflict(f"batch {batch.batch_id} was stored before with other content")
                 return StoredBatch(batch.batch_id, prior[1], prior[2], prior[3], created=False)
             keys = row_keys(batch)
             cur.register("_keys", pa.table({"row_key": pa.array(sorted(set(keys)), pa.string())}))
             try:
                 seen = {r[0] for r in cur.execute(
                     "SELECT k.row_key FROM _keys k JOIN row_keys r ON r.row_key = k.row_key "
-                    "AND r.record_type = ? AND r.agent_id = ?",
-                    [batch.record_type, batch.agent_id]).fetchall()}
+                    "AND r.enterprise_id = ? AND r.record_type = ? AND r.agent_id = ?",
+                    [batch.enterprise_id, batch.record_type, batch.agent_id]).fetchall()}
             finally:
                 cur.unregister("_keys")
             keep = pa.array([k not in seen for k in keys], pa.bool_())
@@ -143,29 +175,84 @@ class Warehouse:
                              token_name])
                 if fresh:
                     cur.register("_fresh", pa.table({"row_key": pa.array(fresh, pa.string())}))
-                    cur.execute("INSERT INTO row_keys SELECT ?, ?, row_key, ? FROM _fresh",
-                                [batch.record_type, batch.agent_id, batch.batch_id])
+                    cur.execute("INSERT INTO row_keys SELECT ?, ?, ?, row_key, ? FROM _fresh",
+                                [batch.enterprise_id, batch.record_type, batch.agent_id, batch.batch_id])
                     cur.unregister("_fresh")
                 cur.execute("COMMIT")
-            except Exception:
-                cur.execute("ROLLBACK")
-                if rel:
-                    (self.data_dir / rel).unlink(missing_ok=True)
-                raise
-        log.info("batch %s: %d %s rows from %s, %d new", batch.batch_id, batch.table.num_rows,
-                 batch.record_type, batch.agent_id, table.num_rows)
+            except Exception as e:
+                self._abort(cur, rel)
+                raise StorageError(f"batch {batch.batch_id}: not stored, the commit failed "
+                                   f"({_first_line(e)}); retry later") from None
+        log.info("batch %s of %s: %d %s rows from %s, %d new", batch.batch_id, batch.enterprise_id,
+                 batch.table.num_rows, batch.record_type, batch.agent_id, table.num_rows)
         return StoredBatch(batch.batch_id, batch.record_type, batch.table.num_rows, table.num_rows, True)
+
+    def _abort(self, cur: duckdb.DuckDBPyConnection, rel: str) -> None:
+        """Undo a failed commit: a ROLLBACK that fails too (the transaction is already gone, the database
+        cannot write) must not hide the first error nor keep the file that was never recorded."""
+        try:
+            cur.execute("ROLLBACK")
+        except Exception as e:
+            log.warning("rollback after a failed commit: %s", _first_line(e))
+        if not self._usable(cur):
+            self._invalid = True
+        if rel:
+            (self.data_dir / rel).unlink(missing_ok=True)
+
+    @staticmethod
+    def _usable(cur: duckdb.DuckDBPyConnection) -> bool:
+        try:
+            cur.execute("SELECT 1").fetchone()
+            return True
+        except duckdb.Error:
+            return False
+
+    def delete_batch(self, enterprise_id: str, batch_id: str, audit: AuditEntry) -> dict[str, Any] | None:
+        """Remove a stored batch, its row identities (so the rows may be uploaded again) and its file;
+        None when the enterprise has no such batch. The audit row commits with the removal."""
+        with self.cursor() as cur:
+            row = cur.execute("SELECT record_type, agent_id, rows, stored_rows, path FROM batches "
+                              "WHERE enterprise_id = ? AND batch_id = ?",
+                              [enterprise_id, batch_id]).fetchone()
+            if row is None:
+                return None
+            record_type, agent_id, rows, stored_rows, rel = row
+            try:
+                cur.execute("BEGIN TRANSACTION")
+                cur.execute("DELETE FROM row_keys WHERE enterprise_id = ? AND batch_id = ?",
+                            [enterprise_id, batch_id])
+                cur.execute("DELETE FROM batches WHERE enterprise_id = ? AND batch_id = ?",
+                            [enterprise_id, batch_id])
+                write_audit(cur, audit)
+                cur.execute("COMMIT")
+            except Exception as e:
+                self._abort(cur, "")
+                raise StorageError(f"batch {batch_id}: not removed ({_first_line(e)})") from None
+        if rel:
+            # After the commit: a crash between the two leaves an unrecorded file, which open() removes.
+            (self.data_dir / rel).unlink(missing_ok=True)
+        log.info("batch %s of %s removed by %s", batch_id, enterprise_id, audit.actor)
+        return {"enterprise_id": enterprise_id, "batch_id": batch_id, "record_type": record_type,
+                "agent_id": agent_id, "rows": rows, "stored_rows": stored_rows}
 
     def _write_file(self, batch: Batch, table: pa.Table) -> str:
         day = datetime.now(UTC).date().isoformat()
         folder = self.records_dir / batch.record_type / f"enterprise_id={batch.enterprise_id}" / f"date={day}"
-        folder.mkdir(parents=True, exist_ok=True)
+        try:      # the mkdir can hit a full disk too
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StorageError(f"batch {batch.batch_id}: not stored ({_first_line(e)})") from None
         final = folder / f"{batch.batch_id}.parquet"
         tmp = folder / f".{batch.batch_id}.parquet.tmp"
-        pq.write_table(table, tmp, compression="zstd")
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, final)
+        try:
+            pq.write_table(table, tmp, compression="zstd")
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, final)
+        except (OSError, pa.ArrowException) as e:
+            tmp.unlink(missing_ok=True)
+            raise StorageError(f"batch {batch.batch_id}: not stored, writing its file failed "
+                               f"({_first_line(e)}); retry later") from None
         return str(final.relative_to(self.data_dir))
 
     def record_files(self, enterprise_id: str) -> dict[str, list[Path]]:
@@ -186,8 +273,9 @@ class Warehouse:
     # --- filings and negative lists -----------------------------------------------------------------
 
     def put_document(self, kind: str, doc_id: str, body: dict[str, Any], enterprise_id: str | None,
-                     ftz_area: str | None, stored_by: str) -> Version:
-        """Store `body` as the next version unless it equals the latest one (then `created` is False)."""
+                     ftz_area: str | None, stored_by: str, audit: AuditEntry | None = None) -> Version:
+        """Store `body` as the next version unless it equals the latest one (then `created` is False).
+        `audit` (its from/to filled in here) commits with the new version."""
         text = json.dumps(body, sort_keys=True, ensure_ascii=False, default=str)
         digest = _sha256(text)
         with self.cursor() as cur:
@@ -196,8 +284,18 @@ class Warehouse:
                 return latest
             version = (latest.version if latest else 0) + 1
             now = datetime.now(UTC)
-            cur.execute("INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        [kind, doc_id, version, enterprise_id, ftz_area, digest, text, now, stored_by])
+            try:
+                cur.execute("BEGIN TRANSACTION")
+                cur.execute("INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            [kind, doc_id, version, enterprise_id, ftz_area, digest, text, now, stored_by])
+                if audit is not None:
+                    write_audit(cur, dataclasses.replace(
+                        audit, action="update" if latest else "create",
+                        from_=f"v{latest.version}" if latest else None, to=f"v{version}"), now)
+                cur.execute("COMMIT")
+            except Exception as e:
+                self._abort(cur, "")
+                raise StorageError(f"{kind} {doc_id}: not stored ({_first_line(e)})") from None
         log.info("%s %s version %d stored by %s", kind, doc_id, version, stored_by)
         return Version(kind, doc_id, version, enterprise_id, ftz_area, digest, json.loads(text), now, True)
 
@@ -256,11 +354,21 @@ class Warehouse:
         meta = {"filing_id": row[0], "filing_version": row[1], "enterprise_id": row[2], "ftz_area": row[3]}
         return meta, row[4]
 
+    def audit_rows(self, ftz_area: str, *, limit: int = 100, before: int | None = None
+                   ) -> list[dict[str, Any]]:
+        with self.cursor() as cur:
+            return list_audit(cur, ftz_area, limit=limit, before=before)
+
     def counts(self) -> dict[str, int]:
         """Stored rows per record type (for tests and /healthz)."""
         with self.cursor() as cur:
             rows = cur.execute("SELECT record_type, sum(stored_rows) FROM batches GROUP BY 1").fetchall()
         return {r[0]: int(r[1]) for r in rows}
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 def _sha256(text: str) -> str:

@@ -32,19 +32,22 @@ def one_line_error(proc: subprocess.CompletedProcess[str], *fragments: str) -> N
 
 
 def test_token_prints_a_token_and_a_config_line_holding_only_its_hash(tmp_path: Path) -> None:
-    proc = run("token", "gw-hz-01", "--role", "agent", "--enterprise-id", "hz-demo")
+    proc = run("token", "gw-hz-01", "--role", "agent", "--enterprise-id", "hz-demo", "--agent-id", "gw-hz-01")
     assert proc.returncode == 0, proc.stderr
     token = next(ln.split(":", 1)[1].strip() for ln in proc.stdout.splitlines() if ln.startswith("token:"))
     entry_line = next(ln for ln in proc.stdout.splitlines() if ln.strip().startswith("- {"))
     cfg = tmp_path / "collector.yaml"
-    cfg.write_text("tokens:\n" + entry_line + "\n")
+    registry = "enterprises: [{enterprise_id: hz-demo, ftz_area: hangzhou}]\n"
+    cfg.write_text(registry + "tokens:\n" + entry_line + "\n")
     (entry,) = load_collector_config(cfg).tokens
     assert entry.sha256 == token_digest(token) and entry.enterprise_id == "hz-demo"
+    assert entry.agent_id == "gw-hz-01"
     assert token not in entry_line
 
 
 @pytest.mark.parametrize(("args", "needle"), [
     (["--role", "agent"], "needs enterprise_id"),
+    (["--role", "agent", "--enterprise-id", "e"], "needs agent_id"),
     (["--role", "regulator"], "needs ftz_area"),
     (["--role", "root", "--enterprise-id", "e"], "role"),
 ])
@@ -65,7 +68,8 @@ def data_dir(tmp_path: Path) -> Path:
                         data_doc["ftz_area"], "test")
         for record_type in ("flows", "detections", "pi_values"):
             body = (spool / record_type / "b1.parquet").read_bytes()
-            wh.store_batch(parse_batch(body, f"b-{record_type}", record_type, "nb-shipping-demo"), "test")
+            wh.store_batch(parse_batch(body, f"b-{record_type}", record_type, "nb-shipping-demo",
+                                        "test-agent"), "test")
     finally:
         wh.close()
     (tmp_path / "collector.yaml").write_text(yaml.safe_dump({"data_dir": str(data)}))

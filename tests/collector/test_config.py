@@ -24,14 +24,29 @@ def test_the_shipped_example_config_loads(tmp_path: Path) -> None:
     assert Path(cfg.data_dir).is_absolute()
 
 
+REG = "enterprises: [{enterprise_id: e, ftz_area: hangzhou}]\n"
+
+
 @pytest.mark.parametrize(("text", "needle"), [
-    ("tokens: [{name: a, sha256: secret-token, role: agent, enterprise_id: e}]", "tokens[0].sha256"),
+    ("tokens: [{name: a, sha256: secret-token, role: agent, enterprise_id: e, agent_id: g}]",
+     "tokens[0].sha256"),
     (f"tokens: [{{name: a, sha256: {HASH}, role: agent}}]", "needs enterprise_id"),
+    # A token line from before tenancy: refused with the fix named.
+    (REG + f"tokens: [{{name: a, sha256: {HASH}, role: agent, enterprise_id: e}}]",
+     "needs agent_id: add `agent_id:"),
+    (f"tokens: [{{name: a, sha256: {HASH}, role: enterprise, enterprise_id: ghost}}]",
+     "tokens[0].enterprise_id: 'ghost' is not registered"),
+    (REG + f"tokens: [{{name: a, sha256: {HASH}, role: enterprise, enterprise_id: e, agent_id: g}}]",
+     "agent_id is only for role agent"),
+    ("enterprises: [{enterprise_id: e, ftz_area: hangzhou}, {enterprise_id: e, ftz_area: ningbo}]",
+     "enterprises[1].enterprise_id"),
+    ("enterprises: [{enterprise_id: ../x, ftz_area: hangzhou}]", "enterprises[0].enterprise_id"),
+    ("enterprises: [{enterprise_id: e, ftz_area: shanghai}]", "enterprises[0].ftz_area"),
     (f"tokens: [{{name: a, sha256: {HASH}, role: regulator}}]", "needs ftz_area"),
     (f"tokens: [{{name: a, sha256: {HASH}, role: admin, enterprise_id: e}}]", "tokens[0].role"),
     (f"tokens: [{{name: a, sha256: {HASH}, role: regulator, ftz_area: shanghai}}]", "tokens[0].ftz_area"),
-    (f"tokens: [{{name: a, sha256: {HASH}, role: agent, enterprise_id: e}}, "
-     f"{{name: b, sha256: {HASH}, role: agent, enterprise_id: e}}]", "appears twice"),
+    (REG + f"tokens: [{{name: a, sha256: {HASH}, role: agent, enterprise_id: e, agent_id: g}}, "
+     f"{{name: b, sha256: {HASH}, role: agent, enterprise_id: e, agent_id: g}}]", "appears twice"),
     ("schedule: {spot_checks: '61 * * * *'}", "schedule.spot_checks"),
     ("listen: {port: 70000}", "listen.port"),
     ("max_upload_bytes: 0", "max_upload_bytes"),
@@ -63,7 +78,7 @@ def test_cron_takes_five_fields_or_six_with_seconds_first(expr: str, fields: dic
 def test_only_a_known_bearer_token_authenticates(header: str | None, status: int | None) -> None:
     from collector.config import TokenEntry
 
-    book = TokenBook([TokenEntry(name="gw", sha256=HASH, role="agent", enterprise_id="e")])
+    book = TokenBook([TokenEntry(name="gw", sha256=HASH, role="agent", enterprise_id="e", agent_id="gw")])
     if status is None:
         assert book.authenticate(header).name == "gw"
     else:
@@ -72,18 +87,22 @@ def test_only_a_known_bearer_token_authenticates(header: str | None, status: int
         assert err.value.status == status
 
 
-@pytest.mark.parametrize(("role", "scope", "enterprise", "area", "allowed"), [
-    ("agent", {"enterprise_id": "e1"}, "e1", "hangzhou", True),
-    ("agent", {"enterprise_id": "e1"}, "e2", "hangzhou", False),
-    ("enterprise", {"enterprise_id": "e1"}, "e1", "ningbo", True),
-    ("regulator", {"ftz_area": "hangzhou"}, "e2", "hangzhou", True),
-    ("regulator", {"ftz_area": "hangzhou"}, "e1", "ningbo", False),
-    ("regulator", {"ftz_area": "hangzhou"}, "e1", None, False),
+@pytest.mark.parametrize(("role", "scope", "enterprise", "allowed"), [
+    ("agent", {"enterprise_id": "e1", "agent_id": "g"}, "e1", True),
+    ("agent", {"enterprise_id": "e1", "agent_id": "g"}, "e2", False),
+    ("enterprise", {"enterprise_id": "e1"}, "e1", True),
+    ("enterprise", {"enterprise_id": "e1"}, "e2", False),
+    ("regulator", {"ftz_area": "hangzhou"}, "e2", True),      # e2 is registered in hangzhou
+    ("regulator", {"ftz_area": "hangzhou"}, "e1", False),     # e1 is registered in ningbo
+    ("regulator", {"ftz_area": "hangzhou"}, "ghost", False),  # not registered: nobody's area
+    ("regulator", {"ftz_area": "hangzhou"}, "", False),
 ])
-def test_a_token_reaches_its_enterprise_or_its_area(role: str, scope: dict[str, str], enterprise: str,
-                                                    area: str | None, allowed: bool) -> None:
-    from collector.config import TokenEntry
+def test_a_token_reaches_its_enterprise_or_the_registered_enterprises_of_its_area(
+        role: str, scope: dict[str, str], enterprise: str, allowed: bool) -> None:
+    from collector.config import EnterpriseEntry, TokenEntry
 
-    book = TokenBook([TokenEntry(name="t", sha256=HASH, role=role, **scope)])
+    registry = [EnterpriseEntry(enterprise_id="e1", ftz_area="ningbo"),
+                EnterpriseEntry(enterprise_id="e2", ftz_area="hangzhou")]
+    book = TokenBook([TokenEntry(name="t", sha256=HASH, role=role, **scope)], registry)
     who = book.authenticate("Bearer secret-token")
-    assert who.may_access(enterprise, area) is allowed
+    assert who.may_access(enterprise) is allowed

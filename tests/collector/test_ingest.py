@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 
 import pyarrow as pa
@@ -10,7 +11,7 @@ import pytest
 
 from agent.records import Envelope, to_table
 from collector.ingest import BatchError, parse_batch, row_keys
-from collector.warehouse import Warehouse
+from collector.warehouse import BatchConflict, Warehouse
 
 from .builders import detection, flow
 
@@ -41,18 +42,20 @@ def _retyped(table: pa.Table, name: str, typ: pa.DataType) -> pa.Table:
     (parquet(flows_table().append_column("raw_body", pa.array(["x", "y"]))), "b1", "flows", 422,
      "column raw_body"),
     (parquet(flows_table(enterprise="someone-else")), "b1", "flows", 403, "column enterprise_id"),
+    (parquet(to_table("flows", [flow("a")], Envelope("gw-2", "hz-demo", "b1"))), "b1", "flows", 403,
+     "column agent_id"),
 ])
 def test_a_refused_batch_names_the_header_or_column(body: bytes, batch_id: str | None, record_type: str,
                                                     status: int, field: str) -> None:
     with pytest.raises(BatchError) as err:
-        parse_batch(body, batch_id, record_type, "hz-demo")
+        parse_batch(body, batch_id, record_type, "hz-demo", "gw-1")
     assert (err.value.status, err.value.field) == (status, field)
     assert str(err.value).startswith(field.split()[-1]) or field.split()[0] in str(err.value)
 
 
 @pytest.mark.parametrize("stamped", [None, "hz-demo"])
 def test_rows_carry_the_tokens_enterprise(stamped: str | None) -> None:
-    batch = parse_batch(parquet(flows_table(enterprise=stamped)), "b1", "flows", "hz-demo")
+    batch = parse_batch(parquet(flows_table(enterprise=stamped)), "b1", "flows", "hz-demo", "gw-1")
     assert set(batch.table.column("enterprise_id").to_pylist()) == {"hz-demo"}
     assert batch.agent_id == "gw-1" and batch.table.num_rows == 2
 
@@ -60,7 +63,7 @@ def test_rows_carry_the_tokens_enterprise(stamped: str | None) -> None:
 def test_detections_of_one_flow_share_the_flows_key() -> None:
     table = to_table("detections", [detection("a", "email"), detection("a", "mobile_cn"),
                                     detection("b", "email")], Envelope("gw-1", None, "b1"))
-    batch = parse_batch(parquet(table), "b1", "detections", "hz-demo")
+    batch = parse_batch(parquet(table), "b1", "detections", "hz-demo", "gw-1")
     assert row_keys(batch) == ["flow:a", "flow:a", "flow:b"]
 
 
@@ -68,7 +71,8 @@ def test_a_replayed_flow_is_stored_once_and_a_retried_batch_is_acknowledged(tmp_
     wh = Warehouse(tmp_path)
 
     def upload(ids: tuple[str, ...], batch_id: str):
-        return wh.store_batch(parse_batch(parquet(flows_table(ids=ids)), batch_id, "flows", "hz-demo"), "t")
+        body = parquet(flows_table(ids=ids))
+        return wh.store_batch(parse_batch(body, batch_id, "flows", "hz-demo", "gw-1"), "t")
 
     try:
         first = upload(("a", "b"), "b1")
@@ -82,7 +86,7 @@ def test_a_replayed_flow_is_stored_once_and_a_retried_batch_is_acknowledged(tmp_
         assert [p.name for p in files] == ["b1.parquet", "b2.parquet"]
         assert "enterprise_id=hz-demo" in str(files[0]) and "/date=" in str(files[0])
         assert pq.read_table(files[1]).column("flow_id").to_pylist() == ["c"]
-        with pytest.raises(ValueError, match="other content"):
+        with pytest.raises(BatchConflict, match="other content"):
             upload(("z",), "b1")
     finally:
         wh.close()
@@ -108,3 +112,14 @@ def test_documents_get_a_new_version_only_when_they_change(tmp_path) -> None:
         assert wh.get_document("filing", "F2") is None
     finally:
         wh.close()
+
+
+def test_key_paths_holding_values_are_redacted_on_ingest_whatever_the_agent_sent() -> None:
+    raw = ["$.byPhone.138-1234-5678.idNo", "$.张三.mobile", "$.cards['6222 0212 3456 7890'].xm",
+           "$.orders[*].receiver.idNo"]
+    row = dataclasses.replace(detection("a", "resident_id_cn"), key_paths=tuple(raw))
+    table = to_table("detections", [row], Envelope("gw-1", None, "b1"))
+    batch = parse_batch(parquet(table), "b1", "detections", "hz-demo", "gw-1")
+    (stored,) = batch.table.column("key_paths").to_pylist()
+    assert stored == ["$.byPhone.<value>.idNo", "$.<value>.mobile", "$.cards.<value>.xm",
+                      "$.orders[*].receiver.idNo"]

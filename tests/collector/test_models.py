@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
 import yaml
 
+from collector import documents
 from collector.models import Filing, FilingError, known_field_types, load_filing
+from collector.safeyaml import FILE_CAPS
+from collector.spotcheck import CheckRequestError, active_filings, period_for, run_spot_check
+from collector.warehouse import Version
 
-from .builders import EXAMPLE_FILING, delete_at, example_data, set_at
+from .builders import EXAMPLE_FILING, EXAMPLE_NEGATIVE_LIST, delete_at, example_data, set_at
 
 REFERENCE_EXAMPLE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "filing.example.yaml"
 
@@ -110,3 +116,171 @@ def test_project_example_is_a_copy_of_the_reference() -> None:
 def test_known_field_types_has_the_reference_ids() -> None:
     expected = {"person_name", "resident_id_cn", "mobile_cn", "passport_no", "org_credit_code"}
     assert expected <= known_field_types()
+
+
+# --- value bounds: what the checks cannot compute with is refused where it enters (collector/safeyaml.py)
+
+OVER = [
+    # (mutation, field path named in the one-line error)
+    pytest.param(set_at(("scenarios", 0, "scale", "persons_nonsensitive"), 2**63),
+                 "scenarios[0].scale.persons_nonsensitive: Input should be less than or equal to 10000000000",
+                 id="scale-2^63"),
+    pytest.param(set_at(("scenarios", 0, "scale", "persons_nonsensitive"), 10**400),
+                 "scenarios[0].scale.persons_nonsensitive: Input should be less than or equal to",
+                 id="scale-10^400"),
+    pytest.param(set_at(("scenarios", 1, "scale", "persons_sensitive"), 10**10 + 1),
+                 "scenarios[1].scale.persons_sensitive: Input should be less than or equal to",
+                 id="scale-cap+1"),
+    pytest.param(set_at(("valid_from",), "1969-12-31"),
+                 "valid_from: Input should be greater than or equal to 1970-01-01", id="from-1969"),
+    pytest.param(set_at(("valid_until",), "9999-12-31"),
+                 "valid_until: Input should be less than or equal to 2100-12-31", id="until-9999"),
+    pytest.param(set_at(("valid_until",), "2101-01-01"),
+                 "valid_until: Input should be less than or equal to 2100-12-31", id="until-2101"),
+    pytest.param(set_at(("area_opinion", "issued_at"), "9999-12-31"),
+                 "area_opinion.issued_at: Input should be less than or equal to 2100-12-31",
+                 id="opinion-9999"),
+    pytest.param(set_at(("tolerances",), {"volume_increase_major_pct": 10_000.5}),
+                 "tolerances.volume_increase_major_pct: Input should be less than or equal to 10000",
+                 id="pct-over"),
+    pytest.param(set_at(("tolerances",), {"volume_increase_major_pct": float("inf")}),
+                 "tolerances.volume_increase_major_pct: Input should be a finite number", id="pct-inf"),
+    pytest.param(set_at(("tolerances",), {"volume_increase_major_pct": float("nan")}),
+                 "tolerances.volume_increase_major_pct: Input should be a finite number", id="pct-nan"),
+]
+
+
+@pytest.mark.parametrize(("mutate", "message"), OVER)
+def test_values_beyond_their_bounds_name_the_field(tmp_path: Path, mutate: Callable, message: str) -> None:
+    data = copy.deepcopy(example_data())
+    mutate(data)
+    path = tmp_path / "f.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    with pytest.raises(FilingError) as exc:
+        load_filing(path)
+    assert str(exc.value).startswith(f"{path}: {message}"), str(exc.value)
+
+
+def test_values_at_their_bounds_are_accepted() -> None:
+    data = copy.deepcopy(example_data())
+    data.update(valid_from="1970-01-01", valid_until="2100-12-31",
+                tolerances={"volume_increase_major_pct": 10_000})
+    data["area_opinion"]["issued_at"] = "2100-12-31"
+    data["scenarios"][0]["scale"] = {"persons_nonsensitive": 10**10, "persons_sensitive": 10**10}
+    f = Filing.model_validate(data)
+    assert f.scenarios[0].scale.persons_nonsensitive == 10**10 and f.valid_until.year == 2100
+
+
+@pytest.mark.parametrize(("start", "end", "field"), [
+    (date(9999, 12, 31), None, "from"), (None, date(9999, 12, 31), "to"), (date(1, 1, 1), None, "from"),
+    (date(2026, 1, 1), date(2101, 1, 1), "to"), (date(1969, 12, 31), date(2026, 1, 1), "from"),
+])
+def test_a_check_period_outside_the_date_bounds_is_a_422_naming_the_field(
+        start: date | None, end: date | None, field: str) -> None:
+    with pytest.raises(CheckRequestError) as exc:
+        period_for(start, end, datetime(2026, 6, 1, tzinfo=UTC))
+    assert (exc.value.status, exc.value.field) == (422, field)
+    assert str(exc.value).startswith(f"{field}: ") and "1970-01-01..2100-12-31" in str(exc.value)
+
+
+def test_a_check_period_at_the_date_bounds_is_computed() -> None:
+    lo, hi = period_for(date(1970, 1, 1), date(2100, 12, 31), datetime(2026, 6, 1, tzinfo=UTC))
+    assert (lo.date(), hi.date()) == (date(1970, 1, 1), date(2101, 1, 1))
+
+
+# --- files through the capped loader: a hostile file is one line, never a freeze or a traceback ----------
+
+@pytest.mark.parametrize(("content", "fragment"), [
+    pytest.param("a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}" if i > 1 else "*a"] * 10) + "]\n" for i in range(1, 12)),
+        "YAML aliases expand the document", id="billion-laughs"),
+    pytest.param("[" * 100_000 + "]" * 100_000, "nesting deeper than the limit for files of 64 levels",
+                 id="100k-deep"),
+    pytest.param("a: &a [*a]\n", "refers to a node that contains it", id="recursive-alias"),
+    pytest.param("a: " + "7" * 5000 + "\n", "a value cannot be read", id="huge-int"),
+])
+def test_hostile_files_are_one_line_naming_the_file(tmp_path: Path, content: str, fragment: str) -> None:
+    path = tmp_path / "hostile.yaml"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(FilingError) as exc:
+        load_filing(path)
+    text = str(exc.value)
+    assert text.startswith(f"{path}: ") and fragment in text and "\n" not in text, text
+
+
+def test_a_file_over_the_size_limit_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "huge.yaml"
+    with open(path, "wb") as fh:
+        fh.truncate(FILE_CAPS.max_bytes + 1)          # sparse: nothing written
+    with pytest.raises(FilingError, match=r"huge\.yaml: .*more than the limit for files of 16777216 bytes"):
+        load_filing(path)
+
+
+def test_a_filing_with_anchors_and_a_merge_key_still_loads(tmp_path: Path) -> None:
+    text = EXAMPLE_FILING.read_text(encoding="utf-8").replace(
+        "    declared_endpoints: {domains: [hr.crewservices.example], ip_cidrs: [203.116.40.0/24]}",
+        "    declared_endpoints: &crew {domains: [hr.crewservices.example], ip_cidrs: [203.116.40.0/24]}")
+    assert "&crew" in text
+    path = tmp_path / "anchored.yaml"
+    path.write_text(text.replace("scenarios:\n", "_ep: {<<: *crew}\nscenarios:\n", 1), encoding="utf-8")
+    with pytest.raises(FilingError, match=r"_ep: Extra inputs"):   # anchors load; unknown keys still refused
+        load_filing(path)
+    path.write_text(text, encoding="utf-8")
+    assert load_filing(path).recipients[1].declared_endpoints.ip_cidrs == ["203.116.40.0/24"]
+
+
+# --- documents stored before the bounds: loud where they are used, never a 500 or a stalled schedule -----
+
+def _stored(kind: str, doc_id: str, body: dict) -> Version:
+    return Version(kind, doc_id, 3, "nb-shipping-demo", "ningbo", "0" * 64, body, datetime.now(UTC))
+
+
+class _Stored:
+    """The two warehouse reads the spot check makes, over fixed versions."""
+
+    def __init__(self, filings: list[Version], lists: list[Version] | None = None) -> None:
+        self.docs = {"filing": filings, "negative_list": lists or []}
+
+    def latest_documents(self, kind: str) -> list[Version]:
+        return self.docs[kind]
+
+    def get_document(self, kind: str, doc_id: str) -> Version | None:
+        return next((v for v in self.docs[kind] if v.doc_id == doc_id), None)
+
+
+def _stale_filing() -> Version:
+    body = copy.deepcopy(example_data())
+    body["valid_until"] = "2099-12-31"
+    body["scenarios"][0]["scale"]["persons_nonsensitive"] = 2**63
+    return _stored("filing", "STALE", json.loads(json.dumps(body, default=str)))
+
+
+def _good_filing() -> Version:
+    body = copy.deepcopy(example_data())
+    body.update(filing_id="GOOD", valid_until="2099-12-31")
+    return _stored("filing", "GOOD", json.loads(json.dumps(body, default=str)))
+
+
+def test_a_stored_filing_beyond_the_bounds_is_a_422_for_its_check_and_skipped_by_the_schedule(
+        caplog: pytest.LogCaptureFixture) -> None:
+    warehouse = _Stored([_stale_filing(), _good_filing()])
+    with pytest.raises(CheckRequestError) as exc:
+        run_spot_check(warehouse, "STALE")  # type: ignore[arg-type]
+    assert (exc.value.status, exc.value.field) == (422, "filing_id")
+    assert ("stored filing STALE v3 no longer validates (scenarios[0].scale.persons_nonsensitive"
+            in str(exc.value))
+    assert active_filings(warehouse, date(2026, 6, 1)) == ["GOOD"]  # type: ignore[arg-type]
+    assert "not scheduled" in caplog.text and "STALE" in caplog.text
+    assert documents.filing_of(_stale_filing()) is None
+    assert documents.filing_of(_good_filing()).filing_id == "GOOD"  # type: ignore[union-attr]
+
+
+def test_a_stored_negative_list_beyond_the_bounds_is_a_422_naming_it() -> None:
+    data = yaml.safe_load(EXAMPLE_NEGATIVE_LIST.read_text(encoding="utf-8"))
+    data["sectors"][0]["entries"][0]["threshold"] = {"gte": 2**63}
+    warehouse = _Stored([_good_filing()], [_stored("negative_list", "zj", data)])
+    with pytest.raises(CheckRequestError) as exc:
+        run_spot_check(warehouse, "GOOD")  # type: ignore[arg-type]
+    assert (exc.value.status, exc.value.field) == (422, "negative_lists")
+    assert str(exc.value).startswith("negative_lists: stored negative list zj v3: sectors[0].entries[0]"
+                                     ".threshold.gte: Input should be less than or equal to 10000000000")

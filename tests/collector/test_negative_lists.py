@@ -82,6 +82,18 @@ INVALID = [
     pytest.param(set_at(("sectors", 3, "entries", 0, "entry_id"), "ZJ-X-01"),
                  "sectors[3].entries[0].entry_id: duplicate entry 'ZJ-X-01'", id="duplicate-entry"),
     pytest.param(delete_at(("jurisdiction",)), "jurisdiction: Field required", id="missing"),
+    # Thresholds the checks compare with BIGINT counts: bounded like a filing's scale (collector/safeyaml.py).
+    pytest.param(set_at((*ENTRY, "threshold", "gte"), 2**63),
+                 "sectors[2].entries[0].threshold.gte: Input should be less than or equal to 10000000000",
+                 id="threshold-gte-2^63"),
+    pytest.param(set_at((*ENTRY, "threshold", "lt"), 10**400),
+                 "sectors[2].entries[0].threshold.lt: Input should be less than or equal to 10000000000",
+                 id="threshold-lt-10^400"),
+    pytest.param(set_at((*ENTRY, "threshold"), {"gte": 10**10 + 1}),
+                 "sectors[2].entries[0].threshold.gte: Input should be less than or equal to",
+                 id="gte-cap+1"),
+    pytest.param(set_at(("version",), [[1, 2], [3]]), "version: a version is a string or a number",
+                 id="version-not-scalar"),
     pytest.param(set_at(("schema",), "ftz.negative_list/v2"), "schema: expected 'ftz.negative_list/v1'",
                  id="wrong-schema"),
 ]
@@ -171,3 +183,12 @@ def test_validate_recognises_a_negative_list_by_its_schema(tmp_path: Path) -> No
     [line] = proc.stderr.strip().splitlines()
     assert f"{bad}: sectors[0].entries[1].field_types[0]: 'resident_id' is not a field type id" in line
     assert "Traceback" not in proc.stderr
+
+
+def test_thresholds_at_the_bound_are_accepted() -> None:
+    data = copy.deepcopy(example_list_data())
+    data["sectors"][2]["entries"][0]["threshold"] = {"gte": 10**10 - 1, "lt": 10**10}
+    nl = parse_negative_list(data, "inline")
+    assert nl.sectors[2].entries[0].threshold.lt == 10**10
+    table = entries_table([nl], "G5822")        # the BIGINT columns hold them
+    assert 10**10 in table.column("threshold_lt").to_pylist()

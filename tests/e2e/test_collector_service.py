@@ -11,12 +11,9 @@ import copy
 import datetime as dt
 import io
 import json
-import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from collector.auth import new_token, token_digest
+from tests.collector_server import CollectorServer, start_collector
 from tests.conftest import BIN, FIXTURES, ROOT
 
 DEMO = FIXTURES / "pcaps" / "demo.pcap"
@@ -37,22 +34,6 @@ MAX_UPLOAD = 2_000_000
 YEAR = dt.datetime.fromisoformat(TRUTH["start"]).astimezone(CST).year
 PERIOD = {"from": f"{YEAR}-01-01", "to": f"{YEAR}-12-31"}
 
-TOKENS = {
-    "agent": {"role": "agent", "enterprise_id": "hz-demo"},
-    "agent-other": {"role": "agent", "enterprise_id": "nb-other"},
-    "regulator": {"role": "regulator", "ftz_area": "hangzhou"},
-    "regulator-ningbo": {"role": "regulator", "ftz_area": "ningbo"},
-    "enterprise": {"role": "enterprise", "enterprise_id": "hz-demo"},
-    "enterprise-other": {"role": "enterprise", "enterprise_id": "nb-other"},
-}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def demo_filing() -> dict[str, Any]:
     filing = yaml.safe_load((ROOT / "configs" / "filings" / "demo.yaml").read_text(encoding="utf-8"))
     # Valid today whenever the suite runs, so the schedule (which checks active filings) picks it up.
@@ -60,69 +41,23 @@ def demo_filing() -> dict[str, Any]:
     return json.loads(json.dumps(filing, default=str))    # YAML dates as the ISO strings JSON carries
 
 
-@dataclass
-class Server:
-    url: str
-    tokens: dict[str, str]
-    proc: subprocess.Popen[str]
-    data_dir: Path
-    log: Path
-    schedule_at: dt.datetime
-    facts: dict[str, Any] = field(default_factory=dict)
-
-    def client(self, who: str | None) -> httpx.Client:
-        headers = {"Authorization": f"Bearer {self.tokens[who]}"} if who else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=120)
-
-    def call(self, who: str | None, method: str, path: str, **kw: Any) -> httpx.Response:
-        with self.client(who) as c:
-            return c.request(method, path, **kw)
+Server = CollectorServer
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("collector")
-    tokens = {name: new_token() for name in TOKENS}
-    port = _free_port()
     # One scheduled run, some seconds after start (six-field cron, seconds first, Asia/Shanghai).
     at = dt.datetime.now(CST).replace(microsecond=0) + dt.timedelta(seconds=25)
-    config = {
-        "data_dir": str(tmp / "data"), "listen": {"host": "127.0.0.1", "port": port},
-        "tokens": [{"name": n, "sha256": token_digest(tokens[n]), **spec} for n, spec in TOKENS.items()],
-        "schedule": {"spot_checks": f"{at.second} {at.minute} {at.hour} * * *"},
-        "max_upload_bytes": MAX_UPLOAD,
-    }
-    cfg = tmp / "collector.yaml"
-    cfg.write_text(yaml.safe_dump(config), encoding="utf-8")
-    log = tmp / "serve.log"
-    with open(log, "w") as fh:
-        proc = subprocess.Popen([str(BIN / "egress-collector"), "serve", "--config", str(cfg)], cwd=tmp,
-                                stdout=fh, stderr=subprocess.STDOUT, text=True)
-    srv = Server(f"http://127.0.0.1:{port}", tokens, proc, tmp / "data", log, at)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(srv.url + "/healthz", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise AssertionError(f"collector did not start:\n{log.read_text()}")
-        time.sleep(0.3)
+    srv = start_collector(tmp, schedule={"spot_checks": f"{at.second} {at.minute} {at.hour} * * *"},
+                          max_upload_bytes=MAX_UPLOAD)
+    srv.facts["schedule_at"] = at
     try:
         yield srv
     finally:
         # A clean stop on SIGTERM: uvicorn finishes requests, the scheduler and DuckDB close, and the process
         # ends by the signal it was sent (uvicorn re-raises it after its graceful shutdown).
-        proc.send_signal(signal.SIGTERM)
-        try:
-            code = proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise
-        text = log.read_text()
-        assert code in (0, -signal.SIGTERM) and "Application shutdown complete" in text, text[-2000:]
-        assert "Traceback" not in text, text[-4000:]
+        srv.stop()
 
 
 def run_agent(srv: Server, tmp: Path, out: str) -> subprocess.CompletedProcess[str]:
@@ -224,7 +159,7 @@ def test_the_scheduled_run_stores_a_report(shipped: Server) -> None:
             return
         time.sleep(1)
     tail = shipped.log.read_text()[-2000:]
-    raise AssertionError(f"no scheduled report after {shipped.schedule_at}:\n{tail}")
+    raise AssertionError(f"no scheduled report after {shipped.facts['schedule_at']}:\n{tail}")
 
 
 # --- who may do what ----------------------------------------------------------------------------------
@@ -258,7 +193,7 @@ def _flows_parquet(enterprise: str | None = "hz-demo", drop: str | None = None) 
     from agent.records import Envelope, to_table
     from tests.collector.builders import flow
 
-    table = to_table("flows", [flow("e2e-f1")], Envelope("gw-x", enterprise, "b"))
+    table = to_table("flows", [flow("e2e-f1")], Envelope("gw-hz-01", enterprise, "b"))
     if drop:
         table = table.drop_columns([drop])
     buf = io.BytesIO()
@@ -316,8 +251,10 @@ def test_a_filing_that_fails_validation_names_the_field_and_keeps_the_stored_ver
     assert r.json()["error"]["field"] == "scenarios[0].data_catalog[0].field_type"
     kept = shipped.call("regulator", "GET", f"/v1/filings/{FILING_ID}").json()
     assert kept["version"] == 1
+    # The registry, not the body, says where hz-demo is: a filing naming another area is refused.
     other_area = {**demo_filing(), "ftz_area": "ningbo"}
-    assert shipped.call("regulator", "PUT", f"/v1/filings/{FILING_ID}", json=other_area).status_code == 403
+    moved = shipped.call("regulator", "PUT", f"/v1/filings/{FILING_ID}", json=other_area)
+    assert moved.status_code == 422 and moved.json()["error"]["field"] == "ftz_area", moved.text
 
 
 def test_negative_lists_are_versioned_and_an_unknown_field_type_is_refused(shipped: Server) -> None:

@@ -112,8 +112,9 @@ class Collector:
         self.config = t.workdir / "collector.yaml"
         self.config.write_text(yaml.safe_dump({
             "data_dir": str(self.data), "listen": {"host": "127.0.0.1", "port": self.port},
+            "enterprises": [{"enterprise_id": plan.ENTERPRISE_ID, "ftz_area": "hangzhou"}],
             "tokens": [{"name": "gw-live", "sha256": token_digest(self.token), "role": "agent",
-                        "enterprise_id": plan.ENTERPRISE_ID}],
+                        "enterprise_id": plan.ENTERPRISE_ID, "agent_id": f"live-{t.id}"}],
             "schedule": {"spot_checks": None}}))
         filing = json.loads(json.dumps(plan.filing(), default=str))
         wh = Warehouse(self.data)

@@ -1,0 +1,103 @@
+"""The warehouse's DuckDB schema and its migrations, run once when the service opens `data_dir`.
+
+Version 1 (before tenancy, issue 9) kept batches by `batch_id` alone and row identities by
+(record_type, agent_id, row_key): batch ids were global across tenants, and one agent could pre-register
+another's flow ids. Version 2 scopes both by enterprise: batches by (enterprise_id, batch_id), row
+identities by (enterprise_id, record_type, agent_id, row_key), and adds the audit log. A version-1
+warehouse is rewritten in one transaction: every batch keeps its enterprise, every row key takes the
+enterprise of the batch that stored it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import duckdb
+
+from collector.audit import AUDIT_SCHEMA
+
+log = logging.getLogger(__name__)
+
+__all__ = ["SCHEMA_VERSION", "migrate"]
+
+SCHEMA_VERSION = 2
+
+_BATCHES = """
+CREATE TABLE {name} (
+    batch_id VARCHAR, record_type VARCHAR, agent_id VARCHAR, enterprise_id VARCHAR,
+    rows BIGINT, stored_rows BIGINT, sha256 VARCHAR, path VARCHAR, received_at TIMESTAMPTZ, token VARCHAR,
+    PRIMARY KEY (enterprise_id, batch_id));
+"""
+_ROW_KEYS = """
+CREATE TABLE {name} (
+    enterprise_id VARCHAR, record_type VARCHAR, agent_id VARCHAR, row_key VARCHAR, batch_id VARCHAR,
+    PRIMARY KEY (enterprise_id, record_type, agent_id, row_key));
+"""
+_COMMON = """
+CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR);
+CREATE TABLE IF NOT EXISTS documents (
+    kind VARCHAR, doc_id VARCHAR, version INTEGER, enterprise_id VARCHAR, ftz_area VARCHAR,
+    sha256 VARCHAR, body VARCHAR, stored_at TIMESTAMPTZ, stored_by VARCHAR,
+    PRIMARY KEY (kind, doc_id, version));
+CREATE TABLE IF NOT EXISTS reports (
+    report_id VARCHAR PRIMARY KEY, filing_id VARCHAR, filing_version INTEGER, enterprise_id VARCHAR,
+    ftz_area VARCHAR, generated_at TIMESTAMPTZ, period_from TIMESTAMPTZ, period_to TIMESTAMPTZ,
+    verdict VARCHAR, findings INTEGER, complete BOOLEAN, trigger VARCHAR, body VARCHAR);
+""" + AUDIT_SCHEMA
+
+
+def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
+    return {r[0] for r in con.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall()}
+
+
+def _version(con: duckdb.DuckDBPyConnection, tables: set[str]) -> int:
+    if "meta" in tables:
+        row = con.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        if row is not None:
+            return int(row[0])
+    return 1 if "batches" in tables else 0
+
+
+def migrate(con: duckdb.DuckDBPyConnection) -> int:
+    """Bring the database to SCHEMA_VERSION; returns the version it found (0: a new warehouse)."""
+    tables = _tables(con)
+    found = _version(con, tables)
+    if found > SCHEMA_VERSION:
+        raise RuntimeError(f"the warehouse has schema version {found}; this collector knows up to "
+                           f"{SCHEMA_VERSION} (upgrade egresswatch)")
+    if found == SCHEMA_VERSION:
+        con.execute(_COMMON)      # tables added within a version (IF NOT EXISTS)
+        return found
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(_COMMON)
+        if found == 0:
+            con.execute(_BATCHES.format(name="batches"))
+            con.execute(_ROW_KEYS.format(name="row_keys"))
+        else:
+            _from_v1(con)
+        con.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", [str(SCHEMA_VERSION)])
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    return found
+
+
+def _from_v1(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(_BATCHES.format(name="batches_v2"))
+    con.execute("INSERT INTO batches_v2 SELECT batch_id, record_type, agent_id, enterprise_id, rows, "
+                "stored_rows, sha256, path, received_at, token FROM batches")
+    con.execute(_ROW_KEYS.format(name="row_keys_v2"))
+    # A key of version 1 belonged to (record_type, agent_id) across enterprises; its batch says whose it is.
+    con.execute("INSERT INTO row_keys_v2 SELECT b.enterprise_id, r.record_type, r.agent_id, r.row_key, "
+                "r.batch_id FROM row_keys r JOIN batches b ON b.batch_id = r.batch_id")
+    batches, keys = con.execute("SELECT (SELECT count(*) FROM batches_v2), "
+                                "(SELECT count(*) FROM row_keys_v2)").fetchone() or (0, 0)
+    con.execute("DROP TABLE row_keys")
+    con.execute("DROP TABLE batches")
+    con.execute("ALTER TABLE batches_v2 RENAME TO batches")
+    con.execute("ALTER TABLE row_keys_v2 RENAME TO row_keys")
+    log.warning("warehouse migrated from schema 1 to %d: %d batches and %d row identities re-scoped by "
+                "enterprise", SCHEMA_VERSION, batches, keys)

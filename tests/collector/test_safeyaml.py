@@ -1,0 +1,291 @@
+"""Documents under caps (DESIGN §9 "Hostile input"): size, nesting depth, YAML aliases and what they expand
+to, each refused at composition — before anything is expanded — with one line naming the cap and its value;
+and the service's entry points (`documents.parse_filing`, `parse_negative_list_body`, `parse_json_body`)
+turning every refusal into the one error type, never a RecursionError or a freeze."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import date
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from collector import documents
+from collector.config import Limits
+from collector.errors import RequestProblem
+from collector.safeyaml import FILE_CAPS, HARD_MAX_DEPTH, Caps, SafeYamlError, load
+
+from .builders import EXAMPLE_NEGATIVE_LIST, REPO
+
+CAPS = Caps(max_bytes=65536, max_depth=32, max_aliases=100)
+LIMITS = Limits(max_document_bytes=262144, max_document_depth=32, max_document_aliases=100)
+
+
+def nested_flow(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+def nested_block(depth: int) -> str:
+    """`depth` mappings, one inside the other, in block style."""
+    return "".join("  " * i + "k:\n" for i in range(depth - 1)) + "  " * (depth - 1) + "k: 1\n"
+
+
+def depth_of(data: Any) -> int:
+    """Collections on the longest path (a scalar adds none)."""
+    if isinstance(data, dict):
+        return 1 + max(map(depth_of, data.values()), default=0)
+    if isinstance(data, list):
+        return 1 + max(map(depth_of, data), default=0)
+    return 0
+
+
+def laughs(levels: int, width: int) -> str:
+    """The "billion laughs" shape: each level a list of `width` aliases of the level before."""
+    text = "l0: &l0 [" + ", ".join(["lol"] * width) + "]\n"
+    for i in range(1, levels):
+        text += f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * width) + "]\n"
+    return text
+
+
+def aliases(n: int) -> str:
+    return "a: &a x\nb: [" + ", ".join(["*a"] * n) + "]\n"
+
+
+def refusal(text: str | bytes, caps: Caps = CAPS) -> SafeYamlError:
+    with pytest.raises(SafeYamlError) as exc:
+        load(text, caps)
+    assert "\n" not in str(exc.value)
+    return exc.value
+
+
+# --- each cap at its boundary and beyond -----------------------------------------------------------------
+
+@pytest.mark.parametrize(("text", "depth"), [
+    pytest.param(nested_flow(32), 32, id="flow-at-cap"),
+    pytest.param(nested_block(32), 32, id="block-at-cap"),
+    pytest.param(json.dumps(json.loads(nested_flow(31))), 31, id="json-under-cap"),
+    pytest.param("a: &a " + nested_flow(20) + "\nb: " + "[" * 11 + "*a" + "]" * 11, 32, id="alias-at-cap"),
+])
+def test_depth_at_the_cap_loads(text: str, depth: int) -> None:
+    assert depth_of(load(text, CAPS)) == depth
+
+
+@pytest.mark.parametrize("text", [
+    pytest.param(nested_flow(33), id="flow-one-over"),
+    pytest.param(nested_block(33), id="block-one-over"),
+    pytest.param("a: &a " + nested_flow(20) + "\nb: " + "[" * 12 + "*a" + "]" * 12, id="alias-carries-depth"),
+    pytest.param(nested_flow(100_000), id="json-100k-deep"),
+    pytest.param("[\n" * 100_000 + "]\n" * 100_000, id="json-100k-deep-lines"),
+    pytest.param('{"a": ' * 100_000 + "1" + "}" * 100_000, id="json-objects-100k-deep"),
+    pytest.param("".join("  " * i + "-\n" for i in range(3000)), id="block-3k-deep"),
+])
+def test_depth_beyond_the_cap_is_refused_naming_it(text: str) -> None:
+    started = time.monotonic()
+    e = refusal(text, Caps(max_bytes=16 * 1024 * 1024, max_depth=32, max_aliases=100))
+    assert time.monotonic() - started < 1
+    assert (e.status, e.cap) == (422, "max_document_depth")
+    assert "nesting deeper than max_document_depth 32" in str(e)
+
+
+def test_a_configured_depth_never_reaches_the_recursion_limit() -> None:
+    caps = Caps(max_bytes=16 * 1024 * 1024, max_depth=10**6, max_aliases=100)
+    assert caps.depth == HARD_MAX_DEPTH
+    assert load(nested_flow(HARD_MAX_DEPTH), caps)
+    e = refusal(nested_flow(HARD_MAX_DEPTH + 1) + " " * 10, caps)
+    assert f"max_document_depth {HARD_MAX_DEPTH}" in str(e)
+
+
+@pytest.mark.parametrize(("text", "caps", "ok"), [
+    pytest.param(aliases(100), CAPS, True, id="aliases-at-cap"),
+    pytest.param(aliases(101), CAPS, False, id="aliases-one-over"),
+    pytest.param(aliases(1), Caps(65536, 32, 0), False, id="no-aliases-allowed"),
+    pytest.param("a: &a {k: 1}\nb: {<<: *a, j: 2}\n", Caps(65536, 32, 0), False, id="merge-key-is-an-alias"),
+    pytest.param("a: &a {k: 1}\nb: {<<: *a, j: 2}\n", Caps(65536, 32, 1), True, id="merge-key-in-budget"),
+])
+def test_alias_budget(text: str, caps: Caps, ok: bool) -> None:
+    if ok:
+        assert load(text, caps)
+        return
+    e = refusal(text, caps)
+    assert (e.status, e.cap) == (422, "max_document_aliases")
+    assert f"than max_document_aliases {caps.max_aliases}" in str(e)
+
+
+@pytest.mark.parametrize(("levels", "width"), [(9, 9), (30, 2), (4, 25), (20, 10)])
+def test_alias_bombs_are_refused_before_any_expansion(levels: int, width: int) -> None:
+    """Within the alias count the expansion budget still holds: nothing may expand beyond what a plain
+    document of max_bytes could hold."""
+    text = laughs(levels, width)
+    started = time.monotonic()
+    e = refusal(text, Caps(max_bytes=65536, max_depth=32, max_aliases=1000))
+    assert time.monotonic() - started < 0.5
+    assert e.status == 422 and "expand the document to more than 65536 nodes" in str(e)
+
+
+def test_a_small_expansion_within_the_budget_loads() -> None:
+    data = load(laughs(3, 10), Caps(max_bytes=65536, max_depth=32, max_aliases=100))
+    assert len(data["l2"]) == 10 and data["l2"][0][0] == ["lol"] * 10
+
+
+def test_a_recursive_alias_is_refused() -> None:
+    e = refusal("a: &a [1, *a]\n")
+    assert e.status == 422 and "*a refers to a node that contains it" in str(e)
+
+
+@pytest.mark.parametrize(("size", "status"), [(65536, None), (65537, 413)])
+def test_size_at_the_cap_and_one_byte_over(size: int, status: int | None) -> None:
+    text = "a: " + "x" * (size - 4) + "\n"
+    assert len(text.encode()) == size
+    if status is None:
+        assert load(text, CAPS) == {"a": "x" * (size - 4)}
+        return
+    e = refusal(text)
+    assert (e.status, e.cap) == (413, "max_document_bytes")
+    assert str(e) == "65537 bytes is more than max_document_bytes 65536"
+
+
+def test_size_counts_utf8_bytes_not_characters() -> None:
+    assert refusal("a: " + "备" * 30000).status == 413
+
+
+@pytest.mark.parametrize(("text", "fragment"), [
+    pytest.param("a: [1, 2\n", "line 1, at the end: not valid YAML or JSON", id="syntax"),
+    pytest.param("a: [1, 2\nb: 3\n", "line 2, column 2: not valid YAML or JSON", id="syntax-line-2"),
+    pytest.param("a: 1\n---\nb: 2\n", "not valid YAML or JSON: but found another document", id="two-docs"),
+    pytest.param("a: *nowhere\n", "found undefined alias", id="undefined-alias"),
+    pytest.param("a: &x 1\nb: &x 2\n", "line 2", id="duplicate-anchor"),
+    pytest.param("a: !!python/object/apply:os.system [id]\n", "could not determine a constructor",
+                 id="python-tag"),
+    pytest.param("a: " + "9" * 5000 + "\n", "a value cannot be read: Exceeds the limit",
+                 id="int-5000-digits"),
+    pytest.param("a: 0000-01-01\n", "a value cannot be read: year 0 is out of range", id="year-0"),
+    pytest.param("a: 2026-02-30\n", "a value cannot be read: day is out of range", id="feb-30"),
+    pytest.param(b"a: \xff\xfe\n", "not UTF-8 text", id="not-utf8"),
+])
+def test_what_is_not_yaml_is_one_line(text: str | bytes, fragment: str) -> None:
+    e = refusal(text)
+    assert e.status == 422 and fragment in str(e), str(e)
+
+
+def test_ordinary_documents_with_anchors_and_merge_keys_load() -> None:
+    text = ("base: &ep {domains: [a.example], ip_cidrs: []}\n"
+            "r1: {declared_endpoints: *ep}\n"
+            "r2: {declared_endpoints: {<<: *ep, ip_cidrs: [192.0.2.0/24]}}\n")
+    data = load(text, CAPS)
+    assert data["r1"]["declared_endpoints"] == {"domains": ["a.example"], "ip_cidrs": []}
+    assert data["r2"]["declared_endpoints"]["ip_cidrs"] == ["192.0.2.0/24"]
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs").rglob("*.yaml"))
+                         + sorted((REPO.parent / "shared" / "reference").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_every_shipped_yaml_loads_under_the_file_caps_and_the_service_caps(path: Any) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert load(text, FILE_CAPS) == yaml.safe_load(text)
+    if path.parent.name in ("filings", "negative_lists") or path.name == "filing.example.yaml":
+        assert load(text, documents.caps_of(Limits())) == yaml.safe_load(text)
+
+
+def test_file_caps_messages_say_they_are_the_file_limits() -> None:
+    e = refusal(nested_flow(65), FILE_CAPS)
+    assert "nesting deeper than the limit for files of 64 levels" in str(e)
+
+
+# --- the service's entry points -------------------------------------------------------------------------
+
+def demo_filing_yaml(**changes: Any) -> bytes:
+    data = yaml.safe_load((REPO / "configs" / "filings" / "demo.yaml").read_text(encoding="utf-8"))
+    data.update(changes)
+    return yaml.safe_dump(data, allow_unicode=True, sort_keys=False).encode()
+
+
+def problem(fn: Any, *args: Any) -> RequestProblem:
+    with pytest.raises(RequestProblem) as exc:
+        fn(*args)
+    assert "\n" not in str(exc.value)
+    return exc.value
+
+
+def test_the_demo_filing_parses_under_the_limits() -> None:
+    assert documents.parse_filing(demo_filing_yaml(), "ZJFTZ-HZ-2026-0107", LIMITS).processor.id == "hz-demo"
+
+
+@pytest.mark.parametrize(("body", "status", "fragment"), [
+    pytest.param(demo_filing_yaml() + b"#" * 262144, 413, "more than max_document_bytes 262144", id="size"),
+    pytest.param(nested_flow(100_000).encode(), 422, "nesting deeper than max_document_depth 32", id="deep"),
+    pytest.param(laughs(9, 9).encode() + demo_filing_yaml(), 422, "YAML aliases expand", id="laughs"),
+    pytest.param(aliases(101).encode(), 422, "than max_document_aliases 100", id="aliases"),
+    pytest.param(b"schema: [1, 2\n", 422, "not valid YAML or JSON", id="syntax"),
+    pytest.param(b"- a\n- b\n", 422, "must be a mapping at the top level", id="not-a-mapping"),
+])
+def test_documents_refuse_with_the_one_error_type(body: bytes, status: int, fragment: str) -> None:
+    for fn, doc_id in ((documents.parse_filing, "ZJFTZ-HZ-2026-0107"),
+                       (documents.parse_negative_list_body, "zj-ftz-example")):
+        e = problem(fn, body, doc_id, LIMITS)
+        assert (e.status, e.field) == (status, "body")
+        assert str(e).startswith("body: ") and fragment in str(e), str(e)
+
+
+def test_a_deep_value_inside_a_valid_filing_is_refused_not_recursed() -> None:
+    body = demo_filing_yaml(tolerances={"volume_increase_major_pct": 30}).replace(
+        b"tolerances:", b"extra: " + nested_flow(5000).encode() + b"\ntolerances:")
+    e = problem(documents.parse_filing, body, "ZJFTZ-HZ-2026-0107", LIMITS)
+    assert e.status == 422 and "max_document_depth 32" in str(e)
+
+
+def test_the_default_limits_apply_when_none_are_given() -> None:
+    e = problem(documents.parse_filing, nested_flow(40).encode(), "X")
+    assert "max_document_depth 32" in str(e)
+
+
+def test_a_negative_list_version_must_be_a_scalar() -> None:
+    data = yaml.safe_load(EXAMPLE_NEGATIVE_LIST.read_text(encoding="utf-8"))
+    data["version"] = [[1, 2], [3]]
+    e = problem(documents.parse_negative_list_body, json.dumps(data, default=str).encode(), "zj-ftz-example",
+                LIMITS)
+    assert e.status == 422 and e.field == "version", str(e)
+
+
+@pytest.mark.parametrize(("body", "status", "fragment"), [
+    pytest.param(b'{"filing_id": "F", "from": "2026-01-01"}', None, None, id="ok"),
+    pytest.param(nested_flow(100_000).encode(), 422, "nesting deeper than max_document_depth 32", id="deep"),
+    pytest.param(b'{"a": ' * 33 + b"1" + b"}" * 33, 422, "max_document_depth 32", id="one-over"),
+    pytest.param(b'{"a": "' + b"[" * 1000 + b'"}', None, None, id="brackets-in-strings"),
+    pytest.param(b'{"a": "\\"' + b"[" * 1000 + b'"}', None, None, id="escaped-quote"),
+    pytest.param(b"{" + b" " * 262144 + b"}", 413, "max_document_bytes 262144", id="size"),
+    pytest.param(b'{"a": ' + b"9" * 5000 + b"}", 422, "not valid JSON", id="huge-int"),
+    pytest.param(b"[1, 2]", 422, "a JSON object", id="not-an-object"),
+    pytest.param(b"{'a': 1}", 422, "not valid JSON", id="not-json"),
+    pytest.param(b"\xff", 422, "not valid JSON", id="not-utf8"),
+])
+def test_parse_json_body(body: bytes, status: int | None, fragment: str | None) -> None:
+    if status is None:
+        assert isinstance(documents.parse_json_body(body, LIMITS), dict)
+        return
+    e = problem(documents.parse_json_body, body, LIMITS)
+    assert (e.status, e.field) == (status, "body") and fragment in str(e), str(e)
+
+
+class _Run(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    filing_id: str = Field(min_length=1)
+    from_: date | None = Field(default=None, alias="from")
+
+
+@pytest.mark.parametrize(("body", "status", "field"), [
+    pytest.param(b'{"filing_id": "F", "from": "2026-01-01"}', None, None, id="ok"),
+    pytest.param(b'{"filing_id": "F", "from": "2026-13-01"}', 422, "from", id="bad-date"),
+    pytest.param(b'{"filing_id": "F", "colour": 1}', 422, "colour", id="unknown-key"),
+    pytest.param(b'{"filing_id": ' + nested_flow(100_000).encode() + b"}", 422, "body", id="deep"),
+])
+def test_parse_request_validates_the_model_naming_the_field(body: bytes, status: int | None,
+                                                            field: str | None) -> None:
+    if status is None:
+        assert documents.parse_request(body, _Run, LIMITS).from_ == date(2026, 1, 1)
+        return
+    e = problem(documents.parse_request, body, _Run, LIMITS)
+    assert (e.status, e.field) == (status, field) and str(e).startswith(f"{field}: "), str(e)

@@ -1,0 +1,220 @@
+"""Hostile documents against the real collector (DESIGN §9 "Hostile input"): an alias bomb, a document over
+max_document_bytes, a 100k-deep JSON filing, a scale of 2**63 persons, a check period in year 9999 — each a
+quick 4xx in the one error shape, never a 500, a traceback in the log or a frozen service; and /healthz keeps
+answering while the largest documents the caps allow are being parsed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from tests.collector_server import CollectorServer
+from tests.security.conftest import FILING_ID, assert_error_shape, demo_filing
+
+log = logging.getLogger(__name__)
+
+MAX_DOCUMENT_BYTES = 262144       # the `collector` fixture's limits
+
+
+def put_filing(srv: CollectorServer, who: str, body: bytes | str, filing_id: str = FILING_ID,
+               timeout: float = 60) -> httpx.Response:
+    with srv.client(who, timeout=timeout) as c:
+        return c.put(f"/v1/filings/{filing_id}", content=body)
+
+
+def laughs(levels: int, width: int) -> str:
+    text = "l0: &l0 [" + ", ".join(["lol"] * width) + "]\n"
+    for i in range(1, levels):
+        text += f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * width) + "]\n"
+    return text
+
+
+def no_traceback(srv: CollectorServer) -> None:
+    text = srv.log.read_text(encoding="utf-8", errors="replace")
+    assert "Traceback" not in text and "RecursionError" not in text, text[-4000:]
+
+
+@pytest.mark.parametrize("bomb", [
+    pytest.param(laughs(9, 9), id="billion-laughs-80-aliases"),
+    pytest.param("a: &a [" + ", ".join(["lol"] * 100) + "]\nb: [" + ", ".join(["*a"] * 6000) + "]\n",
+                 id="24KB-of-aliases"),
+])
+def test_an_alias_bomb_is_refused_quickly(collector: CollectorServer, bomb: str) -> None:
+    body = (bomb + yaml.safe_dump(demo_filing(), allow_unicode=True)).encode()
+    started = time.monotonic()
+    r = put_filing(collector, "enterprise", body)
+    elapsed = time.monotonic() - started
+    err = assert_error_shape(r, 422, "body")
+    assert "alias" in err["message"] and ("max_document_aliases 100" in err["message"]
+                                          or "max_document_bytes 262144" in err["message"]), err
+    assert elapsed < 2, elapsed
+    assert collector.call(None, "GET", "/healthz").status_code == 200
+
+
+@pytest.mark.parametrize(("route", "who"), [(f"/v1/filings/{FILING_ID}", "enterprise"),
+                                            ("/v1/negative-lists/zj-ftz-example", "regulator")])
+def test_a_document_over_max_document_bytes_is_413(collector: CollectorServer, route: str, who: str) -> None:
+    body = json.dumps(demo_filing()).encode()
+    body += b" " * (MAX_DOCUMENT_BYTES + 1 - len(body))
+    r = collector.call(who, "PUT", route, content=body)
+    err = assert_error_shape(r, 413, "body")
+    assert "max_document_bytes 262144" in err["message"], err
+
+
+def test_a_100k_deep_json_filing_is_422_without_a_traceback(collector: CollectorServer) -> None:
+    deep = ("[" * 100_000 + "]" * 100_000).encode()
+    for body in (deep, json.dumps(demo_filing(extra="@@")).encode().replace(b'"@@"', deep)):
+        started = time.monotonic()
+        err = assert_error_shape(put_filing(collector, "enterprise", body), 422, "body")
+        assert "max_document_depth 32" in err["message"], err
+        assert time.monotonic() - started < 2
+    no_traceback(collector)
+
+
+@pytest.mark.parametrize("scale", [2**63, 10**400])
+def test_a_scale_beyond_the_bound_is_422_naming_its_path(collector: CollectorServer, scale: int) -> None:
+    filing = demo_filing()
+    filing["scenarios"][0]["scale"]["persons_nonsensitive"] = scale
+    err = assert_error_shape(put_filing(collector, "enterprise", json.dumps(filing)), 422,
+                             "scenarios[0].scale.persons_nonsensitive")
+    assert "less than or equal to 10000000000" in err["message"], err
+    no_traceback(collector)
+
+
+@pytest.mark.parametrize("field", ["from", "to"])
+def test_a_check_period_in_year_9999_is_422_naming_the_field(collector: CollectorServer, field: str) -> None:
+    r = put_filing(collector, "enterprise", json.dumps(demo_filing()))
+    assert r.status_code in (200, 201), r.text
+    r = collector.call("regulator", "POST", "/v1/checks/run",
+                       json={"filing_id": FILING_ID, field: "9999-12-31"})
+    err = assert_error_shape(r, 422, field)
+    assert "1970-01-01..2100-12-31" in err["message"], err
+    no_traceback(collector)
+
+
+def largest_filing(filing_id: str, cap: int = MAX_DOCUMENT_BYTES) -> bytes:
+    """The demo filing grown with recipients to just under `cap`, as compact JSON: of the shapes measured
+    (recipients, domains, CIDRs, catalog items; JSON, flow and block YAML) the slowest to parse and
+    validate per byte."""
+    base = demo_filing(filing_id=filing_id)
+
+    def recipient(i: int) -> dict[str, Any]:
+        return {"recipient_id": f"X{i}", "name": "Partner Logistics Pte. Ltd.", "country_region": "SG",
+                "declared_endpoints": {"domains": [f"api{i}.partner.example"],
+                                       "ip_cidrs": [f"10.{i // 256 % 256}.{i % 256}.0/24"]}}
+
+    def render(n: int) -> bytes:
+        filing = {**base, "recipients": base["recipients"] + [recipient(i) for i in range(n)]}
+        return json.dumps(filing, ensure_ascii=False, separators=(",", ":")).encode()
+
+    lo, hi = 0, cap // 64                 # a recipient takes more than 64 bytes: render(hi) is over the cap
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if len(render(mid)) < cap else (lo, mid)
+    return render(lo)
+
+
+class Poller:
+    """/healthz, polled from this thread until `busy()` is False: each answer's latency, and whether an
+    upload was in flight from before it was sent until after it answered."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.samples: list[tuple[float, bool]] = []
+
+    def run(self, busy: Any, alive: Any) -> None:
+        with httpx.Client(base_url=self.url, timeout=10) as c:
+            while alive():
+                before = busy()
+                started = time.monotonic()
+                r = c.get("/healthz")
+                latency = time.monotonic() - started
+                assert r.status_code == 200, r.text
+                self.samples.append((latency, before and busy()))
+                time.sleep(0.02)
+
+    @property
+    def during(self) -> list[float]:
+        return [latency for latency, busy in self.samples if busy]
+
+
+def uploads_in_flight(srv: CollectorServer, bodies: list[bytes], rounds: int) -> tuple[Poller, list[float],
+                                                                                      list[int]]:
+    """Each body PUT `rounds` times from its own thread while /healthz is polled. The URL's id differs from
+    the body's: the whole document is parsed and validated, then refused (422) — nothing is stored, and
+    the parse is as long as a real upload's."""
+    durations: list[float] = []
+    statuses: list[int] = []
+    running = [0]
+    lock = threading.Lock()
+    started = threading.Barrier(len(bodies) + 1)
+
+    def send(i: int) -> None:
+        with srv.client("enterprise", timeout=120) as c:
+            started.wait()
+            for _ in range(rounds):
+                with lock:
+                    running[0] += 1
+                t0 = time.monotonic()
+                r = c.put(f"/v1/filings/{FILING_ID}-other{i}", content=bodies[i])
+                with lock:
+                    durations.append(time.monotonic() - t0)
+                    statuses.append(r.status_code)
+                    running[0] -= 1
+
+    threads = [threading.Thread(target=send, args=(i,), daemon=True) for i in range(len(bodies))]
+    for t in threads:
+        t.start()
+    started.wait()
+    poller = Poller(srv.url)
+    poller.run(lambda: running[0] > 0, lambda: any(t.is_alive() for t in threads))
+    for t in threads:
+        t.join(timeout=120)
+    return poller, durations, statuses
+
+
+def test_healthz_answers_while_large_documents_are_parsed(collector: CollectorServer) -> None:
+    """Parsing happens off the event loop: while uploads of the largest document the caps allow are in
+    flight (three at a time, so one always is: a single one parses in ~0.15 s), /healthz still answers,
+    each within a second."""
+    bodies = [largest_filing(f"{FILING_ID}-big{i}") for i in range(3)]
+    poller, durations, statuses = uploads_in_flight(collector, bodies, rounds=4)
+    log.info("%d uploads of %d bytes, 3 at a time: %.3f..%.3f s each; /healthz answered %d times during "
+             "them, max %.3f s", len(durations), len(bodies[0]), min(durations), max(durations),
+             len(poller.during), max(poller.during, default=0))
+    assert statuses == [422] * 12, statuses
+    assert poller.during, f"no /healthz answered while an upload was in flight; uploads took {durations}"
+    assert max(poller.during) < 1, poller.during
+    no_traceback(collector)
+
+
+def test_healthz_answers_during_one_long_document_parse(tmp_path: Any) -> None:
+    """One upload long enough to tell: a 2 MiB document (cap raised for this service) takes a second or
+    more to parse and validate. Parsed on the event loop, every /healthz sent meanwhile would wait for the
+    rest of it (median about half the upload); off the loop they answer at once, slowed only by the GIL
+    (and by whatever else runs on this machine: hence the bounds relative to the upload)."""
+    from tests.collector_server import start_collector
+
+    cap = 2 * 1024 * 1024
+    srv = start_collector(tmp_path, max_upload_bytes=2 * cap, limits={"max_document_bytes": cap})
+    try:
+        body = largest_filing(f"{FILING_ID}-big", cap)
+        poller, durations, statuses = uploads_in_flight(srv, [body], rounds=1)
+    finally:
+        srv.stop()
+    during = sorted(poller.during)
+    median = during[len(during) // 2] if during else 0.0
+    log.info("one upload of %d bytes: %.3f s; /healthz answered %d times during it, median %.3f s, max "
+             "%.3f s", len(body), durations[0], len(during), median, max(during, default=0))
+    assert statuses == [422]
+    assert len(during) >= 3, (durations, poller.samples)
+    assert median < durations[0] / 10, (durations, during)
+    assert max(during) < min(1.5, durations[0] / 2), (durations, during)
