@@ -24,6 +24,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check agent collector detectors tests bench fixtures
+	$(BIN)/mypy agent collector detectors
 	$(BIN)/python -m pytest -q
 
 bench-throughput: $(STAMP)

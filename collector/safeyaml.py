@@ -128,17 +128,18 @@ class _BudgetComposer(Composer):
             raise SafeYamlError(422, f"{_at(mark)}nesting deeper than {what}", "max_document_depth")
 
     def compose_node(self, parent: Any, index: Any) -> Any:
-        event = self.peek_event()
+        event = self.peek_event()  # type: ignore[attr-defined]  # the parser half of the loader has it
         if isinstance(event, AliasEvent):
             self._aliases += 1
             if self._aliases > self._caps.max_aliases:
                 what = self._caps.name("max_document_aliases", self._caps.max_aliases, "aliases")
                 raise SafeYamlError(422, f"{_at(event.start_mark)}more YAML aliases (*ref) than {what}",
                                     "max_document_aliases")
-            if event.anchor in self.anchors and event.anchor not in self._extent:
+            anchor = event.anchor or ""     # an alias event always names its anchor
+            if anchor in self.anchors and anchor not in self._extent:
                 raise SafeYamlError(422, f"{_at(event.start_mark)}YAML alias *{event.anchor} refers to a "
                                          "node that contains it")
-            nodes, height = self._extent.get(event.anchor, (0, 0))   # undefined: the composer says so
+            nodes, height = self._extent.get(anchor, (0, 0))   # undefined: the composer says so
             self._count(nodes, event.start_mark)
             self._reach(self._depth + height, event.start_mark)
             return Composer.compose_node(self, parent, index)
@@ -163,11 +164,11 @@ class _BudgetComposer(Composer):
 _Base: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)   # libyaml's parser when PyYAML was built with it
 
 
-class _CappedLoader(_BudgetComposer, _Base):  # type: ignore[misc, valid-type]
+class _CappedLoader(_BudgetComposer, _Base):
     """Safe constructor, libyaml (or PyYAML) parser, the budget composer in between."""
 
     def __init__(self, stream: str, caps: Caps) -> None:
-        _Base.__init__(self, stream)
+        _Base.__init__(self, stream)  # type: ignore[misc]  # _Base is the concrete loader class
         self._start_budget(caps)
 
 
@@ -194,7 +195,8 @@ def load(text: str | bytes, caps: Caps) -> Any:
             # libyaml's own ceiling (1000 open flow collections, met while it scans ahead, so before our
             # composer sees the level past ours): deeper than ours; its column would only confuse.
             what = caps.name("max_document_depth", caps.depth, "levels")
-            raise SafeYamlError(422, f"line {mark.line + 1}: nesting deeper than {what}",
+            line = f"line {mark.line + 1}: " if mark is not None else ""
+            raise SafeYamlError(422, f"{line}nesting deeper than {what}",
                                 "max_document_depth") from None
         raise SafeYamlError(422, f"{_at(mark, text)}not valid YAML or JSON: {problem}") from None
     except (ValueError, OverflowError, TypeError) as e:

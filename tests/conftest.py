@@ -1,7 +1,13 @@
-"""Shared test options and paths."""
+"""Shared test options and paths, and the CI rule for skips.
+
+Under CI=true a test may not skip for want of something `.ci/run` installs (a Debian package, root, the
+shared captures CI lays beside the clone): such a skip becomes a failure, so a broken install step can
+never turn into a quietly green run. Locally the same tests skip with their reason.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -11,6 +17,23 @@ SHARED = ROOT.parent / "shared"
 REAL_PCAPS = SHARED / "pcaps" / "real"
 FIXTURES = ROOT / "fixtures"
 BIN = ROOT / ".venv" / "bin"
+
+
+# Words of a skip reason that name what CI provides; a skip for any of them fails under CI=true.
+CI_PROVIDES = ("chromium", "libpcap", "systemd-analyze", "root", "cap_net_raw", "af_packet", "netns", "veth",
+               "network namespace", "iproute2", "absent", "not present", "not available", "tshark")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    outcome = yield
+    report = outcome.get_result()
+    if os.environ.get("CI") != "true" or not report.skipped or not isinstance(report.longrepr, tuple):
+        return
+    reason = str(report.longrepr[2])
+    if any(word in reason.lower() for word in CI_PROVIDES):
+        report.outcome = "failed"
+        report.longrepr = f"CI=true: this test must run here, but it skipped: {reason}"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
