@@ -115,7 +115,7 @@ class Limits(_Strict):
     """Budgets for what uploaders send (DESIGN §9 "Hostile input"). A batch is judged by what it decodes to,
     never by the sizes its own Parquet metadata claims."""
     max_decoded_bytes: int = Field(256 * MIB, ge=1)       # Arrow bytes of one batch once decoded
-    max_rows: int = Field(2_000_000, ge=1)                # rows of one batch
+    max_rows: int = Field(200_000, ge=1)                  # rows of one batch (agents write ≤ 50,000)
     max_string_bytes: int = Field(64 * 1024, ge=1)        # one string value (names, key paths, details)
     # Data memory (RLIMIT_DATA) a decoding worker may use beyond its idle size.
     decode_memory_bytes: int = Field(1024 * MIB, ge=64 * MIB)
@@ -124,6 +124,9 @@ class Limits(_Strict):
     max_document_depth: int = Field(32, ge=4, le=200)     # nesting (the loader's own ceiling is 200)
     max_document_aliases: int = Field(100, ge=0)          # YAML aliases (*ref) in one document
     max_concurrent_uploads: int = Field(4, ge=1)          # batches decoded at once (the others wait)
+    max_uploads_per_token: int = Field(2, ge=1)           # one token's uploads in flight (the others wait)
+    upload_timeout_s: float = Field(120, gt=0)            # to receive one whole body (408 beyond)
+    max_enterprise_bytes: int = Field(64 * 1024 * MIB, ge=MIB)  # stored records of one enterprise (507)
 
 
 class CollectorConfig(_Strict):

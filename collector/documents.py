@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from collector.config import Limits
-from collector.errors import RequestProblem
+from collector.errors import RequestProblem, shown
 from collector.models import FILING_SCHEMA, Filing, describe_validation_error
 from collector.negative_lists import NegativeListError, parse_negative_list
 from collector.safeyaml import Caps, SafeYamlError, load
@@ -69,16 +69,16 @@ def parse_filing(body: bytes, filing_id: str, limits: Limits | None = None) -> F
     if data.get("schema") != FILING_SCHEMA:
         got = data.get("schema")
         scalar = got is None or isinstance(got, str | int | float)
-        shown = repr(got)[:80] if scalar else f"a {type(got).__name__}"    # never a repr of a whole tree
-        raise DocumentError("schema", f"schema: expected {FILING_SCHEMA!r}, got {shown}")
+        what = shown(got) if scalar else f"a {type(got).__name__}"    # never a repr of a whole tree
+        raise DocumentError("schema", f"schema: expected {FILING_SCHEMA!r}, got {what}")
     try:
         filing = Filing.model_validate(data)
     except ValidationError as e:
         message = describe_validation_error(e)
         raise DocumentError(_field_of(message), message) from None
     if filing.filing_id != filing_id:
-        raise DocumentError("filing_id", f"filing_id: {filing.filing_id!r} does not match the URL's "
-                                         f"{filing_id!r}")
+        raise DocumentError("filing_id", f"filing_id: {shown(filing.filing_id)} does not match the URL's "
+                                         f"{shown(filing_id)}")
     return filing
 
 
@@ -91,7 +91,8 @@ def parse_negative_list_body(body: bytes, list_id: str, limits: Limits | None = 
         message = str(e).removeprefix("body: ")
         raise DocumentError(_field_of(message), message) from None
     if parsed.list_id != list_id:
-        raise DocumentError("list_id", f"list_id: {parsed.list_id!r} does not match the URL's {list_id!r}")
+        raise DocumentError("list_id", f"list_id: {shown(parsed.list_id)} does not match the URL's "
+                                       f"{shown(list_id)}")
     return jsonable(data)
 
 

@@ -8,12 +8,12 @@ into one line on stderr.
 
 from __future__ import annotations
 
-__all__ = ["CODES", "RequestProblem"]
+__all__ = ["CODES", "RequestProblem", "shown"]
 
 # The `code` of the JSON error shape, by status.
-CODES = {401: "unauthenticated", 403: "forbidden", 404: "not_found", 409: "conflict", 413: "too_large",
-         500: "internal_error", 503: "unavailable", 507: "insufficient_storage",
-         422: "invalid_request"}
+CODES = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found", 408: "timeout",
+         409: "conflict", 413: "too_large", 422: "invalid_request", 500: "internal_error", 503: "unavailable",
+         507: "insufficient_storage"}
 
 
 class RequestProblem(ValueError):
@@ -25,3 +25,10 @@ class RequestProblem(ValueError):
     @property
     def code(self) -> str:
         return CODES.get(self.status, "http_error")
+
+
+def shown(value: object, limit: int = 60) -> str:
+    """An uploader-chosen value quoted in an error message, cut short: an error must not echo a megabyte
+    back (nor hand a probe a free amplifier)."""
+    text = str(value)
+    return repr(text if len(text) <= limit else text[:limit] + "…")

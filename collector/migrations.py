@@ -11,6 +11,7 @@ enterprise of the batch that stored it.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import duckdb
 
@@ -26,7 +27,7 @@ _BATCHES = """
 CREATE TABLE {name} (
     batch_id VARCHAR, record_type VARCHAR, agent_id VARCHAR, enterprise_id VARCHAR,
     rows BIGINT, stored_rows BIGINT, sha256 VARCHAR, path VARCHAR, received_at TIMESTAMPTZ, token VARCHAR,
-    PRIMARY KEY (enterprise_id, batch_id));
+    bytes BIGINT DEFAULT 0, PRIMARY KEY (enterprise_id, batch_id));
 """
 _ROW_KEYS = """
 CREATE TABLE {name} (
@@ -59,8 +60,9 @@ def _version(con: duckdb.DuckDBPyConnection, tables: set[str]) -> int:
     return 1 if "batches" in tables else 0
 
 
-def migrate(con: duckdb.DuckDBPyConnection) -> int:
-    """Bring the database to SCHEMA_VERSION; returns the version it found (0: a new warehouse)."""
+def migrate(con: duckdb.DuckDBPyConnection, root: Path) -> int:
+    """Bring the database to SCHEMA_VERSION; returns the version it found (0: a new warehouse). `root` is
+    the data dir the batches' paths are relative to."""
     tables = _tables(con)
     found = _version(con, tables)
     if found > SCHEMA_VERSION:
@@ -76,7 +78,7 @@ def migrate(con: duckdb.DuckDBPyConnection) -> int:
             con.execute(_BATCHES.format(name="batches"))
             con.execute(_ROW_KEYS.format(name="row_keys"))
         else:
-            _from_v1(con)
+            _from_v1(con, root)
         con.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", [str(SCHEMA_VERSION)])
         con.execute("COMMIT")
     except Exception:
@@ -85,10 +87,11 @@ def migrate(con: duckdb.DuckDBPyConnection) -> int:
     return found
 
 
-def _from_v1(con: duckdb.DuckDBPyConnection) -> None:
+def _from_v1(con: duckdb.DuckDBPyConnection, root: Path) -> None:
     con.execute(_BATCHES.format(name="batches_v2"))
     con.execute("INSERT INTO batches_v2 SELECT batch_id, record_type, agent_id, enterprise_id, rows, "
-                "stored_rows, sha256, path, received_at, token FROM batches")
+                "stored_rows, sha256, path, received_at, token, 0 FROM batches")
+    _sizes(con, root)
     con.execute(_ROW_KEYS.format(name="row_keys_v2"))
     # A key of version 1 belonged to (record_type, agent_id) across enterprises; its batch says whose it is.
     con.execute("INSERT INTO row_keys_v2 SELECT b.enterprise_id, r.record_type, r.agent_id, r.row_key, "
@@ -101,3 +104,13 @@ def _from_v1(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("ALTER TABLE row_keys_v2 RENAME TO row_keys")
     log.warning("warehouse migrated from schema 1 to %d: %d batches and %d row identities re-scoped by "
                 "enterprise", SCHEMA_VERSION, batches, keys)
+
+
+def _sizes(con: duckdb.DuckDBPyConnection, root: Path) -> None:
+    """Version 1 did not record file sizes; the quota needs them (a missing file counts 0)."""
+    for (path,) in con.execute("SELECT path FROM batches_v2 WHERE path <> ''").fetchall():
+        try:
+            size = (root / path).stat().st_size
+        except OSError:
+            size = 0
+        con.execute("UPDATE batches_v2 SET bytes = ? WHERE path = ?", [size, path])

@@ -11,6 +11,15 @@ composer that keeps a budget *while composing*, before anything is constructed o
 - aliases: `*ref` occurrences, merge keys included;
 - expanded nodes: every node as if each alias were copied out. A plain document of N bytes cannot hold
   more than N nodes (each needs a byte), so by default an aliased one may not expand beyond that either;
+- expanded bytes: the UTF-8 bytes of every key and scalar value, again as if each alias were copied out,
+  may not pass `max_bytes` — what a plain document within the size cap can hold. Counting nodes alone let
+  one anchored 900 KB scalar (one node) and 99 aliases of it, a 0.9 MB document, become an 85 MB one. An
+  alias brings its anchor's bytes as it brings its nodes (a scalar's own; a collection's keys and values,
+  aliases inside it included). Only a document where some alias brings bytes can break this cap: a plain
+  one whose escapes decode to more bytes than its text (`"\\L"`, 2 bytes of text, is 3 of U+2028) is
+  never refused. This cap is the last word: where it is first passed is noted and composing goes on
+  (counting only, bounded by the document's size), so a document another cap refuses keeps that refusal;
+  the composed node graph is dropped before the constructor sees it;
 - recursive aliases (`&a [*a]`) are refused: every consumer would loop on them.
 
 A document over a cap, or one that is not YAML, raises `SafeYamlError` (`status` 413 for size, 422 for the
@@ -37,7 +46,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import Field
 from yaml.composer import Composer
-from yaml.events import AliasEvent, CollectionStartEvent
+from yaml.events import AliasEvent, CollectionStartEvent, ScalarEvent
 
 log = logging.getLogger(__name__)
 
@@ -107,9 +116,13 @@ class _BudgetComposer(Composer):
         self._caps = caps
         self._aliases = 0
         self._nodes = 0
+        self._bytes = 0           # UTF-8 bytes of keys and scalar values, aliases expanded
+        self._aliased_bytes = 0   # of which aliases brought
+        self._too_many_bytes: SafeYamlError | None = None   # where max_bytes was first passed
         self._depth = 0           # collections open around the current event
         self._deepest = 0         # deepest level reached inside the node being composed
-        self._extent: dict[str, tuple[int, int]] = {}   # anchor -> (expanded nodes, collection height)
+        # anchor -> (expanded nodes, collection height, expanded bytes)
+        self._extent: dict[str, tuple[int, int, int]] = {}
 
     def _count(self, nodes: int, mark: Any) -> None:
         self._nodes += nodes
@@ -120,6 +133,22 @@ class _BudgetComposer(Composer):
             raise SafeYamlError(422, f"{_at(mark)}YAML aliases expand the document to more than "
                                      f"{self._caps.node_budget} nodes (a plain document within {what} holds "
                                      "fewer)", "max_document_aliases")
+
+    def _add_bytes(self, size: int, mark: Any, by_alias: bool) -> None:
+        self._bytes += size
+        if by_alias:
+            self._aliased_bytes += size
+        if self._aliased_bytes and self._bytes > self._caps.max_bytes and self._too_many_bytes is None:
+            what = self._caps.name("max_document_bytes", self._caps.max_bytes, "bytes")
+            self._too_many_bytes = SafeYamlError(
+                422, f"{_at(mark)}YAML aliases expand the document beyond {what}: its keys and values would "
+                     f"take more than {self._caps.max_bytes} bytes", "max_document_bytes")
+
+    def compose_document(self) -> Any:
+        node = Composer.compose_document(self)
+        if self._too_many_bytes is not None:
+            raise self._too_many_bytes
+        return node
 
     def _reach(self, level: int, mark: Any) -> None:
         self._deepest = max(self._deepest, level)
@@ -139,13 +168,18 @@ class _BudgetComposer(Composer):
             if anchor in self.anchors and anchor not in self._extent:
                 raise SafeYamlError(422, f"{_at(event.start_mark)}YAML alias *{event.anchor} refers to a "
                                          "node that contains it")
-            nodes, height = self._extent.get(anchor, (0, 0))   # undefined: the composer says so
+            nodes, height, size = self._extent.get(anchor, (0, 0, 0))   # undefined: the composer says so
             self._count(nodes, event.start_mark)
+            self._add_bytes(size, event.start_mark, by_alias=True)
             self._reach(self._depth + height, event.start_mark)
             return Composer.compose_node(self, parent, index)
         collection = isinstance(event, CollectionStartEvent)
-        before, outer_deepest = self._nodes, self._deepest
+        before, before_bytes, outer_deepest = self._nodes, self._bytes, self._deepest
         self._count(1, event.start_mark)
+        if isinstance(event, ScalarEvent):
+            value = event.value
+            self._add_bytes(len(value) if value.isascii() else len(value.encode("utf-8", "surrogatepass")),
+                            event.start_mark, by_alias=False)
         self._deepest = self._depth
         if collection:
             self._depth += 1
@@ -156,7 +190,8 @@ class _BudgetComposer(Composer):
             if collection:
                 self._depth -= 1
         if event.anchor is not None:
-            self._extent[event.anchor] = (self._nodes - before, self._deepest - self._depth)
+            self._extent[event.anchor] = (self._nodes - before, self._deepest - self._depth,
+                                          self._bytes - before_bytes)
         self._deepest = max(outer_deepest, self._deepest)
         return node
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import defaultdict
 from collections.abc import AsyncIterator
 from datetime import date
 from typing import Annotated, Any
@@ -26,19 +27,20 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from collector import batchread, documents
 from collector.audit import AuditEntry
 from collector.auth import AuthError, Principal, TokenBook
 from collector.config import CollectorConfig
-from collector.errors import RequestProblem
+from collector.errors import RequestProblem, shown
 from collector.ingest import parse_batch
 from collector.models import Filing, Report
 from collector.reports import render_html
 from collector.routes_tenancy import router as tenancy_router
 from collector.scheduler import SpotCheckScheduler
 from collector.spotcheck import run_spot_check
-from collector.warehouse import StoredBatch, Warehouse
+from collector.warehouse import StoredBatch, Version, Warehouse
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +78,11 @@ def create_app(config: CollectorConfig, *, scheduler: bool = True) -> FastAPI:
     tokens = TokenBook(config.tokens, config.enterprises)
     limits = config.limits
     # Batches wait here rather than all decoding at once: each one can hold max_upload_bytes in memory.
+    # A body is received before a decoding slot is taken, under a deadline, and one token has at most
+    # max_uploads_per_token uploads in flight: a slow or hostile agent holds only its own slots.
     uploads = asyncio.Semaphore(limits.max_concurrent_uploads)
+    per_token: defaultdict[str, asyncio.Semaphore] = defaultdict(
+        lambda: asyncio.Semaphore(limits.max_uploads_per_token))
     schedule = (SpotCheckScheduler(warehouse, config.schedule.spot_checks, config.area_of())
                 if scheduler else None)
 
@@ -138,14 +144,35 @@ def create_app(config: CollectorConfig, *, scheduler: bool = True) -> FastAPI:
     async def read_body(request: Request, cap: int, what: str = "max_upload_bytes") -> bytes:
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > cap:
-            raise RequestProblem(413, "body", f"body: {declared} bytes exceeds {what} {cap}")
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > cap:
-                raise RequestProblem(413, "body", f"body: exceeds {what} {cap}")
-            chunks.append(chunk)
-        return b"".join(chunks)
+            raise RequestProblem(413, "body", f"body: {shown(declared, 24)} bytes exceeds {what} {cap}")
+
+        async def receive() -> bytes:
+            chunks, size = [], 0
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > cap:
+                    raise RequestProblem(413, "body", f"body: exceeds {what} {cap}")
+                chunks.append(chunk)
+            return b"".join(chunks)
+
+        try:
+            return await asyncio.wait_for(receive(), limits.upload_timeout_s)
+        except TimeoutError:
+            raise RequestProblem(408, "body", f"body: not received within limits.upload_timeout_s "
+                                 f"{limits.upload_timeout_s:g} s") from None
+        except ClientDisconnect:
+            # Nobody is left to answer; not a server error (no traceback in the log).
+            log.info("%s %s: client disconnected during the body", request.method, request.url.path)
+            raise RequestProblem(400, "body", "body: the client disconnected") from None
+
+    def own_filing(who: Principal, filing_id: str, version: int | None = None) -> Version:
+        """The filing if this token may read it; otherwise the same 404 as for a filing that does not
+        exist, so that no one can probe another tenant's filing numbers."""
+        v = warehouse.get_document("filing", filing_id, version)
+        if v is None or not who.may_access(v.enterprise_id):
+            raise RequestProblem(404, "filing_id", f"filing_id: no filing {shown(filing_id)}"
+                                 f"{f' version {version}' if version else ''}")
+        return v
 
     def audit_entry(who: Principal, obj: str, object_id: str, enterprise_id: str | None,
                     ftz_area: str | None) -> AuditEntry:
@@ -170,13 +197,15 @@ def create_app(config: CollectorConfig, *, scheduler: bool = True) -> FastAPI:
         def store(body: bytes) -> StoredBatch:
             batch = parse_batch(body, x_batch_id, x_record_type, who.enterprise_id or "", who.agent_id or "",
                                 limits=limits)
-            return warehouse.store_batch(batch, who.name)     # 409 same id other content, 507 disk full
+            # 409 same id other content, 507 disk full or the enterprise's quota reached
+            return warehouse.store_batch(batch, who.name, quota=limits.max_enterprise_bytes)
 
         # Parquet decoding and the DuckDB commit block: off the event loop, so one agent's upload does not
-        # stall every other request; at most max_concurrent_uploads bodies are held at once.
-        async with uploads:
+        # stall every other request; at most max_concurrent_uploads batches decode at once.
+        async with per_token[who.name]:
             body = await read_body(request, config.max_upload_bytes)
-            stored = await run_in_threadpool(store, body)
+            async with uploads:
+                stored = await run_in_threadpool(store, body)
         return JSONResponse({"batch_id": stored.batch_id, "record_type": stored.record_type,
                              "rows": stored.rows, "stored_rows": stored.stored_rows,
                              "duplicate_rows": stored.rows - stored.stored_rows,
@@ -191,7 +220,12 @@ def create_app(config: CollectorConfig, *, scheduler: bool = True) -> FastAPI:
         filing = await run_in_threadpool(documents.parse_filing, body, filing_id, limits)
         prior = warehouse.get_document("filing", filing_id)
         if prior is not None:
-            who.require_access(prior.enterprise_id, f"filing {filing_id}")
+            who.require_access(prior.enterprise_id, f"filing {shown(filing_id)}")
+        elif who.role != "regulator":
+            # The filing number (备案编号) is registered by the area's regulator; an enterprise adds versions
+            # to its own filings. Otherwise any tenant could take another area's number first.
+            raise AuthError(403, "forbidden", f"filing {shown(filing_id)}: a new filing number is registered "
+                            "by the area's regulator; an enterprise uploads new versions of its own filings")
         enterprise, area = _tenant_of(who, filing)
         if prior is not None and prior.enterprise_id != enterprise:
             raise RequestProblem(409, "processor.id", f"processor.id: filing {filing_id} belongs to "
@@ -205,11 +239,7 @@ def create_app(config: CollectorConfig, *, scheduler: bool = True) -> FastAPI:
     def get_filing(filing_id: str, who: Auth, version: Annotated[int | None, Query(ge=1)] = None
                    ) -> dict[str, Any]:
         who.require_role("regulator", "enterprise")
-        v = warehouse.get_document("filing", filing_id, version)
-        if v is None:
-            raise RequestProblem(404, "filing_id", f"filing_id: no filing {filing_id!r}"
-                                 f"{f' version {version}' if version else ''}")
-        who.require_access(v.enterprise_id, f"filing {filing_id}")
+        v = own_filing(who, filing_id, version)
         return {**documents.version_summary(v), "filing": v.body}
 
     @app.put("/v1/negative-lists/{list_id}", tags=["negative lists"])
@@ -221,8 +251,8 @@ def create_app(config: CollectorConfig, *, scheduler: bool = True) -> FastAPI:
         # this area's checks apply.
         prior = warehouse.get_document("negative_list", list_id)
         if prior is not None and prior.ftz_area not in (None, who.ftz_area):
-            raise AuthError(403, "forbidden", f"negative list {list_id}: kept by the regulators of area "
-                            f"{prior.ftz_area}; token {who.name!r} is for area {who.ftz_area}")
+            raise AuthError(403, "forbidden", f"negative list {shown(list_id)}: kept by the regulators of "
+                            f"area {prior.ftz_area}; token {who.name!r} is for area {who.ftz_area}")
         v = await run_in_threadpool(
             warehouse.put_document, "negative_list", list_id, body, None, who.ftz_area, who.name,
             audit_entry(who, "list", list_id, None, who.ftz_area))
@@ -233,7 +263,7 @@ def create_app(config: CollectorConfig, *, scheduler: bool = True) -> FastAPI:
         who.require_role("regulator")
         v = warehouse.get_document("negative_list", list_id)
         if v is None:
-            raise RequestProblem(404, "list_id", f"list_id: no negative list {list_id!r}")
+            raise RequestProblem(404, "list_id", f"list_id: no negative list {shown(list_id)}")
         return {**documents.version_summary(v), "negative_list": v.body}
 
     @app.post("/v1/checks/run", status_code=201, tags=["checks"],
@@ -245,11 +275,7 @@ def create_app(config: CollectorConfig, *, scheduler: bool = True) -> FastAPI:
         who.require_role("regulator")
         raw = await read_body(request, SMALL_BODY, "the size of a check request")
         req = await run_in_threadpool(documents.parse_request, raw, CheckRun, limits)
-        prior = warehouse.get_document("filing", req.filing_id)
-        if prior is None:
-            raise RequestProblem(404, "filing_id",
-                                 f"filing_id: no filing {req.filing_id!r} has been uploaded")
-        who.require_access(prior.enterprise_id, f"filing {req.filing_id}")
+        own_filing(who, req.filing_id)
         done = await run_in_threadpool(run_spot_check, warehouse, req.filing_id, start=req.from_, end=req.to,
                                        trigger="api")
         return {"report_id": done.report_id, "verdict": done.report.verdict,
@@ -259,24 +285,19 @@ def create_app(config: CollectorConfig, *, scheduler: bool = True) -> FastAPI:
     def list_reports(who: Auth, filing_id: str | None = None) -> dict[str, Any]:
         """Reports the token may read, newest first."""
         who.require_role("regulator", "enterprise")
-        filings = [v for v in warehouse.latest_documents("filing") if who.may_access(v.enterprise_id)]
         if filing_id is not None:
-            v = warehouse.get_document("filing", filing_id)
-            if v is None:
-                raise RequestProblem(404, "filing_id", f"filing_id: no filing {filing_id!r}")
-            who.require_access(v.enterprise_id, f"filing {filing_id}")
-            filings = [v]
-        rows = warehouse.list_reports([v.doc_id for v in filings])
+            filing_ids = [own_filing(who, filing_id).doc_id]
+        else:
+            filing_ids = [doc for doc, owner in warehouse.document_owners("filing") if who.may_access(owner)]
+        rows = warehouse.list_reports(filing_ids)
         return {"reports": [documents.jsonable(r) for r in rows]}
 
     def _report(report_id: str, who: Principal) -> tuple[dict[str, Any], str]:
         who.require_role("regulator", "enterprise")
         found = warehouse.get_report(report_id)
-        if found is None:
-            raise RequestProblem(404, "report_id", f"report_id: no report {report_id!r}")
-        meta, body = found
-        who.require_access(meta["enterprise_id"], f"report {report_id}")
-        return meta, body
+        if found is None or not who.may_access(found[0]["enterprise_id"]):
+            raise RequestProblem(404, "report_id", f"report_id: no report {shown(report_id)}")
+        return found
 
     def _html(meta: dict[str, Any], body: str) -> HTMLResponse:
         report = Report.model_validate_json(body)
@@ -300,16 +321,19 @@ def create_app(config: CollectorConfig, *, scheduler: bool = True) -> FastAPI:
 
 def _tenant_of(who: Principal, filing: Filing) -> tuple[str, str]:
     """The registered enterprise a filing is for and its area: the filing names them, the registry decides.
-    A regulator reaches only enterprises of its area (403), an enterprise only itself (403); a processor
-    that is not registered, or an ftz_area other than the registered one, is a 422 naming the field."""
+    A regulator names only enterprises registered in its area (422 otherwise, the same whether the id is
+    unregistered or another area's), an enterprise only itself (403); an ftz_area other than the
+    registered one is a 422 naming the field."""
     enterprise = filing.processor.id
     area = who.area_of(enterprise)
-    if area is None and who.role == "regulator":
-        raise RequestProblem(422, "processor.id", f"processor.id: {enterprise!r} is not a registered "
-                             "enterprise (collector.yaml enterprises:)")
-    who.require_access(enterprise, f"a filing for enterprise {enterprise}")
+    if who.role == "regulator" and area != who.ftz_area:
+        # One answer whether the enterprise is unregistered or registered elsewhere: a regulator cannot
+        # map another area's registry by trying ids.
+        raise RequestProblem(422, "processor.id", f"processor.id: {shown(enterprise)} is not an enterprise "
+                             f"registered in area {who.ftz_area} (collector.yaml enterprises:)")
+    who.require_access(enterprise, f"a filing for enterprise {shown(enterprise)}")
     if area is None:
-        raise RequestProblem(422, "processor.id", f"processor.id: {enterprise!r} is not a registered "
+        raise RequestProblem(422, "processor.id", f"processor.id: {shown(enterprise)} is not a registered "
                              "enterprise (collector.yaml enterprises:)")
     if str(filing.ftz_area) != area:
         raise RequestProblem(422, "ftz_area", f"ftz_area: enterprise {enterprise} is registered in area "

@@ -71,9 +71,13 @@ def _filing(version: Version) -> Filing:
                                 "upload a corrected version") from None
 
 
-def _negative_lists(warehouse: Warehouse) -> tuple[list[NegativeList], list[dict[str, Any]]]:
+def _negative_lists(warehouse: Warehouse, area: str | None
+                    ) -> tuple[list[NegativeList], list[dict[str, Any]]]:
+    """The lists a check of a filing in `area` applies: those its area's regulators keep. A list stored
+    before lists had an owner (ftz_area NULL) applies everywhere until a regulator stores a new version,
+    which makes it that area's. Another area's list never changes this area's verdicts."""
     lists, refs = [], []
-    for v in warehouse.latest_documents("negative_list"):
+    for v in warehouse.latest_documents("negative_list", area=area or ""):
         try:
             lists.append(parse_negative_list(v.body, f"negative list {v.doc_id} v{v.version}"))
         except NegativeListError as e:   # stored before a bound was added: loud, never silently skipped
@@ -93,7 +97,7 @@ def run_spot_check(warehouse: Warehouse, filing_id: str, *, start: date | None =
     now = (now or datetime.now(CST)).astimezone(CST)
     period = period_for(start, end, now)
     as_of = min(period[1], now)
-    lists, refs = _negative_lists(warehouse)
+    lists, refs = _negative_lists(warehouse, version.ftz_area)
     files = warehouse.record_files(filing.processor.id)
     with Store() as store:
         store.load_record_files(files)

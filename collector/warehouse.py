@@ -38,11 +38,12 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from collector.audit import AuditEntry, list_audit, write_audit
 from collector.errors import RequestProblem
-from collector.ingest import Batch, row_keys
+from collector.ingest import Batch
 from collector.migrations import migrate
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,12 @@ class BatchConflict(RequestProblem):
 
     def __init__(self, message: str) -> None:
         super().__init__(409, "header X-Batch-Id", message)
+
+
+# What one stored row identity costs in collector.duckdb (key, scope columns, primary-key index), charged
+# against an enterprise's quota beside its Parquet bytes: measured ≈ 110 bytes per key (row_keys of 2M rows
+# took 220 MB).
+ROW_KEY_BYTES = 110
 
 
 class StorageError(RequestProblem):
@@ -92,7 +99,7 @@ class Warehouse:
         self.records_dir = self.data_dir / "records"
         self.records_dir.mkdir(parents=True, exist_ok=True)
         self.con = self._connect()
-        migrate(self.con)
+        migrate(self.con, self.data_dir)
         # One writer at a time: DuckDB serialises commits anyway, and a batch's file rename plus its
         # metadata must not interleave with another upload of the same batch id.
         self._lock = threading.RLock()
@@ -145,7 +152,9 @@ class Warehouse:
 
     # --- batches ------------------------------------------------------------------------------------
 
-    def store_batch(self, batch: Batch, token_name: str) -> StoredBatch:
+    def store_batch(self, batch: Batch, token_name: str, *, quota: int | None = None) -> StoredBatch:
+        """Store the rows no earlier batch of the same enterprise and agent stored; `quota` bounds what one
+        enterprise may keep (Parquet bytes plus ROW_KEY_BYTES per row identity): past it, 507."""
         with self.cursor() as cur:
             prior = cur.execute("SELECT sha256, record_type, rows, stored_rows FROM batches "
                                 "WHERE enterprise_id = ? AND batch_id = ?",
@@ -154,31 +163,38 @@ class Warehouse:
                 if prior[0] != batch.sha256:
                     raise BatchConflict(f"batch {batch.batch_id} was stored before with other content")
                 return StoredBatch(batch.batch_id, prior[1], prior[2], prior[3], created=False)
-            keys = row_keys(batch)
-            cur.register("_keys", pa.table({"row_key": pa.array(sorted(set(keys)), pa.string())}))
+            distinct = pc.unique(batch.keys)
+            cur.register("_keys", pa.table({"row_key": distinct}))
             try:
-                seen = {r[0] for r in cur.execute(
+                seen = pa.array([r[0] for r in cur.execute(
                     "SELECT k.row_key FROM _keys k JOIN row_keys r ON r.row_key = k.row_key "
                     "AND r.enterprise_id = ? AND r.record_type = ? AND r.agent_id = ?",
-                    [batch.enterprise_id, batch.record_type, batch.agent_id]).fetchall()}
+                    [batch.enterprise_id, batch.record_type, batch.agent_id]).fetchall()], pa.string())
             finally:
                 cur.unregister("_keys")
-            keep = pa.array([k not in seen for k in keys], pa.bool_())
-            table = batch.table.filter(keep) if seen else batch.table
-            fresh = sorted(set(keys) - seen)
+            table, fresh = batch.table, distinct
+            if len(seen):
+                table = table.filter(pc.invert(pc.is_in(batch.keys, value_set=seen)))
+                fresh = distinct.filter(pc.invert(pc.is_in(distinct, value_set=seen)))
             rel = self._write_file(batch, table) if table.num_rows else ""
+            size = (self.data_dir / rel).stat().st_size if rel else 0
             try:
+                if quota is not None:
+                    self._check_quota(cur, batch, size + ROW_KEY_BYTES * len(fresh), quota)
                 cur.execute("BEGIN TRANSACTION")
-                cur.execute("INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                cur.execute("INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                             [batch.batch_id, batch.record_type, batch.agent_id, batch.enterprise_id,
                              batch.table.num_rows, table.num_rows, batch.sha256, rel, datetime.now(UTC),
-                             token_name])
-                if fresh:
-                    cur.register("_fresh", pa.table({"row_key": pa.array(fresh, pa.string())}))
+                             token_name, size])
+                if len(fresh):
+                    cur.register("_fresh", pa.table({"row_key": fresh}))
                     cur.execute("INSERT INTO row_keys SELECT ?, ?, ?, row_key, ? FROM _fresh",
                                 [batch.enterprise_id, batch.record_type, batch.agent_id, batch.batch_id])
                     cur.unregister("_fresh")
                 cur.execute("COMMIT")
+            except StorageError:
+                self._abort(cur, rel, in_transaction=False)
+                raise
             except Exception as e:
                 self._abort(cur, rel)
                 raise StorageError(f"batch {batch.batch_id}: not stored, the commit failed "
@@ -187,13 +203,27 @@ class Warehouse:
                  batch.table.num_rows, batch.record_type, batch.agent_id, table.num_rows)
         return StoredBatch(batch.batch_id, batch.record_type, batch.table.num_rows, table.num_rows, True)
 
-    def _abort(self, cur: duckdb.DuckDBPyConnection, rel: str) -> None:
+    @staticmethod
+    def _check_quota(cur: duckdb.DuckDBPyConnection, batch: Batch, charge: int, quota: int) -> None:
+        if not charge:
+            return
+        row = cur.execute("SELECT coalesce(sum(bytes), 0) + ? * (SELECT count(*) FROM row_keys "
+                          "WHERE enterprise_id = ?) FROM batches WHERE enterprise_id = ?",
+                          [ROW_KEY_BYTES, batch.enterprise_id, batch.enterprise_id]).fetchone()
+        used = int(row[0]) if row else 0
+        if used + charge > quota:
+            raise StorageError(f"batch {batch.batch_id}: enterprise {batch.enterprise_id} has used {used} "
+                               f"of its limits.max_enterprise_bytes {quota}; nothing stored (a regulator can "
+                               "remove batches)")
+
+    def _abort(self, cur: duckdb.DuckDBPyConnection, rel: str, *, in_transaction: bool = True) -> None:
         """Undo a failed commit: a ROLLBACK that fails too (the transaction is already gone, the database
         cannot write) must not hide the first error nor keep the file that was never recorded."""
-        try:
-            cur.execute("ROLLBACK")
-        except Exception as e:
-            log.warning("rollback after a failed commit: %s", _first_line(e))
+        if in_transaction:
+            try:
+                cur.execute("ROLLBACK")
+            except Exception as e:
+                log.warning("rollback after a failed commit: %s", _first_line(e))
         if not self._usable(cur):
             self._invalid = True
         if rel:
@@ -312,11 +342,27 @@ class Warehouse:
             return None
         return Version(row[0], row[1], row[2], row[3], row[4], row[5], json.loads(row[6]), row[7])
 
-    def latest_documents(self, kind: str) -> list[Version]:
+    def latest_documents(self, kind: str, *, area: str | None = None) -> list[Version]:
+        """The latest version of every document of `kind` (of one FTZ area, or with no area, when
+        `area` is given), bodies parsed: for a check, not for listing (see `document_owners`)."""
+        sql = ("SELECT kind, doc_id, version, enterprise_id, ftz_area, sha256, body, stored_at "
+               "FROM documents d WHERE kind = ? AND version = (SELECT max(version) FROM documents e "
+               "WHERE e.kind = d.kind AND e.doc_id = d.doc_id)")
+        params: list[Any] = [kind]
+        if area is not None:
+            sql += " AND (ftz_area = ? OR ftz_area IS NULL)"
+            params.append(area)
         with self.cursor() as cur:
-            ids = [r[0] for r in cur.execute(
-                "SELECT DISTINCT doc_id FROM documents WHERE kind = ? ORDER BY 1", [kind]).fetchall()]
-        return [v for i in ids if (v := self.get_document(kind, i)) is not None]
+            rows = cur.execute(sql + " ORDER BY doc_id", params).fetchall()
+        return [Version(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), r[7]) for r in rows]
+
+    def document_owners(self, kind: str) -> list[tuple[str, str | None]]:
+        """(doc_id, enterprise_id) of every document of `kind`, without reading a body: what access
+        filtering needs, at a cost that does not grow with what other tenants uploaded."""
+        with self.cursor() as cur:
+            return [(r[0], r[1]) for r in cur.execute(
+                "SELECT doc_id, any_value(enterprise_id) FROM documents WHERE kind = ? GROUP BY doc_id "
+                "ORDER BY doc_id", [kind]).fetchall()]
 
     # --- reports ------------------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from bisect import bisect_right
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
@@ -46,9 +47,20 @@ _FOLD = re.compile(r"[\s_\-]")
 # Characters that end Chinese field words but (almost) no given name: they keep keys such as 金额, 时间,
 # 明细, 单价 readable although their first character is a common surname.
 _FIELD_ENDINGS = frozenset("额间细价号量型态式码期称址数率值类别因息项表况单位度费款")
-# Key path syntax (detectors/walk_common.path_key): a root, then `.plain`, `['quoted']` or `[*]` steps.
-_ROOT = re.compile(r"^[^.\[]*")
-_STEP = re.compile(r"\.([^.\[]+)|\['((?:[^'\\]|\\.)*)'\]")
+# Key path syntax (detectors/walk_common.path_key): a root, then `.plain`, `['quoted']` or `[*]` steps. What
+# an older or hostile agent may upload is read too: `["double-quoted"]` and unquoted `[12]`, `[anything]`.
+_ROOT = re.compile(r"[^.\[]*")
+_STEP = re.compile(r"""\.([^.\[]+)|\['((?:[^'\\]|\\.)*)'\]|\["((?:[^"\\]|\\.)*)"\]|\[([^\]'"\[]*)\]""")
+# An e-mail address over dot-joined segments (`zhang.san@example.com` read as three keys): the segments
+# before the one with the @ that could be its local part, and those after it that could be domain labels.
+_EMAIL_LOCAL = re.compile(r"[\w%+\-]+")
+_EMAIL_LABEL = re.compile(r"[\w\-]+")
+# Cheap tests first: a value spread over segments needs five digits or an @ somewhere in the path.
+_FIVE_DIGITS = re.compile(r"\d(?:\D*\d){4}")
+_AT_SIGNS = ("@", "\uff20", "\ufe6b")        # @, and the full-width and small forms NFKC folds to it
+_UNESCAPE = re.compile(r"\\(.)")
+# An unparsable path is one segment; its pieces between path punctuation are checked one by one as well.
+_PIECES = re.compile(r"""[.\[\]'"\\]+""")
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,10 +124,22 @@ def fold(key: str) -> str:
     return _FOLD.sub("", key).casefold()
 
 
-@lru_cache(maxsize=65_536)
 def value_shaped(segment: str) -> bool:
-    """Digits with separators, an e-mail, a device id: a value whatever the catalog says. Cached: the
-    walkers ask once per key of every record."""
+    """Digits with separators, an e-mail, a device id: a value whatever the catalog says. Cached for keys of
+    ordinary length: the walkers ask once per key of every record; a long key (an uploaded path can be
+    anything) is not kept in the cache."""
+    return _value_shaped_cached(segment) if len(segment) <= _CACHED_CHARS else _value_shaped(segment)
+
+
+_CACHED_CHARS = 256
+
+
+@lru_cache(maxsize=65_536)
+def _value_shaped_cached(segment: str) -> bool:
+    return _value_shaped(segment)
+
+
+def _value_shaped(segment: str) -> bool:
     text = unicodedata.normalize("NFKC", segment)
     return bool(_DIGIT_RUN.search(text) or "@" in text or _UUID.search(text) or _MAC.search(text)
                 or any(any(c.isdigit() for c in m) for m in _HEX_ID.findall(text)))
@@ -149,27 +173,104 @@ def redact_segment(segment: str, rules: KeyRules | None = None,
     return segment
 
 
+_Segment = tuple[str, str, bool]     # text as written, key as read, dot-joined to the previous segment
+
+
 def redact_key_path(path: str, rules: KeyRules | None = None,
                     detect: Callable[[str], bool] | None = None) -> str:
-    """Every key segment of `path` through `redact_segment`; the root (`$`, `form`, `csv`) and `[*]`
-    steps as they are. A redacted quoted step (`['6222 0212 3456 7890']`) becomes `.<value>`."""
+    """Every segment of `path` through `redact_segment`: the root (`$`, `form`, `csv` stay; a root that is a
+    value becomes `<value>`), `.plain` steps and bracket steps in any form (`['quoted']`, `["quoted"]`,
+    `[12]`); `[*]` stays. A redacted bracket step (`['6222 0212 3456 7890']`, `[13812345678]`) becomes
+    `.<value>`. A value with dots written as plain steps (`$.192.168.10.20`, `$.zhang.san@example.com`, as
+    an older agent wrote keys) spreads over several segments: consecutive dot-joined segments that together
+    make a digit run or an e-mail address become one `<value>`. A path that does not parse is one segment
+    and fails closed: `<value>` when it, or any piece of it between path punctuation, holds PI-shaped
+    content."""
     rules = rules if rules is not None else default_rules()
+    segs = _parse(path)
+    if segs is None:
+        return _whole(path, rules, detect)
+    hidden = [redact_segment(key, rules, detect) == VALUE for _, key, _ in segs]
+    value_of = list(range(len(segs)))       # segments of one value spread over several share a number
+    if len(segs) > 1 and (_FIVE_DIGITS.search(path) or any(at in path for at in _AT_SIGNS)):
+        _hide_dotted_values(segs, hidden, value_of)
+    out = []
+    for i, (text, _, _) in enumerate(segs):
+        if not hidden[i]:
+            out.append(text)
+        elif not (i and value_of[i] == value_of[i - 1]):
+            out.append("." + VALUE if i else VALUE)
+    return "".join(out)
 
-    def step(m: re.Match[str]) -> str:
-        plain, quoted = m.group(1), m.group(2)
-        raw = plain if plain is not None else re.sub(r"\\(.)", r"\1", quoted)
-        return "." + VALUE if redact_segment(raw, rules, detect) == VALUE else m.group(0)
 
-    root = _ROOT.match(path)
-    head = root.group(0) if root else ""
-    return head + _STEP.sub(step, path[len(head):])
+def _parse(path: str) -> list[_Segment] | None:
+    """The segments of `path`, the root first (`_Segment`); None when the path does not parse."""
+    m = _ROOT.match(path)
+    head = m.group(0) if m else ""
+    segs = [(head, head, False)]
+    pos = len(head)
+    while pos < len(path):
+        m = _STEP.match(path, pos)
+        if m is None:
+            return None
+        pos = m.end()
+        plain, single, double, bare = m.groups()
+        key = plain if plain is not None else bare if bare is not None else \
+            _UNESCAPE.sub(r"\1", single if single is not None else double)
+        segs.append((m.group(0), key, plain is not None))
+    return segs
+
+
+def _hide_dotted_values(segs: list[_Segment], hidden: list[bool], value_of: list[int]) -> None:
+    """Hide the segments of each run of dot-joined segments that together hold a digit run or an e-mail;
+    the segments of one such value get one number (they become one `<value>`). Linear in the path."""
+    start = 0
+    for end in range(1, len(segs) + 1):
+        if end < len(segs) and segs[end][2]:
+            continue
+        if end - start > 1:
+            keys = [unicodedata.normalize("NFKC", key) for _, key, _ in segs[start:end]]
+            spans: list[tuple[int, int]] = []          # (first, last) segment index within the run
+            starts, at = [], 0
+            for key in keys:
+                starts.append(at)
+                at += len(key) + 1
+            for m in _DIGIT_RUN.finditer(".".join(keys)):
+                spans.append((bisect_right(starts, m.start()) - 1, bisect_right(starts, m.end() - 1) - 1))
+            for i, key in enumerate(keys):
+                if "@" in key:
+                    first, last = i, i
+                    while first > 0 and _EMAIL_LOCAL.fullmatch(keys[first - 1]):
+                        first -= 1
+                    while last + 1 < len(keys) and _EMAIL_LABEL.fullmatch(keys[last + 1]):
+                        last += 1
+                    spans.append((first, last))
+            for first, last in spans:
+                for j in range(start + first, start + last + 1):
+                    hidden[j] = True
+                    value_of[j] = value_of[start + first]
+        start = end
+
+
+def _whole(path: str, rules: KeyRules, detect: Callable[[str], bool] | None) -> str:
+    """Fail closed for a path the syntax does not describe: nothing of it is kept when any of it is PI."""
+    pieces = [path, *(p for p in _PIECES.split(path) if p)]
+    if any(redact_segment(p, rules, detect) == VALUE for p in pieces):
+        return VALUE
+    return path
 
 
 def redact_paths(paths: Iterable[str], rules: KeyRules | None = None) -> list[str]:
-    """Several paths (a detection's examples), in order, duplicates that redaction created removed."""
+    """Several paths (a detection's examples), in order, duplicates that redaction created removed. Linear:
+    a hostile upload may hold many paths. A missing (null) path is dropped."""
+    rules = rules if rules is not None else default_rules()
     out: list[str] = []
+    seen: set[str] = set()
     for p in paths:
+        if not isinstance(p, str):
+            continue
         red = redact_key_path(p, rules)
-        if red not in out:
+        if red not in seen:
+            seen.add(red)
             out.append(red)
     return out

@@ -63,12 +63,20 @@ def mask_person_name(value: str) -> str:
 
 
 def mask_postal_address(value: str) -> str:
-    # Keep the first administrative division only (浙江省***, 上海市***).
+    # Keep the first administrative division only (浙江省***, 上海市***) — and only when it is one: the
+    # division pattern alone would keep whatever stands before 省/市 (张三收浙江省***). The kept prefix must
+    # pass the same check the collector applies to samples on ingest (a known place, no name, no digits).
+    from detectors.samples import is_masked  # samples imports this module's pattern
+
     text = "".join(value.split())
     m = _DIVISION.match(text)
     if m and len(m.group(1)) < len(text):
-        return m.group(1) + "***"
-    return (text[:2] + "***") if len(text) > 4 else _stars(len(text))
+        candidate = m.group(1) + "***"
+    elif len(text) > 4:
+        candidate = text[:2] + "***"
+    else:
+        return _stars(len(text))
+    return candidate if is_masked(candidate) else "***"
 
 
 def mask_secret(value: str) -> str:

@@ -123,3 +123,25 @@ def test_key_paths_holding_values_are_redacted_on_ingest_whatever_the_agent_sent
     (stored,) = batch.table.column("key_paths").to_pylist()
     assert stored == ["$.byPhone.<value>.idNo", "$.<value>.mobile", "$.cards.<value>.xm",
                       "$.orders[*].receiver.idNo"]
+
+
+def test_rows_without_a_flow_are_kept_once_by_their_content() -> None:
+    from agent.records import AnomalyRecord, CaptureStatsRecord
+
+    anomalies = [AnomalyRecord(None, "link", "truncated_capture", "at 120"),
+                 AnomalyRecord(None, "link", "truncated_capture", "at 121"),
+                 AnomalyRecord("f1", "http", "bad_header", "digits(11)")]
+    batch = parse_batch(parquet(to_table("anomalies", anomalies, Envelope("gw-1", None, "b1"))), "b1",
+                        "anomalies", "hz-demo", "gw-1")
+    keys = row_keys(batch)
+    assert keys[2] == "flow:f1" and keys[0].startswith("row:") and keys[0] != keys[1]
+    again = parse_batch(parquet(to_table("anomalies", anomalies, Envelope("gw-1", None, "b2"))), "b2",
+                        "anomalies", "hz-demo", "gw-1")
+    assert row_keys(again) == keys            # the batch id is not part of a row's identity
+    from datetime import UTC, datetime
+
+    fields = {f.name: 0 for f in dataclasses.fields(CaptureStatsRecord)}
+    stats = [CaptureStatsRecord(**{**fields, "ts": datetime(2026, 3, 1, tzinfo=UTC), "source": "eth1"})]
+    (key,) = row_keys(parse_batch(parquet(to_table("capture_stats", stats, Envelope("gw-1", None, "b3"))),
+                                  "b3", "capture_stats", "hz-demo", "gw-1"))
+    assert key.startswith("row:")

@@ -231,8 +231,8 @@ class _Stored:
     def __init__(self, filings: list[Version], lists: list[Version] | None = None) -> None:
         self.docs = {"filing": filings, "negative_list": lists or []}
 
-    def latest_documents(self, kind: str) -> list[Version]:
-        return self.docs[kind]
+    def latest_documents(self, kind: str, *, area: str | None = None) -> list[Version]:
+        return [v for v in self.docs[kind] if area is None or v.ftz_area in (None, area)]
 
     def get_document(self, kind: str, doc_id: str) -> Version | None:
         return next((v for v in self.docs[kind] if v.doc_id == doc_id), None)

@@ -126,6 +126,100 @@ def test_alias_bombs_are_refused_before_any_expansion(levels: int, width: int) -
     assert e.status == 422 and "expand the document to more than 65536 nodes" in str(e)
 
 
+def scalar_bytes(data: Any) -> int:
+    """UTF-8 bytes of every key and scalar value, as if each alias were copied out."""
+    if isinstance(data, dict):
+        return sum(scalar_bytes(k) + scalar_bytes(v) for k, v in data.items())
+    if isinstance(data, list):
+        return sum(map(scalar_bytes, data))
+    return len(str(data).encode())
+
+
+# What an alias brings counts in bytes too, not only in nodes: one anchored 900 KB scalar is a single node,
+# and 99 aliases of it turned a 0.9 MB filing into an 85 MB one (security review). Each case below is
+# exactly at max_bytes 65536 once expanded (keys included), and its "over" twin one byte more.
+BYTES = Caps(max_bytes=65536, max_depth=32, max_aliases=1000)
+
+
+def scalar_times(size: int, n: int, key: str = "b") -> str:
+    """One anchored scalar of `size` bytes and `n` aliases of it: 1 + len(key) + size * (n + 1) expanded."""
+    return f"a: &a {'x' * size}\n{key}: [" + ", ".join(["*a"] * n) + "]\n"
+
+
+def mapping_times(size: int, n: int, key: str = "c") -> str:
+    """A mapping anchor holding one big scalar, `n` aliases: 1 + len(key) + (1 + size) * (n + 1)."""
+    return f"m: &m {{k: {'x' * size}}}\n{key}: [" + ", ".join(["*m"] * n) + "]\n"
+
+
+def nested(size: int, key: str = "c") -> str:
+    """An anchor of aliases of an anchor: a, b = [*a]*3, c = [*b]*3 expand to 2 + len(key) + 13 * size."""
+    return f"a: &a {'x' * size}\nb: &b [*a, *a, *a]\n{key}: [*b, *b, *b]\n"
+
+
+@pytest.mark.parametrize(("text", "ok"), [
+    pytest.param(scalar_times(434, 150), True, id="scalar-x150-at-cap"),
+    pytest.param(scalar_times(434, 150, key="bb"), False, id="scalar-x150-one-byte-over"),
+    pytest.param(scalar_times(65000, 1), False, id="scalar-x1-far-over"),
+    pytest.param(scalar_times(32767, 1), True, id="scalar-x1-at-cap"),
+    pytest.param(mapping_times(2113, 30), True, id="mapping-anchor-at-cap"),
+    pytest.param(mapping_times(2113, 30, key="cc"), False, id="mapping-anchor-one-byte-over"),
+    pytest.param(nested(5041, key="c"), True, id="nested-anchors-at-cap"),
+    pytest.param(nested(5041, key="cc"), False, id="nested-anchors-one-byte-over"),
+    pytest.param("a: &a " + "备" * 1000 + "\nb: [" + ", ".join(["*a"] * 21) + "]\n", False,
+                 id="utf8-bytes-not-characters"),
+])
+def test_aliases_may_not_expand_the_document_beyond_max_bytes(text: str, ok: bool) -> None:
+    assert len(text.encode()) < BYTES.max_bytes
+    if ok:
+        assert scalar_bytes(load(text, BYTES)) == BYTES.max_bytes
+        return
+    started = time.monotonic()
+    e = refusal(text, BYTES)
+    assert time.monotonic() - started < 0.5
+    assert (e.status, e.cap) == (422, "max_document_bytes")
+    assert "YAML aliases expand the document beyond max_document_bytes 65536" in str(e), str(e)
+
+
+def test_the_review_s_scalar_bomb_is_refused_under_the_default_caps() -> None:
+    """The reported shape: a 0.9 MB document, one 900 KB anchored scalar, 99 aliases — within the alias
+    budget (100) and the node budget, 85 MiB once expanded."""
+    caps = documents.caps_of(Limits())
+    text = scalar_times(900_000, 99)
+    assert len(text.encode()) < caps.max_bytes and text.count("*a") < caps.max_aliases
+    started = time.monotonic()
+    e = refusal(text, caps)
+    assert time.monotonic() - started < 0.5
+    assert (e.status, e.cap) == (422, "max_document_bytes")
+    assert f"YAML aliases expand the document beyond max_document_bytes {caps.max_bytes}" in str(e)
+    assert "line 2, column 5: " in str(e), str(e)          # the first alias that passes the cap
+
+
+def test_a_document_another_cap_refuses_keeps_that_refusal() -> None:
+    """The byte cap is the last word: past it, composing goes on (counting only), so an earlier cap's
+    refusal — aliases, depth, not YAML — reads as it did before bytes were counted."""
+    e = refusal(scalar_times(1000, 101), Caps(max_bytes=65536, max_depth=32, max_aliases=100))
+    assert e.cap == "max_document_aliases" and "than max_document_aliases 100" in str(e), str(e)
+    e = refusal(scalar_times(40000, 1) + "c: " + nested_flow(40) + "\n", BYTES)
+    assert e.cap == "max_document_depth"
+    e = refusal(scalar_times(40000, 1) + "c: [1, 2\n", BYTES)
+    assert "not valid YAML or JSON" in str(e), str(e)
+
+
+def test_file_caps_name_the_file_limit_for_expanded_bytes() -> None:
+    e = refusal(scalar_times(9 * 1024 * 1024, 1), FILE_CAPS)
+    assert "beyond the limit for files of 16777216 bytes" in str(e), str(e)
+
+
+def test_only_what_aliases_bring_can_pass_the_byte_cap() -> None:
+    """A plain document's keys and values can take more UTF-8 bytes than its text (each `\\L` escape is 2
+    bytes of text, 3 of U+2028): at max_bytes it still loads, even with aliases that bring no bytes."""
+    head = 'e: &e []\nf: [*e, *e]\ng: "'
+    text = head + "\\L" * ((65536 - len(head) - 2) // 2) + '"\n'
+    assert len(text.encode()) <= 65536
+    data = load(text, BYTES)
+    assert data["f"] == [[], []] and scalar_bytes(data) > 65536
+
+
 def test_a_small_expansion_within_the_budget_loads() -> None:
     data = load(laughs(3, 10), Caps(max_bytes=65536, max_depth=32, max_aliases=100))
     assert len(data["l2"]) == 10 and data["l2"][0][0] == ["lol"] * 10
@@ -219,6 +313,8 @@ def test_the_demo_filing_parses_under_the_limits() -> None:
     pytest.param(nested_flow(100_000).encode(), 422, "nesting deeper than max_document_depth 32", id="deep"),
     pytest.param(laughs(9, 9).encode() + demo_filing_yaml(), 422, "YAML aliases expand", id="laughs"),
     pytest.param(aliases(101).encode(), 422, "than max_document_aliases 100", id="aliases"),
+    pytest.param(scalar_times(200_000, 99).encode() + demo_filing_yaml(), 422,
+                 "YAML aliases expand the document beyond max_document_bytes 262144", id="scalar-bomb"),
     pytest.param(b"schema: [1, 2\n", 422, "not valid YAML or JSON", id="syntax"),
     pytest.param(b"- a\n- b\n", 422, "must be a mapping at the top level", id="not-a-mapping"),
 ])

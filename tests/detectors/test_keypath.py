@@ -9,7 +9,7 @@ import re
 import pytest
 
 from detectors.engine import Engine
-from detectors.keypath import VALUE, KeyRules, redact_key_path, redact_segment
+from detectors.keypath import VALUE, KeyRules, redact_key_path, redact_paths, redact_segment
 
 from .conftest import CONFIGS
 from .helpers import rid
@@ -65,6 +65,54 @@ def test_when_a_segment_holds_a_value_then_it_becomes_value(rules: KeyRules, seg
     ("xml.orders.order[*].张三", f"xml.orders.order[*].{VALUE}"),
     ("$['a.b']", "$['a.b']"),
     ("$['it\\'s']", "$['it\\'s']"),
+    # The walkers' own formats (detectors/walk_common.path_key, walk_hl7, walk_vcf, walk_multipart, derived
+    # pairs and containers, the inspector's `query.` prefix) come out as they went in.
+    ("$", "$"),
+    ("form", "form"),
+    ("csv[*].*", "csv[*].*"),
+    ("tsv[*].idNo", "tsv[*].idNo"),
+    ("xml.orders.order[*].idNo", "xml.orders.order[*].idNo"),
+    ("hl7.OBR[*].31.1", "hl7.OBR[*].31.1"),
+    ("vcf[*].genotype", "vcf[*].genotype"),
+    ("vcf.header", "vcf.header"),
+    ("multipart.upload[*].idNo", "multipart.upload[*].idNo"),
+    ("multipart[*].sfzh", "multipart[*].sfzh"),
+    ("query.form.sfzh", "query.form.sfzh"),
+    ("$.points[*].{lat,lng}", "$.points[*].{lat,lng}"),
+    ("$[*][*].mobile", "$[*][*].mobile"),
+    ("$.orders[*].receiver.<value>.idNo", "$.orders[*].receiver.<value>.idNo"),
+    ("$['order no'].x", "$['order no'].x"),
+    # index steps an older agent may send: short numbers are indexes, not values
+    ("$.orders[0].idNo", "$.orders[0].idNo"),
+    ("$[12].mobile", "$[12].mobile"),
+    # Found by review with a hostile agent uploading rows directly: the root segment.
+    ("13812345678.idNo", f"{VALUE}.idNo"),
+    ("张三", VALUE),
+    ("张三.mobile", f"{VALUE}.mobile"),
+    ("138-1234-5678", VALUE),
+    ("zhang.san@example.com", VALUE),
+    # ... and a value with dots written as plain steps (an older agent did not quote such keys)
+    ("$.hosts.192.168.10.20.mobile", f"$.hosts.{VALUE}.mobile"),
+    ("138.1234.5678.idNo", f"{VALUE}.idNo"),
+    ("$.users.zhang.san@example.com", f"$.{VALUE}"),
+    ("$.a[*].110.105.194.912.310.021[*].xm", f"$.a[*].{VALUE}[*].xm"),
+    # ... unquoted bracket steps
+    ("$[13812345678]", f"$.{VALUE}"),
+    ("$.x[110105194912310021]", f"$.x.{VALUE}"),
+    ("$.x[ 138 1234 5678 ].idNo", f"$.x.{VALUE}.idNo"),
+    ("$[张三].xm", f"$.{VALUE}.xm"),
+    # ... double-quoted bracket steps
+    ('$["110105194912310021"]', f"$.{VALUE}"),
+    ('$["张三"].sjh', f"$.{VALUE}.sjh"),
+    ('$["a\\"b"]', '$["a\\"b"]'),
+    ('$["idNo"]', '$["idNo"]'),
+    # A path that does not parse is one segment: anything PI-shaped anywhere in it makes it <value>.
+    ("$.a['13812345678", VALUE),
+    ("$.a[13812345678", VALUE),
+    ("$..张三", VALUE),
+    ("$[[13812345678]]", VALUE),
+    ('$.a["110105194912310021', VALUE),
+    ("$.a['unterminated", "$.a['unterminated"),
 ])
 def test_redact_key_path(rules: KeyRules, path: str, expected: str) -> None:
     assert redact_key_path(path, rules) == expected
@@ -74,6 +122,54 @@ def test_redaction_without_a_catalog_still_folds_shapes_and_names() -> None:
     """The collector may call it with the bundled catalog's rules (the default): same answers."""
     assert redact_key_path("$.张三.138-1234-5678.idNo") == f"$.{VALUE}.{VALUE}.idNo"
     assert redact_key_path("$.姓名") == "$.姓名"
+
+
+def test_redact_paths_keeps_order_and_removes_the_duplicates_redaction_made(rules: KeyRules) -> None:
+    paths = ["$.a.13812345678", "$.b", "$.a.13912345678", "$.b", "$.a['138 1234 5678']"]
+    assert redact_paths(paths, rules) == [f"$.a.{VALUE}", "$.b"]
+
+
+def test_redact_paths_is_linear(rules: KeyRules) -> None:
+    """A hostile upload of many distinct paths: the dedup is a set lookup, not a scan of the list."""
+    import time
+
+    def timed(n: int) -> float:
+        # letters only: `k12345` would be a value (five digits)
+        paths = ["$.k" + "".join("abcdefghij"[int(d)] for d in str(i)) for i in range(n)]
+        redact_paths(paths, rules)        # warm the value_shaped cache for these segments
+        start = time.perf_counter()
+        assert len(redact_paths(paths, rules)) == n
+        return time.perf_counter() - start
+
+    small, large = timed(2_000), timed(20_000)
+    # 10x the paths: ~10x the time when linear, ~100x when quadratic; generous for a loaded CI box.
+    assert large < small * 30, (small, large)
+
+
+@pytest.mark.parametrize("path", [
+    "$" + "['" * 20_000,                       # unterminated quoted steps
+    '$["' + "a" * 100_000,
+    "$.@" + ".a" * 20_000 + "[x]",             # an @ and a long dot-joined run after it
+    "$.1.2.3.4.5" + ".a" * 20_000 + "[x]",     # digits and a long run
+    "$" + ".1.2.3.4.5.x" * 5_000,
+    "$" + "[1]" * 30_000,
+    "$." + "a" * 200_000,
+], ids=["quotes", "dquote", "at-run", "digits-run", "many-runs", "brackets", "long-key"])
+def test_a_hostile_long_path_takes_linear_time(rules: KeyRules, path: str) -> None:
+    """The collector redacts whatever an agent uploads: no regex backtracking, no scan per match."""
+    import time
+
+    start = time.perf_counter()
+    out = redact_key_path(path, rules)
+    assert time.perf_counter() - start < 1.0       # ~0.05 s each; quadratic was 6.6 s for 40 kB
+    assert not re.search(r"\d(?:[.\s]*\d){4}", out)
+
+
+def test_the_engine_keeps_every_root_the_walkers_make(engine: Engine) -> None:
+    """Roots go through the same redaction as keys, with the engine's recognizers: none of ours is PI."""
+    for root in ("$", "form", "text", "csv", "tsv", "xml", "hl7", "vcf", "multipart", "query"):
+        assert engine.safe_path(f"{root}.idNo") == f"{root}.idNo"
+        assert engine.safe_path(root) == root
 
 
 _DIGITS_WITH_SEPARATORS = re.compile(r"\d(?:[\s\-.]*\d){4,}")

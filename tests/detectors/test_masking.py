@@ -37,3 +37,17 @@ def test_mask_never_returns_the_raw_value(masker, fake):
     for raw in samples:
         out = mask(masker, raw)
         assert out != raw and (len(raw) < 2 or raw not in out)
+
+
+@pytest.mark.parametrize(("address", "masked"), [
+    ("浙江省杭州市西湖区文三路90号", "浙江省***"),
+    ("黄石市黄石港区湖滨大道1号", "黄石市***"),
+    ("西湖区文三路90号", "西湖***"),
+    # Whatever stands before the division is not kept when it is not a place (a recipient's name).
+    ("张三收浙江省杭州市西湖区文三路90号", "***"),
+    ("王小明浙江杭州西湖区", "***"),
+])
+def test_an_address_keeps_only_a_real_division(address: str, masked: str) -> None:
+    from detectors.masking import mask_postal_address
+
+    assert mask_postal_address(address) == masked

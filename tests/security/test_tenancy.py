@@ -7,11 +7,16 @@ filing ids, batch ids and flow ids so that the order of the tests does not matte
 
 from __future__ import annotations
 
+import copy
+import json
+
 import httpx
 import pytest
+import yaml
 
 from tests.collector.builders import flow, pi
 from tests.collector_server import CollectorServer
+from tests.conftest import ROOT
 from tests.security.conftest import FILING_ID, assert_error_shape, batch_bytes, demo_filing, upload
 
 
@@ -34,24 +39,35 @@ def test_a_regulator_cannot_file_for_an_enterprise_of_another_area(filed: Collec
     # The attack: a Ningbo regulator files `ftz_area: ningbo` naming a Hangzhou enterprise, then checks it.
     forged = demo_filing(filing_id="ZJFTZ-NB-FORGED-1", ftz_area="ningbo")
     r = filed.call("regulator-ningbo", "PUT", "/v1/filings/ZJFTZ-NB-FORGED-1", json=forged)
-    err = assert_error_shape(r, 403)
+    err = assert_error_shape(r, 422, "processor.id")
     assert "hangzhou" not in err["message"]          # a refusal does not map the registry either
+    # …and says exactly what it says for an id nobody registered (no oracle for other areas' registries).
+    ghost = demo_filing(filing_id="ZJFTZ-NB-FORGED-1", ftz_area="ningbo")
+    ghost["processor"] = {**ghost["processor"], "id": "ghost-co"}
+    other = filed.call("regulator-ningbo", "PUT", "/v1/filings/ZJFTZ-NB-FORGED-1", json=ghost)
+    assert assert_error_shape(other, 422)["message"].replace("ghost-co", "hz-demo") == err["message"]
     run = filed.call("regulator-ningbo", "POST", "/v1/checks/run", json={"filing_id": "ZJFTZ-NB-FORGED-1"})
     assert_error_shape(run, 404, "filing_id")
     assert filed.call("regulator", "GET", "/v1/filings/ZJFTZ-NB-FORGED-1").status_code == 404
 
 
-@pytest.mark.parametrize(("method", "path", "body"), [
-    ("GET", f"/v1/filings/{FILING_ID}", None),
-    ("POST", "/v1/checks/run", {"filing_id": FILING_ID}),
-    ("GET", f"/v1/reports?filing_id={FILING_ID}", None),
-    ("PUT", f"/v1/filings/{FILING_ID}", demo_filing(ftz_area="ningbo")),
-    ("DELETE", "/v1/batches/hz-demo/ten-flows", None),
+@pytest.mark.parametrize(("method", "path", "body", "status"), [
+    # Reads answer as for a filing that does not exist: another tenant's filing numbers cannot be probed.
+    ("GET", f"/v1/filings/{FILING_ID}", None, 404),
+    ("POST", "/v1/checks/run", {"filing_id": FILING_ID}, 404),
+    ("GET", f"/v1/reports?filing_id={FILING_ID}", None, 404),
+    ("PUT", f"/v1/filings/{FILING_ID}", demo_filing(ftz_area="ningbo"), 403),
+    ("DELETE", "/v1/batches/hz-demo/ten-flows", None, 403),
 ])
 def test_another_areas_regulator_is_refused_everywhere(filed: CollectorServer, method: str, path: str,
-                                                       body: dict | None) -> None:
+                                                       body: dict | None, status: int) -> None:
     r = filed.call("regulator-ningbo", method, path, json=body)
-    assert_error_shape(r, 403)
+    err = assert_error_shape(r, status)
+    if status == 404:
+        unknown = filed.call("regulator-ningbo", method, path.replace(FILING_ID, "NO-SUCH-FILING"),
+                             json=body and {**body, "filing_id": "NO-SUCH-FILING"})
+        same = assert_error_shape(unknown, 404)["message"].replace("NO-SUCH-FILING", FILING_ID)
+        assert same == err["message"]
 
 
 def test_another_areas_regulator_sees_no_report_of_the_enterprise(filed: CollectorServer) -> None:
@@ -60,8 +76,8 @@ def test_another_areas_regulator_sees_no_report_of_the_enterprise(filed: Collect
     report_id = made.json()["report_id"]
     listed = filed.call("regulator-ningbo", "GET", "/v1/reports").json()["reports"]
     assert report_id not in {r["report_id"] for r in listed}
-    assert_error_shape(filed.call("regulator-ningbo", "GET", f"/v1/reports/{report_id}"), 403)
-    assert_error_shape(filed.call("enterprise-hz-other", "GET", f"/v1/reports/{report_id}.html"), 403)
+    assert_error_shape(filed.call("regulator-ningbo", "GET", f"/v1/reports/{report_id}"), 404)
+    assert_error_shape(filed.call("enterprise-hz-other", "GET", f"/v1/reports/{report_id}.html"), 404)
 
 
 def test_a_filing_for_an_unregistered_enterprise_is_422_naming_processor_id(filed: CollectorServer) -> None:
@@ -75,6 +91,42 @@ def test_an_enterprise_cannot_file_for_another_enterprise(filed: CollectorServer
     body = demo_filing(filing_id="ZJFTZ-HZ-OTHER-BY-DEMO")
     body["processor"] = {**body["processor"], "id": "hz-other"}
     assert_error_shape(filed.call("enterprise", "PUT", "/v1/filings/ZJFTZ-HZ-OTHER-BY-DEMO", json=body), 403)
+
+
+def test_an_enterprise_cannot_take_a_filing_number_first(filed: CollectorServer) -> None:
+    # The attack: a Ningbo enterprise stores a Hangzhou-looking number for itself, so that Hangzhou's
+    # regulator is refused when it files its own enterprise under it. Numbers are the regulators' to issue.
+    body = demo_filing(filing_id="ZJFTZ-HZ-2026-0108", ftz_area="ningbo")
+    body["processor"] = {**body["processor"], "id": "nb-other"}
+    squat = filed.call("enterprise-other", "PUT", "/v1/filings/ZJFTZ-HZ-2026-0108", json=body)
+    assert_error_shape(squat, 403)
+    mine = filed.call("regulator", "PUT", "/v1/filings/ZJFTZ-HZ-2026-0108",
+                      json=demo_filing(filing_id="ZJFTZ-HZ-2026-0108"))
+    assert mine.status_code == 201, mine.text
+    # The enterprise then adds versions to its own filing.
+    again = filed.call("enterprise", "PUT", "/v1/filings/ZJFTZ-HZ-2026-0108",
+                       json=demo_filing(filing_id="ZJFTZ-HZ-2026-0108", valid_until="2098-12-31"))
+    assert again.status_code == 201 and again.json()["version"] == 2, again.text
+
+
+def test_another_areas_negative_list_never_changes_this_areas_verdict(filed: CollectorServer) -> None:
+    # The attack: a Ningbo regulator keeps a list that matches everything; Hangzhou's checks must not
+    # apply it (it would turn a consistent scenario into a negative_list_match).
+    text = (ROOT / "configs" / "negative_lists" / "zhejiang-example.yaml").read_text(encoding="utf-8")
+    hostile = copy.deepcopy(yaml.safe_load(text))
+    hostile["list_id"] = "nb-local-list"
+    entry = hostile["sectors"][0]["entries"][0]
+    entry["field_types"] = ["person_name", "mobile_cn"]
+    entry.pop("threshold", None)
+    hostile = json.loads(json.dumps(hostile, default=str))
+    stored = filed.call("regulator-ningbo", "PUT", "/v1/negative-lists/nb-local-list", json=hostile)
+    assert stored.status_code == 201, stored.text
+    made = filed.call("regulator", "POST", "/v1/checks/run", json={"filing_id": FILING_ID})
+    report = filed.call("regulator", "GET", f"/v1/reports/{made.json()['report_id']}").json()
+    assert "nb-local-list" not in {ref["list_id"] for ref in report["negative_lists"]}
+    assert not [f for f in report["findings"] if f["check"] == "negative_list_match"]
+    # Hangzhou's regulator cannot rewrite Ningbo's list either.
+    assert_error_shape(filed.call("regulator", "PUT", "/v1/negative-lists/nb-local-list", json=hostile), 403)
 
 
 # --- item 4: an enterprise moves itself to another area ------------------------------------------------
