@@ -106,3 +106,12 @@ def test_check_while_the_data_dir_is_held_by_a_running_collector_says_so(data_di
     finally:
         wh.close()
     one_line_error(proc, "POST /v1/checks/run")
+
+
+def test_serve_refuses_a_token_line_from_before_tenancy_with_the_fix_named(tmp_path: Path) -> None:
+    # A collector.yaml of 0.1.0: an agent token without agent_id (and no registry). The service does not
+    # start half-configured; one line says what to add.
+    cfg = tmp_path / "collector.yaml"
+    cfg.write_text(yaml.safe_dump({"data_dir": str(tmp_path / "data"), "tokens": [
+        {"name": "gw-hz-01", "sha256": "a" * 64, "role": "agent", "enterprise_id": "hz-demo"}]}))
+    one_line_error(run("serve", "--config", cfg), str(cfg), "tokens[0]", "needs agent_id: add `agent_id:")
