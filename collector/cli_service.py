@@ -60,8 +60,10 @@ def serve(config: ConfigOption = None) -> None:
         raise _fail(f"{cfg.data_dir}: cannot open the collector's data: {_one_line(e)}") from None
     log.info("collector on http://%s:%d, data in %s, %d token(s)", cfg.listen.host, cfg.listen.port,
              cfg.data_dir, len(cfg.tokens))
+    from collector.http_protocol import guarded_protocol
+
     uvicorn.run(application, host=cfg.listen.host, port=cfg.listen.port, log_level="info",
-                timeout_graceful_shutdown=10)
+                timeout_graceful_shutdown=10, http=guarded_protocol(cfg.listen), timeout_keep_alive=5)
 
 
 @app.command()

@@ -40,6 +40,10 @@ class _Strict(BaseModel):
 class Listen(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(8465, ge=0, le=65535)
+    # Open connections at most (beyond, the oldest one that has not sent a request is closed), and the
+    # time a connection has to send a request's head: an idle or half-sent flood ends there.
+    max_connections: int = Field(1000, ge=8)
+    header_timeout_s: float = Field(10, gt=0)
 
 
 Role = Literal["agent", "enterprise", "regulator"]
@@ -125,6 +129,7 @@ class Limits(_Strict):
     max_document_aliases: int = Field(100, ge=0)          # YAML aliases (*ref) in one document
     max_concurrent_uploads: int = Field(4, ge=1)          # batches decoded at once (the others wait)
     max_uploads_per_token: int = Field(2, ge=1)           # one token's uploads in flight (the others wait)
+    max_concurrent_documents: int = Field(2, ge=1)        # filings/lists parsed at once (the others wait)
     upload_timeout_s: float = Field(120, gt=0)            # to receive one whole body (408 beyond)
     max_enterprise_bytes: int = Field(64 * 1024 * MIB, ge=MIB)  # stored records of one enterprise (507)
 

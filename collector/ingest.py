@@ -23,8 +23,10 @@ import pyarrow.compute as pc
 
 from agent.records import RECORD_TYPES, SCHEMA_VERSION
 from collector.batchread import read_batch_table
+from collector.columns import check_columns
 from collector.config import Limits
 from collector.errors import RequestProblem, shown
+from collector.models import known_field_types
 from detectors.keypath import redact_key_path
 from detectors.samples import safe_sample
 
@@ -85,6 +87,10 @@ def parse_batch(body: bytes, batch_id: str | None, record_type: str | None, ente
     except RequestProblem as e:
         raise BatchError(e.status, e.field, str(e)) from None
     table = _check_schema(table, record_type)
+    try:
+        table = check_columns(table, known_field_types())
+    except RequestProblem as e:
+        raise BatchError(e.status, e.field, str(e)) from None
     versions = set(pc.unique(table.column("schema_version")).to_pylist())
     if versions - {SCHEMA_VERSION}:
         raise BatchError(422, "column schema_version",
@@ -108,6 +114,9 @@ def parse_batch(body: bytes, batch_id: str | None, record_type: str | None, ente
 
 # DESIGN §3: a detection row carries up to 5 example key paths and up to 3 masked samples.
 LIST_CAPS = {"key_paths": 5, "masked_samples": 3}
+# Distinct key paths one batch may bring: each is redacted in this process (~7 µs); an agent's batch holds
+# a few thousand (paths repeat across records), a hostile one a million (seconds of the service's CPU).
+MAX_DISTINCT_KEY_PATHS = 50_000
 
 
 def _redacted_detections(table: pa.Table) -> pa.Table:
@@ -120,6 +129,10 @@ def _redacted_detections(table: pa.Table) -> pa.Table:
         if longest > cap:
             raise BatchError(422, f"column {name}",
                              f"column {name}: {longest} values in one row; at most {cap} (DESIGN §3)")
+    distinct = len(pc.unique(table.column("key_paths").combine_chunks().flatten()))
+    if distinct > MAX_DISTINCT_KEY_PATHS:
+        raise BatchError(413, "column key_paths", f"column key_paths: {distinct} distinct paths in one "
+                         f"batch; at most {MAX_DISTINCT_KEY_PATHS}")
     table = _map_list_values(table, "key_paths", redact_key_path)
     return _map_list_values(table, "masked_samples", safe_sample)
 

@@ -147,7 +147,7 @@ class Industry(_Strict):
 
 
 class Processor(_Strict):
-    id: str = Field(min_length=1)
+    id: str = Field(min_length=1, max_length=128)
     name: str = Field(min_length=1)
     uscc: str
     industry: Industry | None = None
@@ -190,7 +190,7 @@ class Endpoints(_Strict):
 
 
 class Recipient(_Strict):
-    recipient_id: str = Field(min_length=1)
+    recipient_id: str = Field(min_length=1, max_length=128)
     name: str = Field(min_length=1)
     country_region: str = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2; HK, MO, TW own codes")
     declared_endpoints: Endpoints = Field(default_factory=Endpoints)
@@ -216,7 +216,7 @@ class NegativeListMatch(_Strict):
 
 
 class CatalogItem(_Strict):
-    item_id: str = Field(min_length=1)
+    item_id: str = Field(min_length=1, max_length=128)
     name_cn: str = Field(min_length=1)
     field_type: str
 
@@ -242,7 +242,7 @@ class Transfer(_Strict):
 
 
 class Scenario(_Strict):
-    scenario_id: str = Field(min_length=1)
+    scenario_id: str = Field(min_length=1, max_length=128)
     name: str = Field(min_length=1)
     description: str | None = None
     route: Route
@@ -260,7 +260,7 @@ class Tolerances(_Strict):
 
 class Filing(_Strict):
     schema_: Literal["zjftz.filing/v1"] = Field(alias="schema")
-    filing_id: str = Field(min_length=1)
+    filing_id: str = Field(min_length=1, max_length=128)
     ftz_area: FtzArea
     status: Status = Status.active
     valid_from: DocDate

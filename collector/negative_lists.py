@@ -92,7 +92,7 @@ class Threshold(_Strict):
 
 
 class Entry(_Strict):
-    entry_id: str = Field(min_length=1)
+    entry_id: str = Field(min_length=1, max_length=128)
     name: str = Field(min_length=1)
     kind: Literal["important_data", "personal_information", "sensitive_personal_information"]
     route: Literal["standard_contract", "certification", "security_assessment"]
@@ -121,7 +121,7 @@ class Sector(_Strict):
 
 class NegativeList(_Strict):
     schema_: Literal["ftz.negative_list/v1"] = Field(alias="schema")
-    list_id: str = Field(min_length=1)
+    list_id: str = Field(min_length=1, max_length=128)
     version: str | None = None
     jurisdiction: str = Field(min_length=1)
     title: str = Field(min_length=1)

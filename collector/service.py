@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections import defaultdict
 from collections.abc import AsyncIterator
@@ -40,7 +41,7 @@ from collector.reports import render_html
 from collector.routes_tenancy import router as tenancy_router
 from collector.scheduler import SpotCheckScheduler
 from collector.spotcheck import run_spot_check
-from collector.warehouse import StoredBatch, Version, Warehouse
+from collector.warehouse import StorageError, StoredBatch, Version, Warehouse
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,9 @@ __all__ = ["create_app"]
 
 
 def _error(status: int, code: str, message: str, field: str | None = None) -> JSONResponse:
+    # Cut short whatever a message quotes of the request: an error never echoes an upload back.
+    message = message if len(message) <= 500 else message[:500] + "…"
+    field = field if field is None or len(field) <= 120 else field[:120] + "…"
     return JSONResponse({"error": {"status": status, "code": code, "message": message, "field": field}},
                         status_code=status)
 
@@ -83,6 +87,16 @@ def create_app(config: CollectorConfig, *, scheduler: bool = True) -> FastAPI:
     uploads = asyncio.Semaphore(limits.max_concurrent_uploads)
     per_token: defaultdict[str, asyncio.Semaphore] = defaultdict(
         lambda: asyncio.Semaphore(limits.max_uploads_per_token))
+    # Parsing a filing holds a worker thread and the GIL for up to seconds: a few at a time, each token's
+    # in its own slots, so that one token's documents cannot starve the thread pool the routes share.
+    parsing = asyncio.Semaphore(limits.max_concurrent_documents)
+
+    async def parse_document(who: Principal, request: Request, parse: Any, *args: Any) -> Any:
+        async with per_token[who.name]:
+            body = await read_body(request, limits.max_document_bytes, "max_document_bytes")
+            async with parsing:
+                return await run_in_threadpool(functools.partial(parse, body, *args, limits))
+
     schedule = (SpotCheckScheduler(warehouse, config.schedule.spot_checks, config.area_of())
                 if scheduler else None)
 
@@ -180,7 +194,8 @@ def create_app(config: CollectorConfig, *, scheduler: bool = True) -> FastAPI:
                           object=obj, object_id=object_id, action="create")
 
     @app.get("/healthz", tags=["service"])
-    def healthz() -> dict[str, Any]:
+    async def healthz() -> dict[str, Any]:
+        # On the event loop, not the thread pool: liveness must not wait behind slow routes' threads.
         return {"status": "ok"}
 
     @app.get("/docs", include_in_schema=False)
@@ -204,6 +219,12 @@ def create_app(config: CollectorConfig, *, scheduler: bool = True) -> FastAPI:
         # stall every other request; at most max_concurrent_uploads batches decode at once.
         async with per_token[who.name]:
             body = await read_body(request, config.max_upload_bytes)
+            used = await run_in_threadpool(warehouse.over_quota, who.enterprise_id or "",
+                                           limits.max_enterprise_bytes)
+            if used is not None:       # refused before any decoding is spent on it
+                raise StorageError(f"enterprise {who.enterprise_id} has used {used} of its limits."
+                                   f"max_enterprise_bytes {limits.max_enterprise_bytes}; nothing stored (a "
+                                   "regulator can remove batches)")
             async with uploads:
                 stored = await run_in_threadpool(store, body)
         return JSONResponse({"batch_id": stored.batch_id, "record_type": stored.record_type,
@@ -216,8 +237,7 @@ def create_app(config: CollectorConfig, *, scheduler: bool = True) -> FastAPI:
     async def put_filing(filing_id: str, request: Request, who: Auth) -> JSONResponse:
         """A filing record (zjftz.filing/v1) as YAML or JSON; a changed one becomes a new version."""
         who.require_role("regulator", "enterprise")
-        body = await read_body(request, limits.max_document_bytes, "max_document_bytes")
-        filing = await run_in_threadpool(documents.parse_filing, body, filing_id, limits)
+        filing = await parse_document(who, request, documents.parse_filing, filing_id)
         prior = warehouse.get_document("filing", filing_id)
         if prior is not None:
             who.require_access(prior.enterprise_id, f"filing {shown(filing_id)}")
@@ -245,8 +265,7 @@ def create_app(config: CollectorConfig, *, scheduler: bool = True) -> FastAPI:
     @app.put("/v1/negative-lists/{list_id}", tags=["negative lists"])
     async def put_negative_list(list_id: str, request: Request, who: Auth) -> JSONResponse:
         who.require_role("regulator")
-        raw = await read_body(request, limits.max_document_bytes, "max_document_bytes")
-        body = await run_in_threadpool(documents.parse_negative_list_body, raw, list_id, limits)
+        body = await parse_document(who, request, documents.parse_negative_list_body, list_id)
         # A list belongs to the area whose regulator first stored it: another area cannot rewrite what
         # this area's checks apply.
         prior = warehouse.get_document("negative_list", list_id)

@@ -99,7 +99,7 @@ def wait_healthy(url: str, proc: subprocess.Popen[str], log: Path, timeout: floa
 
 def start_collector(tmp: Path, *, tokens: dict[str, dict[str, str]] | None = None,
                     enterprises: list[dict[str, str]] | None = None, data_dir: Path | None = None,
-                    **config: Any) -> CollectorServer:
+                    listen_extra: dict[str, Any] | None = None, **config: Any) -> CollectorServer:
     """A running collector with a fresh token per entry of `tokens` (default TOKENS); extra keyword
     arguments go into collector.yaml as they are (schedule, max_upload_bytes, limits, …)."""
     specs = TOKENS if tokens is None else tokens
@@ -107,7 +107,7 @@ def start_collector(tmp: Path, *, tokens: dict[str, dict[str, str]] | None = Non
     port = free_port()
     data = data_dir or tmp / "data"
     body = {
-        "data_dir": str(data), "listen": {"host": "127.0.0.1", "port": port},
+        "data_dir": str(data), "listen": {"host": "127.0.0.1", "port": port, **(listen_extra or {})},
         "enterprises": ENTERPRISES if enterprises is None else enterprises,
         "tokens": [{"name": n, "sha256": token_digest(secrets[n]), **spec} for n, spec in specs.items()],
         "schedule": {"spot_checks": None},

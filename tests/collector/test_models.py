@@ -62,6 +62,9 @@ INVALID = [
                  id="bad-subcategory"),
     pytest.param(set_at(("schema",), "zjftz.filing/v2"), "schema: expected 'zjftz.filing/v1'",
                  id="wrong-schema"),
+    pytest.param(set_at(("scenarios", 0, "scenario_id"), "s" * 129),
+                 "scenarios[0].scenario_id: String should have at most 128 characters",
+                 id="long-scenario-id"),
 ]
 
 
