@@ -31,13 +31,14 @@ from agent.records import CaptureStatsRecord, FlowRecord, utc
 from agent.sampling import FlowSampler
 from agent.spool import Spool
 from detectors.catalog import load_catalog, load_policy
+from detectors.configs import configs_dir
 
 if TYPE_CHECKING:   # imported by the detector workers, not by the capture process
     from detectors.engine import Engine
 
 log = logging.getLogger(__name__)
 
-CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
+CONFIGS_DIR = configs_dir()
 FLUSH_ROWS = 50_000          # flow and anomaly rows held before a batch is written
 CST = ZoneInfo("Asia/Shanghai")
 FLUSH_CHECK_EVERY = 4096     # packets between checks whether a batch is due (idle flows: FlowTable.process)

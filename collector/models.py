@@ -46,6 +46,7 @@ from collector.report_models import (  # noqa: F401
 )
 from collector.safeyaml import FILE_CAPS, Caps, DocDate, Percent, Persons, SafeYamlError
 from collector.safeyaml import load as safe_load
+from detectors.configs import configs_dir
 
 __all__ = [
     "CheckStatus", "Destination", "Estimate", "Filing", "FilingError", "Finding", "FtzArea",
@@ -63,7 +64,7 @@ _USCC_RE = re.compile(r"^[0-9A-HJ-NPQRTUWXY]{2}\d{6}[0-9A-HJ-NPQRTUWXY]{10}$")
 # The catalog: configs/field_types.yaml of this checkout (validated by detectors.catalog); the shared
 # reference table beside DESIGN.md when the project's copy is absent (e.g. a bare source tree).
 _ROOT = Path(__file__).resolve().parents[1]
-CATALOG_PATH = _ROOT / "configs" / "field_types.yaml"
+CATALOG_PATH = configs_dir() / "field_types.yaml"
 REFERENCE_CATALOG_PATH = _ROOT.parent / "shared" / "reference" / "field_types.yaml"
 
 

@@ -31,11 +31,12 @@ from typing import Any
 
 import ahocorasick
 
+from detectors.configs import configs_dir
 from detectors.validators import prepare_params, validate_person_name
 
 VALUE = "<value>"
 _PLACEHOLDERS = frozenset({"*", VALUE})
-_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+_CONFIGS = configs_dir()
 
 _DIGIT_RUN = re.compile(r"\d(?:[\s\-_.,:/()+~·]*\d){4,}")
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)

@@ -31,14 +31,14 @@ from __future__ import annotations
 import re
 import unicodedata
 from functools import cache
-from pathlib import Path
 from typing import Any
 
+from detectors.configs import configs_dir
 from detectors.keypath import _DIGIT_RUN, default_rules, name_shaped
 from detectors.masking import _DIVISION
 
 PLACEHOLDER = "<masked>"
-_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+_CONFIGS = configs_dir()
 
 _SHAPES = re.compile("|".join((
     r"\*+",                                          # stars only
