@@ -66,6 +66,8 @@ UNDECLARED_RECIPIENT = [
                  [detection("a", "mobile_cn")], [], id="domestic-is-no-export"),
     pytest.param([flow("a", server_name=UNDECLARED_HOST)], [detection("a", "org_credit_code")], [],
                  id="non-pi-field-type"),
+    pytest.param([flow("a", server_name=UNDECLARED_HOST)], [detection("a", "not_in_the_catalog")],
+                 [(None, UNDECLARED_HOST, "high")], id="field-type-missing-from-catalog-counts-as-pi"),
     pytest.param([flow("a", server_name=UNDECLARED_HOST)], [], [], id="no-detections"),
     pytest.param([flow("a", server_name=UNDECLARED_HOST, ts=LAST_YEAR)], [detection("a", "email")], [],
                  id="outside-period"),
@@ -124,6 +126,8 @@ UNDECLARED_FIELD_TYPE = [
                  [("crew-management", "email", "medium")], id="nonsensitive-undeclared-type"),
     pytest.param([flow("a", server_name=EDI_HOST)], [detection("a", "passport_no", sensitive=True)],
                  [("booking", "passport_no", "high")], id="declared-elsewhere-is-not-enough"),
+    pytest.param([flow("a")], [detection("a", "mobile_cn"), important_candidate("a", "27")], [],
+                 id="important-data-is-not-a-catalogue-item"),
 ]
 
 
@@ -223,6 +227,16 @@ def test_important_data_finding_is_marked_candidate_with_its_evidence(tmp_path: 
     assert f.evidence["example_flow_ids"] == ["a", "b"]
     assert f.evidence["matched_terms"] == ["vcf"] and f.evidence["masked_samples"] == ["138****0000"]
     assert any("Art. 8" in b for b in f.basis) and any("P16 Art. 7" in b for b in f.basis)
+
+
+def test_important_data_counts_a_flow_once_per_subcategory(tmp_path: Path) -> None:
+    # Two detections of sub-category 27 in flow a (the agent's candidate and genetic PI), one in flow b.
+    dets = [important_candidate("a", "27"), detection("a", "genetic", sensitive=True, important="27"),
+            important_candidate("b", "27")]
+    results = run_all(tmp_path, [flow("a"), flow("b")], dets)
+    [f] = results["important_data"].findings
+    assert (f.evidence["flows"], f.evidence["occurrences"]) == (2, 3)
+    assert "sub-category 27: 2 flow(s)" in f.observed
 
 
 # --- runner -----------------------------------------------------------------------------------------

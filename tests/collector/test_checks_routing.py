@@ -143,6 +143,8 @@ SIGNIFICANT_CHANGE = [
     pytest.param([Persons("a", 208)], DAY_73, None, [], id="projection-exactly-at-tolerance"),
     pytest.param([Persons("a", 209)], DAY_73, None, [("crew-management", "persons_nonsensitive", "medium")],
                  id="projection-just-above-tolerance"),
+    pytest.param([Persons("a", 800)], DAY_90, None, [("crew-management", "persons_nonsensitive", "medium")],
+                 id="count-exactly-at-scale-with-high-projection"),
     pytest.param([Persons("a", 801)], DAY_90, None, [], id="count-above-scale-is-scale-exceeded"),
     pytest.param([Persons("a", 80)], DAY_2, None, [], id="early-january-floored-at-30-days"),
     pytest.param([Persons("a", 90)], DAY_2, None, [("crew-management", "persons_nonsensitive", "medium")],

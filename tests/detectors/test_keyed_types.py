@@ -31,6 +31,7 @@ TEMPLATE = "Rk1SACAyMAAAAAEwAAABPAFiAMUAxQEAAAAoN0CUAEJgAECqAE5fAEBpAFRjAEB5AGhq
         ("2408:8207:1850:6d0::1", "$.clientIp", ["ip_address"]),
         ("zhangsan_88", "$.username", ["online_account"]),
         ("123456789", "$.qq", ["online_account"]),
+        ("12345678901", "$.username", ["online_account"]),                 # 12…: no mobile prefix
         ("汉族", "$.mz", ["demographic"]),
         ("男", "$.xb", ["demographic"]),                                        # one character under a key
         ("1990-01-01", "$.csrq", ["date_of_birth"]),

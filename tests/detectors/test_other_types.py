@@ -23,6 +23,8 @@ USCC = _uscc("91330106", "MA2A0000")                   # structure and both chec
 BAD_ORG = _uscc("91330106", "MA2A0000", "X" if _gb11714("MA2A0000") != "X" else "1")
 BAD_PROVINCE = _uscc("91990106", "MA2A0000")
 BAD_AUTHORITY = _uscc("B1330106", "MA2A0000")
+# Every position of the organisation code non-zero, the last one too: each GB 11714 weight counts.
+USCC_FULL_ORG = _uscc("91330106", "MA2BT3K7")
 
 
 @pytest.mark.parametrize(
@@ -38,6 +40,7 @@ BAD_AUTHORITY = _uscc("B1330106", "MA2A0000")
         (f"统一社会信用代码：{USCC}", "text", [("org_credit_code", USCC)]),
         (USCC, "$.remark", [("org_credit_code", USCC)]),                 # structure vouches for it
         (f"供应商 {USCC} 已审核", "text", [("org_credit_code", USCC)]),
+        (USCC_FULL_ORG, "$.remark", [("org_credit_code", USCC_FULL_ORG)]),   # all eight weights count
         (BAD_ORG, "$.remark", []),                 # stdnum's check passes, GB 11714's inside does not
         (BAD_ORG, "$.tyshxydm", [("org_credit_code", BAD_ORG)]),          # under its key: stdnum decides
         (BAD_PROVINCE, "$.remark", []),

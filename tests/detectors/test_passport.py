@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from detectors.validators import validate_passport
+
 from .helpers import found
 
 
@@ -27,3 +29,21 @@ from .helpers import found
 )
 def test_passport_table(engine, text, key_path, expected):
     assert [(t, v) for t, v in found(engine, text, key_path) if t == "passport_no"] == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("E12345678", True), ("EA1234567", True), ("G12345678", True), ("D12345678", True),
+        ("S12345678", True), ("P12345678", True),
+        # near misses without a passport key: the engine's PRC pattern never offers these, the validator
+        # must refuse them on its own
+        ("H12345678", False),                              # H: a home-return permit, not a passport
+        ("M12345678", False),                              # M: a home-return permit (Macao)
+        ("C12345678", False),                              # C: a travel permit
+        ("EI1234567", False),                              # I is not used in E-series letters
+        ("G1234567", False),                               # 7 digits
+    ],
+)
+def test_prc_passport_validator_without_a_key(value, expected):
+    assert validate_passport(value, {}, keyed=False) is expected
