@@ -19,10 +19,13 @@ import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
 
 from collector.config import EnterpriseEntry, TokenEntry
 
-__all__ = ["AuthError", "Principal", "TokenBook", "new_token", "token_digest"]
+__all__ = ["Auth", "AuthError", "Principal", "TokenBook", "new_token", "principal", "token_digest"]
 
 
 class AuthError(Exception):
@@ -97,3 +100,13 @@ class TokenBook:
         if principal is None:
             raise AuthError(401, "unauthenticated", "unknown token")
         return principal
+
+
+def principal(request: Request, authorization: Annotated[str | None, Header()] = None) -> Principal:
+    """The route dependency: the principal of the request's bearer token (401 without one)."""
+    tokens: TokenBook = request.app.state.tokens
+    return tokens.authenticate(authorization)
+
+
+# What a route declares to get its caller; importable into route modules, where FastAPI resolves it.
+Auth = Annotated[Principal, Depends(principal)]

@@ -66,11 +66,8 @@ def _field_of(message: str) -> str:
 def parse_filing(body: bytes, filing_id: str, limits: Limits | None = None) -> Filing:
     """Caps, parse and validate a filing upload; raises RequestProblem (413/422) naming the field."""
     data = _mapping(body, "the filing", limits)
-    if data.get("schema") != FILING_SCHEMA:
-        got = data.get("schema")
-        scalar = got is None or isinstance(got, str | int | float)
-        what = shown(got) if scalar else f"a {type(got).__name__}"    # never a repr of a whole tree
-        raise DocumentError("schema", f"schema: expected {FILING_SCHEMA!r}, got {what}")
+    if (got := data.get("schema")) != FILING_SCHEMA:
+        raise DocumentError("schema", f"schema: expected {FILING_SCHEMA!r}, got {shown(got)}")
     try:
         filing = Filing.model_validate(data)
     except ValidationError as e:

@@ -29,6 +29,9 @@ class RequestProblem(ValueError):
 
 def shown(value: object, limit: int = 60) -> str:
     """An uploader-chosen value quoted in an error message, cut short: an error must not echo a megabyte
-    back (nor hand a probe a free amplifier)."""
+    back (nor hand a probe a free amplifier). A mapping or list is named by its type, never printed (an
+    alias bomb prints as a tree of billions)."""
+    if value is not None and not isinstance(value, str | int | float | bool):
+        return f"a {type(value).__name__}"
     text = str(value)
     return repr(text if len(text) <= limit else text[:limit] + "…")

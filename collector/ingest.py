@@ -101,7 +101,7 @@ def parse_batch(body: bytes, batch_id: str | None, record_type: str | None, ente
         claimed = set(pc.unique(table.column(column)).to_pylist()) - {None, ""}
         if claimed - {own}:
             raise BatchError(403, f"column {column}",
-                             f"column {column}: rows claim {_shown(claimed - {own})}; "
+                             f"column {column}: rows claim {_shown_few(claimed - {own})}; "
                              f"this token uploads as {column.removesuffix('_id')} {own}")
     for column, value in (("enterprise_id", enterprise_id), ("agent_id", agent_id)):
         table = table.set_column(table.schema.get_field_index(column), column,
@@ -129,19 +129,20 @@ def _redacted_detections(table: pa.Table) -> pa.Table:
         if longest > cap:
             raise BatchError(422, f"column {name}",
                              f"column {name}: {longest} values in one row; at most {cap} (DESIGN §3)")
-    distinct = len(pc.unique(table.column("key_paths").combine_chunks().flatten()))
-    if distinct > MAX_DISTINCT_KEY_PATHS:
-        raise BatchError(413, "column key_paths", f"column key_paths: {distinct} distinct paths in one "
-                         f"batch; at most {MAX_DISTINCT_KEY_PATHS}")
-    table = _map_list_values(table, "key_paths", redact_key_path)
+    table = _map_list_values(table, "key_paths", redact_key_path, MAX_DISTINCT_KEY_PATHS)
     return _map_list_values(table, "masked_samples", safe_sample)
 
 
-def _map_list_values(table: pa.Table, name: str, fn: Callable[[str], str]) -> pa.Table:
+def _map_list_values(table: pa.Table, name: str, fn: Callable[[str], str],
+                     max_distinct: int | None = None) -> pa.Table:
+    """`fn` over each distinct value of a list<string> column (refused past `max_distinct` of them)."""
     i = table.schema.get_field_index(name)
     column = table.column(i).combine_chunks()
     flat = column.flatten()                       # the values the rows reach, offsets respected
     distinct = pc.unique(flat)
+    if max_distinct is not None and len(distinct) > max_distinct:
+        raise BatchError(413, f"column {name}", f"column {name}: {len(distinct)} distinct values in one "
+                         f"batch; at most {max_distinct}")
     mapped = pa.array([None if v is None else fn(v) for v in distinct.to_pylist()], pa.string())
     if mapped.equals(distinct):
         return table
@@ -151,10 +152,10 @@ def _map_list_values(table: pa.Table, name: str, fn: Callable[[str], str]) -> pa
     return table.set_column(i, table.schema.field(i), rebuilt)
 
 
-def _shown(values: set[str]) -> str:
-    """Uploader-chosen strings in an error: a few, cut short (an error must not echo a megabyte)."""
-    shown = [repr(v[:40] + "…" if len(v) > 40 else v) for v in sorted(values)[:3]]
-    return ", ".join(shown) + (f" and {len(values) - 3} more" if len(values) > 3 else "")
+def _shown_few(values: set[str]) -> str:
+    """Uploader-chosen strings in an error: a few, each cut short by `errors.shown`."""
+    listed = ", ".join(shown(v, 40) for v in sorted(values)[:3])
+    return listed + (f" and {len(values) - 3} more" if len(values) > 3 else "")
 
 
 def row_keys(batch: Batch) -> list[str]:

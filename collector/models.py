@@ -28,6 +28,9 @@ from pydantic import (
 )
 from stdnum.cn import uscc as _uscc
 
+from collector.bounds import DocDate, Percent, Persons
+from collector.errors import shown
+
 # The report models live in report_models.py; these names stay importable from here.
 from collector.report_models import (  # noqa: F401
     CheckStatus,
@@ -44,7 +47,7 @@ from collector.report_models import (  # noqa: F401
     Severity,
     Uninspected,
 )
-from collector.safeyaml import FILE_CAPS, Caps, DocDate, Percent, Persons, SafeYamlError
+from collector.safeyaml import FILE_CAPS, Caps, SafeYamlError
 from collector.safeyaml import load as safe_load
 from detectors.configs import configs_dir
 
@@ -346,9 +349,8 @@ def read_yaml(path: Path, error: type[ValueError] = FilingError, caps: Caps = FI
 def load_filing(path: Path | str) -> Filing:
     """Read and validate a filing record; raises FilingError with `FILE: field.path: what is wrong`."""
     data = read_yaml(Path(path))
-    if data.get("schema") != FILING_SCHEMA:
-        got = data.get("schema")
-        raise FilingError(f"{path}: schema: expected {FILING_SCHEMA!r}, got {got!r}")
+    if (got := data.get("schema")) != FILING_SCHEMA:
+        raise FilingError(f"{path}: schema: expected {FILING_SCHEMA!r}, got {shown(got)}")
     try:
         return Filing.model_validate(data)
     except ValidationError as e:

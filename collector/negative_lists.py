@@ -29,6 +29,8 @@ from pydantic import (
     model_validator,
 )
 
+from collector.bounds import Persons
+from collector.errors import shown
 from collector.models import (
     SubcategoryId,
     _PathIssue,
@@ -36,7 +38,6 @@ from collector.models import (
     known_field_types,
     read_yaml,
 )
-from collector.safeyaml import Persons
 
 __all__ = [
     "ENTRY_COLUMNS", "NEGATIVE_LIST_SCHEMA", "Entry", "NegativeList", "NegativeListError", "Sector",
@@ -151,9 +152,7 @@ class NegativeList(_Strict):
 def parse_negative_list(data: Mapping[str, Any], source_name: str) -> NegativeList:
     """Validate a parsed mapping; raises NegativeListError `SOURCE: field.path: what is wrong`."""
     if (got := data.get("schema")) != NEGATIVE_LIST_SCHEMA:
-        scalar = got is None or isinstance(got, str | int | float)
-        shown = repr(got)[:80] if scalar else f"a {type(got).__name__}"    # never a repr of a whole tree
-        raise NegativeListError(f"{source_name}: schema: expected {NEGATIVE_LIST_SCHEMA!r}, got {shown}")
+        raise NegativeListError(f"{source_name}: schema: expected {NEGATIVE_LIST_SCHEMA!r}, got {shown(got)}")
     try:
         return NegativeList.model_validate(dict(data))
     except ValidationError as e:

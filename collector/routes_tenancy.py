@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from collector.audit import AuditEntry
-from collector.auth import Principal
+from collector.auth import Auth
 from collector.errors import RequestProblem
 from collector.ingest import BATCH_ID_RE
 from collector.warehouse import Warehouse
@@ -24,15 +24,10 @@ __all__ = ["router"]
 router = APIRouter()
 
 
-def _principal(request: Request, authorization: Annotated[str | None, Header()] = None) -> Principal:
-    return request.app.state.tokens.authenticate(authorization)
-
-
 def _warehouse(request: Request) -> Warehouse:
     return request.app.state.warehouse
 
 
-Auth = Annotated[Principal, Depends(_principal)]
 Store = Annotated[Warehouse, Depends(_warehouse)]
 
 

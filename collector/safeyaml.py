@@ -24,34 +24,21 @@ composer that keeps a budget *while composing*, before anything is constructed o
 
 A document over a cap, or one that is not YAML, raises `SafeYamlError` (`status` 413 for size, 422 for the
 rest) whose message names the cap and its value — one line, never a traceback.
-
-What a document that parsed may *say* is bounded too (`Persons`, `Percent`, `DocDate`, used by the filing
-and negative-list models and by check requests): a value the checks cannot compute with must be refused
-where it enters, naming its field, not where it breaks. A scale of 2**63 persons validated fine, then
-overflowed DuckDB's BIGINT in every check of its filing (a 500, and the scheduler skipping that filing
-forever); `from: 9999-12-31` overflowed `date + 1 day` when a check period was built. The bounds are
-generous for any real filing and far from every overflow: 10**10 persons (more than everyone alive, nine
-orders of magnitude under int64 even after a count is multiplied by (1 + pct/100) or projected over a year);
-10,000 % (a hundredfold increase), finite; days 1970-01-01..2100-12-31, inside every date type the service
-uses (Python, DuckDB, Parquet, Spark) with room for a period's `+ 1 day` and the CST offset.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import date
-from typing import Annotated, Any
+from typing import Any
 
 import yaml
-from pydantic import Field
 from yaml.composer import Composer
 from yaml.events import AliasEvent, CollectionStartEvent, ScalarEvent
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FILE_CAPS", "HARD_MAX_DEPTH", "MAX_DATE", "MAX_PCT", "MAX_PERSONS", "MIN_DATE", "Caps", "DocDate",
-           "Percent", "Persons", "SafeYamlError", "date_problem", "load"]
+__all__ = ["FILE_CAPS", "HARD_MAX_DEPTH", "Caps", "SafeYamlError", "load"]
 
 # The composer recurses (3 frames a level) and so do the consumers of the data; whatever a config says,
 # depth stays far from Python's recursion limit (1000).
@@ -240,25 +227,3 @@ def load(text: str | bytes, caps: Caps) -> Any:
         raise SafeYamlError(422, f"a value cannot be read: {first}") from None
     finally:
         loader.dispose()
-
-
-# --- what a parsed document may say ---------------------------------------------------------------------
-
-MIN_DATE = date(1970, 1, 1)
-MAX_DATE = date(2100, 12, 31)
-MAX_PERSONS = 10**10
-MAX_PCT = 10_000
-
-# A date of a filing or list (valid_from, valid_until, area_opinion.issued_at, …).
-DocDate = Annotated[date, Field(ge=MIN_DATE, le=MAX_DATE)]
-# A count of distinct persons (a scale, a threshold floor).
-Persons = Annotated[int, Field(ge=0, le=MAX_PERSONS)]
-# A percentage such as tolerances.volume_increase_major_pct; NaN and infinity are not percentages.
-Percent = Annotated[float, Field(ge=0, le=MAX_PCT, allow_inf_nan=False)]
-
-
-def date_problem(value: date | None) -> str | None:
-    """Why `value` cannot be a day of a check or a document (None: it can)."""
-    if value is None or MIN_DATE <= value <= MAX_DATE:
-        return None
-    return f"{value.isoformat()} is outside {MIN_DATE.isoformat()}..{MAX_DATE.isoformat()}"

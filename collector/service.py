@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi import FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -32,7 +32,7 @@ from starlette.requests import ClientDisconnect
 
 from collector import batchread, documents
 from collector.audit import AuditEntry
-from collector.auth import AuthError, Principal, TokenBook
+from collector.auth import Auth, AuthError, Principal, TokenBook
 from collector.config import CollectorConfig
 from collector.errors import RequestProblem, shown
 from collector.ingest import parse_batch
@@ -67,14 +67,6 @@ class CheckRun(BaseModel):
     filing_id: str = Field(min_length=1)
     from_: date | None = Field(default=None, alias="from")
     to: date | None = None
-
-
-def _principal(request: Request, authorization: Annotated[str | None, Header()] = None) -> Principal:
-    return request.app.state.tokens.authenticate(authorization)
-
-
-# Module level: route annotations are strings here (PEP 563) and FastAPI resolves them in module globals.
-Auth = Annotated[Principal, Depends(_principal)]
 
 
 def create_app(config: CollectorConfig, *, scheduler: bool = True) -> FastAPI:

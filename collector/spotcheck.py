@@ -17,13 +17,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from collector.bounds import date_problem
 from collector.checks.runner import run_checks
 from collector.errors import RequestProblem
 from collector.models import Filing, Report, Status, describe_validation_error
 from collector.negative_lists import NegativeList, NegativeListError, parse_negative_list
 from collector.persons import CST, build_record_persons, calendar_year
 from collector.reports import build_report, render_json
-from collector.safeyaml import date_problem
 from collector.store import Store
 from collector.warehouse import Version, Warehouse
 

@@ -185,11 +185,15 @@ class Warehouse:
                 fresh = distinct.filter(pc.invert(pc.is_in(distinct, value_set=seen)))
             rel = self._write_file(batch, table) if table.num_rows else ""
             size = (self.data_dir / rel).stat().st_size if rel else 0
-            try:
-                if quota is not None:
-                    keys = int(pc.sum(pc.binary_length(fresh)).as_py() or 0)
+            if quota is not None:
+                keys = int(pc.sum(pc.binary_length(fresh)).as_py() or 0)
+                try:
                     self._check_quota(cur, batch, size + ROW_KEY_BYTES * len(fresh) + 2 * keys, quota)
-                cur.execute("BEGIN TRANSACTION")
+                except StorageError:
+                    if rel:
+                        (self.data_dir / rel).unlink(missing_ok=True)
+                    raise
+            with self._transaction(cur, f"batch {batch.batch_id}: not stored, the commit failed", rel):
                 cur.execute("INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                             [batch.batch_id, batch.record_type, batch.agent_id, batch.enterprise_id,
                              batch.table.num_rows, table.num_rows, batch.sha256, rel, datetime.now(UTC),
@@ -199,14 +203,6 @@ class Warehouse:
                     cur.execute("INSERT INTO row_keys SELECT ?, ?, ?, row_key, ? FROM _fresh",
                                 [batch.enterprise_id, batch.record_type, batch.agent_id, batch.batch_id])
                     cur.unregister("_fresh")
-                cur.execute("COMMIT")
-            except StorageError:
-                self._abort(cur, rel, in_transaction=False)
-                raise
-            except Exception as e:
-                self._abort(cur, rel)
-                raise StorageError(f"batch {batch.batch_id}: not stored, the commit failed "
-                                   f"({_first_line(e)}); retry later") from None
         log.info("batch %s of %s: %d %s rows from %s, %d new", batch.batch_id, batch.enterprise_id,
                  batch.table.num_rows, batch.record_type, batch.agent_id, table.num_rows)
         return StoredBatch(batch.batch_id, batch.record_type, batch.table.num_rows, table.num_rows, True)
@@ -221,18 +217,26 @@ class Warehouse:
                                f"of its limits.max_enterprise_bytes {quota}; nothing stored (a regulator can "
                                "remove batches)")
 
-    def _abort(self, cur: duckdb.DuckDBPyConnection, rel: str, *, in_transaction: bool = True) -> None:
-        """Undo a failed commit: a ROLLBACK that fails too (the transaction is already gone, the database
-        cannot write) must not hide the first error nor keep the file that was never recorded."""
-        if in_transaction:
+    @contextlib.contextmanager
+    def _transaction(self, cur: duckdb.DuckDBPyConnection, what: str, rel: str = "") -> Iterator[None]:
+        """One transaction around the block. On any failure: ROLLBACK — one that fails too (the
+        transaction is already gone, the database cannot write) must not hide the first error — the file
+        `rel` that was never recorded removed, the database marked for reopening if it is unusable, and a
+        StorageError (507) `what (first line of the cause)`."""
+        cur.execute("BEGIN TRANSACTION")
+        try:
+            yield
+            cur.execute("COMMIT")
+        except Exception as e:
             try:
                 cur.execute("ROLLBACK")
-            except Exception as e:
-                log.warning("rollback after a failed commit: %s", _first_line(e))
-        if not self._usable(cur):
-            self._invalid = True
-        if rel:
-            (self.data_dir / rel).unlink(missing_ok=True)
+            except Exception as again:
+                log.warning("rollback after a failed commit: %s", _first_line(again))
+            if not self._usable(cur):
+                self._invalid = True
+            if rel:
+                (self.data_dir / rel).unlink(missing_ok=True)
+            raise StorageError(f"{what} ({_first_line(e)}); retry later") from None
 
     @staticmethod
     def _usable(cur: duckdb.DuckDBPyConnection) -> bool:
@@ -252,17 +256,12 @@ class Warehouse:
             if row is None:
                 return None
             record_type, agent_id, rows, stored_rows, rel = row
-            try:
-                cur.execute("BEGIN TRANSACTION")
+            with self._transaction(cur, f"batch {batch_id}: not removed"):
                 cur.execute("DELETE FROM row_keys WHERE enterprise_id = ? AND batch_id = ?",
                             [enterprise_id, batch_id])
                 cur.execute("DELETE FROM batches WHERE enterprise_id = ? AND batch_id = ?",
                             [enterprise_id, batch_id])
                 write_audit(cur, audit)
-                cur.execute("COMMIT")
-            except Exception as e:
-                self._abort(cur, "")
-                raise StorageError(f"batch {batch_id}: not removed ({_first_line(e)})") from None
         if rel:
             # After the commit: a crash between the two leaves an unrecorded file, which open() removes.
             (self.data_dir / rel).unlink(missing_ok=True)
@@ -319,18 +318,13 @@ class Warehouse:
                 return latest
             version = (latest.version if latest else 0) + 1
             now = datetime.now(UTC)
-            try:
-                cur.execute("BEGIN TRANSACTION")
+            with self._transaction(cur, f"{kind} {doc_id}: not stored"):
                 cur.execute("INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                             [kind, doc_id, version, enterprise_id, ftz_area, digest, text, now, stored_by])
                 if audit is not None:
                     write_audit(cur, dataclasses.replace(
                         audit, action="update" if latest else "create",
                         from_=f"v{latest.version}" if latest else None, to=f"v{version}"), now)
-                cur.execute("COMMIT")
-            except Exception as e:
-                self._abort(cur, "")
-                raise StorageError(f"{kind} {doc_id}: not stored ({_first_line(e)})") from None
         log.info("%s %s version %d stored by %s", kind, doc_id, version, stored_by)
         return Version(kind, doc_id, version, enterprise_id, ftz_area, digest, json.loads(text), now, True)
 

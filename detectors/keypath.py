@@ -32,10 +32,9 @@ from typing import Any
 import ahocorasick
 
 from detectors.configs import configs_dir
+from detectors.keys import PLACEHOLDERS, VALUE, fold_key
 from detectors.validators import prepare_params, validate_person_name
 
-VALUE = "<value>"
-_PLACEHOLDERS = frozenset({"*", VALUE})
 _CONFIGS = configs_dir()
 
 _DIGIT_RUN = re.compile(r"\d(?:[\s\-_.,:/()+~·]*\d){4,}")
@@ -44,7 +43,6 @@ _MAC = re.compile(r"[0-9a-f]{2}(?:[:\-][0-9a-f]{2}){5}", re.I)
 _HEX_ID = re.compile(r"[0-9a-f]{12,}", re.I)
 _HAN = re.compile(r"^[\u4e00-\u9fa5]+(?:[·•・][\u4e00-\u9fa5]+)*$")
 _LATIN_WORDS = re.compile(r"^[A-Z][a-z]+(?: [A-Z][a-z]+){1,3}$")
-_FOLD = re.compile(r"[\s_\-]")
 # Characters that end Chinese field words but (almost) no given name: they keep keys such as 金额, 时间,
 # 明细, 单价 readable although their first character is a common surname.
 _FIELD_ENDINGS = frozenset("额间细价号量型态式码期称址数率值类别因息项表况单位度费款")
@@ -91,7 +89,7 @@ class KeyRules:
         if important is not None:
             for sub in important.subcategories:
                 words += [*sub.key_hints, *sub.keywords]
-        folded = {fold(w) for w in words if w}
+        folded = {fold_key(w) for w in words if w}
         # Substring matches as detectors/keys.py makes them: 5+ ASCII characters, 2+ Chinese ones.
         inside = tuple(sorted(h for h in folded if len(h) >= 5 or (not h.isascii() and len(h) >= 2)))
         params = next((prepare_params(ft.params) for ft in catalog.field_types if ft.id == "person_name"), {})
@@ -119,10 +117,6 @@ def default_rules() -> KeyRules:
         return KeyRules.from_configs(_CONFIGS)
     except (OSError, ValueError):
         return KeyRules()
-
-
-def fold(key: str) -> str:
-    return _FOLD.sub("", key).casefold()
 
 
 def value_shaped(segment: str) -> bool:
@@ -162,12 +156,12 @@ def name_shaped(segment: str, rules: KeyRules) -> bool:
 def redact_segment(segment: str, rules: KeyRules | None = None,
                    detect: Callable[[str], bool] | None = None) -> str:
     """`segment`, or `<value>` when it holds PI-shaped content (module docstring)."""
-    if segment in _PLACEHOLDERS or not segment.strip():
+    if segment in PLACEHOLDERS or not segment.strip():
         return segment
     if value_shaped(segment):
         return VALUE
     rules = rules if rules is not None else default_rules()
-    if rules.is_hint(fold(segment)):
+    if rules.is_hint(fold_key(segment)):
         return segment
     if name_shaped(segment, rules) or (detect is not None and detect(segment)):
         return VALUE

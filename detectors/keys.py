@@ -22,7 +22,8 @@ from detectors.catalog import Catalog
 _SEGMENT = re.compile(r"\.([^.\[]+)|\['((?:[^'\\]|\\.)*)'\]")
 _FOLD = re.compile(r"[\s_\-]")
 _CACHE_LIMIT = 50_000
-_PLACEHOLDERS = frozenset({"*", "<value>"})
+VALUE = "<value>"                          # a key segment that held a value (detectors/keypath.py)
+PLACEHOLDERS = frozenset({"*", VALUE})     # segments that stand for something, not a key
 
 
 def fold_key(key: str) -> str:
@@ -35,7 +36,7 @@ def segments(path: str) -> list[str]:
     for plain, quoted in _SEGMENT.findall(path):
         seg = plain or quoted
         # `*` and `<value>` (a key that was a value, detectors/keypath.py) say nothing about the value.
-        if seg and seg not in _PLACEHOLDERS:
+        if seg and seg not in PLACEHOLDERS:
             out.append(seg)
     return out
 

@@ -7,6 +7,7 @@ and asserts a clean shutdown with no traceback in the log.
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import subprocess
@@ -19,9 +20,9 @@ import httpx
 import yaml
 
 from collector.auth import new_token, token_digest
-from tests.conftest import BIN
+from tests.conftest import BIN, ROOT
 
-__all__ = ["ENTERPRISES", "TOKENS", "CollectorServer", "free_port", "start_collector"]
+__all__ = ["ENTERPRISES", "TOKENS", "CollectorServer", "demo_filing", "free_port", "start_collector"]
 
 # Three enterprises in two areas: hz-demo and hz-other in Hangzhou, nb-other in Ningbo.
 ENTERPRISES = [
@@ -40,6 +41,14 @@ TOKENS: dict[str, dict[str, str]] = {
     "enterprise-hz-other": {"role": "enterprise", "enterprise_id": "hz-other"},
     "enterprise-other": {"role": "enterprise", "enterprise_id": "nb-other"},
 }
+
+
+def demo_filing(**changes: Any) -> dict[str, Any]:
+    """The demo filing (hz-demo, Hangzhou) as JSON-safe data (YAML dates as the ISO strings JSON carries),
+    valid today whenever the suite runs (the schedule checks active filings), with top-level `changes`."""
+    filing = yaml.safe_load((ROOT / "configs" / "filings" / "demo.yaml").read_text(encoding="utf-8"))
+    filing["valid_until"] = "2099-12-31"
+    return {**json.loads(json.dumps(filing, default=str)), **changes}
 
 
 def free_port() -> int:

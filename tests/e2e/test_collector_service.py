@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from tests.collector_server import CollectorServer, start_collector
+from tests.collector_server import CollectorServer, demo_filing, start_collector
 from tests.conftest import BIN, FIXTURES, ROOT
 
 DEMO = FIXTURES / "pcaps" / "demo.pcap"
@@ -33,13 +33,6 @@ MAX_UPLOAD = 2_000_000
 # The check period is the demo capture's year, whatever year the suite runs in.
 YEAR = dt.datetime.fromisoformat(TRUTH["start"]).astimezone(CST).year
 PERIOD = {"from": f"{YEAR}-01-01", "to": f"{YEAR}-12-31"}
-
-def demo_filing() -> dict[str, Any]:
-    filing = yaml.safe_load((ROOT / "configs" / "filings" / "demo.yaml").read_text(encoding="utf-8"))
-    # Valid today whenever the suite runs, so the schedule (which checks active filings) picks it up.
-    filing["valid_until"] = "2099-12-31"
-    return json.loads(json.dumps(filing, default=str))    # YAML dates as the ISO strings JSON carries
-
 
 Server = CollectorServer
 

@@ -8,17 +8,14 @@ agent stays here as a test against the real `egress-collector serve` process or 
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import yaml
 
 from tests.collector_server import CollectorServer, start_collector
-from tests.conftest import ROOT
 
 FILING_ID = "ZJFTZ-HZ-2026-0107"
 
@@ -33,15 +30,6 @@ def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CollectorSer
         yield srv
     finally:
         srv.stop()
-
-
-def demo_filing(**changes: Any) -> dict[str, Any]:
-    """The demo filing (hz-demo, Hangzhou) as JSON-safe data, valid today, with top-level `changes`."""
-    filing = yaml.safe_load((ROOT / "configs" / "filings" / "demo.yaml").read_text(encoding="utf-8"))
-    filing["valid_until"] = "2099-12-31"
-    filing = json.loads(json.dumps(filing, default=str))
-    filing.update(changes)
-    return filing
 
 
 def table_bytes(table: pa.Table, **write: Any) -> bytes:

@@ -9,8 +9,8 @@ import dataclasses
 import pyarrow.parquet as pq
 
 from tests.collector.builders import detection, flow, pi
-from tests.collector_server import CollectorServer
-from tests.security.conftest import FILING_ID, batch_bytes, demo_filing, upload
+from tests.collector_server import CollectorServer, demo_filing
+from tests.security.conftest import FILING_ID, batch_bytes, upload
 
 RAW = ("138-1234-5678", "1101-0519-4912-3100-2X", "6222 0212 3456 7890", "张三")
 HOST = "collect.ad-metrics.example"       # undeclared by the demo filing: its key paths reach a finding

@@ -11,8 +11,8 @@ import pytest
 
 from agent.records import AnomalyRecord
 from tests.collector.builders import detection, flow, pi
-from tests.collector_server import CollectorServer
-from tests.security.conftest import assert_error_shape, batch_bytes, demo_filing, upload
+from tests.collector_server import CollectorServer, demo_filing
+from tests.security.conftest import assert_error_shape, batch_bytes, upload
 
 RAW = ("13812345678", "110105194912310021", "张三")
 

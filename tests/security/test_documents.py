@@ -16,8 +16,9 @@ import httpx
 import pytest
 import yaml
 
-from tests.collector_server import CollectorServer
-from tests.security.conftest import FILING_ID, assert_error_shape, demo_filing
+from tests.collector.test_safeyaml import laughs
+from tests.collector_server import CollectorServer, demo_filing
+from tests.security.conftest import FILING_ID, assert_error_shape
 
 log = logging.getLogger(__name__)
 
@@ -28,13 +29,6 @@ def put_filing(srv: CollectorServer, who: str, body: bytes | str, filing_id: str
                timeout: float = 60) -> httpx.Response:
     with srv.client(who, timeout=timeout) as c:
         return c.put(f"/v1/filings/{filing_id}", content=body)
-
-
-def laughs(levels: int, width: int) -> str:
-    text = "l0: &l0 [" + ", ".join(["lol"] * width) + "]\n"
-    for i in range(1, levels):
-        text += f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * width) + "]\n"
-    return text
 
 
 def no_traceback(srv: CollectorServer) -> None:

@@ -15,9 +15,9 @@ import pytest
 import yaml
 
 from tests.collector.builders import flow, pi
-from tests.collector_server import CollectorServer
+from tests.collector_server import CollectorServer, demo_filing
 from tests.conftest import ROOT
-from tests.security.conftest import FILING_ID, assert_error_shape, batch_bytes, demo_filing, upload
+from tests.security.conftest import FILING_ID, assert_error_shape, batch_bytes, upload
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,8 @@ import pytest
 
 from agent.records import AnomalyRecord
 from tests.collector.builders import detection, flow
-from tests.collector_server import CollectorServer, start_collector
-from tests.security.conftest import assert_error_shape, batch_bytes, demo_filing, upload
+from tests.collector_server import CollectorServer, demo_filing, start_collector
+from tests.security.conftest import assert_error_shape, batch_bytes, upload
 
 UPLOAD_TIMEOUT_S = 8
 
