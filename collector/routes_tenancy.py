@@ -7,71 +7,44 @@ batch is addressed by (enterprise_id, batch_id) because batch ids are scoped per
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel
+from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
-from collector.audit import AuditEntry
 from collector.auth import Auth
+from collector.deps import OwnBatch, Settings, Store, audit_entry
 from collector.errors import RequestProblem
-from collector.ingest import BATCH_ID_RE
-from collector.warehouse import Warehouse
+from collector.schemas import (
+    ERROR_RESPONSES,
+    AuditLog,
+    AuditRow,
+    EnterpriseList,
+    EnterpriseOut,
+    RemovedBatch,
+)
 
 __all__ = ["router"]
 
-router = APIRouter()
+router = APIRouter(tags=["tenancy"], responses=ERROR_RESPONSES)
 
 
-def _warehouse(request: Request) -> Warehouse:
-    return request.app.state.warehouse
-
-
-Store = Annotated[Warehouse, Depends(_warehouse)]
-
-
-class EnterpriseOut(BaseModel):
-    enterprise_id: str
-    name: str | None
-    ftz_area: str
-
-
-class EnterpriseList(BaseModel):
-    enterprises: list[EnterpriseOut]
-
-
-class RemovedBatch(BaseModel):
-    enterprise_id: str
-    batch_id: str
-    record_type: str
-    agent_id: str
-    rows: int
-    stored_rows: int
-    status: str = "removed"
-
-
-@router.get("/v1/enterprises", tags=["tenancy"], response_model=EnterpriseList)
-def list_enterprises(request: Request, who: Auth) -> EnterpriseList:
+@router.get("/v1/enterprises", response_model=EnterpriseList)
+def list_enterprises(who: Auth, config: Settings) -> EnterpriseList:
     """The enterprises registered in the regulator's FTZ area."""
     who.require_role("regulator")
     return EnterpriseList(enterprises=[
         EnterpriseOut(enterprise_id=e.enterprise_id, name=e.name, ftz_area=str(e.ftz_area))
-        for e in request.app.state.config.enterprises if str(e.ftz_area) == who.ftz_area])
+        for e in config.enterprises if str(e.ftz_area) == who.ftz_area])
 
 
-@router.delete("/v1/batches/{enterprise_id}/{batch_id}", tags=["tenancy"], response_model=RemovedBatch)
-async def delete_batch(enterprise_id: str, batch_id: str, who: Auth, warehouse: Store,
-                       note: Annotated[str | None, Query(max_length=500)] = None) -> RemovedBatch:
+@router.delete("/v1/batches/{enterprise_id}/{batch_id}", response_model=RemovedBatch)
+async def delete_batch(removal: OwnBatch, who: Auth, warehouse: Store) -> RemovedBatch:
     """Remove a stored batch of an enterprise of the regulator's area; recorded in the audit log. Its rows
     stop counting in the next check, and the agent may upload them again."""
-    who.require_role("regulator")
-    who.require_access(enterprise_id, f"batch {batch_id} of enterprise {enterprise_id}")
-    if not BATCH_ID_RE.match(batch_id):
-        raise RequestProblem(422, "batch_id", "batch_id: not 1-128 of [A-Za-z0-9_.-]")
-    entry = AuditEntry(actor=who.name, role=who.role, ftz_area=who.area_of(enterprise_id),
-                       enterprise_id=enterprise_id, object="batch", object_id=batch_id, action="delete",
-                       from_="stored", to="removed", note=note)
+    enterprise_id, batch_id = removal.enterprise_id, removal.batch_id
+    entry = audit_entry(who, "batch", batch_id, enterprise_id, who.area_of(enterprise_id), action="delete",
+                        from_="stored", to="removed", note=removal.note)
     removed = await run_in_threadpool(warehouse.delete_batch, enterprise_id, batch_id, entry)
     if removed is None:
         raise RequestProblem(404, "batch_id",
@@ -79,10 +52,10 @@ async def delete_batch(enterprise_id: str, batch_id: str, who: Auth, warehouse: 
     return RemovedBatch(**removed)
 
 
-@router.get("/v1/audit", tags=["tenancy"])
+@router.get("/v1/audit", response_model=AuditLog)
 def audit(who: Auth, warehouse: Store, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-          before: Annotated[int | None, Query(ge=1)] = None) -> dict[str, Any]:
+          before: Annotated[int | None, Query(ge=1)] = None) -> AuditLog:
     """The audit log of the regulator's area, newest first (`before` = a `seq` to page back from)."""
     who.require_role("regulator")
     rows = warehouse.audit_rows(who.ftz_area or "", limit=limit, before=before)
-    return {"audit": [{**r, "at": r["at"].isoformat()} for r in rows]}
+    return AuditLog(audit=[AuditRow.model_validate(r) for r in rows])
