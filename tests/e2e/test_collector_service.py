@@ -283,3 +283,117 @@ def test_docs_page_needs_no_cdn(shipped: Server) -> None:
     assert page.status_code == 200 and "/v1/batches" in page.text
     assert "cdn" not in page.text.lower() and "<script" not in page.text.lower()
 
+
+
+# --- what /openapi.json documents is what the service answers ----------------------------------------
+
+def _conforms(api: dict[str, Any], schema: dict[str, Any], value: Any, where: str) -> None:
+    """`value` has the shape `schema` documents: no undocumented field, every required one, each value of
+    its documented type (a small JSON Schema reading: what pydantic writes for these models)."""
+    if "$ref" in schema:
+        name = schema["$ref"].removeprefix("#/components/schemas/")
+        return _conforms(api, api["components"]["schemas"][name], value, f"{where}<{name}>")
+    if "anyOf" in schema:
+        misses = []
+        for option in schema["anyOf"]:
+            try:
+                return _conforms(api, option, value, where)
+            except AssertionError as e:
+                misses.append(str(e))
+        raise AssertionError(f"{where}: {value!r} is none of {misses}")
+    kind = schema.get("type")
+    if "const" in schema or "enum" in schema:
+        assert value in schema.get("enum", [schema.get("const")]), (where, value)
+    if kind == "object":
+        assert isinstance(value, dict), (where, value)
+        props = schema.get("properties")
+        if props is not None:
+            assert set(value) <= set(props), f"{where}: undocumented {set(value) - set(props)}"
+            assert set(schema.get("required", ())) <= set(value), f"{where}: missing {schema['required']}"
+            for key, item in value.items():
+                _conforms(api, props[key], item, f"{where}.{key}")
+    elif kind == "array":
+        assert isinstance(value, list), (where, value)
+        for i, item in enumerate(value):
+            _conforms(api, schema.get("items", {}), item, f"{where}[{i}]")
+    elif kind is not None:
+        types = {"string": str, "integer": int, "number": int | float, "boolean": bool, "null": type(None)}
+        assert isinstance(value, types[kind]) and (kind == "boolean" or not isinstance(value, bool)), \
+            (where, kind, value)
+    return None
+
+
+def test_openapi_documents_every_answer_as_it_is_served(shipped: Server) -> None:
+    api = httpx.get(shipped.url + "/openapi.json", timeout=10).json()
+
+    def check(method: str, path: str, response: httpx.Response, route: str | None = None) -> None:
+        status = str(response.status_code)
+        documented = api["paths"][route or path][method.lower()]["responses"]
+        entry = documented.get(status) or documented[status[0] + "XX"]
+        _conforms(api, entry["content"]["application/json"]["schema"], response.json(), f"{method} {path}")
+
+    report_id = shipped.call("regulator", "GET", "/v1/reports").json()["reports"][0]["report_id"]
+    for who, path, route in [
+        (None, "/healthz", None),
+        ("regulator", f"/v1/filings/{FILING_ID}", "/v1/filings/{filing_id}"),
+        ("enterprise", "/v1/reports", None),
+        ("regulator", f"/v1/reports/{report_id}", "/v1/reports/{report_id}"),
+        ("regulator", "/v1/enterprises", None),
+        ("regulator", "/v1/audit", None),
+        ("agent", "/v1/reports", None),                                  # 403: the one error shape
+        ("regulator", "/v1/filings/NO-SUCH", "/v1/filings/{filing_id}"),  # 404
+    ]:
+        r = shipped.call(who, "GET", path)
+        assert r.status_code in (200, 403, 404), r.text
+        check("GET", path, r, route)
+    check("PUT", "/v1/filings/{filing_id}", shipped.facts["put_first"])
+    check("PUT", "/v1/filings/{filing_id}", shipped.facts["put_again_as_json"])
+    batch = shipped.call("agent", "POST", "/v1/batches", content=_flows_parquet(),
+                         headers={"X-Record-Type": "flows", "X-Batch-Id": "e2e-openapi-1"})
+    check("POST", "/v1/batches", batch)
+    run = shipped.call("regulator", "POST", "/v1/checks/run", json={"filing_id": FILING_ID, **PERIOD})
+    check("POST", "/v1/checks/run", run)
+    removed = shipped.call("regulator", "DELETE", "/v1/batches/hz-demo/e2e-openapi-1")
+    check("DELETE", "/v1/batches/{enterprise_id}/{batch_id}", removed)
+    # The names are the contract (DESIGN §9, §9.1; agents and the console read them): none renamed.
+    for name, fields in CONTRACT.items():
+        assert set(api["components"]["schemas"][name]["properties"]) == fields, name
+
+
+CONTRACT = {
+    "ErrorDetail": {"status", "code", "message", "field"},
+    "BatchStored": {"batch_id", "record_type", "rows", "stored_rows", "duplicate_rows", "status"},
+    "DocumentVersion": {"kind", "id", "version", "sha256", "stored_at", "created"},
+    "FilingVersion": {"kind", "id", "version", "sha256", "stored_at", "created", "filing"},
+    "NegativeListVersion": {"kind", "id", "version", "sha256", "stored_at", "created", "negative_list"},
+    "CheckRunDone": {"report_id", "verdict", "findings"},
+    "ReportRow": {"report_id", "filing_id", "filing_version", "enterprise_id", "ftz_area", "generated_at",
+                  "period_from", "period_to", "verdict", "findings", "complete", "trigger"},
+    "EnterpriseOut": {"enterprise_id", "name", "ftz_area"},
+    "RemovedBatch": {"enterprise_id", "batch_id", "record_type", "agent_id", "rows", "stored_rows", "status"},
+    "AuditRow": {"seq", "at", "actor", "role", "ftz_area", "enterprise_id", "object", "object_id", "action",
+                 "from", "to", "note"},
+}
+
+
+# Every route answers in one order: 401, then a malformed path or query parameter (422), then the role
+# (403), then whether the thing exists for this token (404).
+@pytest.mark.parametrize(("who", "method", "path", "params", "status", "field"), [
+    (None, "GET", "/v1/audit", {"limit": 0}, 401, None),
+    ("enterprise", "GET", "/v1/audit", {"limit": 0}, 422, "query.limit"),
+    ("enterprise", "GET", "/v1/audit", None, 403, None),
+    ("agent", "GET", f"/v1/filings/{FILING_ID}", {"version": 0}, 422, "query.version"),
+    ("agent", "GET", "/v1/filings/NO-SUCH", {"version": 1}, 403, None),
+    ("regulator", "GET", f"/v1/filings/{FILING_ID}", {"version": 99}, 404, "filing_id"),
+    ("enterprise", "DELETE", "/v1/batches/hz-demo/no-such", {"note": "n" * 501}, 422, "query.note"),
+    ("enterprise", "DELETE", "/v1/batches/hz-demo/no-such", None, 403, None),
+    ("regulator-ningbo", "DELETE", "/v1/batches/hz-demo/no-such", None, 403, None),
+    ("regulator", "DELETE", "/v1/batches/hz-demo/no-such", None, 404, "batch_id"),
+    ("agent", "GET", "/v1/reports/no-such", None, 403, None),
+    ("enterprise", "GET", "/v1/reports/no-such.html", None, 404, "report_id"),
+])
+def test_answers_come_in_one_order(server: Server, who: str | None, method: str, path: str,
+                                   params: dict[str, Any] | None, status: int, field: str | None) -> None:
+    r = server.call(who, method, path, params=params)
+    assert r.status_code == status, r.text
+    assert r.json()["error"]["field"] == field, r.text
