@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from agent.anomalies import AnomalySink
+from detectors.inputs import InputError
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ BT_IDB, BT_PB, BT_SPB, BT_EPB = 1, 2, 3, 6
 OPT_IF_TSRESOL, OPT_IF_TSOFFSET = 9, 14
 
 
-class CaptureFormatError(ValueError):
+class CaptureFormatError(InputError):
     """The file is not a packet capture this agent can read."""
 
     def __init__(self, path: Path | str, detail: str) -> None:
