@@ -42,6 +42,7 @@ from collector.routes_tenancy import router as tenancy_router
 from collector.scheduler import SpotCheckScheduler
 from collector.spotcheck import run_spot_check
 from collector.warehouse import StorageError, StoredBatch, Version, Warehouse
+from detectors.inputs import TOP, location
 
 log = logging.getLogger(__name__)
 
@@ -134,8 +135,8 @@ def create_app(config: CollectorConfig, *, scheduler: bool = True) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, e: RequestValidationError) -> JSONResponse:
         first = e.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-        return _error(422, "invalid_request", f"{where}: {first.get('msg')}", where or None)
+        where = location(tuple(p for p in first.get("loc", ()) if p != "body"))   # the files' wording
+        return _error(422, "invalid_request", f"{where}: {first.get('msg')}", None if where == TOP else where)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, e: StarletteHTTPException) -> JSONResponse:
