@@ -21,6 +21,7 @@ from detectors.inputs import InputError
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="egresswatch agent: outbound flows in, Parquet records out.")
 console = Console(soft_wrap=True)   # one line per message, whatever the terminal width
+err_console = Console(stderr=True)  # the progress bar over capture files (log lines when not a terminal)
 
 
 class UsageError(InputError):
@@ -82,8 +83,10 @@ def run(
         if missing:
             raise CaptureFormatError(missing[0], "no such file")
         from agent.pipeline import run_capture_stats
+        from agent.progress import watching
 
-        stats = run_capture_stats(pcap, cfg, spool)
+        with watching(pcap, err_console):
+            stats = run_capture_stats(pcap, cfg, spool)
     except (InputError, ShipperError, LiveCaptureError) as e:   # configs, catalogs, captures, options
         fail(str(e))
     except (OSError, RuntimeError) as e:

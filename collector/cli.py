@@ -56,16 +56,15 @@ def _capture_records(pcaps: list[Path], agent_config: Path | None, enterprise_id
     try:  # the agent is a library here; imported lazily so --records works without its heavy deps
         from agent.config import load_agent_config
         from agent.pipeline import run_capture
+        from agent.progress import watching
     except ImportError as e:
         raise InputError(f"capture input needs the agent pipeline, which is not available ({e}); "
                          "use --records DIR") from None
     config = load_agent_config(agent_config, enterprise_id=enterprise_id)   # ConfigError names the file
-    with err_console.status(f"Analysing {len(pcaps)} capture(s) 正在分析抓包…") as status:
-        def on_file(path: Path) -> None:
-            status.update(f"Analysing {path.name} 正在分析抓包…")
-
-        # CaptureFormatError (names the file), CatalogError, ConfigError: InputErrors, one line each.
-        return Path(run_capture(list(pcaps), config, work, on_file=on_file))
+    # A bar on a terminal, log lines otherwise. CaptureFormatError (names the file), CatalogError,
+    # ConfigError: InputErrors, one line each.
+    with watching(pcaps, err_console):
+        return Path(run_capture(list(pcaps), config, work))
 
 
 @app.command()
