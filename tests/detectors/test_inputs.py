@@ -141,3 +141,24 @@ def test_no_module_keeps_its_own_strict_base_or_location_formatter() -> None:
             assert not own or path.name == "inputs.py", path
             text = path.read_text(encoding="utf-8")
             assert '"(top)"' not in text and 'or "root"' not in text, path
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+            found.update(f"{node.module}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+    return found
+
+
+def test_the_shared_pieces_import_neither_agent_nor_collector_and_the_cli_modules_no_cycle() -> None:
+    for path in (REPO / "detectors").rglob("*.py"):
+        bad = {m for m in _imports(path) if m.split(".")[0] in ("agent", "collector")}
+        assert not bad, (path, bad)
+    assert not {m for m in _imports(REPO / "collector" / "cli_service.py") if m.startswith("collector.cli")
+                and not m.startswith("collector.cli_common")}
+    assert "collector.cli_service" not in _imports(REPO / "collector" / "cli_common.py")
