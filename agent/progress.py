@@ -7,7 +7,8 @@ The reading layer (agent/capture.py) reports the position of the file on disk ev
 `tell()`, no system call per packet — so a gzip'd capture advances by compressed bytes of its compressed
 size, and several files add up to one total. On a terminal the report is a rich progress bar on stderr; when
 stderr is not a terminal (CI, journald, a pipe) it is a log line (`agent.progress`, INFO) at every tenth of
-the way and at least every `LOG_EVERY_S` seconds, and one at the end.
+the way and at least every `LOG_EVERY_S` seconds, and one at the end — once the run has read `EVERY`
+packets: a small run stays quiet, so its output (and a bad file's one-line error) is what it was.
 
 The reporter in use is found through a context variable, so the pipeline between the command line and the
 reader does not carry it: nothing is reported (and nothing costs) outside `watching`.
@@ -78,18 +79,24 @@ def _clock_text(seconds: float | None) -> str:
 class LogReporter:
     """Log lines: one per tenth of the way (and at least every `every_s` seconds), one at the end."""
 
-    def __init__(self, logger: logging.Logger = log, every_s: float = LOG_EVERY_S, steps: int = 10) -> None:
+    def __init__(self, logger: logging.Logger = log, every_s: float = LOG_EVERY_S, steps: int = 10,
+                 quiet_packets: int | None = None) -> None:
         self.logger, self.every_s, self.steps = logger, every_s, steps
+        self.quiet_packets = EVERY if quiet_packets is None else quiet_packets
         self._next_step = 1
         self._last_s = 0.0
+        self._logged = False
 
     def show(self, snap: Snapshot) -> None:
+        if snap.packets < self.quiet_packets:
+            return
         fraction = snap.fraction
         step = int(fraction * self.steps) if fraction is not None else 0
         if step < self._next_step and snap.elapsed_s - self._last_s < self.every_s:
             return
         self._next_step = max(step + 1, self._next_step)
         self._last_s = snap.elapsed_s
+        self._logged = True
         rate = snap.rate
         self.logger.info("%s (file %d of %d): %s of %s MB, %d packets, %s MB/s, ETA %s",
                          snap.name, snap.file_no, snap.files,
@@ -101,6 +108,8 @@ class LogReporter:
         pass
 
     def close(self, snap: Snapshot) -> None:
+        if not self._logged:
+            return
         rate = snap.rate
         self.logger.info("read %d capture file(s): %.1f MB, %d packets in %s (%s MB/s)", snap.files,
                          snap.done / MB, snap.packets, _clock_text(snap.elapsed_s),

@@ -122,7 +122,7 @@ def test_rate_and_time_left_come_from_the_bytes_and_the_clock() -> None:
 
 
 def test_log_lines_come_at_every_tenth_and_after_a_quiet_spell(caplog: pytest.LogCaptureFixture) -> None:
-    reporter = LogReporter(every_s=30.0)
+    reporter = LogReporter(every_s=30.0, quiet_packets=0)
     total = 10**8
     with caplog.at_level("INFO", logger="agent.progress"):
         for pct in range(0, 101):       # one update per percent, at one second each
@@ -131,11 +131,27 @@ def test_log_lines_come_at_every_tenth_and_after_a_quiet_spell(caplog: pytest.Lo
     assert [re.search(r": (\d+)% of", m).group(1) for m in lines] == [str(p) for p in range(10, 101, 10)]
     assert "big.pcap (file 1 of 1): 50% of 100.0 MB, 350 packets, 1.0 MB/s, ETA 0:00:50" in lines
     caplog.clear()
-    slow = LogReporter(every_s=30.0)
+    slow = LogReporter(every_s=30.0, quiet_packets=0)
     with caplog.at_level("INFO", logger="agent.progress"):
         for minute in range(1, 4):       # 1 % a minute: no tenth is crossed, a line every 30 s anyway
             slow.show(Snapshot(minute * 10**6, total, minute, 60.0 * minute, 1, 1, "big.pcap"))
     assert len(caplog.records) == 3
+
+
+def test_a_small_run_logs_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    # Fewer packets than one look at the file position: over before a line could help (and a bad file's
+    # error stays the run's one line on stderr).
+    reporter = LogReporter()
+    with caplog.at_level("INFO", logger="agent.progress"):
+        for pct in range(0, 101, 10):
+            reporter.show(Snapshot(pct * 10**6, 10**8, pct, float(pct), 1, 1, "small.pcap"))
+        reporter.close(Snapshot(10**8, 10**8, 100, 100.0, 1, 1, "small.pcap"))
+        assert caplog.records == []
+        big = LogReporter()
+        big.show(Snapshot(10**6, 10**8, agent.progress.EVERY, 1.0, 1, 1, "big.pcap"))
+        big.show(Snapshot(2 * 10**7, 10**8, 2 * agent.progress.EVERY, 2.0, 1, 1, "big.pcap"))
+        big.close(Snapshot(10**8, 10**8, 9 * agent.progress.EVERY, 9.0, 1, 1, "big.pcap"))
+    assert len(caplog.records) == 2 and "read 1 capture file(s)" in caplog.records[-1].getMessage()
 
 
 def test_on_a_terminal_the_bar_shows_file_bytes_packets_and_speed(captures: list[Path]) -> None:
@@ -167,28 +183,31 @@ def test_the_agent_cli_logs_progress_when_stderr_is_not_a_terminal(
         captures: list[Path], tmp_path: Path) -> None:
     cfg = tmp_path / "agent.yaml"
     cfg.write_text(f"agent_id: progress-test\nsubject_key_file: {tmp_path / 'k.key'}\n")
-    args = [a for p in captures for a in ("--pcap", str(p))]
+    # The plain capture three times: more packets than a small run, which stays quiet.
+    files = [captures[0], captures[0], captures[0], captures[1], captures[2]]
+    args = [a for p in files for a in ("--pcap", str(p))]
     proc = subprocess.run([str(BIN / "egress-agent"), "run", *args, "--config", str(cfg), "--out",
                            str(tmp_path / "out")], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     packets = int(proc.stdout.split(" packets")[0])
     lines = [ln for ln in proc.stderr.splitlines() if "agent.progress" in ln]
-    total_mb = sum(p.stat().st_size for p in captures) / 1e6
-    assert any(f"{captures[1].name} (file 2 of 3): " in ln for ln in lines), proc.stderr
-    assert lines[-1].endswith(f"read 3 capture file(s): {total_mb:.1f} MB, {packets} packets in "
+    total_mb = sum(p.stat().st_size for p in files) / 1e6
+    assert packets > agent.progress.EVERY
+    assert any(f"{captures[1].name} (file 4 of 5): " in ln for ln in lines), proc.stderr
+    assert lines[-1].endswith(f"read 5 capture file(s): {total_mb:.1f} MB, {packets} packets in "
                               f"{lines[-1].split(' packets in ')[1]}")
     assert "\x1b[" not in proc.stderr      # no terminal codes in a log
 
 
-def test_selfcheck_logs_progress_over_a_capture(tmp_path: Path) -> None:
-    demo = FIXTURES / "pcaps" / "demo.pcap"
+def test_selfcheck_logs_progress_over_captures(captures: list[Path], tmp_path: Path) -> None:
     filing = Path(__file__).resolve().parents[2] / "configs" / "filings" / "demo.yaml"
     cfg = tmp_path / "agent.yaml"
     cfg.write_text(f"agent_id: progress-test\nsubject_key_file: {tmp_path / 'k.key'}\n")
-    proc = subprocess.run([str(BIN / "egress-collector"), "selfcheck", str(demo), "--filing", str(filing),
+    files = [str(captures[0])] * 4
+    proc = subprocess.run([str(BIN / "egress-collector"), "selfcheck", *files, "--filing", str(filing),
                            "--agent-config", str(cfg), "--format", "json"],
                           capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode in (0, 1), proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if "agent.progress" in ln]
-    assert any("demo.pcap (file 1 of 1): 100% of" in ln for ln in lines), proc.stderr
-    assert "read 1 capture file(s)" in lines[-1]
+    assert any(f"{captures[0].name} (file 4 of 4): 100% of" in ln for ln in lines), proc.stderr
+    assert "read 4 capture file(s)" in lines[-1]
