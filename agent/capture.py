@@ -23,7 +23,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from agent import progress as _progress
 from agent.anomalies import AnomalySink
+from detectors.inputs import InputError
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +54,7 @@ BT_IDB, BT_PB, BT_SPB, BT_EPB = 1, 2, 3, 6
 OPT_IF_TSRESOL, OPT_IF_TSOFFSET = 9, 14
 
 
-class CaptureFormatError(ValueError):
+class CaptureFormatError(InputError):
     """The file is not a packet capture this agent can read."""
 
     def __init__(self, path: Path | str, detail: str) -> None:
@@ -61,10 +63,13 @@ class CaptureFormatError(ValueError):
         super().__init__(f"{path}: not a readable packet capture ({detail})")
 
 
-def open_capture(path: Path, anomalies: AnomalySink) -> Iterator[tuple[float, int, bytes]]:
+def open_capture(path: Path, anomalies: AnomalySink, progress: _progress.CaptureProgress | None = None
+                 ) -> Iterator[tuple[float, int, bytes]]:
     """Open `path` and return an iterator of (timestamp, link type, frame bytes).
 
     The header is checked here, eagerly, so that a bad file fails before the caller sees a packet.
+    `progress` (default: the one a command line is watching with, agent/progress.py) hears where in the
+    file on disk the reading is, every `progress.EVERY` packets.
     """
     path = Path(path)
     try:
@@ -87,6 +92,9 @@ def open_capture(path: Path, anomalies: AnomalySink) -> Iterator[tuple[float, in
         else:
             raise CaptureFormatError(path, f"unknown magic {head.hex()}")
         next(gen)  # run up to the first yield: the header check happens now, not at first use
+        progress = progress or _progress.current()
+        if progress is not None:
+            progress.file_started(path)
     except READ_ERRORS as e:
         f.close()
         raw.close()
@@ -95,21 +103,32 @@ def open_capture(path: Path, anomalies: AnomalySink) -> Iterator[tuple[float, in
         f.close()
         raw.close()
         raise
-    return _guarded(gen, f, raw, anomalies)
+    return _guarded(gen, f, raw, anomalies, progress)
 
 
-def _guarded(gen: Iterator[tuple[float, int, bytes]], f: BinaryIO, raw: BinaryIO, anomalies: AnomalySink
-             ) -> Iterator[tuple[float, int, bytes]]:
-    """Turn a read error mid-file (a gzip stream cut short, an I/O error) into the truncation anomaly."""
+def _guarded(gen: Iterator[tuple[float, int, bytes]], f: BinaryIO, raw: BinaryIO, anomalies: AnomalySink,
+             progress: _progress.CaptureProgress | None = None) -> Iterator[tuple[float, int, bytes]]:
+    """Turn a read error mid-file (a gzip stream cut short, an I/O error) into the truncation anomaly;
+    tell `progress` the position in the file on disk (compressed bytes for gzip) every EVERY packets."""
     n = 0
     try:
-        for rec in gen:
-            n += 1
-            yield rec
+        if progress is None:
+            for rec in gen:
+                n += 1
+                yield rec
+        else:
+            mask, tell = _progress.EVERY - 1, raw.tell
+            for rec in gen:
+                n += 1
+                if not n & mask:
+                    progress.advance(tell(), n)
+                yield rec
     except READ_ERRORS as e:
         log.debug("capture read error after %d records: %s", n, type(e).__name__)
         anomalies.add("capture", "truncated_capture", f"{type(e).__name__} after {n} records")
     finally:
+        if progress is not None:
+            progress.file_done(n)
         f.close()
         raw.close()
 

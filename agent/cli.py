@@ -15,14 +15,16 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from agent.config import AgentConfig, ConfigError, load_agent_config
+from agent.config import AgentConfig, load_agent_config
+from detectors.inputs import InputError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="egresswatch agent: outbound flows in, Parquet records out.")
 console = Console(soft_wrap=True)   # one line per message, whatever the terminal width
+err_console = Console(stderr=True)  # the progress bar over capture files (log lines when not a terminal)
 
 
-class UsageError(ValueError):
+class UsageError(InputError):
     """Options that do not go together."""
 
 
@@ -60,7 +62,6 @@ def run(
     from agent.capture import CaptureFormatError
     from agent.live import LiveCaptureError
     from agent.shipper import ShipperError, read_token
-    from detectors.catalog import CatalogError
 
     try:
         if bool(pcap) == bool(iface):
@@ -82,9 +83,11 @@ def run(
         if missing:
             raise CaptureFormatError(missing[0], "no such file")
         from agent.pipeline import run_capture_stats
+        from agent.progress import watching
 
-        stats = run_capture_stats(pcap, cfg, spool)
-    except (UsageError, ConfigError, CaptureFormatError, CatalogError, ShipperError, LiveCaptureError) as e:
+        with watching(pcap, err_console):
+            stats = run_capture_stats(pcap, cfg, spool)
+    except (InputError, ShipperError, LiveCaptureError) as e:   # configs, catalogs, captures, options
         fail(str(e))
     except (OSError, RuntimeError) as e:
         # Disk full, a detector worker that died: one line, the type and what the OS said (no payload).

@@ -1,7 +1,8 @@
 """The agent's configuration (`configs/agent.yaml`, DESIGN §8), validated once at start.
 
 Every key is optional; the defaults are the ones DESIGN documents. A bad file gives a `ConfigError` whose
-message is one line naming the file and the key path, never a traceback.
+message is one line naming the file and the key path, never a traceback (read and worded by
+detectors/inputs.py, as every config is).
 """
 
 from __future__ import annotations
@@ -12,26 +13,22 @@ import secrets
 import socket
 from pathlib import Path
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 
 from agent.anomalies import DEFAULT_MAX_PER_FLOW
+from detectors.inputs import InputError, Strict, read_yaml, validate
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A configuration file that cannot be used; `str()` is one line: file: path: problem."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Sampling(_Strict):
+class Sampling(Strict):
     flow_rate: float = Field(1.0, gt=0.0, le=1.0)
     max_payload_bytes_per_flow: int = Field(1_048_576, ge=0)
 
 
-class Limits(_Strict):
+class Limits(Strict):
     # Open flows held at once; past it the least recently used one is evicted (written, counted in
     # capture_stats.flows_evicted). Measured memory per open flow (tests/agent/test_memory.py; RSS over
     # 400,000 flows, allocator overhead included): ~1.0 KB for a flow without payload (a SYN flood, a scan)
@@ -50,7 +47,7 @@ class Limits(_Strict):
     max_anomalies_per_flow: int = Field(DEFAULT_MAX_PER_FLOW, ge=1)
 
 
-class Live(_Strict):
+class Live(Strict):
     """Live capture (`egress-agent run --iface`)."""
 
     promiscuous: bool = True
@@ -59,7 +56,7 @@ class Live(_Strict):
     ship_interval_s: float = Field(10.0, gt=0)      # how often the shipper looks at the spool
 
 
-class CollectorTarget(_Strict):
+class CollectorTarget(Strict):
     url: str | None = None
     token_file: str | None = None
 
@@ -70,11 +67,12 @@ def _check_cidrs(values: list[str]) -> list[str]:
     return values
 
 
-class AgentConfig(_Strict):
+class AgentConfig(Strict):
     agent_id: str = Field(default_factory=socket.gethostname, min_length=1)
     enterprise_id: str | None = None
-    internal_networks: list[str] = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"]
-    mainland_networks: list[str] = []
+    internal_networks: list[str] = Field(
+        default_factory=lambda: ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"])
+    mainland_networks: list[str] = Field(default_factory=list)
     subject_key_file: str = "./egresswatch.key"
     sampling: Sampling = Sampling()
     limits: Limits = Limits()
@@ -90,34 +88,13 @@ class AgentConfig(_Strict):
     _cidrs = field_validator("internal_networks", "mainland_networks")(_check_cidrs)
 
 
-def _where(loc: tuple) -> str:
-    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".") or "(top)"
-
-
 def load_agent_config(path: Path | None, **overrides: object) -> AgentConfig:
     """Load `path` (or the defaults when None), apply `overrides` (e.g. enterprise_id from a filing)."""
     data: dict = {}
-    name = str(path) if path is not None else "(defaults)"
     if path is not None:
-        try:
-            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-        except OSError as e:
-            raise ConfigError(f"{name}: cannot read: {e.strerror or e}") from None
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f"line {mark.line + 1}" if mark else "YAML"
-            raise ConfigError(f"{name}: {where}: not valid YAML") from None
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{name}: (top): expected a mapping of settings")
-        data = loaded
+        data = read_yaml(path, ConfigError, what="of settings", empty_ok=True)
     data.update({k: v for k, v in overrides.items() if v is not None})
-    try:
-        return AgentConfig.model_validate(data)
-    except ValidationError as e:
-        err = e.errors()[0]
-        raise ConfigError(f"{name}: {_where(err['loc'])}: {err['msg']}") from None
+    return validate(AgentConfig, data, path if path is not None else "(defaults)", ConfigError)
 
 
 def load_subject_key(path: str | Path) -> bytes:

@@ -19,46 +19,33 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from collector.models import FilingError, load_filing, read_yaml
+from collector import cli_service
+from collector.cli_common import (
+    EXIT_BAD_INPUT,
+    EXIT_FINDINGS,
+    EXIT_OK,
+    err_console,
+    fail,
+    internal,
+    named,
+    one_line,
+    out_console,
+)
+from collector.models import load_filing
+from detectors.inputs import InputError, read_yaml
 
 app = typer.Typer(
     name="egress-collector", help="Cross-border export consistency checks against filings (备案一致性抽验).",
     add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
 )
-# Piped output (CI logs, `| less`) gets a wide table instead of rich's 80-column default.
-out_console = Console(width=None if sys.stdout.isatty() else 160)
-err_console = Console(stderr=True, soft_wrap=True, highlight=False)
 log = logging.getLogger("collector")
-
-EXIT_OK, EXIT_FINDINGS, EXIT_BAD_INPUT = 0, 1, 2
-
-
-class InputError(ValueError):
-    """Bad input found at the CLI boundary (one line)."""
 
 
 class Format(StrEnum):
     json = "json"
     html = "html"
     table = "table"
-
-
-def _fail(message: str) -> typer.Exit:
-    err_console.print(f"egress-collector: {message}", markup=False)
-    return typer.Exit(EXIT_BAD_INPUT)
-
-
-def _one_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0] if text else type(e).__name__
-
-
-def _named(path: Path | str, e: BaseException) -> str:
-    """One line that names the file, without naming it twice."""
-    msg = _one_line(e)
-    return msg if str(path) in msg else f"{path}: {msg}"
 
 
 def _capture_records(pcaps: list[Path], agent_config: Path | None, enterprise_id: str, work: Path) -> Path:
@@ -69,21 +56,15 @@ def _capture_records(pcaps: list[Path], agent_config: Path | None, enterprise_id
     try:  # the agent is a library here; imported lazily so --records works without its heavy deps
         from agent.config import load_agent_config
         from agent.pipeline import run_capture
+        from agent.progress import watching
     except ImportError as e:
         raise InputError(f"capture input needs the agent pipeline, which is not available ({e}); "
                          "use --records DIR") from None
-    try:
-        config = load_agent_config(agent_config, enterprise_id=enterprise_id)
-    except (ValueError, OSError) as e:
-        raise InputError(_named(agent_config or "agent config", e)) from None
-    with err_console.status(f"Analysing {len(pcaps)} capture(s) 正在分析抓包…") as status:
-        def on_file(path: Path) -> None:
-            status.update(f"Analysing {path.name} 正在分析抓包…")
-
-        try:
-            return Path(run_capture(list(pcaps), config, work, on_file=on_file))
-        except ValueError as e:  # CaptureFormatError and friends: one line naming the file
-            raise InputError(_named(pcaps[0] if len(pcaps) == 1 else "capture", e)) from None
+    config = load_agent_config(agent_config, enterprise_id=enterprise_id)   # ConfigError names the file
+    # A bar on a terminal, log lines otherwise. CaptureFormatError (names the file), CatalogError,
+    # ConfigError: InputErrors, one line each.
+    with watching(pcaps, err_console):
+        return Path(run_capture(list(pcaps), config, work))
 
 
 @app.command()
@@ -100,17 +81,16 @@ def selfcheck(
     """Self-check: captures or records + your filing -> the consistency report (自查)."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
+    from collector.store import RecordsError
+
     try:
         report = _selfcheck(pcaps or [], filing, records, agent_config, out)
-    except (FilingError, InputError) as e:
-        raise _fail(_one_line(e)) from None
-    except Exception as e:  # the boundary: never a traceback
-        from collector.store import RecordsError
-
-        if isinstance(e, RecordsError | OSError):
-            raise _fail(_one_line(e)) from None
-        log.debug("unexpected error", exc_info=True)
-        raise _fail(f"internal error: {type(e).__name__}: {_one_line(e)}") from None
+    except (InputError, RecordsError) as e:
+        raise fail(one_line(e)) from None
+    except OSError as e:   # an output directory that cannot be written, a capture that cannot be read
+        raise fail(one_line(e)) from None
+    except Exception as e:  # the boundary: never a traceback, and a bug is not the user's bad input
+        raise internal(e) from None
 
     from collector.reports import render_html, render_json, summary_table
 
@@ -146,7 +126,7 @@ def _selfcheck(pcaps: list[Path], filing_path: Path, records: Path | None, agent
 
 def _validate_one(path: Path) -> str:
     """Validate one file by what it is; returns a short description or raises with one line."""
-    data = read_yaml(path, error=InputError)
+    data = read_yaml(path)
     schema = data.get("schema")
     if schema == "zjftz.filing/v1":
         f = load_filing(path)
@@ -196,19 +176,19 @@ def validate(
     for path in files:
         try:
             what = _validate_one(path)
-        except (FilingError, InputError) as e:
+        except InputError as e:   # every loader's error derives from it and names the file
             bad += 1
-            err_console.print(f"egress-collector: {_one_line(e)}", markup=False)
-        except Exception as e:  # a config loader's own error type; still one line
-            bad += 1
-            err_console.print(f"egress-collector: {_named(path, e)}", markup=False)
+            err_console.print(f"egress-collector: {named(path, e)}", markup=False)
+        except Exception as e:  # a bug: said so, and not counted as a bad file
+            raise internal(e) from None
         else:
             out_console.print(f"{path}: ok ({what})", markup=False)
     raise typer.Exit(EXIT_BAD_INPUT if bad else EXIT_OK)
 
 
-# serve, check and token live in their own module; importing it registers them on `app`.
-from collector import cli_service  # noqa: E402, F401
+# serve, check and token live in their own module; registered after these two (the order of --help).
+for _command in (cli_service.serve, cli_service.check, cli_service.token):
+    app.command()(_command)
 
 
 def main() -> None:  # pragma: no cover - console script entry point is `app`

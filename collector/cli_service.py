@@ -4,8 +4,9 @@
     egress-collector check --filing-id ID [--from DATE --to DATE] [--config F]
     egress-collector token NAME --role ROLE [--enterprise-id E [--agent-id A] | --ftz-area AREA]
 
-Registered on the `egress-collector` app by collector/cli.py; same conventions: one-line errors, exit 2 on
-bad input, 1 when a check found something.
+Registered on the `egress-collector` app by collector/cli.py (this module does not import it); same
+conventions, from collector/cli_common.py: one-line errors, exit 2 on bad input, 1 when a check found
+something.
 """
 
 from __future__ import annotations
@@ -19,14 +20,13 @@ from typing import Annotated
 import typer
 import yaml
 
-from collector.cli import (
+from collector.cli_common import (
     EXIT_BAD_INPUT,
     EXIT_FINDINGS,
     EXIT_OK,
-    _fail,
-    _one_line,
-    app,
     err_console,
+    fail,
+    one_line,
     out_console,
 )
 from collector.config import CollectorConfigError, TokenEntry, load_collector_config
@@ -38,14 +38,13 @@ ConfigOption = Annotated[Path | None, typer.Option("--config", help="Collector c
 
 def _config(path: Path | None):  # -> CollectorConfig
     if path is not None and not path.is_file():
-        raise _fail(f"{path}: no such config file")
+        raise fail(f"{path}: no such config file")
     try:
         return load_collector_config(path)
     except CollectorConfigError as e:
-        raise _fail(_one_line(e)) from None
+        raise fail(one_line(e)) from None
 
 
-@app.command()
 def serve(config: ConfigOption = None) -> None:
     """Run the collector service (FastAPI on uvicorn) with its spot-check schedule (服务)."""
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
@@ -57,7 +56,7 @@ def serve(config: ConfigOption = None) -> None:
     try:
         application = create_app(cfg)
     except Exception as e:   # a locked or unreadable data_dir: one line, no traceback
-        raise _fail(f"{cfg.data_dir}: cannot open the collector's data: {_one_line(e)}") from None
+        raise fail(f"{cfg.data_dir}: cannot open the collector's data: {one_line(e)}") from None
     log.info("collector on http://%s:%d, data in %s, %d token(s)", cfg.listen.host, cfg.listen.port,
              cfg.data_dir, len(cfg.tokens))
     from collector.http_protocol import guarded_protocol
@@ -66,7 +65,6 @@ def serve(config: ConfigOption = None) -> None:
                 timeout_graceful_shutdown=10, http=guarded_protocol(cfg.listen), timeout_keep_alive=5)
 
 
-@app.command()
 def check(
     filing_id: Annotated[str, typer.Option("--filing-id", help="A filing uploaded to this collector.")],
     start: Annotated[str | None, typer.Option("--from", help="First day (CST), YYYY-MM-DD.")] = None,
@@ -83,7 +81,7 @@ def check(
         try:
             days.append(date.fromisoformat(text) if text else None)
         except ValueError:
-            raise _fail(f"{name}: {text!r} is not a date (YYYY-MM-DD)") from None
+            raise fail(f"{name}: {text!r} is not a date (YYYY-MM-DD)") from None
     from collector.reports import summary_table
     from collector.spotcheck import CheckRequestError, run_spot_check
     from collector.warehouse import Warehouse
@@ -91,12 +89,12 @@ def check(
     try:
         warehouse = Warehouse(cfg.data_dir)
     except Exception as e:   # DuckDB allows one writing process: the running service holds the file
-        raise _fail(f"{cfg.data_dir}: cannot open the collector's data ({_one_line(e)}); while "
+        raise fail(f"{cfg.data_dir}: cannot open the collector's data ({one_line(e)}); while "
                     "`egress-collector serve` runs, use POST /v1/checks/run") from None
     try:
         done = run_spot_check(warehouse, filing_id, start=days[0], end=days[1], trigger="cli")
     except CheckRequestError as e:
-        raise _fail(_one_line(e)) from None
+        raise fail(one_line(e)) from None
     finally:
         warehouse.close()
     out_console.print(summary_table(done.report))
@@ -108,7 +106,6 @@ def check(
     raise typer.Exit(EXIT_OK if ok else EXIT_FINDINGS)
 
 
-@app.command()
 def token(
     name: Annotated[str, typer.Argument(help="A name for the token's holder, e.g. gw-hz-01.")],
     role: Annotated[str, typer.Option("--role", help="agent | enterprise | regulator")],
@@ -121,7 +118,7 @@ def token(
     from pydantic import ValidationError
 
     from collector.auth import new_token, token_digest
-    from collector.models import describe_validation_error
+    from detectors.inputs import describe
 
     secret = new_token()
     fields = {"name": name, "sha256": token_digest(secret), "role": role}
@@ -130,7 +127,7 @@ def token(
     try:
         TokenEntry.model_validate(fields)
     except ValidationError as e:
-        raise _fail(describe_validation_error(e)) from None
+        raise fail(describe(e)) from None
     line = yaml.safe_dump([fields], default_flow_style=None, sort_keys=False, width=1000).strip()
     out_console.print(f"token: {secret}", markup=False)
     out_console.print("# add under `tokens:` in the collector config (only the hash is stored):",

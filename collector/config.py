@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Literal
 
 from apscheduler.triggers.cron import CronTrigger
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from collector.models import FtzArea, _PathIssue, describe_validation_error, read_yaml
+from collector.models import FtzArea
+from detectors.inputs import InputError, PathIssue, Strict, read_yaml, validate
 
 __all__ = ["CollectorConfig", "CollectorConfigError", "EnterpriseEntry", "Limits", "Listen", "Schedule",
            "TokenEntry", "cron_trigger", "load_collector_config"]
@@ -29,15 +30,11 @@ _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 
-class CollectorConfigError(ValueError):
+class CollectorConfigError(InputError):
     """A collector config that cannot be used; `str()` is one line: file: path: problem."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Listen(_Strict):
+class Listen(Strict):
     host: str = "127.0.0.1"
     port: int = Field(8465, ge=0, le=65535)
     # Open connections at most (beyond, the oldest one that has not sent a request is closed), and the
@@ -49,14 +46,14 @@ class Listen(_Strict):
 Role = Literal["agent", "enterprise", "regulator"]
 
 
-class EnterpriseEntry(_Strict):
+class EnterpriseEntry(Strict):
     """A registered enterprise: the one FTZ area it belongs to decides which regulators reach its data."""
     enterprise_id: str = Field(pattern=ID_PATTERN)
     name: str | None = None
     ftz_area: FtzArea
 
 
-class TokenEntry(_Strict):
+class TokenEntry(Strict):
     name: str = Field(min_length=1)
     sha256: str
     role: Role
@@ -101,7 +98,7 @@ def cron_trigger(expr: str) -> CronTrigger:
     raise ValueError(f"cron expression {expr!r}: expected 5 fields (or 6 with seconds first)")
 
 
-class Schedule(_Strict):
+class Schedule(Strict):
     spot_checks: str | None = "0 2 * * *"
 
     @field_validator("spot_checks")
@@ -115,7 +112,7 @@ class Schedule(_Strict):
 MIB = 1024 * 1024
 
 
-class Limits(_Strict):
+class Limits(Strict):
     """Budgets for what uploaders send (DESIGN §9 "Hostile input"). A batch is judged by what it decodes to,
     never by the sizes its own Parquet metadata claims."""
     max_decoded_bytes: int = Field(256 * MIB, ge=1)       # Arrow bytes of one batch once decoded
@@ -134,11 +131,11 @@ class Limits(_Strict):
     max_enterprise_bytes: int = Field(64 * 1024 * MIB, ge=MIB)  # stored records of one enterprise (507)
 
 
-class CollectorConfig(_Strict):
+class CollectorConfig(Strict):
     data_dir: str = "./collector-data"
     listen: Listen = Listen()
-    enterprises: list[EnterpriseEntry] = []
-    tokens: list[TokenEntry] = []
+    enterprises: list[EnterpriseEntry] = Field(default_factory=list)
+    tokens: list[TokenEntry] = Field(default_factory=list)
     schedule: Schedule = Schedule()
     max_upload_bytes: int = Field(64 * MIB, ge=1)
     limits: Limits = Limits()
@@ -148,7 +145,7 @@ class CollectorConfig(_Strict):
         registered: set[str] = set()
         for i, e in enumerate(self.enterprises):
             if e.enterprise_id in registered:
-                raise _PathIssue(("enterprises", i, "enterprise_id"),
+                raise PathIssue(("enterprises", i, "enterprise_id"),
                                  f"enterprise {e.enterprise_id!r} is registered twice (an enterprise belongs "
                                  "to exactly one FTZ area)")
             registered.add(e.enterprise_id)
@@ -158,7 +155,7 @@ class CollectorConfig(_Strict):
                 raise ValueError(f"token {t.name!r} appears twice (same name or same hash)")
             seen.update((t.name, t.sha256))
             if t.enterprise_id is not None and t.enterprise_id not in registered:
-                raise _PathIssue(("tokens", i, "enterprise_id"),
+                raise PathIssue(("tokens", i, "enterprise_id"),
                                  f"{t.enterprise_id!r} is not registered: add `- {{enterprise_id: "
                                  f"{t.enterprise_id}, ftz_area: <area>}}` under enterprises:")
         return self
@@ -173,11 +170,7 @@ def load_collector_config(path: Path | str | None) -> CollectorConfig:
     if path is None:
         return CollectorConfig()
     path = Path(path)
-    data = read_yaml(path, CollectorConfigError)
-    try:
-        config = CollectorConfig.model_validate(data)
-    except ValidationError as e:
-        raise CollectorConfigError(f"{path}: {describe_validation_error(e)}") from None
+    config = validate(CollectorConfig, read_yaml(path, CollectorConfigError), path, CollectorConfigError)
     data_dir = Path(config.data_dir)
     if not data_dir.is_absolute():
         config = config.model_copy(update={"data_dir": str((path.parent / data_dir).resolve())})

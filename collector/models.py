@@ -17,15 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 from stdnum.cn import uscc as _uscc
 
 from collector.bounds import DocDate, Percent, Persons
@@ -47,9 +39,8 @@ from collector.report_models import (  # noqa: F401
     Severity,
     Uninspected,
 )
-from collector.safeyaml import FILE_CAPS, Caps, SafeYamlError
-from collector.safeyaml import load as safe_load
 from detectors.configs import configs_dir
+from detectors.inputs import InputError, PathIssue, Strict, describe, read_yaml, validate
 
 __all__ = [
     "CheckStatus", "Destination", "Estimate", "Filing", "FilingError", "Finding", "FtzArea",
@@ -98,22 +89,12 @@ def known_field_types() -> frozenset[str]:
     return frozenset(field_type_catalog())
 
 
-class FilingError(ValueError):
+class FilingError(InputError):
     """A filing that cannot be used; `str()` is one line: `FILE: field.path: what is wrong`."""
 
 
-class _PathIssue(ValueError):
-    """Raised inside validators for a problem deeper than the validator's own location."""
-
-    def __init__(self, loc: tuple[str | int, ...], msg: str) -> None:
-        super().__init__(msg)
-        self.loc = loc
-        self.msg = msg
-
-
-class _Strict(BaseModel):
-    # Unknown keys are typos far more often than extensions: reject them with their path.
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+# The service's validation errors are worded as the files' (detectors/inputs.py): one formatter.
+describe_validation_error = describe
 
 
 class FtzArea(StrEnum):
@@ -139,18 +120,18 @@ class Status(StrEnum):
     expired = "expired"
 
 
-class AreaOpinion(_Strict):
+class AreaOpinion(Strict):
     issued_at: DocDate
     outcome: str = Field(min_length=1)
     reference_no: str | None = None
 
 
-class Industry(_Strict):
+class Industry(Strict):
     gbt4754: str = Field(pattern=r"^[A-T](\d{2,4})?$")
     label: str | None = None
 
 
-class Processor(_Strict):
+class Processor(Strict):
     id: str = Field(min_length=1, max_length=128)
     name: str = Field(min_length=1)
     uscc: str
@@ -166,7 +147,7 @@ class Processor(_Strict):
         return v
 
 
-class Endpoints(_Strict):
+class Endpoints(Strict):
     domains: list[str] = Field(default_factory=list)
     ip_cidrs: list[str] = Field(default_factory=list)
 
@@ -177,7 +158,7 @@ class Endpoints(_Strict):
         for i, v in enumerate(values):
             d = v.strip().rstrip(".").lower()
             if not _DOMAIN_RE.match(d):
-                raise _PathIssue((i,), f"{v!r} is not a domain name or a '*.' wildcard")
+                raise PathIssue((i,), f"{v!r} is not a domain name or a '*.' wildcard")
             out.append(d)
         return out
 
@@ -189,11 +170,11 @@ class Endpoints(_Strict):
             try:
                 out.append(str(ipaddress.ip_network(str(v))))
             except ValueError as e:
-                raise _PathIssue((i,), f"{v!r} is not a CIDR block ({e})") from None
+                raise PathIssue((i,), f"{v!r} is not a CIDR block ({e})") from None
         return out
 
 
-class Recipient(_Strict):
+class Recipient(Strict):
     recipient_id: str = Field(min_length=1, max_length=128)
     name: str = Field(min_length=1)
     country_region: str = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2; HK, MO, TW own codes")
@@ -213,13 +194,13 @@ def _subcategory_id(v: Any) -> str | None:
 SubcategoryId = Annotated[str | None, BeforeValidator(_subcategory_id)]
 
 
-class NegativeListMatch(_Strict):
+class NegativeListMatch(Strict):
     entry_ids: list[str] = Field(default_factory=list)
     subcategory: SubcategoryId = None
     reason: str | None = None
 
 
-class CatalogItem(_Strict):
+class CatalogItem(Strict):
     item_id: str = Field(min_length=1, max_length=128)
     name_cn: str = Field(min_length=1)
     field_type: str
@@ -232,20 +213,20 @@ class CatalogItem(_Strict):
         return v
 
 
-class Scale(_Strict):
+class Scale(Strict):
     window: Literal["calendar_year"] = "calendar_year"
     # Bounded (collector/safeyaml.py): 2**63 validated, then overflowed every check of its filing.
     persons_nonsensitive: Persons
     persons_sensitive: Persons
 
 
-class Transfer(_Strict):
+class Transfer(Strict):
     method: str = Field(min_length=1)
     direction: Literal["push", "pull", "both"]
     frequency: str | None = None
 
 
-class Scenario(_Strict):
+class Scenario(Strict):
     scenario_id: str = Field(min_length=1, max_length=128)
     name: str = Field(min_length=1)
     description: str | None = None
@@ -258,11 +239,11 @@ class Scenario(_Strict):
     transfer: Transfer | None = None
 
 
-class Tolerances(_Strict):
+class Tolerances(Strict):
     volume_increase_major_pct: Percent = 30
 
 
-class Filing(_Strict):
+class Filing(Strict):
     schema_: Literal["zjftz.filing/v1"] = Field(alias="schema")
     filing_id: str = Field(min_length=1, max_length=128)
     ftz_area: FtzArea
@@ -278,25 +259,25 @@ class Filing(_Strict):
     @model_validator(mode="after")
     def _cross_references(self) -> Filing:
         if self.valid_until < self.valid_from:
-            raise _PathIssue(("valid_until",), f"{self.valid_until} is before valid_from {self.valid_from}")
+            raise PathIssue(("valid_until",), f"{self.valid_until} is before valid_from {self.valid_from}")
         declared: set[str] = set()
         for i, r in enumerate(self.recipients):
             if r.recipient_id in declared:
-                raise _PathIssue(("recipients", i, "recipient_id"), f"duplicate recipient {r.recipient_id!r}")
+                raise PathIssue(("recipients", i, "recipient_id"), f"duplicate recipient {r.recipient_id!r}")
             declared.add(r.recipient_id)
         scenario_ids: set[str] = set()
         for i, s in enumerate(self.scenarios):
             if s.scenario_id in scenario_ids:
-                raise _PathIssue(("scenarios", i, "scenario_id"), f"duplicate scenario {s.scenario_id!r}")
+                raise PathIssue(("scenarios", i, "scenario_id"), f"duplicate scenario {s.scenario_id!r}")
             scenario_ids.add(s.scenario_id)
             for j, rid in enumerate(s.recipients):
                 if rid not in declared:
-                    raise _PathIssue(("scenarios", i, "recipients", j),
+                    raise PathIssue(("scenarios", i, "recipients", j),
                                      f"{rid!r} is not a declared recipient")
             items: set[str] = set()
             for j, item in enumerate(s.data_catalog):
                 if item.item_id in items:
-                    raise _PathIssue(("scenarios", i, "data_catalog", j, "item_id"),
+                    raise PathIssue(("scenarios", i, "data_catalog", j, "item_id"),
                                      f"duplicate item {item.item_id!r}")
                 items.add(item.item_id)
         return self
@@ -305,53 +286,9 @@ class Filing(_Strict):
         return next((s for s in self.scenarios if s.scenario_id == scenario_id), None)
 
 
-def _format_loc(loc: tuple[str | int, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + part
-    return out or "(top level)"
-
-
-def describe_validation_error(err: ValidationError) -> str:
-    """The first error of a pydantic ValidationError as `field.path: message` (plus a count of the rest)."""
-    errors = err.errors(include_url=False)
-    first = errors[0]
-    loc = tuple(first["loc"])
-    msg = first["msg"]
-    issue = (first.get("ctx") or {}).get("error")
-    if isinstance(issue, _PathIssue):
-        loc, msg = loc + issue.loc, issue.msg
-    elif msg.startswith("Value error, "):
-        msg = msg.removeprefix("Value error, ")
-    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    return f"{_format_loc(loc)}: {msg}{more}"
-
-
-def read_yaml(path: Path, error: type[ValueError] = FilingError, caps: Caps = FILE_CAPS) -> dict[str, Any]:
-    """Parse a YAML mapping under `caps` (collector/safeyaml.py: size, depth, aliases), turning I/O,
-    syntax and cap problems into one-line `error`s naming the file: a hostile file is no traceback."""
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read(caps.max_bytes + 1)   # never more than the cap into memory, even from a FIFO
-        data = safe_load(raw, caps)
-    except OSError as e:
-        raise error(f"{path}: cannot read: {e.strerror or e}") from None
-    except SafeYamlError as e:
-        raise error(f"{path}: {e}") from None
-    if not isinstance(data, dict):
-        raise error(f"{path}: expected a mapping at the top level")
-    return data
-
-
 def load_filing(path: Path | str) -> Filing:
     """Read and validate a filing record; raises FilingError with `FILE: field.path: what is wrong`."""
-    data = read_yaml(Path(path))
+    data = read_yaml(path, FilingError)
     if (got := data.get("schema")) != FILING_SCHEMA:
-        raise FilingError(f"{path}: schema: expected {FILING_SCHEMA!r}, got {shown(got)}")
-    try:
-        return Filing.model_validate(data)
-    except ValidationError as e:
-        raise FilingError(f"{path}: {describe_validation_error(e)}") from None
+        raise FilingError.at(path, "schema", f"expected {FILING_SCHEMA!r}, got {shown(got)}")
+    return validate(Filing, data, path, FilingError)

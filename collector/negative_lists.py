@@ -19,25 +19,12 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import pyarrow as pa
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from collector.bounds import Persons
 from collector.errors import shown
-from collector.models import (
-    SubcategoryId,
-    _PathIssue,
-    describe_validation_error,
-    known_field_types,
-    read_yaml,
-)
+from collector.models import SubcategoryId, known_field_types
+from detectors.inputs import InputError, PathIssue, Strict, read_yaml, validate
 
 __all__ = [
     "ENTRY_COLUMNS", "NEGATIVE_LIST_SCHEMA", "Entry", "NegativeList", "NegativeListError", "Sector",
@@ -55,7 +42,7 @@ ENTRY_COLUMNS: dict[str, pa.DataType] = {
 }
 
 
-class NegativeListError(ValueError):
+class NegativeListError(InputError):
     """A negative list that cannot be used; `str()` is one line: `FILE: field.path: what is wrong`."""
 
 
@@ -68,12 +55,7 @@ def _known_field_type(v: str) -> str:
 FieldTypeId = Annotated[str, AfterValidator(_known_field_type)]
 
 
-class _Strict(BaseModel):
-    # Unknown keys are typos far more often than extensions: reject them with their path.
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-
-class Threshold(_Strict):
+class Threshold(Strict):
     """Distinct persons per calendar year (CST): gte is the floor (None = none), lt the ceiling."""
 
     metric: Literal["distinct_persons"] = "distinct_persons"
@@ -85,14 +67,14 @@ class Threshold(_Strict):
     @model_validator(mode="after")
     def _ordered(self) -> Threshold:
         if self.gte is not None and self.lt is not None and self.lt <= self.gte:
-            raise _PathIssue(("lt",), f"{self.lt} is not above gte {self.gte}")
+            raise PathIssue(("lt",), f"{self.lt} is not above gte {self.gte}")
         return self
 
     def holds(self, persons: int) -> bool:
         return (self.gte is None or persons >= self.gte) and (self.lt is None or persons < self.lt)
 
 
-class Entry(_Strict):
+class Entry(Strict):
     entry_id: str = Field(min_length=1, max_length=128)
     name: str = Field(min_length=1)
     kind: Literal["important_data", "personal_information", "sensitive_personal_information"]
@@ -105,22 +87,22 @@ class Entry(_Strict):
     @model_validator(mode="after")
     def _consistent(self) -> Entry:
         if not self.field_types and self.important_subcategory is None:
-            raise _PathIssue(("field_types",), "an entry needs field types or an important_subcategory")
+            raise PathIssue(("field_types",), "an entry needs field types or an important_subcategory")
         # Important data needs the security assessment whatever the volume (Measures Art. 8(一), P16 Art. 7).
         if self.kind == "important_data" and self.route != "security_assessment":
-            raise _PathIssue(("route",), f"kind important_data needs route security_assessment, "
+            raise PathIssue(("route",), f"kind important_data needs route security_assessment, "
                                          f"not {self.route!r}")
         return self
 
 
-class Sector(_Strict):
+class Sector(Strict):
     name: str = Field(min_length=1)
     gbt4754: str | None = Field(default=None, pattern=r"^[A-T](\d{2,4})?$",
                                 description="GB/T 4754 code prefix; None = every sector")
     entries: list[Entry] = Field(min_length=1)
 
 
-class NegativeList(_Strict):
+class NegativeList(Strict):
     schema_: Literal["ftz.negative_list/v1"] = Field(alias="schema")
     list_id: str = Field(min_length=1, max_length=128)
     version: str | None = None
@@ -143,7 +125,7 @@ class NegativeList(_Strict):
         for i, sector in enumerate(self.sectors):
             for j, entry in enumerate(sector.entries):
                 if entry.entry_id in seen:
-                    raise _PathIssue(("sectors", i, "entries", j, "entry_id"),
+                    raise PathIssue(("sectors", i, "entries", j, "entry_id"),
                                      f"duplicate entry {entry.entry_id!r}")
                 seen.add(entry.entry_id)
         return self
@@ -152,16 +134,14 @@ class NegativeList(_Strict):
 def parse_negative_list(data: Mapping[str, Any], source_name: str) -> NegativeList:
     """Validate a parsed mapping; raises NegativeListError `SOURCE: field.path: what is wrong`."""
     if (got := data.get("schema")) != NEGATIVE_LIST_SCHEMA:
-        raise NegativeListError(f"{source_name}: schema: expected {NEGATIVE_LIST_SCHEMA!r}, got {shown(got)}")
-    try:
-        return NegativeList.model_validate(dict(data))
-    except ValidationError as e:
-        raise NegativeListError(f"{source_name}: {describe_validation_error(e)}") from None
+        raise NegativeListError.at(source_name, "schema",
+                                   f"expected {NEGATIVE_LIST_SCHEMA!r}, got {shown(got)}")
+    return validate(NegativeList, dict(data), source_name, NegativeListError)
 
 
 def load_negative_list(path: Path | str) -> NegativeList:
     """Read and validate a negative list YAML file."""
-    return parse_negative_list(read_yaml(Path(path), error=NegativeListError), str(path))
+    return parse_negative_list(read_yaml(path, NegativeListError), str(path))
 
 
 def sector_applies(sector_code: str | None, industry_code: str | None) -> bool:

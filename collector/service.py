@@ -45,6 +45,7 @@ from collector.errors import RequestProblem
 from collector.scheduler import SpotCheckScheduler
 from collector.schemas import Health
 from collector.warehouse import Warehouse
+from detectors.inputs import TOP, location
 
 log = logging.getLogger(__name__)
 
@@ -129,8 +130,8 @@ def _errors(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, e: RequestValidationError) -> JSONResponse:
         first = e.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-        return _error(422, "invalid_request", f"{where}: {first.get('msg')}", where or None)
+        where = location(tuple(p for p in first.get("loc", ()) if p != "body"))   # the files' wording
+        return _error(422, "invalid_request", f"{where}: {first.get('msg')}", None if where == TOP else where)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, e: StarletteHTTPException) -> JSONResponse:

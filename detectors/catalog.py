@@ -10,40 +10,40 @@ and the entry (never a value seen in traffic: configs hold no PI).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Self, TypeVar
 
 import regex
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, field_validator
+
+from detectors.inputs import InputError, Strict, read_yaml, validate
+from detectors.masking import MASKERS
+from detectors.subjects import NORMALIZERS
+from detectors.validators import VALIDATORS
 
 ID_RE = re.compile(r"^[a-z][a-z0-9_]*$")
-# Names the code provides; an entry naming anything else is an error at load time, not a KeyError later.
-VALIDATOR_NAMES = frozenset({"ric", "luhn", "email", "person_name", "postal_address", "uscc", "date", "imei",
-                             "passport", "travel_permit", "landline", "account", "secret", "keyed_text",
-                             "online_account", "ip", "vin", "plate", "device_id", "health", "genetic",
-                             "face", "biometric_template", "position", "track"})
-NORMALIZER_NAMES = frozenset({"plain", "mobile", "resident_id", "email", "digits", "text", "upper"})
-MASKER_NAMES = frozenset({"generic", "resident_id", "mobile", "email", "bank_card", "person_name",
-                          "postal_address", "secret", "blob"})
+# The names an entry may give are the registries' own keys: an entry naming anything else is an error at
+# load time, not a KeyError later, and a new validator is usable once it is registered.
+REGISTRIES: dict[str, Mapping[str, object]] = {"validator": VALIDATORS, "normalizer": NORMALIZERS,
+                                               "masker": MASKERS}
 
 
-class CatalogError(ValueError):
+class CatalogError(InputError):
     """A config file is missing or wrong; `str()` is one line naming the file and the entry."""
 
-    def __init__(self, path: Path | str, entry: str, detail: str) -> None:
+    def __init__(self, path: Path | str, entry: str | None, detail: str) -> None:
         self.path = str(path)
-        self.entry = entry
+        self.entry = entry or ""
         self.detail = " ".join(detail.split())
-        super().__init__(f"{self.path}: {entry}: {self.detail}")
+        super().__init__(f"{self.path}: {entry}: {self.detail}" if entry else f"{self.path}: {self.detail}")
+
+    @classmethod
+    def at(cls, source: Path | str, where: str | None, detail: str) -> Self:
+        return cls(source, where, detail)
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class PatternSpec(_Strict):
+class PatternSpec(Strict):
     """One regex of a field type. `scope`: where it applies — `keyed` only to values under a key hint of
     the type, `free` only to values without one, `any` to both."""
 
@@ -53,7 +53,7 @@ class PatternSpec(_Strict):
     scope: Literal["any", "keyed", "free"] = "any"
 
 
-class FieldType(_Strict):
+class FieldType(Strict):
     id: str
     name_zh: str
     name_en: str
@@ -106,14 +106,14 @@ class FieldType(_Strict):
         return tuple(p for p in self.patterns if p.scope in ("any", "keyed"))
 
 
-class Scoring(_Strict):
+class Scoring(Strict):
     key_bonus: float = 0.35
     context_bonus: float = 0.2
     negative_key_factor: float = 0.3
     context_window: int = 16
 
 
-class Catalog(_Strict):
+class Catalog(Strict):
     version: int = 1
     scoring: Scoring = Scoring()
     # Keys whose values are business identifiers, never PI: a mobile-shaped orderNo is an order number.
@@ -131,7 +131,7 @@ class Catalog(_Strict):
         raise KeyError(field_id)
 
 
-class Policy(_Strict):
+class Policy(Strict):
     """Switches where the rules disagree (documented in configs/policy.yaml)."""
 
     resident_id_is_sensitive: bool = True
@@ -146,41 +146,10 @@ class Policy(_Strict):
         return ft.sensitive
 
 
-def _read_yaml(path: Path) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise CatalogError(path, "file", "not found") from None
-    except OSError as exc:
-        raise CatalogError(path, "file", f"cannot read ({exc.strerror})") from None
-    try:
-        # libyaml's C loader when PyYAML has it: the catalogs are parsed at every start, in every worker.
-        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark is not None else "yaml"
-        raise CatalogError(path, where, f"not valid YAML: {getattr(exc, 'problem', exc)}") from None
-
-
-def _entry_name(raw: Any, loc: tuple[Any, ...]) -> str:
-    """`field_types[3] (bank_card).patterns.0.regex` from a pydantic error location."""
-    if len(loc) >= 2 and loc[0] == "field_types" and isinstance(loc[1], int):
-        entries = raw.get("field_types") if isinstance(raw, Mapping) else None
-        fid = None
-        if isinstance(entries, list) and loc[1] < len(entries) and isinstance(entries[loc[1]], Mapping):
-            fid = entries[loc[1]].get("id")
-        rest = ".".join(str(p) for p in loc[2:])
-        head = f"field_types[{loc[1]}] ({fid})" if fid else f"field_types[{loc[1]}]"
-        return f"{head}.{rest}" if rest else head
-    return ".".join(str(p) for p in loc) or "root"
-
-
 def _check_entry(path: Path, ft: FieldType, index: int) -> None:
     entry = f"field_types[{index}] ({ft.id})"
-    for name, allowed, value in (("validator", VALIDATOR_NAMES, ft.validator),
-                                 ("normalizer", NORMALIZER_NAMES, ft.normalizer),
-                                 ("masker", MASKER_NAMES, ft.masker)):
-        if value is not None and value not in allowed:
+    for name, value in (("validator", ft.validator), ("normalizer", ft.normalizer), ("masker", ft.masker)):
+        if value is not None and value not in REGISTRIES[name]:
             raise CatalogError(path, f"{entry}.{name}", f"unknown {name} {value!r}")
     for j, pat in enumerate(ft.patterns):
         try:
@@ -197,30 +166,16 @@ def _check_entry(path: Path, ft: FieldType, index: int) -> None:
 _M = TypeVar("_M", bound=BaseModel)
 
 
-def _load_model(path: Path, model: type[_M], expected: str,
-                entry_name: Callable[[Mapping[str, Any], tuple], str], empty_ok: bool = False) -> _M:
+def _load_model(path: Path, model: type[_M], what: str, empty_ok: bool = False) -> _M:
     """Read a YAML config and validate it as `model`; the first problem becomes one `CatalogError` line
-    naming the file and the entry (`entry_name` turns pydantic's location into the config's words)."""
-    raw = _read_yaml(path)
-    if raw is None and empty_ok:
-        raw = {}
-    if not isinstance(raw, Mapping):
-        raise CatalogError(path, "root", f"expected a mapping {expected}")
-    try:
-        return model.model_validate(raw)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        raise CatalogError(path, entry_name(raw, tuple(err["loc"])), err["msg"]) from None
-
-
-def _dotted(raw: Mapping[str, Any], loc: tuple) -> str:
-    return ".".join(str(p) for p in loc) or "root"
+    naming the file and the entry (`field_types[3] (bank_card).patterns[0].regex`)."""
+    return validate(model, read_yaml(path, CatalogError, what=what, empty_ok=empty_ok), path, CatalogError)
 
 
 def load_catalog(path: Path | str) -> Catalog:
     """Read and validate the catalog; raise `CatalogError` naming the file and entry on any problem."""
     path = Path(path)
-    catalog = _load_model(path, Catalog, "with field_types", _entry_name)
+    catalog = _load_model(path, Catalog, "with field_types")
     seen: set[str] = set()
     for i, ft in enumerate(catalog.field_types):
         if ft.id in seen:
@@ -233,7 +188,7 @@ def load_catalog(path: Path | str) -> Catalog:
 def load_policy(path: Path | str, catalog: Catalog | None = None) -> Policy:
     """Read and validate the policy; with a catalog, ids in sensitive_overrides must exist in it."""
     path = Path(path)
-    policy = _load_model(path, Policy, "of switches", _dotted, empty_ok=True)
+    policy = _load_model(path, Policy, "of switches", empty_ok=True)
     if catalog is not None:
         for fid in policy.sensitive_overrides:
             if fid not in catalog.ids:
@@ -249,7 +204,7 @@ IMPORTANT_IDS = tuple(str(i) for i in range(1, 41))
 IMPORTANT_CATEGORIES = 13
 
 
-class CooccurrenceRule(_Strict):
+class CooccurrenceRule(Strict):
     """When words and field names make a candidate (a signature with `alone` always does)."""
 
     min_distinct_terms: int = Field(default=2, ge=1)       # distinct keywords (weak signatures count)
@@ -257,13 +212,13 @@ class CooccurrenceRule(_Strict):
     key_hint_with_terms: int | None = Field(default=1, ge=1)  # one key hint plus this many terms; null = off
 
 
-class RuleOverride(_Strict):
+class RuleOverride(Strict):
     min_distinct_terms: int | None = Field(default=None, ge=1)
     min_distinct_key_hints: int | None = Field(default=None, ge=1)
     key_hint_with_terms: int | None = Field(default=None, ge=1)
 
 
-class SignatureSpec(_Strict):
+class SignatureSpec(Strict):
     """A file/format signature on the raw body: `magic` (latin-1 string of bytes) at `offset`, and/or a bytes
     `regex` searched in the first `window` bytes; both must hold when both are given."""
 
@@ -278,7 +233,7 @@ class SignatureSpec(_Strict):
         return self.magic.encode("latin-1") if self.magic is not None else None
 
 
-class SubCategory(_Strict):
+class SubCategory(Strict):
     id: str
     name_zh: str
     name_en: str
@@ -293,14 +248,14 @@ class SubCategory(_Strict):
         return self.detectability != "F"
 
 
-class ImportantCategory(_Strict):
+class ImportantCategory(Strict):
     id: str
     name_zh: str
     name_en: str
     subcategories: tuple[SubCategory, ...]
 
 
-class ImportantData(_Strict):
+class ImportantData(Strict):
     version: int = 1
     source: str = ""
     default_rule: CooccurrenceRule = CooccurrenceRule()
@@ -325,29 +280,6 @@ class ImportantData(_Strict):
             return self.default_rule
         changes = sub.rule.model_dump(exclude_unset=True)
         return self.default_rule.model_copy(update=changes)
-
-
-def _important_entry_name(raw: Any, loc: tuple[Any, ...]) -> str:
-    """`categories[2] (三).subcategories[0] (8).signatures.1.regex` from a pydantic error location."""
-    parts: list[str] = []
-    node: Any = raw
-    i = 0
-    while i < len(loc):
-        key = loc[i]
-        if isinstance(key, str) and key in ("categories", "subcategories") and i + 1 < len(loc) \
-                and isinstance(loc[i + 1], int):
-            idx = loc[i + 1]
-            items = node.get(key) if isinstance(node, Mapping) else None
-            item = items[idx] if isinstance(items, list) and idx < len(items) else None
-            ident = item.get("id") if isinstance(item, Mapping) else None
-            parts.append(f"{key}[{idx}] ({ident})" if ident is not None else f"{key}[{idx}]")
-            node = item
-            i += 2
-            continue
-        parts.append(str(key))
-        node = None
-        i += 1
-    return ".".join(parts) or "root"
 
 
 def _check_important(path: Path, data: ImportantData) -> None:
@@ -392,6 +324,6 @@ def _check_important(path: Path, data: ImportantData) -> None:
 def load_important_data(path: Path | str) -> ImportantData:
     """Read and validate configs/important_data.yaml; raise `CatalogError` naming the file and entry."""
     path = Path(path)
-    data = _load_model(path, ImportantData, "with categories", _important_entry_name)
+    data = _load_model(path, ImportantData, "with categories")
     _check_important(path, data)
     return data

@@ -30,7 +30,7 @@ def test_the_bundled_agent_config_is_valid() -> None:
     ("internal_networks: [10.0.0.0/33]", "internal_networks"),
     ("limits: {max_flows: many}", "limits.max_flows"),
     ("colector: {}", "colector"),
-    ("[1, 2]", "(top)"),
+    ("[1, 2]", "(top level)"),
     ("a: [", "line"),
 ])
 def test_a_bad_config_names_the_file_and_the_key(tmp_path: Path, text: str, where: str) -> None:

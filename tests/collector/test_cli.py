@@ -148,3 +148,36 @@ def test_selfcheck_needs_exactly_one_input(tmp_path: Path, inconsistent_records:
     proc = run("selfcheck", tmp_path / "x.pcap", "--records", inconsistent_records,
                "--filing", EXAMPLE_FILING)
     assert_one_line_error(proc, "either capture files or --records")
+
+
+def test_a_bug_in_the_capture_run_is_reported_as_one_not_as_bad_input(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A ValueError from inside the pipeline used to become "bad input, exit 2" naming the capture.
+    from typer.testing import CliRunner
+
+    import agent.pipeline
+    from collector.cli import app
+    from collector.cli_common import EXIT_INTERNAL
+
+    def broken(*_a: object, **_k: object) -> None:
+        raise ValueError("a bug deep in the pipeline")
+
+    monkeypatch.setattr(agent.pipeline, "run_capture", broken)
+    capture = tmp_path / "a.pcap"
+    capture.write_bytes(b"")
+    result = CliRunner().invoke(app, ["selfcheck", str(capture), "--filing", str(EXAMPLE_FILING)])
+    assert result.exit_code == EXIT_INTERNAL == 3, result.output
+    assert "internal error (a bug" in result.output and "ValueError" in result.output
+
+
+def test_validate_reports_a_loader_bug_as_a_bug(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    import collector.cli
+
+    def broken(_path: object) -> None:
+        raise KeyError("schema")
+
+    monkeypatch.setattr(collector.cli, "load_filing", broken)
+    result = CliRunner().invoke(collector.cli.app, ["validate", str(EXAMPLE_FILING)])
+    assert result.exit_code == 3 and "internal error (a bug" in result.output, result.output

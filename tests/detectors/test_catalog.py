@@ -89,7 +89,7 @@ def test_bad_entry_error_names_file_and_entry(tmp_path, old, new, entry):
 
 
 def test_missing_file_names_the_file(tmp_path):
-    with pytest.raises(CatalogError, match=re.escape("nothere.yaml: file: not found")):
+    with pytest.raises(CatalogError, match=re.escape("nothere.yaml: cannot read: No such file or directory")):
         load_catalog(tmp_path / "nothere.yaml")
 
 
