@@ -34,7 +34,7 @@ def fold_key(key: str) -> str:
 def segments(path: str) -> list[str]:
     """`$.orders[*].receiver.idNo` → ["orders", "receiver", "idNo"]; `form.sfzh` → ["sfzh"]; `text` → [].
 
-    A document in a multipart part (`multipart.file[*].姓名`, detectors/walk_multipart.py) keeps its field
+    A document in a multipart part (`multipart.file[*].姓名`, detectors/walkers/multipart.py) keeps its field
     name where a bare body has its root: the name of the upload slot (`file`, `idCard`) says nothing about
     the values inside the document, so it is no segment (→ ["姓名"], as for the bare `csv[*].姓名`). A plain
     form field's name is its value's key and stays (`multipart.sfzh` → ["sfzh"])."""

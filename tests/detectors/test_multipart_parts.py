@@ -25,7 +25,7 @@ import pytest
 from detectors.catalog import load_catalog
 from detectors.engine import Engine, Inspection
 from detectors.keys import segments
-from detectors.walk_common import path_key, rebase
+from detectors.walkers.common import path_key, rebase
 
 from .conftest import CONFIGS
 from .helpers import card, rid

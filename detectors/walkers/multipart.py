@@ -22,11 +22,10 @@ from __future__ import annotations
 import binascii
 import quopri
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from detectors.walk_common import Sink, decode_text, path_key, rebase
+from detectors.walkers.common import Body, Sink, Walker, WalkPart, decode_text, path_key, rebase
 
 _ENVELOPE = -1
 _PARAM = re.compile(r";\s*([A-Za-z0-9_*\-]+)\s*=\s*(\"(?:[^\"\\]|\\.)*\"|[^;]*)")
@@ -43,9 +42,6 @@ _GENERIC = ("", "application/octet-stream", "binary/octet-stream", "text/plain")
 # Excel installed: application/vnd.ms-excel); the extension wins for a delimited-text name only.
 _SPREADSHEET = ("application/vnd.ms-excel", "text/comma-separated-values", "text/x-comma-separated-values")
 _DELIMITED = ("text/csv", "text/tab-separated-values")
-
-# walk_into(body, content_type, sink, nesting) -> kind: the dispatcher, passed in to avoid an import cycle.
-WalkInto = Callable[[bytes, "str | None", Sink, int], str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +126,7 @@ def _transfer_decoded(part: Part, sink: Sink) -> bytes:
     return part.body
 
 
-def walk_multipart(body: bytes, content_type: str, sink: Sink, nesting: int, walk_into: WalkInto) -> bool:
+def walk_multipart(body: bytes, content_type: str, sink: Sink, nesting: int, walk_into: WalkPart) -> bool:
     """False (nothing emitted) when no part delimiter is found: the caller scans the body as text."""
     boundary = params(content_type).get("boundary")
     parts, closed = split_parts(body, boundary.encode("latin-1", "replace") if boundary else None)
@@ -180,3 +176,17 @@ def walk_multipart(body: bytes, content_type: str, sink: Sink, nesting: int, wal
         next_record += records
     sink.renumber(start, _ENVELOPE, next_record)
     return True
+
+
+def _walk(body: Body, sink: Sink) -> str | None:
+    raw = body.raw
+    sniffed = body.generic and raw.lstrip()[:2] == b"--" and b"\n" in raw[:256]
+    if not (body.ct.startswith("multipart/") or sniffed):
+        return None
+    if body.nesting >= sink.budget.max_nesting:
+        sink.anomalies.append(("depth_limit", f"multipart nested {body.nesting} deep; part skipped"))
+        return "multipart"
+    return "multipart" if walk_multipart(raw, body.content_type, sink, body.nesting, body.walk_part) else None
+
+
+WALKER = Walker("multipart", _walk, raw=True)
