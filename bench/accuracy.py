@@ -50,7 +50,7 @@ from corpus import Body, Label
 from detectors import subjects
 from detectors.engine import Engine, Inspection
 from detectors.keys import fold_key, segments
-from detectors.structured import declared_charset, decode_text
+from detectors.walkers import declared_charset, decode_text
 
 log = logging.getLogger("bench.accuracy")
 

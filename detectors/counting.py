@@ -8,7 +8,7 @@ health_medical and genetic):
   Such matches, and record markers (params `marker_values`), become `Evidence`: they raise the type's
   presence and its important-data sub-category but are no `pi_values` row, so they never inflate distinct
   values (one MSH header per message would count every message as a diagnosis). `evidence_formats` does
-  the same for a whole body the walker read as that format (`hl7`: detectors/walk_hl7.py).
+  the same for a whole body the walker read as that format (`hl7`: detectors/walkers/hl7.py).
 - `code_pattern`: the name of the pattern that matches the type's coded value (ICD-10). A span holding a
   code is counted as the code alone (`诊断：J45.9 支气管哮喘` -> `J45.9`); a span without one (`2型糖尿病`
   under a diagnosis key) is free text, counted only when its record holds no code of the type: the text

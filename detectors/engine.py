@@ -1,6 +1,6 @@
 """inspect(body, content_type) -> Inspection: the detectors' one entry point (docs/internals.md, Detectors).
 
-Per body: structured.walk splits it into (key path, value, record) triples; per value:
+Per body: walkers.walk splits it into (key path, value, record) triples; per value:
 1. keyed check — when the key path carries a key hint of a type, that type's keyed recognizer validates
    the value directly (no analyzer pass); the hint adds `scoring.key_bonus`;
 2. free scan — hyperscan flags which types could match anywhere in the value; only then do the flagged
@@ -42,7 +42,7 @@ from detectors.keypath import KeyRules, redact_key_path
 from detectors.keys import KeyIndex, KeyInfo
 from detectors.prefilter import Prefilter
 from detectors.recognizers import Candidate, build_recognizers, resolve_overlaps
-from detectors.structured import WalkBudget, walk
+from detectors.walkers import WalkBudget, walk
 
 log = logging.getLogger(__name__)
 

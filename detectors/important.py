@@ -42,7 +42,9 @@ CONFIDENCE_HINTS = 0.65
 CONFIDENCE_TERMS = 0.5
 
 # Content types whose bodies are never text: only signatures apply (DESIGN: binary is never scanned as text).
-_BINARY_TYPES = ("image/", "audio/", "video/", "font/", "application/octet-stream", "application/zip",
+# application/octet-stream is not one: it says "type unknown", and the walker sniffs such a body like an
+# untyped one (a JSON export sent as octet-stream is JSON, for PI and important data alike, as in a part).
+_BINARY_TYPES = ("image/", "audio/", "video/", "font/", "application/zip",
                  "application/gzip", "application/x-gzip", "application/pdf", "application/x-protobuf",
                  "application/protobuf", "application/grpc", "application/vnd.", "application/x-hdf",
                  "application/x-netcdf", "application/dicom")

@@ -46,8 +46,9 @@ _LATIN_WORDS = re.compile(r"^[A-Z][a-z]+(?: [A-Z][a-z]+){1,3}$")
 # Characters that end Chinese field words but (almost) no given name: they keep keys such as 金额, 时间,
 # 明细, 单价 readable although their first character is a common surname.
 _FIELD_ENDINGS = frozenset("额间细价号量型态式码期称址数率值类别因息项表况单位度费款")
-# Key path syntax (detectors/walk_common.path_key): a root, then `.plain`, `['quoted']` or `[*]` steps. What
-# an older or hostile agent may upload is read too: `["double-quoted"]` and unquoted `[12]`, `[anything]`.
+# Key path syntax (detectors/walkers/common.path_key): a root, then `.plain`, `['quoted']` or `[*]` steps.
+# What an older or hostile agent may upload is read too: `["double-quoted"]` and unquoted `[12]`,
+# `[anything]`.
 _ROOT = re.compile(r"[^.\[]*")
 _STEP = re.compile(r"""\.([^.\[]+)|\['((?:[^'\\]|\\.)*)'\]|\["((?:[^"\\]|\\.)*)"\]|\[([^\]'"\[]*)\]""")
 # An e-mail address over dot-joined segments (`zhang.san@example.com` read as three keys): the segments

@@ -24,6 +24,7 @@ _FOLD = re.compile(r"[\s_\-]")
 _CACHE_LIMIT = 50_000
 VALUE = "<value>"                          # a key segment that held a value (detectors/keypath.py)
 PLACEHOLDERS = frozenset({"*", VALUE})     # segments that stand for something, not a key
+_PART_FIELD = ("multipart.", "multipart['")   # a named multipart part: its field name comes first
 
 
 def fold_key(key: str) -> str:
@@ -31,9 +32,17 @@ def fold_key(key: str) -> str:
 
 
 def segments(path: str) -> list[str]:
-    """`$.orders[*].receiver.idNo` → ["orders", "receiver", "idNo"]; `form.sfzh` → ["sfzh"]; `text` → []."""
+    """`$.orders[*].receiver.idNo` → ["orders", "receiver", "idNo"]; `form.sfzh` → ["sfzh"]; `text` → [].
+
+    A document in a multipart part (`multipart.file[*].姓名`, detectors/walkers/multipart.py) keeps its field
+    name where a bare body has its root: the name of the upload slot (`file`, `idCard`) says nothing about
+    the values inside the document, so it is no segment (→ ["姓名"], as for the bare `csv[*].姓名`). A plain
+    form field's name is its value's key and stays (`multipart.sfzh` → ["sfzh"])."""
+    found = _SEGMENT.findall(path)
+    if len(found) > 1 and path.startswith(_PART_FIELD):
+        found = found[1:]
     out = []
-    for plain, quoted in _SEGMENT.findall(path):
+    for plain, quoted in found:
         seg = plain or quoted
         # `*` and `<value>` (a key that was a value, detectors/keypath.py) say nothing about the value.
         if seg and seg not in PLACEHOLDERS:

@@ -53,6 +53,8 @@ CASES = [
     pytest.param(PNG, "image/png", {}, id="binary-image"),
     pytest.param(PNG + "基因测序 诊断 处方".encode(), "application/octet-stream", {},
                  id="binary-never-read-as-text"),
+    # octet-stream means "type unknown": a JSON document sent so is read as JSON (the walker sniffs it).
+    pytest.param(GENETIC_RECORDS, "application/octet-stream", {"27": "key_hints"}, id="octet-stream-json"),
 ]
 
 

@@ -65,7 +65,7 @@ def test_when_a_segment_holds_a_value_then_it_becomes_value(rules: KeyRules, seg
     ("xml.orders.order[*].张三", f"xml.orders.order[*].{VALUE}"),
     ("$['a.b']", "$['a.b']"),
     ("$['it\\'s']", "$['it\\'s']"),
-    # The walkers' own formats (detectors/walk_common.path_key, walk_hl7, walk_vcf, walk_multipart, derived
+    # The walkers' own formats (detectors/walkers: common.path_key, hl7, vcf, multipart; derived
     # pairs and containers, the inspector's `query.` prefix) come out as they went in.
     ("$", "$"),
     ("form", "form"),

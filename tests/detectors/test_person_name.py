@@ -58,7 +58,7 @@ def test_person_name_table(engine, text, key_path, expected):
     ],
 )
 def test_fhir_human_names(engine, doc, names, records):
-    from detectors.structured import walk
+    from detectors.walkers import walk
 
     body = json.dumps(doc, ensure_ascii=False).encode()
     hits = [h for h in engine.inspect(body, "application/fhir+json").hits if h.field_type == "person_name"]

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import NoReturn
 from xml.parsers import expat
 
-from detectors.walk_common import Sink, path_key
+from detectors.walkers.common import Body, Sink, Walker, normalize_charset, path_key
 
 _ENVELOPE = -1
 _DECL_ENCODING = re.compile(rb"^\s*<\?xml[^>]{0,200}?encoding\s*=\s*[\"']([A-Za-z0-9_.:\-]+)[\"']")
@@ -49,7 +50,7 @@ def xml_encoding(body: bytes) -> str | None:
     return m.group(1).decode("ascii") if m else None
 
 
-def _refuse(*_: object) -> None:
+def _refuse(*_: object) -> NoReturn:
     raise _Refused
 
 
@@ -138,7 +139,7 @@ def walk_xml(text: str, sink: Sink) -> bool:
             counts[child.tag] = counts.get(child.tag, 0) + 1
             if child.children or child.attrs:
                 containers.add(child.tag)
-        children = []
+        children: list[tuple[_Node, str, int | None]] = []
         for child in node.children:
             repeated = counts[child.tag] > 1
             child_path = path_key(path, child.tag) + ("[*]" if repeated else "")
@@ -150,3 +151,18 @@ def walk_xml(text: str, sink: Sink) -> bool:
         stack.extend(reversed(children))
     sink.renumber(start, _ENVELOPE, next_record)
     return True
+
+
+def _charset(body: Body) -> str | None:
+    if "xml" in body.ct or body.generic:
+        return normalize_charset(xml_encoding(body.raw) or "")
+    return None
+
+
+def _walk(body: Body, sink: Sink) -> str | None:
+    if ("xml" in body.ct or (body.generic and body.stripped[:1] == "<")) and walk_xml(body.stripped, sink):
+        return "xml"
+    return None
+
+
+WALKER = Walker("xml", _walk, charset=_charset)

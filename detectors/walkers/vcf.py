@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from detectors.walk_common import Sink
+from detectors.walkers.common import Body, Sink, Walker
 
 _GT_SPLIT = re.compile(r"([/|])")
 _FIXED = 9   # CHROM POS ID REF ALT QUAL FILTER INFO FORMAT
@@ -66,3 +66,15 @@ def walk_vcf(text: str, sink: Sink) -> None:
     for line in header:
         if not sink.emit("vcf.header", line, samples):
             return
+
+
+def _walk(body: Body, sink: Sink) -> str | None:
+    # A line format with its own signature (`##fileformat=VCF`), typed or sent as text/plain; read line by
+    # line as text it would lose which sample column a genotype sits in. Declared JSON or XML is not VCF.
+    if "json" in body.ct or "xml" in body.ct or not looks_like_vcf(body.stripped):
+        return None
+    walk_vcf(body.stripped, sink)
+    return "vcf"
+
+
+WALKER = Walker("vcf", _walk)

@@ -1,11 +1,17 @@
 """multipart/form-data (RFC 7578) and multipart/mixed (RFC 2046) bodies into triples.
 
-Each part is walked by its own Content-Type and charset (CSV, JSON, XML, form, text; a part typed
-application/octet-stream, or untyped, is typed by its filename's extension, else sniffed like a body).
+Each part is walked by its own Content-Type and charset (CSV, JSON, XML, form, text). A file part typed
+application/octet-stream or text/plain, or untyped, is typed by its filename's extension (`.csv`, `.json`,
+`.xml`…), else sniffed like a bare body of that type (a JavaScript Blob's `filename="blob"`); a `.csv`
+typed application/vnd.ms-excel (Windows browsers with Excel) is CSV. A part without filename or type is
+a plain form field: one value, unless it is a JSON document.
 Key paths: `multipart.<field name>` followed by the part's own path without its root, e.g.
 `multipart.upload[*].idNo` (a CSV file field), `multipart.meta.orders[*].idNo` (a JSON field),
 `multipart.sfzh` (a plain form field), `multipart[*]…` for unnamed parts (multipart/mixed). A filename
-never enters a key path: it is data (`张三身份证.jpg`); only its extension is used, as a type hint.
+never enters a key path: it is data (`张三身份证.jpg`); only its extension is used, as a type hint. The
+field name stands where the bare body's root stood, and like it is no key of the values inside the part
+(detectors/keys.segments): a document detects the same in a part as sent alone
+(tests/detectors/test_multipart_parts.py).
 
 Records: a part's own records keep their order, numbered after the previous parts'; plain form fields
 together are one record, numbered after all of them (the envelope, as for JSON).
@@ -16,11 +22,10 @@ from __future__ import annotations
 import binascii
 import quopri
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from detectors.walk_common import Sink, decode_text, path_key, rebase
+from detectors.walkers.common import Body, Sink, Walker, WalkPart, decode_text, path_key, rebase
 
 _ENVELOPE = -1
 _PARAM = re.compile(r";\s*([A-Za-z0-9_*\-]+)\s*=\s*(\"(?:[^\"\\]|\\.)*\"|[^;]*)")
@@ -30,10 +35,13 @@ _EXT_TYPES = {
     "jsonl": "application/x-ndjson", "ndjson": "application/x-ndjson", "xml": "application/xml",
     "txt": "text/plain", "log": "text/plain",
 }
-_GENERIC = ("", "application/octet-stream", "binary/octet-stream")
-
-# walk_into(body, content_type, sink, nesting) -> kind: the dispatcher, passed in to avoid an import cycle.
-WalkInto = Callable[[bytes, "str | None", Sink, int], str]
+# Part types that say less than the filename's extension: none, generic, or a browser's guess for a file
+# it has no type for (text/plain).
+_GENERIC = ("", "application/octet-stream", "binary/octet-stream", "text/plain")
+# What browsers send for a .csv file when a spreadsheet program has claimed the extension (Windows with
+# Excel installed: application/vnd.ms-excel); the extension wins for a delimited-text name only.
+_SPREADSHEET = ("application/vnd.ms-excel", "text/comma-separated-values", "text/x-comma-separated-values")
+_DELIMITED = ("text/csv", "text/tab-separated-values")
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +126,7 @@ def _transfer_decoded(part: Part, sink: Sink) -> bytes:
     return part.body
 
 
-def walk_multipart(body: bytes, content_type: str, sink: Sink, nesting: int, walk_into: WalkInto) -> bool:
+def walk_multipart(body: bytes, content_type: str, sink: Sink, nesting: int, walk_into: WalkPart) -> bool:
     """False (nothing emitted) when no part delimiter is found: the caller scans the body as text."""
     boundary = params(content_type).get("boundary")
     parts, closed = split_parts(body, boundary.encode("latin-1", "replace") if boundary else None)
@@ -142,9 +150,9 @@ def walk_multipart(body: bytes, content_type: str, sink: Sink, nesting: int, wal
         part_type = part.headers.get("content-type", "").strip()
         filename = disposition.get("filename")
         bare = part_type.split(";", 1)[0].strip().lower()
-        if bare in _GENERIC and filename and "." in filename:
+        if (bare in _GENERIC or bare in _SPREADSHEET) and filename and "." in filename:
             hinted = _EXT_TYPES.get(filename.rsplit(".", 1)[1].lower())
-            if hinted:
+            if hinted and (bare in _GENERIC or hinted in _DELIMITED):
                 part_type = hinted + "".join(f"; {p}" for p in part_type.split(";")[1:])
         content = _transfer_decoded(part, sink)
         part_start = len(sink.out)
@@ -168,3 +176,17 @@ def walk_multipart(body: bytes, content_type: str, sink: Sink, nesting: int, wal
         next_record += records
     sink.renumber(start, _ENVELOPE, next_record)
     return True
+
+
+def _walk(body: Body, sink: Sink) -> str | None:
+    raw = body.raw
+    sniffed = body.generic and raw.lstrip()[:2] == b"--" and b"\n" in raw[:256]
+    if not (body.ct.startswith("multipart/") or sniffed):
+        return None
+    if body.nesting >= sink.budget.max_nesting:
+        sink.anomalies.append(("depth_limit", f"multipart nested {body.nesting} deep; part skipped"))
+        return "multipart"
+    return "multipart" if walk_multipart(raw, body.content_type, sink, body.nesting, body.walk_part) else None
+
+
+WALKER = Walker("multipart", _walk, raw=True)

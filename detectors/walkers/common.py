@@ -1,4 +1,5 @@
-"""Shared pieces of the body walkers: the budget, the result type, the emitting sink, key paths, charsets.
+"""Shared pieces of the body walkers: the budget, the result type, the emitting sink, what a walker sees of
+a body (`Body`) and the registry's entry (`Walker`), key paths, charsets.
 
 Every walker writes (key_path, value, record_index) triples into one `Sink`, which enforces the
 `WalkBudget` (values, characters per value, characters in total) and collects anomalies. Anomaly details
@@ -10,12 +11,13 @@ from __future__ import annotations
 import codecs
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
 from detectors.keypath import VALUE, value_shaped
 
-log = logging.getLogger("detectors.structured")
+log = logging.getLogger("detectors.walkers")
 
 # (key_path, value, record_index)
 Triple = tuple[str, str, int]
@@ -100,6 +102,41 @@ class Sink:
     def records_since(self, start: int) -> int:
         """How many record numbers the triples from `start` on use (max index + 1)."""
         return max((t[2] for t in self.out[start:]), default=-1) + 1
+
+
+# The dispatcher, walk_into(body, content_type, sink, nesting) -> kind: what a container walker (multipart)
+# calls for each part. Handed over in `Body` rather than imported: the dispatcher imports the walkers.
+WalkPart = Callable[[bytes, "str | None", Sink, int], str]
+
+
+@dataclass(frozen=True, slots=True)
+class Body:
+    """One body (or multipart part) as the walkers see it. `text` and `stripped` are set once it is decoded:
+    walkers registered with `raw=True` (multipart, form) see the bytes only."""
+
+    raw: bytes
+    content_type: str          # the header as sent ("" when none), parameters included (boundary=…)
+    ct: str                    # its media type: lower case, no parameters
+    charset: str | None        # the declared (HTTP) charset
+    generic: bool              # no type, or one that says nothing (text/plain, application/octet-stream)
+    nesting: int               # multipart depth of this body
+    walk_part: WalkPart
+    text: str = ""             # decoded
+    stripped: str = ""         # decoded, leading BOM and white space removed
+
+
+@dataclass(frozen=True, slots=True)
+class Walker:
+    """One body format: an entry of the registry (detectors/walkers/dispatch.py), tried in its order.
+
+    `walk` returns the walk's kind (`Walked.kind`), or None when the body is not of its format: then it has
+    emitted no triple and the next walker is tried (it may have noted an anomaly: `json_malformed`)."""
+
+    name: str
+    walk: Callable[[Body, Sink], str | None]
+    raw: bool = False          # walks the bytes before they are decoded (multipart, form)
+    # The charset a body of this format names itself (an XML declaration), used when HTTP names none.
+    charset: Callable[[Body], str | None] | None = None
 
 
 @lru_cache(maxsize=65_536)

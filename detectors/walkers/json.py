@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import json
 
-from detectors.walk_common import Sink, path_key
-from detectors.walk_hl7 import join_name
+from detectors.walkers.common import Body, Sink, Walker, path_key
+from detectors.walkers.hl7 import join_name
 
 _ENVELOPE = -1   # placeholder record of values outside every record; renumbered once records are counted
+_JSONL_CT = ("ndjson", "jsonl", "json-seq", "jsonlines")
 
 
 def _scalar(value: object) -> str | None:
@@ -146,3 +147,21 @@ def looks_like_jsonl(text: str) -> bool:
     except (ValueError, RecursionError):
         return False
     return True
+
+
+def _walk_jsonl(body: Body, sink: Sink) -> str | None:
+    if any(t in body.ct for t in _JSONL_CT) or (body.stripped[:1] in ("{", "[")
+                                                and looks_like_jsonl(body.stripped)):
+        walk_jsonl(body.stripped, sink)
+        return "jsonl"
+    return None
+
+
+def _walk_json(body: Body, sink: Sink) -> str | None:
+    if ("json" in body.ct or body.stripped[:1] in ("{", "[")) and walk_json(body.stripped, sink):
+        return "json"
+    return None
+
+
+JSONL = Walker("jsonl", _walk_jsonl)
+JSON = Walker("json", _walk_json)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 
-from detectors.walk_common import Sink
+from detectors.walkers.common import Body, Sink, Walker
 
 _SEGMENT_ID = re.compile(r"^[A-Z][A-Z0-9]{2}$")
 _LINES = re.compile(r"\r\n|\r|\n")
@@ -104,3 +104,16 @@ def _emit_field(sink: Sink, seg_id: str, number: int, raw: str, comp_sep: str, r
             if comp.strip() and not sink.emit(f"{path}.{j}", comp, record):
                 return False
     return True
+
+
+def _walk(body: Body, sink: Sink) -> str | None:
+    # Typed application/hl7-v2, or sent as text/plain with the `MSH|^~\&` signature; read line by line as
+    # text it would lose which field a value sits in. Declared JSON or XML is not HL7 v2.
+    ct = body.ct
+    if "json" in ct or "xml" in ct or not (("hl7" in ct and "v2" in ct) or looks_like_hl7(body.stripped)):
+        return None
+    walk_hl7(body.stripped, sink)
+    return "hl7"
+
+
+WALKER = Walker("hl7", _walk)

@@ -19,8 +19,9 @@ import re
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from detectors.walk_common import Anomaly, Sink, decode_text, path_key
+from detectors.walkers.common import Anomaly, Body, Sink, Walker, decode_text, path_key
 
+_FORM_CT = "application/x-www-form-urlencoded"
 _DELIMITERS = (",", "\t", ";", "|")
 _SNIFF_LINES = 20
 _HEADER_CELL = re.compile(r"^[^\d@\s][^@]{0,39}$")   # a plausible column name: short, not a value
@@ -141,3 +142,24 @@ def _malformed(anomalies: list[Anomaly], line: int, exc: Exception) -> None:
 
 def _kind(delimiter: str) -> str:
     return "tsv" if delimiter == "\t" else "csv"
+
+
+def _walk_form(body: Body, sink: Sink) -> str | None:
+    if body.ct == _FORM_CT or (body.generic and looks_like_form(body.raw[: 1 << 20])):
+        walk_form(body.raw, body.charset, sink)
+        return "form"
+    return None
+
+
+def _walk_table(body: Body, sink: Sink) -> str | None:
+    if "csv" in body.ct or "tab-separated" in body.ct:
+        return walk_csv(body.text, sink, "\t" if "tab-separated" in body.ct else None)
+    if body.generic:
+        delimiter = looks_like_csv(body.text)
+        if delimiter:
+            return walk_csv(body.text, sink, delimiter)
+    return None
+
+
+FORM = Walker("form", _walk_form, raw=True)
+CSV = Walker("csv", _walk_table)
