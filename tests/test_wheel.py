@@ -9,6 +9,7 @@ test runs from a temporary directory, and the check asserts where the catalogs c
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -23,7 +24,10 @@ pytestmark = pytest.mark.slow
 
 
 def _run(*args: str | Path, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(a) for a in args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    # a PYTHONPATH pointing at a checkout would let the fresh venv import the checkout, not the wheel
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return subprocess.run([str(a) for a in args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env=env)
 
 
 def test_a_wheel_installed_into_a_fresh_venv_runs_the_demo_self_check(tmp_path: Path) -> None:
