@@ -51,8 +51,8 @@ log = logging.getLogger("bench.tshark_compare")
 ROOT = Path(__file__).resolve().parent.parent
 REAL = ROOT.parent / "shared" / "pcaps" / "real"
 FIELDS = ("frame.time_epoch", "ip.src", "ip.dst", "ipv6.src", "ipv6.dst", "tcp.srcport", "tcp.dstport",
-          "udp.srcport", "udp.dstport", "tcp.len", "udp.length", "tcp.stream", "udp.stream", "tcp.seq_raw", "tcp.flags.syn",
-          "icmp.type", "icmpv6.type", "http.host", "http.request.method",
+          "udp.srcport", "udp.dstport", "tcp.len", "udp.length", "tcp.stream", "udp.stream", "tcp.seq_raw",
+          "tcp.flags.syn", "icmp.type", "icmpv6.type", "http.host", "http.request.method",
           "tls.handshake.extensions_server_name", "dns.flags.response", "dns.qry.name", "dns.resp.name",
           "dns.a", "dns.aaaa")
 TSHARK_TIMEOUT_S = 120
