@@ -1,14 +1,17 @@
 """Link, IP and transport decoding: a captured frame in, a small frozen `Packet` (or None) out.
 
 Covers Ethernet II with 802.1Q / 802.1ad / QinQ tags, LLC/SNAP, PPPoE sessions (RFC 2516) carrying
-PPP IPv4/IPv6, MPLS label stacks, Linux cooked captures SLL and SLL2, raw IP, BSD null/loopback, NFLOG,
-GRE (RFC 2784/2890, including transparent Ethernet bridging), IP-in-IP; IPv4 (RFC 791) with fragment
+PPP IPv4/IPv6, MPLS label stacks, 802.11 data frames with or without radiotap (agent/wlan.py), Linux
+cooked captures SLL and SLL2, raw IP, BSD null/loopback, NFLOG, GRE (RFC 2784/2890, including transparent
+Ethernet bridging), IP-in-IP; IPv4 (RFC 791) with fragment
 reassembly, IPv6 (RFC 8200) with extension headers and fragments; TCP (RFC 9293) and UDP (RFC 768).
 
 The common case — Ethernet / IPv4 without options or fragmentation / TCP or UDP — is decoded with
 fixed-offset `struct` reads in `Decoder.decode` itself: it runs for nearly every packet, so it builds no
 intermediate objects. Everything else goes through the slower general path. Bad input never raises: it
-becomes `None` plus an anomaly (layer link/ip/tcp/udp), unless the sink is strict.
+becomes `None` plus an anomaly (layer link/ip/tcp/udp), unless the sink is strict. Where an enclosing layer
+states its payload's length (PPPoE, an 802.3 length, an outer IP datagram), an IP length beyond it is cut
+to it (anomaly `ip_length_exceeds_link`): the bytes past it are link padding, never TCP or UDP payload.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from socket import AF_INET6, inet_ntoa, inet_ntop
 
 from agent.anomalies import AnomalySink
 from agent.ipfrag import FragmentTable
+from agent.wlan import LT_IEEE802_11, LT_RADIOTAP, WlanError, llc_payload, radiotap
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +143,8 @@ class Decoder:
             return None
         if lt == LT_NFLOG:
             return self._nflog(ts, frame)
+        if lt in (LT_RADIOTAP, LT_IEEE802_11):
+            return self._wlan(ts, lt, frame)
         if lt not in self._unsupported:
             self._unsupported.add(lt)
             self.anomalies.add("link", "unsupported_linktype", f"link type {lt}", ts=ts)
@@ -189,6 +195,19 @@ class Decoder:
             else:
                 return None  # ARP, LLDP, STP, ...: nothing for the flow table
         return self._bad("link", "too_many_tags", f"more than {MAX_DEPTH} encapsulations", ts)
+
+    def _wlan(self, ts: float, lt: int, frame: bytes) -> Packet | None:
+        flags = 0
+        try:
+            if lt == LT_RADIOTAP:
+                got = radiotap(frame)
+                if got is None:
+                    return self._bad("link", "bad_fcs", "the radio's FCS check failed", ts)
+                frame, flags = got
+            found = llc_payload(frame, flags)
+        except WlanError as e:
+            return self._bad("link", e.name, e.detail, ts)
+        return None if found is None else self._ethertype(ts, frame, found[0], found[1], 0)
 
     def _nflog(self, ts: float, buf: bytes) -> Packet | None:
         # NFLOG: 4-byte header (family, version, resource id), then TLVs in host (little-endian) order.

@@ -221,9 +221,9 @@ def test_unsupported_link_type_is_reported_once_per_link_type() -> None:
     sink = AnomalySink()
     dec = Decoder(sink)
     for _ in range(50):
-        assert dec.decode(0.0, 127, b"\0" * 60) is None
+        assert dec.decode(0.0, 163, b"\0" * 60) is None
         assert dec.decode(0.0, 284, b"\0" * 60) is None
-    assert [(r.name, r.detail) for r in sink.records] == [("unsupported_linktype", "link type 127"),
+    assert [(r.name, r.detail) for r in sink.records] == [("unsupported_linktype", "link type 163"),
                                                           ("unsupported_linktype", "link type 284")]
 
 
@@ -242,7 +242,7 @@ def test_traffic_without_tcp_or_udp_is_skipped_silently(case: str) -> None:
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(linktype=st.sampled_from([0, 1, 12, 101, 108, 113, 228, 229, 239, 276]),
+@given(linktype=st.sampled_from([0, 1, 12, 101, 105, 108, 113, 127, 228, 229, 239, 276]),
        data=st.binary(max_size=120), prefix=st.sampled_from([b"", raw(ETH / V4)[:34], raw(ETH / V6)[:54]]))
 def test_random_bytes_never_raise(linktype: int, data: bytes, prefix: bytes) -> None:
     Decoder(AnomalySink()).decode(0.0, linktype, prefix + data)
@@ -289,7 +289,7 @@ def test_inner_ip_length_beyond_the_outer_datagram_is_cut_to_it_with_an_anomaly(
     assert [(r.layer, r.name) for r in sink.records] == [("ip", "ip_length_exceeds_link")]
 
 
-@pytest.mark.parametrize("capture", ["l2_pppoe-over-qinq.pcap"])
+@pytest.mark.parametrize("capture", ["l2_pppoe-over-qinq.pcap", "l2_80211-radiotap-http.pcap"])
 def test_tcp_payload_of_every_frame_of_a_real_capture_is_what_tshark_says(capture: str) -> None:
     path = REAL_PCAPS / capture
     if not path.is_file():
