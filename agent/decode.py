@@ -3,8 +3,8 @@
 Covers Ethernet II with 802.1Q / 802.1ad / QinQ tags, LLC/SNAP, PPPoE sessions (RFC 2516) carrying
 PPP IPv4/IPv6, MPLS label stacks, 802.11 data frames with or without radiotap (agent/wlan.py), Linux
 cooked captures SLL and SLL2, raw IP, BSD null/loopback, NFLOG, GRE (RFC 2784/2890, including transparent
-Ethernet bridging), IP-in-IP; IPv4 (RFC 791) with fragment
-reassembly, IPv6 (RFC 8200) with extension headers and fragments; TCP (RFC 9293) and UDP (RFC 768).
+Ethernet bridging), IP-in-IP; IPv4 (RFC 791) with fragment reassembly, IPv6 (RFC 8200) with extension
+headers and fragments; TCP (RFC 9293) and UDP (RFC 768).
 
 The common case — Ethernet / IPv4 without options or fragmentation / TCP or UDP — is decoded with
 fixed-offset `struct` reads in `Decoder.decode` itself: it runs for nearly every packet, so it builds no
