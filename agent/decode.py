@@ -1,14 +1,17 @@
 """Link, IP and transport decoding: a captured frame in, a small frozen `Packet` (or None) out.
 
 Covers Ethernet II with 802.1Q / 802.1ad / QinQ tags, LLC/SNAP, PPPoE sessions (RFC 2516) carrying
-PPP IPv4/IPv6, MPLS label stacks, Linux cooked captures SLL and SLL2, raw IP, BSD null/loopback, NFLOG,
-GRE (RFC 2784/2890, including transparent Ethernet bridging), IP-in-IP; IPv4 (RFC 791) with fragment
-reassembly, IPv6 (RFC 8200) with extension headers and fragments; TCP (RFC 9293) and UDP (RFC 768).
+PPP IPv4/IPv6, MPLS label stacks, 802.11 data frames with or without radiotap (agent/wlan.py), Linux
+cooked captures SLL and SLL2, raw IP, BSD null/loopback, NFLOG, GRE (RFC 2784/2890, including transparent
+Ethernet bridging), IP-in-IP; IPv4 (RFC 791) with fragment reassembly, IPv6 (RFC 8200) with extension
+headers and fragments; TCP (RFC 9293) and UDP (RFC 768).
 
 The common case — Ethernet / IPv4 without options or fragmentation / TCP or UDP — is decoded with
 fixed-offset `struct` reads in `Decoder.decode` itself: it runs for nearly every packet, so it builds no
 intermediate objects. Everything else goes through the slower general path. Bad input never raises: it
-becomes `None` plus an anomaly (layer link/ip/tcp/udp), unless the sink is strict.
+becomes `None` plus an anomaly (layer link/ip/tcp/udp), unless the sink is strict. Where an enclosing layer
+states its payload's length (PPPoE, an 802.3 length, an outer IP datagram), an IP length beyond it is cut
+to it (anomaly `ip_length_exceeds_link`): the bytes past it are link padding, never TCP or UDP payload.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from socket import AF_INET6, inet_ntoa, inet_ntop
 
 from agent.anomalies import AnomalySink
 from agent.ipfrag import FragmentTable
+from agent.wlan import LT_IEEE802_11, LT_RADIOTAP, WlanError, llc_payload, radiotap
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +48,10 @@ _UDP = struct.Struct("!HHH")
 _IP4_HDR = struct.Struct("!BxHHHxB xx4s4s")
 _IP6_HDR = struct.Struct("!4xHB x16s16s")
 _U16 = struct.Struct("!H")
+
+
+def _least(limit: int | None, end: int) -> int:
+    return end if limit is None else min(limit, end)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,23 +143,27 @@ class Decoder:
             return None
         if lt == LT_NFLOG:
             return self._nflog(ts, frame)
+        if lt in (LT_RADIOTAP, LT_IEEE802_11):
+            return self._wlan(ts, lt, frame)
         if lt not in self._unsupported:
             self._unsupported.add(lt)
             self.anomalies.add("link", "unsupported_linktype", f"link type {lt}", ts=ts)
         return None
 
-    def _ether(self, ts: float, buf: bytes, off: int, depth: int) -> Packet | None:
+    def _ether(self, ts: float, buf: bytes, off: int, depth: int, limit: int | None = None) -> Packet | None:
         if len(buf) - off < 14:
             return self._bad("link", "truncated_frame", f"Ethernet frame of {len(buf) - off} bytes", ts)
-        return self._ethertype(ts, buf, off + 14, _U16.unpack_from(buf, off + 12)[0], depth)
+        return self._ethertype(ts, buf, off + 14, _U16.unpack_from(buf, off + 12)[0], depth, limit)
 
-    def _ethertype(self, ts: float, buf: bytes, off: int, etype: int, depth: int) -> Packet | None:
+    def _ethertype(self, ts: float, buf: bytes, off: int, etype: int, depth: int, limit: int | None = None
+                   ) -> Packet | None:
+        """`limit`: where the enclosing layer says its payload ends (None: it does not say)."""
         n = len(buf)
         for _ in range(MAX_DEPTH):
             if etype == ETH_IPV4:
-                return self._ipv4(ts, buf, off, depth)
+                return self._ipv4(ts, buf, off, depth, limit)
             if etype == ETH_IPV6:
-                return self._ipv6(ts, buf, off, depth)
+                return self._ipv6(ts, buf, off, depth, limit)
             if etype in VLAN_TYPES:
                 if n - off < 4:
                     return self._bad("link", "truncated_frame", "VLAN tag cut", ts)
@@ -160,7 +172,10 @@ class Decoder:
             elif etype == ETH_PPPOE_SESSION:
                 if n - off < 8:
                     return self._bad("link", "truncated_frame", "PPPoE header cut", ts)
-                ppp = _U16.unpack_from(buf, off + 6)[0]
+                # The PPPoE length (PPP protocol field + payload) is what the link carries: Ethernet
+                # padding after it is not part of the datagram, whatever the IP length claims.
+                plen, ppp = struct.unpack_from("!HH", buf, off + 4)
+                limit = _least(limit, off + 6 + plen)
                 off += 8
                 if ppp == PPP_IPV4:
                     etype = ETH_IPV4
@@ -172,13 +187,27 @@ class Decoder:
                 # Walk labels to bottom-of-stack, then guess the payload from the IP version nibble.
                 while n - off >= 4 and not buf[off + 2] & 0x01:
                     off += 4
-                return self._ip_any(ts, buf, off + 4, depth + 1) if n - off >= 4 else None
+                return self._ip_any(ts, buf, off + 4, depth + 1, limit) if n - off >= 4 else None
             elif etype < 0x0600 and buf[off:off + 3] == b"\xaa\xaa\x03" and n - off >= 8:
+                limit = _least(limit, off + etype)  # an 802.3 length field: the LLC frame's length
                 etype = _U16.unpack_from(buf, off + 6)[0]  # 802.2 LLC + SNAP
                 off += 8
             else:
                 return None  # ARP, LLDP, STP, ...: nothing for the flow table
         return self._bad("link", "too_many_tags", f"more than {MAX_DEPTH} encapsulations", ts)
+
+    def _wlan(self, ts: float, lt: int, frame: bytes) -> Packet | None:
+        flags = 0
+        try:
+            if lt == LT_RADIOTAP:
+                got = radiotap(frame)
+                if got is None:
+                    return self._bad("link", "bad_fcs", "the radio's FCS check failed", ts)
+                frame, flags = got
+            found = llc_payload(frame, flags)
+        except WlanError as e:
+            return self._bad("link", e.name, e.detail, ts)
+        return None if found is None else self._ethertype(ts, frame, found[0], found[1], 0)
 
     def _nflog(self, ts: float, buf: bytes) -> Packet | None:
         # NFLOG: 4-byte header (family, version, resource id), then TLVs in host (little-endian) order.
@@ -195,17 +224,17 @@ class Decoder:
 
     # -- IP -----------------------------------------------------------------------------------------------
 
-    def _ip_any(self, ts: float, buf: bytes, off: int, depth: int) -> Packet | None:
+    def _ip_any(self, ts: float, buf: bytes, off: int, depth: int, limit: int | None = None) -> Packet | None:
         if len(buf) <= off:
             return self._bad("ip", "truncated_header", "no IP header", ts)
         v = buf[off] >> 4
         if v == 4:
-            return self._ipv4(ts, buf, off, depth)
+            return self._ipv4(ts, buf, off, depth, limit)
         if v == 6:
-            return self._ipv6(ts, buf, off, depth)
+            return self._ipv6(ts, buf, off, depth, limit)
         return self._bad("ip", "bad_version", f"IP version {v}", ts)
 
-    def _ipv4(self, ts: float, buf: bytes, off: int, depth: int) -> Packet | None:
+    def _ipv4(self, ts: float, buf: bytes, off: int, depth: int, limit: int | None = None) -> Packet | None:
         n = len(buf)
         if n - off < 20:
             return self._bad("ip", "truncated_header", f"{n - off} bytes of IPv4 header", ts)
@@ -216,10 +245,15 @@ class Decoder:
         if n - off < ihl:
             return self._bad("ip", "truncated_header", f"{n - off} of {ihl} header bytes", ts)
         if tot == 0:
-            tot = n - off  # segmentation offload: the host NIC fills the length in later
+            tot = (n if limit is None else limit) - off  # segmentation offload: the NIC fills it in later
         elif tot < ihl:
             return self._bad("ip", "bad_total_length", f"total length {tot} < header {ihl}", ts)
         end = off + tot
+        if limit is not None and end > limit:
+            self._exceeds(ts, f"IPv4 total length {tot}", limit - off)
+            end = limit
+            if end < off + ihl:
+                return self._bad("ip", "truncated_header", f"{limit - off} of {ihl} header bytes carried", ts)
         src, dst = inet_ntoa(src_b), inet_ntoa(dst_b)
         if frag & 0x3FFF:
             if proto != TCP and proto != UDP:
@@ -234,7 +268,7 @@ class Decoder:
             return self._transport(ts, src, dst, proto, data, 0, len(data))
         return self._ip_payload(ts, src, dst, proto, buf, off + ihl, end, depth)
 
-    def _ipv6(self, ts: float, buf: bytes, off: int, depth: int) -> Packet | None:
+    def _ipv6(self, ts: float, buf: bytes, off: int, depth: int, limit: int | None = None) -> Packet | None:
         n = len(buf)
         if n - off < 40:
             return self._bad("ip", "truncated_header", f"{n - off} bytes of IPv6 header", ts)
@@ -243,7 +277,12 @@ class Decoder:
         plen, nh, src_b, dst_b = _IP6_HDR.unpack_from(buf, off)
         src, dst = inet_ntop(AF_INET6, src_b), inet_ntop(AF_INET6, dst_b)
         pos = off + 40
-        end = pos + plen if plen else n  # 0: jumbogram or offload; trust the capture
+        end = pos + plen if plen else n if limit is None else limit  # 0: jumbogram or offload
+        if limit is not None and end > limit:
+            self._exceeds(ts, f"IPv6 payload length {plen}", limit - pos)
+            end = limit
+            if end < pos:
+                return self._bad("ip", "truncated_header", f"{limit - off} of 40 header bytes carried", ts)
         for _ in range(16):
             if nh in (TCP, UDP):
                 return self._transport(ts, src, dst, nh, buf, pos, end)
@@ -280,15 +319,16 @@ class Decoder:
             return self._transport(ts, src, dst, proto, buf, pos, end)
         if depth >= MAX_DEPTH:
             return None
+        # The outer datagram's end bounds the inner one: what lies past it is the outer link's padding.
         if proto == 4:
-            return self._ipv4(ts, buf[:end], pos, depth + 1)
+            return self._ipv4(ts, buf[:end], pos, depth + 1, end)
         if proto == 41:
-            return self._ipv6(ts, buf[:end], pos, depth + 1)
+            return self._ipv6(ts, buf[:end], pos, depth + 1, end)
         if proto == 47:
-            return self._gre(ts, buf[:end], pos, depth + 1)
+            return self._gre(ts, buf[:end], pos, depth + 1, end)
         return None  # ICMP, ESP, SCTP, ...
 
-    def _gre(self, ts: float, buf: bytes, pos: int, depth: int) -> Packet | None:
+    def _gre(self, ts: float, buf: bytes, pos: int, depth: int, limit: int) -> Packet | None:
         if len(buf) - pos < 4:
             return self._bad("ip", "truncated_header", "GRE header cut", ts)
         fl, ptype = struct.unpack_from("!HH", buf, pos)
@@ -296,8 +336,8 @@ class Decoder:
             return None
         pos += 4 + 4 * (bool(fl & 0x8000) + bool(fl & 0x2000) + bool(fl & 0x1000))  # checksum, key, seq
         if ptype == GRE_TEB:
-            return self._ether(ts, buf, pos, depth)
-        return self._ethertype(ts, buf, pos, ptype, depth)
+            return self._ether(ts, buf, pos, depth, limit)
+        return self._ethertype(ts, buf, pos, ptype, depth, limit)
 
     # -- transport ----------------------------------------------------------------------------------------
 
@@ -330,6 +370,12 @@ class Decoder:
         if end <= n:
             return Packet(ts, src, dst, proto, sport, dport, flags, seq, buf[start:end], 0)
         return Packet(ts, src, dst, proto, sport, dport, flags, seq, buf[start:n], end - max(n, start))
+
+    def _exceeds(self, ts: float, claim: str, carried: int) -> None:
+        # An IP length beyond what the enclosing layer carries: the layer wins (as in tshark), and the
+        # bytes past it are padding, never payload. (A capture cut short by snaplen is not this: there the
+        # enclosing layer's own length runs past the captured bytes too, and `truncated` counts the rest.)
+        self.anomalies.add("ip", "ip_length_exceeds_link", f"{claim}, the link carries {carried}", ts=ts)
 
     def _bad(self, layer: str, name: str, detail: str, ts: float) -> None:
         self.anomalies.add(layer, name, detail, ts=ts)

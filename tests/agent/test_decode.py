@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import struct
+import subprocess
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -31,7 +34,9 @@ from scapy.all import (
 )
 
 from agent.anomalies import AnomalyError, AnomalySink
+from agent.capture import open_capture
 from agent.decode import Decoder, Packet
+from tests.conftest import REAL_PCAPS
 
 BODY = b"POST /upload HTTP/1.1\r\nHost: example.com\r\n\r\n"
 V4 = IP(src="10.1.2.3", dst="203.0.113.9") / TCP(sport=40000, dport=80, flags="PA", seq=1000) / BODY
@@ -216,9 +221,9 @@ def test_unsupported_link_type_is_reported_once_per_link_type() -> None:
     sink = AnomalySink()
     dec = Decoder(sink)
     for _ in range(50):
-        assert dec.decode(0.0, 127, b"\0" * 60) is None
+        assert dec.decode(0.0, 163, b"\0" * 60) is None
         assert dec.decode(0.0, 284, b"\0" * 60) is None
-    assert [(r.name, r.detail) for r in sink.records] == [("unsupported_linktype", "link type 127"),
+    assert [(r.name, r.detail) for r in sink.records] == [("unsupported_linktype", "link type 163"),
                                                           ("unsupported_linktype", "link type 284")]
 
 
@@ -237,7 +242,68 @@ def test_traffic_without_tcp_or_udp_is_skipped_silently(case: str) -> None:
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(linktype=st.sampled_from([0, 1, 12, 101, 108, 113, 228, 229, 239, 276]),
+@given(linktype=st.sampled_from([0, 1, 12, 101, 105, 108, 113, 127, 228, 229, 239, 276]),
        data=st.binary(max_size=120), prefix=st.sampled_from([b"", raw(ETH / V4)[:34], raw(ETH / V6)[:54]]))
 def test_random_bytes_never_raise(linktype: int, data: bytes, prefix: bytes) -> None:
     Decoder(AnomalySink()).decode(0.0, linktype, prefix + data)
+
+
+# -- a link layer that says how much it carries: its length wins over a larger IP length ----------------
+
+def _pppoe_with_padding(inner: bytes, ip_extra: int, padding: bytes) -> bytes:
+    # As in l2_pppoe-over-qinq: PPPoE's length is right, the IP length claims `ip_extra` bytes more, and
+    # the frame carries that many bytes of padding after the datagram.
+    pppoe = PPPoE(sessionid=7, len=2 + len(inner)) / PPP(proto=0x0021 if inner[0] >> 4 == 4 else 0x0057)
+    if inner[0] >> 4 == 4:
+        inner = inner[:2] + struct.pack("!H", len(inner) + ip_extra) + inner[4:]
+    else:
+        inner = inner[:4] + struct.pack("!H", len(inner) - 40 + ip_extra) + inner[6:]
+    return raw(ETH / Dot1Q(vlan=3704) / Dot1Q(vlan=2474) / pppoe) + inner + padding
+
+
+@pytest.mark.parametrize("inner", [raw(V4), raw(V6)], ids=["ipv4", "ipv6"])
+def test_ip_length_beyond_the_pppoe_payload_is_cut_to_it_with_an_anomaly(inner: bytes) -> None:
+    sink = AnomalySink()
+    pkt = Decoder(sink).decode(0.0, 1, _pppoe_with_padding(inner, 6, b"\xee" * 6))
+    assert pkt is not None and pkt.payload == BODY and pkt.truncated == 0
+    assert [(r.layer, r.name) for r in sink.records] == [("ip", "ip_length_exceeds_link")]
+
+
+def test_pppoe_padding_within_the_ip_length_is_not_an_anomaly() -> None:
+    pkt = Decoder(AnomalySink(strict=True)).decode(0.0, 1, _pppoe_with_padding(raw(V4), 0, b"\0" * 6))
+    assert pkt is not None and pkt.payload == BODY
+
+
+def test_pppoe_cut_by_snaplen_is_truncation_not_an_anomaly() -> None:
+    frame = raw(ETH / PPPoE(sessionid=7) / PPP(proto=0x0021) / V4)
+    pkt = Decoder(AnomalySink(strict=True)).decode(0.0, 1, frame[:-10])
+    assert pkt is not None and pkt.payload == BODY[:-10] and pkt.truncated == 10
+
+
+def test_inner_ip_length_beyond_the_outer_datagram_is_cut_to_it_with_an_anomaly() -> None:
+    inner = raw(V4)
+    inner = inner[:2] + struct.pack("!H", len(inner) + 8) + inner[4:]
+    sink = AnomalySink()
+    pkt = Decoder(sink).decode(0.0, 101, raw(IP(src="192.0.2.1", dst="192.0.2.2", proto=4) / inner))
+    assert pkt is not None and pkt.payload == BODY and pkt.truncated == 0
+    assert [(r.layer, r.name) for r in sink.records] == [("ip", "ip_length_exceeds_link")]
+
+
+@pytest.mark.parametrize("capture", ["l2_pppoe-over-qinq.pcap", "l2_80211-radiotap-http.pcap"])
+def test_tcp_payload_of_every_frame_of_a_real_capture_is_what_tshark_says(capture: str) -> None:
+    path = REAL_PCAPS / capture
+    if not path.is_file():
+        pytest.skip(f"{path} is absent")
+    if shutil.which("tshark") is None:
+        pytest.skip("tshark is not installed")
+    out = subprocess.run(["tshark", "-n", "-r", str(path), "-T", "fields", "-e", "frame.number",
+                          "-e", "tcp.len"], capture_output=True, text=True, check=True).stdout
+    theirs = {int(n): int(tl) for n, tl in (line.split("\t") for line in out.splitlines()) if tl}
+    sink = AnomalySink()
+    dec = Decoder(sink)
+    ours = {}
+    for i, (ts, linktype, frame) in enumerate(open_capture(Path(path), sink), start=1):
+        pkt = dec.decode(ts, linktype, frame)
+        if pkt is not None and pkt.proto == 6:
+            ours[i] = len(pkt.payload) + pkt.truncated
+    assert theirs and ours == theirs
