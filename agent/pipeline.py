@@ -24,7 +24,9 @@ from agent.config import AgentConfig, load_subject_key
 from agent.decode import Decoder
 from agent.destinations import Destinations
 from agent.flows import Flow, FlowContext, FlowTable, InternalNetworks
-from agent.inspector import EngineFactory, InlineInspector, WorkerInspector
+from agent.inspection import Inspector
+from agent.inspector import EngineFactory, InlineInspector
+from agent.inspector_worker import WorkerInspector
 from agent.protocols.http import HttpRequest
 from agent.protocols.session import AppSession
 from agent.records import CaptureStatsRecord, FlowRecord, utc
@@ -80,7 +82,7 @@ class Pipeline:
         ))
         # A worker process runs the detectors beside the packet loop; strict runs stay in one process so
         # that a detector exception surfaces where the test can see it.
-        self.inspector: InlineInspector | WorkerInspector = (
+        self.inspector: Inspector = (
             WorkerInspector(engine_factory, spool, config.detector_workers,
                             max_anomalies_per_flow=config.limits.max_anomalies_per_flow)
             if config.detector_workers and not strict
@@ -173,8 +175,7 @@ class Pipeline:
         return record
 
     def abort(self) -> None:
-        if isinstance(self.inspector, WorkerInspector):
-            self.inspector.close()
+        self.inspector.close()
 
     # -- flows -> sessions -------------------------------------------------------------------------
 
@@ -199,7 +200,7 @@ class Pipeline:
             max_decompressed_bytes=limits.max_decompressed_bytes,
             inspect=inspect,
             anomalies=self.anomalies,
-            on_request=_ToInspector(self, flow) if inspect else _ignore_request,
+            on_request=_ToInspector(self.inspector, flow) if inspect else _ignore_request,
             on_dns=self.destinations.observe_dns,
         )
 
@@ -258,10 +259,10 @@ class _ToInspector:
     """An inspected flow's requests to the inspector: a two-slot object per flow rather than a closure
     (function, cells, counter), which a million open flows would each hold."""
 
-    __slots__ = ("flow", "pipeline")
+    __slots__ = ("flow", "inspector")
 
-    def __init__(self, pipeline: Pipeline, flow: Flow) -> None:
-        self.pipeline, self.flow = pipeline, flow
+    def __init__(self, inspector: Inspector, flow: Flow) -> None:
+        self.inspector, self.flow = inspector, flow
 
     def __call__(self, request: HttpRequest) -> None:
         flow = self.flow
@@ -270,8 +271,7 @@ class _ToInspector:
         number = flow.session.requests - 1
         # The flow's date in China Standard Time: ages (minor_under_14) are taken on the day of export.
         at = datetime.fromtimestamp(flow.ts_start, CST).date()
-        self.pipeline.inspector.request(flow.flow_id, number, request.target, request.body,
-                                        request.content_type, at)
+        self.inspector.request(flow.flow_id, number, request.target, request.body, request.content_type, at)
 
 
 def _ignore_request(request: HttpRequest) -> None:
