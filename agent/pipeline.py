@@ -28,6 +28,8 @@ from agent.inspection import Inspector
 from agent.inspector import EngineFactory, InlineInspector
 from agent.inspector_worker import WorkerInspector
 from agent.protocols.http import HttpRequest
+from agent.protocols.http_body import HttpResponse
+from agent.protocols.served import ServedSession
 from agent.protocols.session import AppSession
 from agent.records import CaptureStatsRecord, FlowRecord, utc
 from agent.sampling import FlowSampler
@@ -179,7 +181,7 @@ class Pipeline:
 
     # -- flows -> sessions -------------------------------------------------------------------------
 
-    def _session_for(self, flow: Flow) -> AppSession | None:
+    def _session_for(self, flow: Flow) -> AppSession | ServedSession | None:
         limits, sampling = self.config.limits, self.config.sampling
         if flow.transport == "udp":
             # Only DNS answers (names for later flows) and QUIC (to mark encrypted egress) matter on UDP.
@@ -194,6 +196,15 @@ class Pipeline:
                 and self.destinations.cross_border(country)
                 and self.sampler.sampled(flow.src, flow.sport, flow.dst, flow.dport, flow.transport)
             )
+        if flow.inbound and flow.transport == "tcp":
+            # A pull (rules.md): an external client asked an internal server; the answers are the export.
+            return ServedSession(
+                flow.flow_id, flow.sport, flow.dport,
+                max_body_bytes=sampling.max_payload_bytes_per_flow,
+                max_decompressed_bytes=limits.max_decompressed_bytes,
+                inspect=inspect, anomalies=self.anomalies,
+                on_response=_ResponsesToInspector(self.inspector, flow) if inspect else _ignore_response,
+                on_dns=self.destinations.observe_dns)
         return AppSession(
             flow.flow_id, flow.dport,
             max_body_bytes=sampling.max_payload_bytes_per_flow,
@@ -222,7 +233,7 @@ class Pipeline:
         flow.next_interval(now, session.requests if session is not None else 0)
 
     def _record(self, flow: Flow) -> FlowRecord:
-        session: AppSession | None = flow.session
+        session: AppSession | ServedSession | None = flow.session
         country = self.destinations.country(flow.dst)
         sni = session.sni if session is not None else None
         host = session.host if session is not None else None
@@ -233,13 +244,15 @@ class Pipeline:
             src_ip=flow.src, dst_ip=flow.dst, src_port=flow.sport, dst_port=flow.dport,
             transport=flow.transport,
             app=session.app if session is not None else "unknown",
-            server_name=self.destinations.server_name(sni, host, flow.dst),
+            # An inbound flow's name is the internal server's (DESIGN §3); its recipient is dst, the peer.
+            server_name=self.destinations.server_name(sni, host, flow.src if flow.inbound else flow.dst),
             dst_country=country, cross_border=self.destinations.cross_border(country),
             bytes_out=out, bytes_in=in_, packets_out=pkts_out, packets_in=pkts_in, missed_bytes=missed,
             encrypted=bool(session is not None and session.encrypted),
             inspected=bool(session is not None and session.inspected),
             sample_weight=self.sampler.weight,
             requests=requests,
+            initiator="external" if flow.inbound else "internal",
         )
 
     def _flush_if_full(self) -> None:
@@ -276,6 +289,25 @@ class _ToInspector:
 
 def _ignore_request(request: HttpRequest) -> None:
     """A session that is not inspected never hands a request over; this is its callback all the same."""
+
+
+class _ResponsesToInspector:
+    """An inspected inbound flow's responses to the inspector (a pull's export), numbered in the flow."""
+
+    __slots__ = ("flow", "inspector")
+
+    def __init__(self, inspector: Inspector, flow: Flow) -> None:
+        self.inspector, self.flow = inspector, flow
+
+    def __call__(self, response: HttpResponse) -> None:
+        flow = self.flow
+        at = datetime.fromtimestamp(flow.ts_start, CST).date()
+        # No target: the request's query string came from abroad, it is no export.
+        self.inspector.request(flow.flow_id, response.number, "", response.body, response.content_type, at)
+
+
+def _ignore_response(response: HttpResponse) -> None:
+    """An inbound session whose responses are not inspected hands none over."""
 
 
 def build_engine(config: AgentConfig, configs_dir: Path = CONFIGS_DIR) -> Engine:

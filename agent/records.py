@@ -15,7 +15,7 @@ from operator import attrgetter
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2   # 2: flows.initiator (a version-1 flow was initiated by its internal side)
 
 TS = pa.timestamp("us", tz="UTC")
 
@@ -51,6 +51,8 @@ class FlowRecord:
     inspected: bool
     sample_weight: float
     requests: int
+    # "internal": src opened the flow (a push); "external": the external peer dst did (a pull, DESIGN §3).
+    initiator: str = "internal"
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +129,7 @@ FLOWS_SCHEMA = _schema([
     pa.field("inspected", pa.bool_(), nullable=False),
     pa.field("sample_weight", pa.float64(), nullable=False),
     pa.field("requests", pa.int32(), nullable=False),
+    pa.field("initiator", pa.string(), nullable=False),
 ])
 
 DETECTIONS_SCHEMA = _schema([
