@@ -173,6 +173,12 @@ CAPTURE_STATS_SCHEMA = _schema([
     pa.field("spool_rows_dropped", pa.int64(), nullable=False),
 ])
 
+# Columns added after version 1 (DESIGN §3: a batch of an earlier version is read with the documented
+# default): record type -> column -> (the schema_version that added it, the value earlier rows take).
+ADDED_COLUMNS: dict[str, dict[str, tuple[int, str]]] = {
+    "flows": {"initiator": (2, "internal")},    # before version 2 the agent inspected pushes only
+}
+
 # Record type name (as in X-Record-Type and the spool folder names) -> (dataclass, schema).
 RECORD_TYPES: dict[str, tuple[type, pa.Schema]] = {
     "flows": (FlowRecord, FLOWS_SCHEMA),
