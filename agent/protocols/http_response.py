@@ -39,6 +39,7 @@ RESYNC_BUDGET = 65536      # bytes skipped looking for a status line before fram
 MAX_PENDING = 1024         # requests awaiting their response (pipelining depth) that are remembered
 MAX_INTERIM = 64           # 1xx responses before one final response
 STATUS_LINE = re.compile(rb"HTTP/(\d)\.(\d)[ \t]+(\d{3})(?:[ \t].*)?")
+RESYNC_AT = re.compile(rb"HTTP/1\.\d[ \t]{1,4}\d{3}[ \t\r\n]")   # what a status line starts with
 
 # Parser states.
 _STATUS, _HEADERS, _LENGTH, _CHUNK_SIZE_LINE, _CHUNK_DATA, _CHUNK_END, _TRAILERS, _UNTIL_CLOSE, \
@@ -119,8 +120,10 @@ class HttpResponseStream:
                     self._finish()
                 return
         if msg is not None:
-            if msg.body is not None:
-                msg.body.cut()
+            # Whatever was left of this response (its head, chunk framing, its body) fell into the hole.
+            if msg.body is None:
+                msg.body = self._body([])
+            msg.body.cut()
             self._emit()
         self._buf.clear()
         self._resync(after_line=False)
@@ -168,7 +171,7 @@ class HttpResponseStream:
             return False
         if not b"HTTP/".startswith(bytes(self._buf[:5])):
             self._anomaly("malformed_status_line", "no HTTP-version at the start of a response")
-            self._resync(after_line=True)
+            self._resync(after_line=False)      # what the buffer starts with is no status line
             return True
         line = self._next_line(MAX_LINE)
         if line is None:
@@ -177,7 +180,7 @@ class HttpResponseStream:
         if m is None:
             self._anomaly("malformed_status_line",
                           "overlong line" if line == b"\0" else f"line of {len(line)} bytes")
-            self._resync(after_line=True)
+            self._resync(after_line=line == b"\0")   # an overlong line may still be in the buffer
             return True
         if m.group(1) != b"1":
             self._anomaly("unsupported_version", f"HTTP/{m.group(1).decode()}.{m.group(2).decode()}")
@@ -200,7 +203,7 @@ class HttpResponseStream:
                 if msg.body is not None:
                     msg.body.cut()
                 self._emit()
-                self._resync(after_line=True)
+                self._resync(after_line=line == b"\0")
                 return True
             if not line:
                 break
@@ -317,22 +320,18 @@ class HttpResponseStream:
         return False
 
     def _on_resync(self) -> bool:
-        """Skip to the next line that starts with an HTTP/1.x version. After a malformed line the search
-        starts past the buffer's first byte, so that the same line is never taken again."""
+        """Skip to the next status line, wherever it starts (after a hole it follows the lost body's tail
+        directly). When the buffer starts with the line that failed, the search starts past its first
+        byte, so that the same line is never taken again."""
         self._scan = 0
         buf = self._buf
-        if not self._resync_at:
-            if buf.startswith(b"HTTP/1."):
-                return self._resynced(0)
-            if b"HTTP/1.".startswith(bytes(buf)):
-                return False        # the start of a status line split across segments
-        at = buf.find(b"\nHTTP/1.")
-        if at >= 0:
-            return self._resynced(at + 1)
-        cut = max(0, len(buf) - 8)    # keep a tail that may be a status line's split start
+        m = RESYNC_AT.search(buf, self._resync_at)
+        if m is not None:
+            return self._resynced(m.start())
+        cut = max(self._resync_at, len(buf) - 16)   # keep a tail that may be a status line's split start
         del buf[:cut]
         self._skipped += cut
-        self._resync_at = 1
+        self._resync_at = 0
         if self._skipped > RESYNC_BUDGET:
             self._anomaly("resync_failed", f"no status line in {self._skipped} bytes; framing stops")
             self._stop()
