@@ -31,6 +31,29 @@ def _ignore_request(request: HttpRequest) -> None:
     """The client side of a flow whose responses are not inspected hands no request over."""
 
 
+class _ClientSide:
+    """Where the flow table delivers the client's bytes: the client's `AppSession`, and then the server
+    bytes that arrived before the requests they answer were whole (all of this delivery's requests are
+    known by then, so pipelined responses pair in order)."""
+
+    __slots__ = ("served",)
+
+    def __init__(self, served: ServedSession) -> None:
+        self.served = served
+
+    @property
+    def wants_data(self) -> bool:
+        return self.served.client.wants_data
+
+    def on_data(self, data: bytes) -> None:
+        self.served.client.on_data(data)
+        self.served.feed_early()
+
+    def on_gap(self, n: int) -> None:
+        self.served.client.on_gap(n)
+        self.served.feed_early()
+
+
 class ServedSession:
     """Session for a flow an external client initiated (see the module docstring)."""
 
@@ -52,7 +75,7 @@ class ServedSession:
             flow_id, server_port, sport=client_port, max_body_bytes=0,
             max_decompressed_bytes=max_decompressed_bytes, inspect=inspect, anomalies=anomalies,
             on_request=self._request if inspect else _ignore_request, on_dns=on_dns)
-        self.in_sink = self.client          # the flow table delivers the in direction (client bytes) here
+        self.in_sink = _ClientSide(self)    # the flow table delivers the in direction (client bytes) here
         self.wants_data = inspect           # ... and the out direction (server bytes) to this object
         self.inspected = False
         self.responses = 0
@@ -89,7 +112,11 @@ class ServedSession:
             self._stream = HttpResponseStream(self.max_body_bytes, self.max_decompressed_bytes,
                                               self.anomalies, self.flow_id)
         self._stream.expect(request.method, request.target)
-        if self._early:
+
+    def feed_early(self) -> None:
+        """Frame the server bytes held until requests were known (called once the client's bytes of one
+        delivery are parsed)."""
+        if self._early and self._stream is not None and self.wants_data:
             early, self._early = bytes(self._early), bytearray()
             self._responses(self._stream.feed(early))
 
@@ -122,6 +149,7 @@ class ServedSession:
 
     def on_close(self) -> None:
         self.client.on_close()              # the last requests first: their responses pair with them
+        self.feed_early()
         if self._stream is not None and self.wants_data:
             self._responses(self._stream.close())
         self._early = bytearray()
