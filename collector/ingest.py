@@ -54,8 +54,9 @@ def _with_defaults(table: pa.Table, record_type: str) -> pa.Table:
     """A batch of an earlier schema version lacks the columns added since; they take their documented
     defaults (DESIGN §3), so that agents in the field can be upgraded one by one. A batch that claims a
     version with the column and lacks it is refused by the schema check."""
-    if "schema_version" not in table.column_names:
-        return table
+    i = table.schema.get_field_index("schema_version")
+    if i < 0 or not pa.types.is_integer(table.schema.field(i).type):
+        return table        # the schema check names the column
     versions = pc.unique(table.column("schema_version")).to_pylist()
     for column, (since, default) in ADDED_COLUMNS.get(record_type, {}).items():
         if column not in table.column_names and versions and all(v is not None and v < since

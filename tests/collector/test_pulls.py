@@ -134,6 +134,9 @@ def test_an_upload_from_an_agent_before_the_column_is_stored_as_pushes() -> None
                             pa.array(["sideways", "internal"])), "column initiator"),
     (lambda t: t.set_column(t.schema.get_field_index("schema_version"), "schema_version",
                             pa.array([3, 3], pa.int32())), "column schema_version"),
+    # A version that is no number: refused by the schema check, not a crash while filling defaults.
+    (lambda t: _version_1(t).set_column(t.schema.get_field_index("schema_version"), "schema_version",
+                                        pa.array(["1", "1"])), "column schema_version"),
 ])
 def test_an_upload_with_a_bad_initiator_is_refused_naming_the_column(mutate, field: str) -> None:
     table = mutate(to_table("flows", [flow("a"), flow("b")], Envelope("gw-1", "hz-demo", "b1")))
