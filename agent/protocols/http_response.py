@@ -163,7 +163,9 @@ class HttpResponseStream:
 
     def _on_status(self) -> bool:
         # Empty lines between messages (a body's stray CRLF) are skipped, as clients do.
-        skip = len(self._buf) - len(self._buf.lstrip(b"\r\n"))
+        buf, skip = self._buf, 0
+        while skip < len(buf) and buf[skip] in b"\r\n":    # no lstrip: it would copy the whole buffer
+            skip += 1
         if skip:
             del self._buf[:skip]
             self._scan = 0

@@ -269,3 +269,11 @@ def test_one_large_response_over_many_small_segments_is_framed_whole() -> None:
     stream = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
     (response,), _ = frame([stream[i:i + 97] for i in range(0, len(stream), 97)], ["GET"], max_body=4 * MB)
     assert response.body == body and not response.body_truncated
+
+
+def test_thousands_of_pipelined_responses_in_one_segment_are_all_framed() -> None:
+    # Behaviour only; that each byte is looked at a bounded number of times (no copy of the whole buffer
+    # per response) is what keeps this linear.
+    n = 20_000
+    responses, _ = frame(b"HTTP/1.1 204 No Content\r\n\r\n\r\n" * n, ["DELETE"] * n, strict=True)
+    assert len(responses) == n and {(r.status, r.method) for r in responses} == {(204, "DELETE")}
