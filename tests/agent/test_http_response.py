@@ -275,5 +275,5 @@ def test_thousands_of_pipelined_responses_in_one_segment_are_all_framed() -> Non
     # Behaviour only; that each byte is looked at a bounded number of times (no copy of the whole buffer
     # per response) is what keeps this linear.
     n = 20_000
-    responses, _ = frame(b"HTTP/1.1 204 No Content\r\n\r\n\r\n" * n, ["DELETE"] * n, strict=True)
-    assert len(responses) == n and {(r.status, r.method) for r in responses} == {(204, "DELETE")}
+    responses, _ = frame(b"HTTP/1.1 204 No Content\r\n\r\n\r\n" * n, ["DELETE"] * 1000, strict=True)
+    assert [(r.status, r.method) for r in responses] == [(204, "DELETE")] * 1000 + [(204, None)] * (n - 1000)
