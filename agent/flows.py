@@ -2,17 +2,17 @@
 
 A flow is keyed by its 5-tuple in either direction. Its `src` is the internal side (the configured
 internal networks); when both or neither side is internal it is the initiator. The initiator is the SYN
-sender, else the side with the higher port (the ephemeral one), else the first packet's sender; a flow
-whose initiator is its `dst` (an external client that opened a connection to an internal server, DESIGN §3
-`initiator = external`) is `inbound`. Every TCP direction gets sequence-space accounting
+sender, else the side with the higher port (the ephemeral one), else the first packet's sender. A flow with
+one internal side whose initiator is its `dst` — by that rule for TCP; for UDP, the first datagram's sender
+unless it answers from a system port — is `inbound`: an external client opened it to an internal server
+(DESIGN §3 `initiator = external`). Every TCP direction gets sequence-space accounting
 (agent/reassembly.py); the out direction is reassembled and delivered only when the pipeline's session asks
 for data, the in direction only to a session's `in_sink` (the client side of an inbound flow). A TCP flow's
 session is made at its first payload byte, a UDP flow's at once: a SYN-only flow (a scan, a flood) holds no
-session. Flows end on FIN from both sides, on RST,
-when idle, when evicted (least recently used, once `max_flows` are open) or at `flush()`; then
-`session.on_close()` and `ctx.on_flow_end(flow)` run. Late packets of a flow closed by FIN/RST are ignored
-unless they open a new connection with a SYN (port reuse). Memory is bounded: flows by `max_flows`,
-buffers by `max_buffer_bytes`.
+session. Flows end on FIN from both sides, on RST, when idle, when evicted (least recently used, once
+`max_flows` are open) or at `flush()`; then `session.on_close()` and `ctx.on_flow_end(flow)` run. Late
+packets of a flow closed by FIN/RST are ignored unless they open a new connection with a SYN (port reuse).
+Memory is bounded: flows by `max_flows`, buffers by `max_buffer_bytes`.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ EXPIRE_EVERY_S = 1.0  # capture seconds between idle scans driven by process()
 CUT_SCANS_PER_TIMEOUT = 10   # scans for over-long flows per active timeout: a cut is at most 10 % late
 MAX_CLOSED = 65536  # recently closed keys remembered to ignore their late packets
 INTERNAL_CACHE = 65536   # addresses whose internal/external answer is cached
+SERVICE_PORTS = 1024     # UDP ports below are servers' (RFC 6335 system ports)
 
 
 class InternalNetworks:
@@ -238,7 +239,13 @@ class FlowTable:
         else:
             sender_initiated = True
         sender_is_src = s_int if s_int != d_int else sender_initiated
-        inbound = sender_initiated != sender_is_src     # the initiator is the external side, dst
+        if pkt.proto != TCP:
+            # A datagram's sender opened the exchange (a broadcast, a query), unless it answers from a
+            # service port to an ephemeral one (the capture began after the query).
+            sender_initiated = not pkt.sport < SERVICE_PORTS <= pkt.dport
+        # Inbound: exactly one side is internal and the other one opened the flow (when both or neither
+        # side is internal, src is the initiator by construction).
+        inbound = s_int != d_int and sender_initiated != sender_is_src
         if sender_is_src:
             flow = Flow(key, pkt.src, pkt.sport, pkt.dst, pkt.dport, pkt.ts, ctx.agent_id, ctx.anomalies,
                         inbound)

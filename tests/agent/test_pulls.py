@@ -32,8 +32,13 @@ INTERNAL, EXTERNAL = "10.0.0.5", "203.0.113.7"
 
 # -- who initiated ---------------------------------------------------------------------------------------
 
-def _packet(src: str, sport: int, dst: str, dport: int, flags: int, payload: bytes = b"") -> Packet:
-    return Packet(1.0, src, dst, 6, sport, dport, flags, 1000, payload, 0)
+def _packet(src: str, sport: int, dst: str, dport: int, flags: int, payload: bytes = b"", proto: int = 6
+            ) -> Packet:
+    return Packet(1.0, src, dst, proto, sport, dport, flags, 1000, payload, 0)
+
+
+def _datagram(src: str, sport: int, dst: str, dport: int) -> Packet:
+    return _packet(src, sport, dst, dport, 0, b"x", proto=17)
 
 
 @pytest.mark.parametrize(("name", "first", "src", "inbound"), [
@@ -49,6 +54,12 @@ def _packet(src: str, sport: int, dst: str, dport: int, flags: int, payload: byt
     ("both internal: src is the initiator", _packet("10.0.0.9", 40000, INTERNAL, 22, SYN), "10.0.0.9", False),
     ("neither internal: src is the initiator", _packet(EXTERNAL, 40000, "198.51.100.1", 80, SYN), EXTERNAL,
      False),
+    ("UDP query from abroad to an internal server", _datagram(EXTERNAL, 53000, INTERNAL, 53), INTERNAL, True),
+    ("UDP answer from abroad seen first", _datagram(EXTERNAL, 53, INTERNAL, 53000), INTERNAL, False),
+    ("UDP broadcast from an internal server's port", _datagram(INTERNAL, 67, "255.255.255.255", 68), INTERNAL,
+     False),
+    ("UDP from an internal ephemeral to a higher one", _datagram(INTERNAL, 50000, "255.255.255.255", 62976),
+     INTERNAL, False),
 ])
 def test_the_initiator_is_the_syn_sender_else_the_ephemeral_port(name: str, first: Packet, src: str,
                                                                  inbound: bool) -> None:
