@@ -115,7 +115,7 @@ class ServedSession:
 
     def feed_early(self) -> None:
         """Frame the server bytes held until requests were known (called once the client's bytes of one
-        delivery are parsed)."""
+        delivery are parsed, and before any later server bytes)."""
         if self._early and self._stream is not None and self.wants_data:
             early, self._early = bytes(self._early), bytearray()
             self._responses(self._stream.feed(early))
@@ -126,6 +126,7 @@ class ServedSession:
         if not self.wants_data or not data:
             return
         if self._stream is not None:
+            self.feed_early()               # held bytes first, whatever stopped their delivery
             self._responses(self._stream.feed(data))
             return
         if self.client.app not in ("http", "unknown"):
@@ -141,6 +142,7 @@ class ServedSession:
         if not self.wants_data:
             return
         if self._stream is not None:
+            self.feed_early()
             self._stream.gap(n)
             self._responses(self._stream.feed(b""))
         else:
