@@ -1,15 +1,18 @@
 """The flow table: packets grouped into bidirectional flows, oriented internal -> external, with counters.
 
 A flow is keyed by its 5-tuple in either direction. Its `src` is the internal side (the configured
-internal networks); when both or neither side is internal it is the initiator: the SYN sender, else the
-side with the higher port (the ephemeral one), else the first packet's sender. Every TCP direction gets
-sequence-space accounting (agent/reassembly.py); the out direction is reassembled and delivered only when
-the pipeline's session asks for data. A TCP flow's session is made at its first payload byte, a UDP flow's
-at once: a SYN-only flow (a scan, a flood) holds no session. Flows end on FIN from both sides, on RST,
-when idle, when evicted (least recently used, once `max_flows` are open) or at `flush()`; then
-`session.on_close()` and `ctx.on_flow_end(flow)` run. Late packets of a flow closed by FIN/RST are ignored
-unless they open a new connection with a SYN (port reuse). Memory is bounded: flows by `max_flows`,
-buffers by `max_buffer_bytes`.
+internal networks); when both or neither side is internal it is the initiator. The initiator is the SYN
+sender, else the side with the higher port (the ephemeral one), else the first packet's sender. A flow with
+one internal side whose initiator is its `dst` — by that rule for TCP; for UDP, the first datagram's sender
+unless it answers from a system port — is `inbound`: an external client opened it to an internal server
+(DESIGN §3 `initiator = external`). Every TCP direction gets sequence-space accounting
+(agent/reassembly.py); the out direction is reassembled and delivered only when the pipeline's session asks
+for data, the in direction only to a session's `in_sink` (the client side of an inbound flow). A TCP flow's
+session is made at its first payload byte, a UDP flow's at once: a SYN-only flow (a scan, a flood) holds no
+session. Flows end on FIN from both sides, on RST, when idle, when evicted (least recently used, once
+`max_flows` are open) or at `flush()`; then `session.on_close()` and `ctx.on_flow_end(flow)` run. Late
+packets of a flow closed by FIN/RST are ignored unless they open a new connection with a SYN (port reuse).
+Memory is bounded: flows by `max_flows`, buffers by `max_buffer_bytes`.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ EXPIRE_EVERY_S = 1.0  # capture seconds between idle scans driven by process()
 CUT_SCANS_PER_TIMEOUT = 10   # scans for over-long flows per active timeout: a cut is at most 10 % late
 MAX_CLOSED = 65536  # recently closed keys remembered to ignore their late packets
 INTERNAL_CACHE = 65536   # addresses whose internal/external answer is cached
+SERVICE_PORTS = 1024     # UDP ports below are servers' (RFC 6335 system ports)
 
 
 class InternalNetworks:
@@ -87,12 +91,13 @@ class Flow:
     """One bidirectional flow, owned and mutated by the table; the pipeline reads it at `on_flow_end`."""
 
     __slots__ = ("_in", "_out", "_udp_in", "_udp_out", "base", "closed_by", "dport", "dst", "first_id",
-                 "flow_id", "interval", "key", "packets_in", "packets_out", "session", "session_due",
-                 "session_ok", "sport", "src", "transport", "ts_end", "ts_start")
+                 "flow_id", "inbound", "interval", "key", "packets_in", "packets_out", "session",
+                 "session_due", "session_ok", "sport", "src", "transport", "ts_end", "ts_start")
 
     def __init__(self, key: FlowKey, src: str, sport: int, dst: str, dport: int, ts: float, agent_id: str,
-                 anomalies: AnomalySink) -> None:
+                 anomalies: AnomalySink, inbound: bool = False) -> None:
         self.key = key
+        self.inbound = inbound      # dst (the external side) initiated the flow: DESIGN §3 initiator
         self.transport = "tcp" if key[0] == TCP else "udp"
         self.src, self.sport, self.dst, self.dport = src, sport, dst, dport
         self.flow_id = self.first_id = flow_id_for(agent_id, self.transport, src, sport, dst, dport, ts)
@@ -227,18 +232,26 @@ class FlowTable:
             self.stats["evicted"] += 1
             self._finish(old, "evicted")
         s_int, d_int = ctx.internal.contains(pkt.src), ctx.internal.contains(pkt.dst)
-        if s_int != d_int:
-            sender_is_src = s_int
-        elif pkt.proto == TCP and pkt.flags & SYN:
-            sender_is_src = not pkt.flags & ACK  # a SYN-ACK comes from the responder
+        if pkt.proto == TCP and pkt.flags & SYN:
+            sender_initiated = not pkt.flags & ACK  # a SYN-ACK comes from the responder
         elif pkt.sport != pkt.dport:
-            sender_is_src = pkt.sport > pkt.dport
+            sender_initiated = pkt.sport > pkt.dport
         else:
-            sender_is_src = True
+            sender_initiated = True
+        sender_is_src = s_int if s_int != d_int else sender_initiated
+        if pkt.proto != TCP:
+            # A datagram's sender opened the exchange (a broadcast, a query), unless it answers from a
+            # service port to an ephemeral one (the capture began after the query).
+            sender_initiated = not pkt.sport < SERVICE_PORTS <= pkt.dport
+        # Inbound: exactly one side is internal and the other one opened the flow (when both or neither
+        # side is internal, src is the initiator by construction).
+        inbound = s_int != d_int and sender_initiated != sender_is_src
         if sender_is_src:
-            flow = Flow(key, pkt.src, pkt.sport, pkt.dst, pkt.dport, pkt.ts, ctx.agent_id, ctx.anomalies)
+            flow = Flow(key, pkt.src, pkt.sport, pkt.dst, pkt.dport, pkt.ts, ctx.agent_id, ctx.anomalies,
+                        inbound)
         else:
-            flow = Flow(key, pkt.dst, pkt.dport, pkt.src, pkt.sport, pkt.ts, ctx.agent_id, ctx.anomalies)
+            flow = Flow(key, pkt.dst, pkt.dport, pkt.src, pkt.sport, pkt.ts, ctx.agent_id, ctx.anomalies,
+                        inbound)
         self.flows[key] = flow
         self.stats["flows"] += 1
         if not flow.session_due:
@@ -256,8 +269,14 @@ class FlowTable:
             flow.session = ctx.session_factory(flow)
         except Exception as e:
             self._session_failed(flow, e, "session_factory")
-        if flow._out is not None and flow.session is not None and getattr(flow.session, "wants_data", False):
-            flow._out.enable_delivery(flow.session, ctx.max_buffer_bytes)
+        session = flow.session
+        if flow._out is None or flow._in is None or session is None:
+            return
+        if getattr(session, "wants_data", False):
+            flow._out.enable_delivery(session, ctx.max_buffer_bytes)
+        in_sink = getattr(session, "in_sink", None)     # an inbound flow's client side (protocols/served.py)
+        if in_sink is not None and in_sink.wants_data:
+            flow._in.enable_delivery(in_sink, ctx.max_buffer_bytes)
 
     def _end(self, key: FlowKey, flow: Flow, reason: str) -> None:
         del self.flows[key]
@@ -318,8 +337,9 @@ class FlowTable:
 
     def _session_failed(self, flow: Flow, exc: Exception, where: str) -> None:
         flow.session_ok = False
-        if flow._out is not None:
+        if flow._out is not None and flow._in is not None:
             flow._out.stop_delivery()
+            flow._in.stop_delivery()
         # The exception text may quote payload: only its type goes into the record.
         self.ctx.anomalies.add("flow", "session_error", f"{type(exc).__name__} in {where}",
                                flow_id=flow.flow_id)

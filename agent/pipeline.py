@@ -24,8 +24,12 @@ from agent.config import AgentConfig, load_subject_key
 from agent.decode import Decoder
 from agent.destinations import Destinations
 from agent.flows import Flow, FlowContext, FlowTable, InternalNetworks
-from agent.inspector import EngineFactory, InlineInspector, WorkerInspector
+from agent.inspection import Inspector
+from agent.inspector import EngineFactory, InlineInspector
+from agent.inspector_worker import WorkerInspector
 from agent.protocols.http import HttpRequest
+from agent.protocols.http_body import HttpResponse
+from agent.protocols.served import ServedSession
 from agent.protocols.session import AppSession
 from agent.records import CaptureStatsRecord, FlowRecord, utc
 from agent.sampling import FlowSampler
@@ -80,7 +84,7 @@ class Pipeline:
         ))
         # A worker process runs the detectors beside the packet loop; strict runs stay in one process so
         # that a detector exception surfaces where the test can see it.
-        self.inspector: InlineInspector | WorkerInspector = (
+        self.inspector: Inspector = (
             WorkerInspector(engine_factory, spool, config.detector_workers,
                             max_anomalies_per_flow=config.limits.max_anomalies_per_flow)
             if config.detector_workers and not strict
@@ -173,12 +177,11 @@ class Pipeline:
         return record
 
     def abort(self) -> None:
-        if isinstance(self.inspector, WorkerInspector):
-            self.inspector.close()
+        self.inspector.close()
 
     # -- flows -> sessions -------------------------------------------------------------------------
 
-    def _session_for(self, flow: Flow) -> AppSession | None:
+    def _session_for(self, flow: Flow) -> AppSession | ServedSession | None:
         limits, sampling = self.config.limits, self.config.sampling
         if flow.transport == "udp":
             # Only DNS answers (names for later flows) and QUIC (to mark encrypted egress) matter on UDP.
@@ -193,13 +196,22 @@ class Pipeline:
                 and self.destinations.cross_border(country)
                 and self.sampler.sampled(flow.src, flow.sport, flow.dst, flow.dport, flow.transport)
             )
+        if flow.inbound and flow.transport == "tcp":
+            # A pull (rules.md): an external client asked an internal server; the answers are the export.
+            return ServedSession(
+                flow.flow_id, flow.sport, flow.dport,
+                max_body_bytes=sampling.max_payload_bytes_per_flow,
+                max_decompressed_bytes=limits.max_decompressed_bytes,
+                inspect=inspect, anomalies=self.anomalies,
+                on_response=_ResponsesToInspector(self.inspector, flow) if inspect else _ignore_response,
+                on_dns=self.destinations.observe_dns)
         return AppSession(
             flow.flow_id, flow.dport,
             max_body_bytes=sampling.max_payload_bytes_per_flow,
             max_decompressed_bytes=limits.max_decompressed_bytes,
             inspect=inspect,
             anomalies=self.anomalies,
-            on_request=_ToInspector(self, flow) if inspect else _ignore_request,
+            on_request=_ToInspector(self.inspector, flow) if inspect else _ignore_request,
             on_dns=self.destinations.observe_dns,
         )
 
@@ -221,7 +233,7 @@ class Pipeline:
         flow.next_interval(now, session.requests if session is not None else 0)
 
     def _record(self, flow: Flow) -> FlowRecord:
-        session: AppSession | None = flow.session
+        session: AppSession | ServedSession | None = flow.session
         country = self.destinations.country(flow.dst)
         sni = session.sni if session is not None else None
         host = session.host if session is not None else None
@@ -232,13 +244,15 @@ class Pipeline:
             src_ip=flow.src, dst_ip=flow.dst, src_port=flow.sport, dst_port=flow.dport,
             transport=flow.transport,
             app=session.app if session is not None else "unknown",
-            server_name=self.destinations.server_name(sni, host, flow.dst),
+            # An inbound flow's name is the internal server's (DESIGN §3); its recipient is dst, the peer.
+            server_name=self.destinations.server_name(sni, host, flow.src if flow.inbound else flow.dst),
             dst_country=country, cross_border=self.destinations.cross_border(country),
             bytes_out=out, bytes_in=in_, packets_out=pkts_out, packets_in=pkts_in, missed_bytes=missed,
             encrypted=bool(session is not None and session.encrypted),
             inspected=bool(session is not None and session.inspected),
             sample_weight=self.sampler.weight,
             requests=requests,
+            initiator="external" if flow.inbound else "internal",
         )
 
     def _flush_if_full(self) -> None:
@@ -258,10 +272,10 @@ class _ToInspector:
     """An inspected flow's requests to the inspector: a two-slot object per flow rather than a closure
     (function, cells, counter), which a million open flows would each hold."""
 
-    __slots__ = ("flow", "pipeline")
+    __slots__ = ("flow", "inspector")
 
-    def __init__(self, pipeline: Pipeline, flow: Flow) -> None:
-        self.pipeline, self.flow = pipeline, flow
+    def __init__(self, inspector: Inspector, flow: Flow) -> None:
+        self.inspector, self.flow = inspector, flow
 
     def __call__(self, request: HttpRequest) -> None:
         flow = self.flow
@@ -270,12 +284,30 @@ class _ToInspector:
         number = flow.session.requests - 1
         # The flow's date in China Standard Time: ages (minor_under_14) are taken on the day of export.
         at = datetime.fromtimestamp(flow.ts_start, CST).date()
-        self.pipeline.inspector.request(flow.flow_id, number, request.target, request.body,
-                                        request.content_type, at)
+        self.inspector.request(flow.flow_id, number, request.target, request.body, request.content_type, at)
 
 
 def _ignore_request(request: HttpRequest) -> None:
     """A session that is not inspected never hands a request over; this is its callback all the same."""
+
+
+class _ResponsesToInspector:
+    """An inspected inbound flow's responses to the inspector (a pull's export), numbered in the flow."""
+
+    __slots__ = ("flow", "inspector")
+
+    def __init__(self, inspector: Inspector, flow: Flow) -> None:
+        self.inspector, self.flow = inspector, flow
+
+    def __call__(self, response: HttpResponse) -> None:
+        flow = self.flow
+        at = datetime.fromtimestamp(flow.ts_start, CST).date()
+        # No target: the request's query string came from abroad, it is no export.
+        self.inspector.request(flow.flow_id, response.number, "", response.body, response.content_type, at)
+
+
+def _ignore_response(response: HttpResponse) -> None:
+    """An inbound session whose responses are not inspected hands none over."""
 
 
 def build_engine(config: AgentConfig, configs_dir: Path = CONFIGS_DIR) -> Engine:

@@ -15,7 +15,7 @@ from operator import attrgetter
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2   # 2: flows.initiator (a version-1 flow was initiated by its internal side)
 
 TS = pa.timestamp("us", tz="UTC")
 
@@ -51,6 +51,8 @@ class FlowRecord:
     inspected: bool
     sample_weight: float
     requests: int
+    # "internal": src opened the flow (a push); "external": the external peer dst did (a pull, DESIGN §3).
+    initiator: str = "internal"
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +129,7 @@ FLOWS_SCHEMA = _schema([
     pa.field("inspected", pa.bool_(), nullable=False),
     pa.field("sample_weight", pa.float64(), nullable=False),
     pa.field("requests", pa.int32(), nullable=False),
+    pa.field("initiator", pa.string(), nullable=False),
 ])
 
 DETECTIONS_SCHEMA = _schema([
@@ -169,6 +172,12 @@ CAPTURE_STATS_SCHEMA = _schema([
     pa.field("flows_evicted", pa.int64(), nullable=False),
     pa.field("spool_rows_dropped", pa.int64(), nullable=False),
 ])
+
+# Columns added after version 1 (DESIGN §3: a batch of an earlier version is read with the documented
+# default): record type -> column -> (the schema_version that added it, the value earlier rows take).
+ADDED_COLUMNS: dict[str, dict[str, tuple[int, str]]] = {
+    "flows": {"initiator": (2, "internal")},    # before version 2 the agent inspected pushes only
+}
 
 # Record type name (as in X-Record-Type and the spool folder names) -> (dataclass, schema).
 RECORD_TYPES: dict[str, tuple[type, pa.Schema]] = {

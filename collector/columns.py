@@ -30,6 +30,7 @@ FORMATS: dict[str, tuple[str, str]] = {
     "name": (r"[a-z0-9_.-]{1,64}", "an anomaly name"),
     "source": (r"[A-Za-z0-9_.:@-]{1,64}", "an interface name or pcap"),
     "key_id": (r"[0-9a-f]{8}", "8 hex digits"),
+    "initiator": (r"internal|external", "internal or external"),
 }
 SUBCATEGORIES = pa.array([str(i) for i in range(1, 41)], pa.string())
 # In an anomaly's free-text detail: a run of 5+ digits (with separators) or of CJK text is never needed.

@@ -21,7 +21,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from agent.records import RECORD_TYPES, SCHEMA_VERSION
+from agent.records import ADDED_COLUMNS, RECORD_TYPES, SCHEMA_VERSION
 from collector.batchread import read_batch_table
 from collector.columns import check_columns
 from collector.config import Limits
@@ -50,8 +50,24 @@ class Batch:
     keys: pa.Array          # row_key of each row (strings), computed before the warehouse's lock
 
 
+def _with_defaults(table: pa.Table, record_type: str) -> pa.Table:
+    """A batch of an earlier schema version lacks the columns added since; they take their documented
+    defaults (DESIGN §3), so that agents in the field can be upgraded one by one. A batch that claims a
+    version with the column and lacks it is refused by the schema check."""
+    i = table.schema.get_field_index("schema_version")
+    if i < 0 or not pa.types.is_integer(table.schema.field(i).type):
+        return table        # the schema check names the column
+    versions = pc.unique(table.column("schema_version")).to_pylist()
+    for column, (since, default) in ADDED_COLUMNS.get(record_type, {}).items():
+        if column not in table.column_names and versions and all(v is not None and v < since
+                                                                 for v in versions):
+            table = table.append_column(column, pa.array([default] * table.num_rows, pa.string()))
+    return table
+
+
 def _check_schema(table: pa.Table, record_type: str) -> pa.Table:
     expected: pa.Schema = RECORD_TYPES[record_type][1]
+    table = _with_defaults(table, record_type)
     have = {f.name: f for f in table.schema}
     for field in expected:
         got = have.get(field.name)
@@ -92,10 +108,10 @@ def parse_batch(body: bytes, batch_id: str | None, record_type: str | None, ente
     except RequestProblem as e:
         raise BatchError(e.status, e.field, str(e)) from None
     versions = set(pc.unique(table.column("schema_version")).to_pylist())
-    if versions - {SCHEMA_VERSION}:
+    if versions - set(range(1, SCHEMA_VERSION + 1)):
         raise BatchError(422, "column schema_version",
                          f"column schema_version: {sorted(versions)} not supported (this collector reads "
-                         f"{SCHEMA_VERSION})")
+                         f"1 to {SCHEMA_VERSION})")
     # The enterprise first: a row for another tenant is the graver claim.
     for column, own in (("enterprise_id", enterprise_id), ("agent_id", agent_id)):
         claimed = set(pc.unique(table.column(column)).to_pylist()) - {None, ""}

@@ -18,7 +18,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from agent.records import RECORD_TYPES
+from agent.records import ADDED_COLUMNS, RECORD_TYPES
 from collector.models import Filing, field_type_catalog
 from collector.negative_lists import NegativeList, entries_table
 from collector.persons import CST
@@ -115,16 +115,20 @@ class Store:
 
     def _parquet_view(self, record_type: str, files: list[Path], schema: pa.Schema) -> None:
         paths = ", ".join(_sql_str(str(p)) for p in files)
+        source = f"read_parquet([{paths}], union_by_name = true, hive_partitioning = false)"
         try:
-            self.con.execute(
-                f"CREATE VIEW {record_type} AS SELECT * FROM read_parquet([{paths}], union_by_name = true, "
-                "hive_partitioning = false)"
-            )
-            columns = {row[0] for row in self.con.execute(f"DESCRIBE {record_type}").fetchall()}
+            columns = {row[0] for row in self.con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
+            # Columns added after version 1 take their documented default in older files (DESIGN §3).
+            added = ADDED_COLUMNS.get(record_type, {})
+            fill = [f"{_sql_str(d)} AS {c}" for c, (_, d) in added.items() if c not in columns]
+            mixed = [f"coalesce({c}, {_sql_str(d)}) AS {c}" for c, (_, d) in added.items() if c in columns]
+            select = "SELECT *" + (f" REPLACE ({', '.join(mixed)})" if mixed else "")
+            select += "".join(f", {f}" for f in fill)
+            self.con.execute(f"CREATE VIEW {record_type} AS {select} FROM {source}")
         except duckdb.Error as e:
             first_line = str(e).splitlines()[0]
             raise RecordsError(f"{files[0].parent}: unreadable Parquet: {first_line}") from None
-        missing = [f.name for f in schema if f.name not in columns]
+        missing = [f.name for f in schema if f.name not in columns and f.name not in added]
         if missing:
             raise RecordsError(f"{files[0].parent}: missing column(s) {', '.join(missing)}")
 
@@ -216,13 +220,17 @@ class Store:
 
     def _refresh_flow_recipients(self) -> None:
         """`flow_recipients(flow_id, recipient_id, scenario_id)`: one row per (flow, recipient, scenario);
-        scenario_id is NULL for a declared recipient no scenario names."""
+        scenario_id is NULL for a declared recipient no scenario names. A flow an overseas client initiated
+        (`initiator = external`, a pull) goes to that client, dst_ip: it matches by the recipients' declared
+        `ip_cidrs` only, since its server_name names the internal server it pulled from (DESIGN §3); the
+        peer's country is then checked against the recipient's like any other (recipient_country_mismatch)."""
         assert self.filing is not None
-        pairs = self.con.execute("SELECT DISTINCT server_name, dst_ip FROM flows").fetchall()
-        matches = [(sn, ip, rid) for sn, ip in pairs for rid in match_recipients(self.filing, sn, ip)]
+        pairs = self.con.execute("SELECT DISTINCT server_name, dst_ip, initiator FROM flows").fetchall()
+        matches = [(sn, ip, initiator, rid) for sn, ip, initiator in pairs
+                   for rid in match_recipients(self.filing, None if initiator == "external" else sn, ip)]
         log.debug("%d destinations, %d matched to declared recipients", len(pairs), len(matches))
         self.con.register("_dest_matches", _rows_table(
-            ["server_name", "dst_ip", "recipient_id"], matches, [pa.string()] * 3))
+            ["server_name", "dst_ip", "initiator", "recipient_id"], matches, [pa.string()] * 4))
         self.con.execute("DROP TABLE IF EXISTS flow_recipients")
         try:
             self.con.execute("""
@@ -231,6 +239,7 @@ class Store:
                 FROM flows f
                 JOIN _dest_matches m
                   ON f.server_name IS NOT DISTINCT FROM m.server_name AND f.dst_ip = m.dst_ip
+                 AND f.initiator = m.initiator
                 LEFT JOIN scenario_recipients sr ON sr.recipient_id = m.recipient_id
             """)
         finally:

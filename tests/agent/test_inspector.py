@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import os
+import pickle
 import signal
 import time
+from datetime import date
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
 from agent.config import load_agent_config
-from agent.inspector import WorkerInspector, record_key, request_key_base
+from agent.inspection import Failed, Finished, FlowEnded, Flush, Inspect, InspectStats, Started
+from agent.inspector import record_key, request_key_base
+from agent.inspector_worker import WorkerInspector
 from agent.pipeline import build_engine, run_capture_stats
 from agent.spool import Spool, spool_files
 from tests.conftest import FIXTURES
@@ -105,3 +109,20 @@ def test_record_keys_are_distinct_within_a_request_and_stable() -> None:
     assert all(-(1 << 63) <= k < (1 << 63) for k in keys)
     assert record_key(request_key_base("f1", 0), 7) == record_key(base, 7)
     assert request_key_base("f1", 1) != base
+
+
+def test_a_worker_given_something_that_is_no_message_fails_the_run_naming_only_its_type(
+        tmp_path: Path, key_file: str) -> None:
+    cfg = load_agent_config(None, agent_id="w", subject_key_file=key_file)
+    inspector = WorkerInspector(lambda: build_engine(cfg), Spool(tmp_path, "w", None), workers=1)
+    inspector._workers[0].batch.append(("f" * 20, 0, "/", b"13812345678", None, None))   # the old tuple shape
+    with pytest.raises(RuntimeError, match=r"^TypeError in the detector worker$"):
+        inspector.finish()
+    inspector.close()
+
+
+def test_messages_and_replies_cross_a_process_boundary_as_their_own_types() -> None:
+    messages = [Inspect("f", 1, "/?a=1", b"{}", "application/json", date(2026, 1, 2)), FlowEnded("f"),
+                Flush(), Started(7), Finished(InspectStats(1, 2)), Failed("ValueError")]
+    assert [pickle.loads(pickle.dumps(m)) for m in messages] == messages
+    assert len({type(m) for m in messages}) == len(messages)

@@ -50,6 +50,7 @@ def flow(
     flow_id: str | None = None, *, server_name: str | None = BOOKING_HOST, dst_ip: str = "198.51.100.10",
     country: str | None = "DE", cross_border: bool = True, ts: datetime = T0, bytes_out: int = 1000,
     encrypted: bool = False, inspected: bool = True, sample_weight: float = 1.0, src_port: int = 40000,
+    initiator: str = "internal",
 ) -> FlowRecord:
     """A flow record; `sample_weight` is 1 / the agent's sampling rate (1.0: every flow inspected)."""
     return FlowRecord(
@@ -58,6 +59,7 @@ def flow(
         app="tls" if encrypted else "http", server_name=server_name, dst_country=country,
         cross_border=cross_border, bytes_out=bytes_out, bytes_in=100, packets_out=5, packets_in=4,
         missed_bytes=0, encrypted=encrypted, inspected=inspected, sample_weight=sample_weight, requests=1,
+        initiator=initiator,
     )
 
 
