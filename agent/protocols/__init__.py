@@ -16,16 +16,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from agent.protocols.http_syntax import method_prefix
+from agent.protocols.http_syntax import HTTP_METHODS, bare_method, method_prefix
 
 SNIFF_BYTES = 16
 
-# Methods recognised on any port (RFC 9110 §9, WebDAV RFC 4918, PATCH RFC 5789); on an HTTP port any
-# method token will do (CCM_POST and other vendor methods are seen in the wild).
-HTTP_METHODS = frozenset({
-    b"GET", b"POST", b"PUT", b"HEAD", b"DELETE", b"OPTIONS", b"PATCH", b"CONNECT", b"TRACE",
-    b"PROPFIND", b"PROPPATCH", b"MKCOL", b"COPY", b"MOVE", b"LOCK", b"UNLOCK", b"REPORT", b"SEARCH",
-})
+# Registered methods are recognised on any port (http_syntax.HTTP_METHODS); on an HTTP port any method token
+# will do (CCM_POST and other vendor methods are seen in the wild).
 HTTP_PORTS = frozenset({80, 81, 591, 3128, 8000, 8008, 8080, 8081, 8088, 8888})
 TLS_PORTS = frozenset({443, 465, 853, 993, 995, 8443})
 
@@ -54,8 +50,10 @@ def _tls(prefix: bytes, on_port: bool) -> bool | None:
 def _http(prefix: bytes, on_port: bool) -> bool | None:
     prefix = prefix.lstrip(b"\r\n")  # RFC 9112 §2.2: empty lines before the request line
     start = method_prefix(prefix)
-    if not start:
-        return start
+    if start is False:
+        return on_port and bare_method(prefix)   # `OPTIONS` alone on its line, a malformed request
+    if start is None:
+        return None
     return on_port or prefix[: prefix.index(b" ")] in HTTP_METHODS
 
 

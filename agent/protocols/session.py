@@ -134,6 +134,9 @@ class AppSession:
                                flow_id=self.flow_id)
         else:
             self.sni = hello.sni
+            if hello.rejected_sni is not None:
+                self.anomalies.add("tls", "bad_host", f"server_name {hello.rejected_sni} is no host name",
+                                   flow_id=self.flow_id)
         self._hello = b""
         self.wants_data = False
 
