@@ -232,7 +232,8 @@ class Pipeline:
             src_ip=flow.src, dst_ip=flow.dst, src_port=flow.sport, dst_port=flow.dport,
             transport=flow.transport,
             app=session.app if session is not None else "unknown",
-            server_name=self.destinations.server_name(sni, host, flow.dst),
+            # A SOCKS5 tunnel to an address: that address's DNS name, not the proxy's (protocols/session.py).
+            server_name=self.destinations.server_name(sni, host, (session and session.target_ip) or flow.dst),
             dst_country=country, cross_border=self.destinations.cross_border(country),
             bytes_out=out, bytes_in=in_, packets_out=pkts_out, packets_in=pkts_in, missed_bytes=missed,
             encrypted=bool(session is not None and session.encrypted),
