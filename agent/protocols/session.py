@@ -171,7 +171,9 @@ class AppSession:
             self.anomalies.add("socks5", "bad_host", f"domain {target.rejected} is no host name",
                                flow_id=self.flow_id)
         if target.command != CONNECT:
-            self.wants_data = False  # BIND and UDP ASSOCIATE carry nothing of the client's on this connection
+            # BIND (a peer connects in, after a second reply) and UDP ASSOCIATE (datagrams elsewhere) are not
+            # followed: what this connection carries next is not the client's request to a server.
+            self.wants_data = False
             return
         self.host, self.target_ip = target.host, target.ip
         self._tunnel(target.port, rest)
