@@ -245,7 +245,8 @@ class Pipeline:
             transport=flow.transport,
             app=session.app if session is not None else "unknown",
             # An inbound flow's name is the internal server's (DESIGN §3); its recipient is dst, the peer.
-            server_name=self.destinations.server_name(sni, host, flow.src if flow.inbound else flow.dst),
+            # A SOCKS5 tunnel to an address: that address's DNS name, not the proxy's (protocols/session.py).
+            server_name=self.destinations.server_name(sni, host, self._named_address(flow, session)),
             dst_country=country, cross_border=self.destinations.cross_border(country),
             bytes_out=out, bytes_in=in_, packets_out=pkts_out, packets_in=pkts_in, missed_bytes=missed,
             encrypted=bool(session is not None and session.encrypted),
@@ -254,6 +255,15 @@ class Pipeline:
             requests=requests,
             initiator="external" if flow.inbound else "internal",
         )
+
+    @staticmethod
+    def _named_address(flow: Flow, session: AppSession | ServedSession | None) -> str:
+        """The address whose DNS name may name the flow when no SNI or Host does."""
+        if flow.inbound:
+            return flow.src
+        if isinstance(session, AppSession) and session.target_ip:
+            return session.target_ip
+        return flow.dst
 
     def _flush_if_full(self) -> None:
         if max(len(self._flows), len(self.anomalies.records)) >= FLUSH_ROWS:

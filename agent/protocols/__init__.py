@@ -5,8 +5,9 @@ of content sniffers, each with the ports where a weaker match is enough (Zeek's 
 well-known ports, nDPI's guess-by-port fallback). Content wins over the port: TLS on port 80 is TLS.
 
 - `sniff(first_bytes, dport)` — a TCP stream by its first client bytes: "http" (a method token and a space,
-  RFC 9112 §3), "tls" (a handshake record, RFC 8446 §5.1), "unknown", or None while more bytes are needed
-  (never more than `SNIFF_BYTES`).
+  RFC 9112 §3), "tls" (a handshake record, RFC 8446 §5.1), "socks5" (a greeting, RFC 1928 §3; a tunnel whose
+  inner stream is sniffed again), "unknown", or None while more bytes are needed (never more than
+  `SNIFF_BYTES`).
 - `datagram_app(payload, ports)` — a UDP flow by port and first datagram: "dns" (RFC 1035 §4.2.1),
   "quic" (a long-header packet, RFC 9000 §17.2), None while undecided.
 """
@@ -16,18 +17,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from agent.protocols.http_syntax import method_prefix
+from agent.protocols import socks5
+from agent.protocols.http_syntax import HTTP_METHODS, bare_method, method_prefix
 
 SNIFF_BYTES = 16
 
-# Methods recognised on any port (RFC 9110 §9, WebDAV RFC 4918, PATCH RFC 5789); on an HTTP port any
-# method token will do (CCM_POST and other vendor methods are seen in the wild).
-HTTP_METHODS = frozenset({
-    b"GET", b"POST", b"PUT", b"HEAD", b"DELETE", b"OPTIONS", b"PATCH", b"CONNECT", b"TRACE",
-    b"PROPFIND", b"PROPPATCH", b"MKCOL", b"COPY", b"MOVE", b"LOCK", b"UNLOCK", b"REPORT", b"SEARCH",
-})
+# Registered methods are recognised on any port (http_syntax.HTTP_METHODS); on an HTTP port any method token
+# will do (CCM_POST and other vendor methods are seen in the wild).
 HTTP_PORTS = frozenset({80, 81, 591, 3128, 8000, 8008, 8080, 8081, 8088, 8888})
 TLS_PORTS = frozenset({443, 465, 853, 993, 995, 8443})
+SOCKS_PORTS = frozenset({1080})
 
 # A sniffer answers True (this protocol), False (not it) or None (need more bytes).
 SniffFn = Callable[[bytes, bool], "bool | None"]
@@ -54,14 +53,17 @@ def _tls(prefix: bytes, on_port: bool) -> bool | None:
 def _http(prefix: bytes, on_port: bool) -> bool | None:
     prefix = prefix.lstrip(b"\r\n")  # RFC 9112 §2.2: empty lines before the request line
     start = method_prefix(prefix)
-    if not start:
-        return start
+    if start is False:
+        return on_port and bare_method(prefix)   # `OPTIONS` alone on its line, a malformed request
+    if start is None:
+        return None
     return on_port or prefix[: prefix.index(b" ")] in HTTP_METHODS
 
 
 SNIFFERS: tuple[Sniffer, ...] = (
     Sniffer("tls", TLS_PORTS, _tls),
     Sniffer("http", HTTP_PORTS, _http),
+    Sniffer("socks5", SOCKS_PORTS, socks5.sniff),
 )
 
 

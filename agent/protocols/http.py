@@ -25,12 +25,15 @@ from agent.protocols.http_syntax import (
     CHUNK_SIZE,
     DIGITS,
     FIELD_NAMES,
+    HTTP_METHODS,
     MAX_LINE,
     MAX_METHOD,
     TCHAR,
+    bare_method,
     method_prefix,
     parse_request_line,
     peek_request,
+    salvage_request_line,
     tokens,
     valid_host,
 )
@@ -41,6 +44,7 @@ MAX_HEADER_BYTES = 65536   # whole header section (or trailer section)
 MAX_FIELDS = 256
 RESYNC_BUDGET = 65536      # garbage skipped while looking for a request line before giving up
 _BODYLESS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE", "TRACE"})
+_METHOD_NAMES = frozenset(m.decode().lower() for m in HTTP_METHODS)   # an anomaly may quote these
 
 # Parser states.
 _LINE, _HEADERS, _LENGTH, _CHUNK_SIZE_LINE, _CHUNK_DATA, _CHUNK_END, _TRAILERS, _UNTIL_CLOSE, _PEEK, \
@@ -59,16 +63,18 @@ class HttpRequest:
     content_type: str | None
     body: bytes                           # after content / transfer decoding, at most the budgets
     body_truncated: bool
+    malformed: bool = False               # the request line was malformed; the request was kept all the same
 
 
 class _Message:
     """The request being framed."""
 
-    __slots__ = ("body", "decoder", "fields", "header_bytes", "kept", "method", "raw_body",
+    __slots__ = ("body", "decoder", "fields", "header_bytes", "kept", "malformed", "method", "raw_body",
                  "target", "truncated", "version")
 
-    def __init__(self, method: str, target: str, version: str) -> None:
+    def __init__(self, method: str, target: str, version: str, malformed: bool = False) -> None:
         self.method, self.target, self.version = method, target, version
+        self.malformed = malformed
         self.fields: list[tuple[str, str]] = []
         self.header_bytes = 0
         self.raw_body = bytearray()   # framed body bytes kept (before decoding), at most max_body_bytes
@@ -81,7 +87,8 @@ class _Message:
 
     def first(self, name: str) -> str | None:
         vs = self.values(name)
-        return vs[0].strip() if vs else None
+        # Optional whitespace only (RFC 9110 §5.5): a control byte stays in the value and is judged with it.
+        return vs[0].strip(" \t") if vs else None
 
 
 class HttpRequestStream:
@@ -202,17 +209,34 @@ class HttpRequestStream:
         if not self._buf:
             return False
         if method_prefix(self._buf) is False:
-            self._anomaly("malformed_request_line", f"no method token in the first {MAX_METHOD} bytes")
-            self._state = _RESYNC
-            return True
+            bare = bare_method(self._buf)
+            if bare is None:
+                return False
+            if not bare:
+                self._anomaly("malformed_request_line", f"no method token in the first {MAX_METHOD} bytes")
+                self._state = _RESYNC
+                return True
         line = self._next_line(MAX_LINE)
         if line is None:
             return False
+        return self._start_request(line)
+
+    def _start_request(self, line: bytes) -> bool:
         parsed = parse_request_line(line) if line != b"\0" else None
         if parsed is None:
-            self._anomaly("malformed_request_line",
-                          "overlong line" if line == b"\0" else f"line of {len(line)} bytes")
-            self._state = _RESYNC
+            salvaged = salvage_request_line(line) if line != b"\0" else None
+            if salvaged is None:
+                self._anomaly("malformed_request_line",
+                              "overlong line" if line == b"\0" else f"line of {len(line)} bytes")
+                self._state = _RESYNC
+                return True
+            # Still a request (`OPTIONS HTTP/1.1`, `TRACE /HTTP/1.1`, HTTP/0.9's `GET /x`): counted, and its
+            # fields read, since the Host after a broken line names the server as well as any other.
+            method = salvaged[0]
+            self._anomaly("malformed_request_line", f"line of {len(line)} bytes, kept as a "
+                                                    f"{known_or_shape(method, _METHOD_NAMES)} request")
+            self._msg = _Message(*salvaged, malformed=True)
+            self._state = _HEADERS
             return True
         method, target, version = parsed
         if version.startswith("HTTP/2") and method == "PRI":
@@ -234,6 +258,12 @@ class HttpRequestStream:
             line = self._next_line(MAX_LINE)
             if line is None:
                 return False
+            if msg.malformed and line != b"\0" and parse_request_line(line) is not None:
+                # A broken request line followed straight by a well-formed one (HTTP/0.9 has no fields):
+                # the broken request ends here.
+                self._emit()
+                self._state = _LINE
+                return self._start_request(line)
             msg.header_bytes += len(line) + 2
             if line == b"\0" or msg.header_bytes > MAX_HEADER_BYTES:
                 self._anomaly("header_section_too_long", f"over {MAX_HEADER_BYTES} bytes")
@@ -273,10 +303,12 @@ class HttpRequestStream:
         te = tokens(msg.values("transfer-encoding"))
         cl = msg.values("content-length")
         codings = tokens(msg.values("content-encoding"))
-        if msg.method == "CONNECT":
+        if msg.method == "CONNECT" and not msg.malformed and valid_host(msg.target, port_required=True):
             self._emit()
             self._stop(tunnel=True)
             return
+        # A CONNECT to no authority, or with a broken request line, opens no tunnel (the server must refuse
+        # it, RFC 9110 §9.3.6): its bytes after it are read as HTTP still.
         if te:
             if cl:
                 self._anomaly("transfer_encoding_and_content_length", "Transfer-Encoding wins")
@@ -448,22 +480,33 @@ class HttpRequestStream:
                 msg.truncated = True
             if dec.error is None or dec.out:
                 body = bytes(dec.out)  # else: a body mislabelled as coded is inspected as it is
-        host = msg.first("host")
-        if "://" in msg.target[:16]:
-            # RFC 9112 §3.2.2: an absolute-form target's authority overrides Host.
-            host = msg.target.split("://", 1)[1].split("/", 1)[0].split("?", 1)[0].rsplit("@", 1)[-1] or host
-        elif msg.method == "CONNECT":
-            host = msg.target
-        if host and not valid_host(host):
-            # Not a server's name (a phone number, a person's name): it must not become the flow's
-            # server_name, and the anomaly only says what it looked like.
-            self._anomaly("bad_host", f"{shape(host[:MAX_LINE])} is no host name")
-            host = None
         self._out.append(HttpRequest(
-            method=msg.method, target=msg.target, version=msg.version, host=host or None,
+            method=msg.method, target=msg.target, version=msg.version, host=self._host(msg),
             headers=tuple(msg.fields), content_type=msg.first("content-type"), body=body,
-            body_truncated=msg.truncated))
+            body_truncated=msg.truncated, malformed=msg.malformed))
         self.requests += 1
+
+    def _host(self, msg: _Message) -> str | None:
+        """The server the request names: an absolute-form target's authority (RFC 9112 §3.2.2) or CONNECT's
+        authority-form target (§3.2.3), else the Host field. A candidate that is no server's name (a phone
+        number, a person's name, control bytes) is an anomaly that only says what it looked like, and the next
+        candidate is asked: nothing that is not a host name may become the flow's server_name."""
+        authority = None
+        if "://" in msg.target[:16]:
+            authority = msg.target.split("://", 1)[1].split("/", 1)[0].split("?", 1)[0].rsplit("@", 1)[-1]
+        elif msg.method == "CONNECT":
+            authority = msg.target
+        if authority:
+            if valid_host(authority, port_required=msg.method == "CONNECT"):
+                return authority
+            form = "CONNECT" if msg.method == "CONNECT" else "absolute-form"
+            self._anomaly("bad_host", f"{form} target {shape(authority[:MAX_LINE])} is no authority; "
+                                      "the Host field is used")
+        host = msg.first("host")
+        if host and not valid_host(host):
+            self._anomaly("bad_host", f"{shape(host[:MAX_LINE])} is no host name")
+            return None
+        return host or None
 
     def _stop(self, tunnel: bool = False) -> None:
         self._state = _TUNNEL if tunnel else _STOPPED

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
+
+from agent.anomalies import shape
+from agent.protocols.http_syntax import valid_hostname
 
 # Record header (§5.1): ContentType, ProtocolVersion (major, minor), uint16 length.
 _RECORD: Final = struct.Struct("!BBBH")
@@ -52,6 +55,8 @@ class ClientHello:
     sni: str | None              # lower-case, no trailing dot
     version: int                 # highest offered: supported_versions, else legacy_version (0x0303 = 1.2)
     alpn: tuple[str, ...]
+    # A server_name that is no host name, by its shape only (`digits(11)`): for the anomaly, never the flow.
+    rejected_sni: str | None = field(default=None, compare=False)
 
 
 class _Malformed(Exception):
@@ -124,13 +129,12 @@ def _server_name(r: _Reader, out: dict) -> None:
         name_type = names.u8()
         name = names.vector(2)
         if name_type == _NAME_TYPE_HOST and "sni" not in out:
-            raw = name.take(name.left())
-            try:
-                text = raw.decode("ascii")
-            except UnicodeDecodeError:
-                continue
-            if text.isprintable() and text.strip("."):
+            text = name.take(name.left()).decode("latin-1")
+            # The same check as an HTTP Host: a phone number or control bytes in the extension name no server.
+            if valid_hostname(text):
                 out["sni"] = text.lower().rstrip(".")
+            else:
+                out.setdefault("rejected_sni", shape(text))
 
 
 def _alpn(r: _Reader, out: dict) -> None:
@@ -179,7 +183,8 @@ def _parse_body(body: bytes) -> ClientHello:
             handler = _EXTENSIONS.get(ext_type)
             if handler is not None:
                 handler(data, out)
-    return ClientHello(sni=out.get("sni"), version=out["version"], alpn=out.get("alpn", ()))
+    return ClientHello(sni=out.get("sni"), version=out["version"], alpn=out.get("alpn", ()),
+                       rejected_sni=None if "sni" in out else out.get("rejected_sni"))
 
 
 def parse_client_hello(buf: bytes) -> ClientHello | _NeedMore | None:

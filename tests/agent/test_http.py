@@ -5,14 +5,19 @@ from __future__ import annotations
 import gzip
 import itertools
 import zlib
+from pathlib import Path
 
 import brotli
+import duckdb
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from typer.testing import CliRunner
 
 from agent.anomalies import AnomalySink
+from agent.cli import app
 from agent.protocols.http import HttpRequest, HttpRequestStream
+from tests.conftest import REAL_PCAPS
 
 MB = 1 << 20
 
@@ -365,6 +370,146 @@ def test_a_header_value_in_an_anomaly_is_described_never_quoted(head: str, anoma
 def test_a_host_that_names_a_server_is_kept_without_an_anomaly(host: str) -> None:
     (request,), sink = frame(f"GET / HTTP/1.1\r\nHost: {host}\r\n\r\n".encode(), strict=True)
     assert request.host == host and not sink.records
+
+
+# -- naming: CONNECT targets, Host values, malformed request lines (issue 10 §2) -----------------------------
+
+HOST_AFTER = b"Host: www.google.com\r\n\r\n"
+
+
+@pytest.mark.parametrize(("target", "host", "tunnel"), [
+    (b"secure.example.com:443", "secure.example.com:443", True),
+    (b"10.0.0.1:8443", "10.0.0.1:8443", True),
+    (b"[2001:db8::1]:443", "[2001:db8::1]:443", True),
+    (b"/", "www.google.com", False),                         # origin-form: no authority, Host names it
+    (b"secure.example.com", "www.google.com", False),        # authority-form needs the port (RFC 9112 §3.2.3)
+    (b"user@secure.example.com:443", "www.google.com", False),
+    (b"13812345678:443", "www.google.com", False),           # a phone number is no host
+    (b"a.example\x01:443", "www.google.com", False),
+])
+def test_only_an_authority_names_a_connect_and_anything_else_falls_back_to_host(
+        target: bytes, host: str, tunnel: bool) -> None:
+    sink = AnomalySink()
+    stream = HttpRequestStream(MB, MB, sink, "F1")
+    requests = stream.feed(b"CONNECT " + target + b" HTTP/1.1\r\n" + HOST_AFTER + GET)
+    requests += stream.close()
+    assert requests[0].host == host
+    assert stream.tunnel is tunnel
+    if not tunnel:
+        # No tunnel opens for a target that is no authority (the server must refuse it): framing goes on.
+        assert [r.method for r in requests] == ["CONNECT", "GET"]
+        assert sink.counts["bad_host"] == 1
+
+
+def test_an_absolute_form_authority_that_is_no_host_falls_back_to_host() -> None:
+    (request,), sink = frame(b"GET http://a.example\x00/x HTTP/1.1\r\n" + HOST_AFTER)
+    assert request.host == "www.google.com" and sink.counts["bad_host"] == 1
+
+
+@pytest.mark.parametrize("value", [
+    b"a.example\x00", b"a.example\x00evil.example", b"\x00", b"a.example\x1f", b"\x1fa.example",
+    b"a.example\x0b", b"a.example:80\x0c", b"a.example\x85", b"a.example\xa0", b"a.exa\x7fmple",
+    b"a.example:8\x000", b"[2001:db8::1\x00]:443", b"a.example\r", b"a.example:\xd9\xa1",
+])
+def test_a_host_with_control_bytes_names_no_server_and_is_an_anomaly(value: bytes) -> None:
+    (request,), sink = frame(b"GET / HTTP/1.1\r\nHost: " + value + b"\r\n\r\n")
+    assert request.host is None
+    assert sink.counts["bad_host"] == 1
+
+
+@pytest.mark.parametrize(("value", "host"), [
+    (b" \ta.example \t", "a.example"),          # OWS around a field value is not part of it (RFC 9110 §5.5)
+    (b"A.Example.:8080", "A.Example.:8080"),
+])
+def test_optional_whitespace_around_a_host_is_not_part_of_it(value: bytes, host: str) -> None:
+    (request,), _ = frame(b"GET / HTTP/1.1\r\nHost: " + value + b"\r\n\r\n", strict=True)
+    assert request.host == host
+
+
+# Request lines of http_methods-put-delete-odd.pcap that tshark reads as requests: a registered method alone
+# or followed by anything, or any method token with an "HTTP/" version attempt after it.
+SALVAGED = [
+    (b"OPTIONS HTTP/1.1", "OPTIONS", "", "HTTP/1.1"),
+    (b"OPTIONS", "OPTIONS", "", ""),
+    (b"TRACE /HTTP/1.1", "TRACE", "/HTTP/1.1", ""),
+    (b"GET / HTTP/1.", "GET", "/", "HTTP/1."),
+    (b"CCM_POST /HTTP/1.1", "CCM_POST", "/HTTP/1.1", ""),
+    (b"CCM_POST / HTTP/1.", "CCM_POST", "/", "HTTP/1."),
+    (b"CONNECT / HTTP/1.", "CONNECT", "/", "HTTP/1."),
+    (b"DELETE  /x  HTTP/1.x ", "DELETE", "/x", "HTTP/1.x"),
+    (b"GET /index.html", "GET", "/index.html", ""),          # an HTTP/0.9 simple request (RFC 1945 §4.1)
+]
+
+
+@pytest.mark.parametrize(("line", "method", "target", "version"), SALVAGED,
+                         ids=[c[0].decode() for c in SALVAGED])
+@pytest.mark.parametrize("eol", [b"\n", b"\r\n"])
+def test_a_malformed_request_line_is_counted_and_its_host_kept(line: bytes, method: str, target: str,
+                                                              version: str, eol: bytes) -> None:
+    stream = line + eol + HOST_AFTER.replace(b"\r\n", eol) + GET
+    for segments in ([stream], [stream[i:i + 1] for i in range(len(stream))]):
+        requests, sink = frame(segments)
+        assert [(r.method, r.target, r.version, r.host, r.malformed) for r in requests] == [
+            (method, target, version, "www.google.com", True),
+            ("GET", "/a?q=1", "HTTP/1.1", "api.example.com", False)]
+        # CONNECT's "/" is no authority as well: the Host field names it, with its own anomaly.
+        assert dict(sink.counts) == {"malformed_request_line": 1} | ({"bad_host": 1} if target == "/" and
+                                                                     method == "CONNECT" else {})
+
+
+@pytest.mark.parametrize("line", [b"OPTIONS", b"GET /index.html", b"OPTIONS HTTP/1.1"])
+def test_a_malformed_request_line_directly_followed_by_a_request_ends_there(line: bytes) -> None:
+    requests, sink = frame(line + b"\r\n" + GET)
+    assert [(r.method, r.host, r.malformed) for r in requests] == [
+        (line.split()[0].decode(), None, True), ("GET", "api.example.com", False)]
+    assert dict(sink.counts) == {"malformed_request_line": 1}
+
+
+@pytest.mark.parametrize("line", [
+    b"GET/ HTTP/1.1", b"OPTIONSHTTP/1.1", b"\xc3\x83\xc3\x82\xc3\x83 / HTTP/1.", b"FOO", b"FOO /x",
+    b"\x00\x01\x02 binary junk", b"OPTIONS\x00",
+])
+def test_a_line_that_is_no_request_is_skipped_with_its_fields(line: bytes) -> None:
+    requests, sink = frame(line + b"\r\n" + HOST_AFTER + GET)
+    assert [(r.target, r.host) for r in requests] == [("/a?q=1", "api.example.com")]
+    assert sink.counts["malformed_request_line"] == 1
+
+
+def test_a_salvaged_request_with_a_body_is_framed_by_its_fields() -> None:
+    requests, _ = frame(b"POST /x HTTP/1.\r\nHost: h.example\r\nContent-Length: 5\r\n\r\nhello" + GET)
+    assert [(r.method, r.body, r.malformed) for r in requests] == [("POST", b"hello", True),
+                                                                   ("GET", b"", False)]
+
+
+def test_a_malformed_connect_opens_no_tunnel() -> None:
+    sink = AnomalySink()
+    stream = HttpRequestStream(MB, MB, sink, "F1")
+    requests = stream.feed(b"CONNECT a.example:443 HTTP/1.\r\n" + HOST_AFTER + GET) + stream.close()
+    assert [r.method for r in requests] == ["CONNECT", "GET"] and not stream.tunnel
+
+
+def run_agent(capture: Path, tmp_path: Path) -> list[tuple]:
+    """The flows `egress-agent run --pcap` writes for a real capture: (src_port, dst_port, app, server_name,
+    requests), ordered by the client port."""
+    if not capture.is_file():
+        pytest.skip(f"{capture} is absent")
+    cfg = tmp_path / "agent.yaml"
+    cfg.write_text(f"agent_id: naming\nsubject_key_file: {tmp_path / 'test.key'}\n")
+    out = tmp_path / "spool"
+    result = CliRunner().invoke(app, ["run", "--pcap", str(capture), "--config", str(cfg), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return duckdb.sql(f"SELECT src_port, dst_port, app, server_name, requests "
+                      f"FROM read_parquet('{out}/flows/*.parquet') ORDER BY src_port").fetchall()
+
+
+def test_the_odd_methods_capture_names_every_flow_tshark_names(tmp_path: Path) -> None:
+    # tshark 4.0 (`-Y http.request -T fields -e tcp.stream -e http.host -e http.request.method`): 27 requests
+    # on 27 connections, each with Host www.google.com; 19 of them have a malformed request line (`OPTIONS`,
+    # `OPTIONS HTTP/1.1`, `GET / HTTP/1.`, `TRACE /HTTP/1.1`, `CONNECT / HTTP/1.1`...).
+    flows = run_agent(REAL_PCAPS / "http_methods-put-delete-odd.pcap", tmp_path)
+    named = [f for f in flows if f[3] is not None]
+    assert len(named) == 27 and {f[3] for f in named} == {"www.google.com"}
+    assert sum(f[4] for f in flows) == 27 and all(f[2] == "http" for f in named)
 
 
 @settings(max_examples=80, deadline=None)

@@ -50,6 +50,11 @@ def session(dport: int = 80, *, inspect: bool = True, strict: bool = True, namin
     (b"POST /x", 9999, "http"),                 # a known method on any port
     (b"CCM_POST /x", 80, "http"),               # any method token on an HTTP port
     (b"CCM_POST /x", 9999, "unknown"),
+    (b"OPTIONS\r\nHost: a", 80, "http"),       # a registered method alone on its line: a malformed request
+    (b"\r\nOPTIONS\nHost: a", 80, "http"),
+    (b"OPTIONS\r", 80, None),
+    (b"OPTIONS\r\nHost: a", 9999, "unknown"),
+    (b"OPTIONSHTTP/1.1\r\n", 80, "unknown"),
     (b"\x16\x03\x01\x02\x00", 443, "tls"),
     (b"\x16\x03\x01\x02\x00", 80, "tls"),       # content wins over the port
     (b"EHLO mail.example", 25, "unknown"),
@@ -129,6 +134,19 @@ def test_tls_client_hello_over_several_segments_gives_the_sni() -> None:
     for i in range(0, len(hello), 7):
         s.on_data(hello[i:i + 7])
     assert (s.app, s.sni, s.encrypted, s.wants_data) == ("tls", "api.partner-logistics.example", True, False)
+
+
+@pytest.mark.parametrize(("sni", "described"), [
+    (b"13812345678", "digits(11)"), (b"api.example\x00", "text(12)"), (b"api example", "text(11)"),
+    (b"\x1fapi.example", "text(12)"), ("张三.cn".encode(), "non-ascii("),
+])
+def test_a_server_name_that_is_no_host_name_is_an_anomaly(sni: bytes, described: str) -> None:
+    s, _, sink = session(dport=443, strict=False)
+    s.on_data(build_hello(sni=sni, record_size=512))
+    assert (s.app, s.sni) == ("tls", None)
+    (record,) = sink.records
+    assert (record.layer, record.name) == ("tls", "bad_host") and described in record.detail
+    assert "1381234" not in record.detail
 
 
 def test_tls_that_is_not_a_client_hello_is_an_anomaly() -> None:
