@@ -21,6 +21,8 @@ bug, not by the printer. The file is restored after every mutant, also on Ctrl-C
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import logging
 import subprocess
 import sys
@@ -178,6 +180,21 @@ def run_tests(name: str, python: str) -> bool:
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, check=False).returncode == 0
 
 
+def run_tests_in_process(name: str, python: str) -> bool:
+    """As run_tests, in this process: the checks are read from disk on every run, so a mutant written to
+    its file takes effect, and the seconds of interpreter and import start-up are paid once."""
+    import os
+
+    import pytest
+
+    os.chdir(ROOT)
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    args = ["-x", "-q", "-p", "no:cacheprovider", "--no-header", *tests_for(name)]
+    with contextlib.redirect_stdout(io.StringIO()):
+        return pytest.main(args) == 0
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     mutant: Mutant
@@ -212,6 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("checks", nargs="*", help="check ids (file stems); default: every file")
     ap.add_argument("--list", action="store_true", help="print the mutants, run nothing")
     ap.add_argument("--limit", type=int, default=None, help="at most this many mutants per file")
+    ap.add_argument("--subprocess", action="store_true", help="a fresh pytest process per mutant (slower)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     paths = sorted(CHECKS.glob("*.sql"))
@@ -223,7 +241,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 log.info("%s #%d [%s] %s", m.file, m.number, m.operator, m.description)
         return 0
     started = time.monotonic()
-    outcomes = [o for p in paths for o in mutate_file(p, sys.executable, args.limit)]
+    runner = run_tests if args.subprocess else run_tests_in_process
+    outcomes = [o for p in paths for o in mutate_file(p, sys.executable, args.limit, runner)]
     survivors = [o.mutant for o in outcomes if not o.killed]
     log.info("\n%d mutants, %d killed, %d survived (%.0f s)", len(outcomes), len(outcomes) - len(survivors),
              len(survivors), time.monotonic() - started)
