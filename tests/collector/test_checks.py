@@ -142,6 +142,25 @@ def test_undeclared_field_type_counts_distinct_values(tmp_path: Path) -> None:
     assert f.expected == ["person_name", "mobile_cn", "email", "postal_address", "org_credit_code"]
 
 
+def test_undeclared_field_type_counts_the_values_of_its_own_scenario_type_and_flows(tmp_path: Path,
+                                                                                    caplog) -> None:
+    # resident_id_cn is undeclared in both scenarios, with other values on an undeclared destination and
+    # declared mobiles beside it; email reached crew-management without values (key-only detection).
+    flows = [flow("a"), flow("c", **CREW), flow("u", server_name=UNDECLARED_HOST)]
+    rid = "resident_id_cn"
+    values = ([pi("a", k, rid, 100 + k, identifier=True, sensitive=True) for k in range(2)]
+              + [pi("a", 10 + k, "mobile_cn", 500 + k, identifier=True) for k in range(4)]
+              + [pi("c", k, rid, 200 + k, identifier=True, sensitive=True) for k in range(3)]
+              + [pi("u", k, rid, 300 + k, identifier=True, sensitive=True) for k in range(10)])
+    dets = [detection("a", rid, sensitive=True), detection("a", "mobile_cn"),
+            detection("c", rid, sensitive=True), detection("c", "email"), detection("u", rid, sensitive=True)]
+    results = run_all(tmp_path, flows, dets, values)
+    got = {(f.scenario_id, f.subject): f.evidence["distinct_values"]
+           for f in results["undeclared_field_type"].findings}
+    assert got == {("booking", rid): 2, ("crew-management", rid): 3, ("crew-management", "email"): 0}
+    assert "twice" not in caplog.text
+
+
 # --- scale_exceeded ---------------------------------------------------------------------------------
 
 def _mobiles(flow_id: str, n: int, start: int = 0) -> list:
