@@ -133,6 +133,8 @@ def _constant(node: exp.Expr) -> tuple[str, str] | None:
         return None
     if isinstance(node.parent, exp.ArraySlice | exp.Neg):
         return None
+    if isinstance(node.parent, exp.Select) and isinstance(node.parent.parent, exp.Exists):
+        return None  # EXISTS (SELECT 1 …): any constant means the same
     text = node.this
     bumped = str(int(text) + 1) if text.isdigit() else str(float(text) + 1)
     where = _short(node.parent) if node.parent else text

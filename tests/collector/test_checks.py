@@ -91,6 +91,16 @@ def test_undeclared_recipient(tmp_path: Path, flows, detections, expected) -> No
     assert findings_of(results, "undeclared_recipient") == expected
 
 
+def test_undeclared_recipient_beside_declared_traffic_counts_only_flows_with_data(tmp_path: Path) -> None:
+    # A declared flow in the same records does not hide the undeclared one; a flow to the same undeclared
+    # host without detections is not one of the finding's flows.
+    flows = [flow("a"), flow("u", server_name=UNDECLARED_HOST, bytes_out=10),
+             flow("u2", server_name=UNDECLARED_HOST, bytes_out=5)]
+    results = run_all(tmp_path, flows, [detection("a", "email"), detection("u", "email")])
+    [f] = results["undeclared_recipient"].findings
+    assert (f.subject, f.evidence["flows"], f.evidence["bytes_out"]) == (UNDECLARED_HOST, 1, 10)
+
+
 def test_undeclared_recipient_evidence(tmp_path: Path) -> None:
     flows = [flow(f"u{i}", server_name=UNDECLARED_HOST, country="US", bytes_out=100) for i in range(7)]
     results = run_all(tmp_path, flows, [detection(f.flow_id, "email", occurrences=2) for f in flows])

@@ -228,3 +228,11 @@ def test_unfiled_export_evidence(tmp_path: Path) -> None:
     assert (f.evidence["persons_nonsensitive"], f.evidence["persons_sensitive"]) == (3, 2)
     assert f.evidence["destinations"] == ["booking.gfb-freight.example", UNDECLARED_HOST]
     assert any("Art. 10" in b for b in f.basis) and f.action
+
+
+def test_unfiled_export_counts_a_flow_once_and_keeps_term_names_out_of_the_samples(tmp_path: Path) -> None:
+    dets = [detection("a", "email"), detection("a", "mobile_cn"), important_candidate("a", "27", ("genome",))]
+    results = run(tmp_path, [flow("a")], dets, filing=filing_with(status("draft")))
+    [f] = results["unfiled_export"].findings
+    assert f.evidence["flows"] == 1 and f.observed.startswith("filing ZJFTZ-NB-2026-0031 is draft: 1 flow(s)")
+    assert f.evidence["masked_samples"] == ["138****0000"] and f.evidence["important_subcategories"] == ["27"]
