@@ -1,0 +1,66 @@
+"""Validator boundaries that mutation testing (make mutate, mutmut) showed no test held: the USCC check
+character and structure (authority, class, province, the GB 11714 check 11 -> "0" and 10 -> "X"),
+eight-digit dates and the earliest year, and the length and digit-variety bounds of keyed account numbers."""
+
+from __future__ import annotations
+
+import pytest
+from stdnum.cn import uscc
+
+from detectors.validators import validate_account, validate_date, validate_uscc
+
+WEIGHTS = (3, 7, 9, 10, 5, 8, 4, 2)
+
+
+def org_code(prefix: str) -> str:
+    """An 8-character GB 11714 body with its check character."""
+    check = 11 - sum(int(c, 36) * w for c, w in zip(prefix, WEIGHTS, strict=True)) % 11
+    return prefix + {10: "X", 11: "0"}.get(check, str(check))
+
+
+def org_with_check(char: str) -> str:
+    return next(org_code(f"{n:08d}") for n in range(1, 10_000) if org_code(f"{n:08d}")[-1] == char)
+
+
+def code(authority: str = "9", klass: str = "1", region: str = "330100", org: str | None = None) -> str:
+    body = authority + klass + region + (org or org_code("MA2H3K5P"))
+    return body + uscc.calc_check_digit(body)
+
+
+def wrong_check(value: str) -> str:
+    return value[:17] + ("1" if value[17] != "1" else "2")
+
+
+@pytest.mark.parametrize(("value", "keyed", "valid"), [
+    (code(), False, True),
+    (wrong_check(code()), False, False),
+    (wrong_check(code()), True, False),                    # a key never excuses a wrong check character
+    (code(authority="B"), False, False),
+    (code(authority="B"), True, True),                     # the structure is only asked of a free match
+    (code(klass="4"), False, False),
+    (code(region="990100"), False, False),                 # 99 is no province
+    (code(region="33A100"), False, False),
+    (code(org=org_with_check("0")), False, True),          # GB 11714 check 11 is written 0
+    (code(org=org_with_check("X")), False, True),          # and 10 is X
+    (code(org=org_with_check("0")[:8] + "1"), False, False),
+], ids=["valid", "wrong-check", "wrong-check-keyed", "authority", "authority-keyed", "class", "province",
+        "region-not-digits", "org-check-0", "org-check-X", "org-check-wrong"])
+def test_uscc(value: str, keyed: bool, valid: bool) -> None:
+    assert validate_uscc(value, {}, keyed) is valid
+
+
+@pytest.mark.parametrize(("text", "valid"), [
+    ("20260315", True), ("20261305", False), ("20260231", False), ("2026-02-28", True),
+    ("1900-01-01", True), ("1899-12-31", False),
+])
+def test_date(text: str, valid: bool) -> None:
+    assert validate_date(text, {}) is valid
+
+
+@pytest.mark.parametrize(("text", "valid"), [
+    ("12345678", True), ("1234567", False), ("1" * 28 + "23", True), ("1" * 29 + "23", False),
+    ("11111123", True), ("11111112", False),
+])
+def test_keyed_account_number(text: str, valid: bool) -> None:
+    assert validate_account(text, {}, keyed=True) is valid
+    assert validate_account(text, {}, keyed=False) is False
