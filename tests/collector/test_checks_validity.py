@@ -97,7 +97,8 @@ def test_recipient_country_mismatch_gives_each_recipient_its_own_sums(tmp_path: 
         orphan_recipient(d)
         d["scenarios"][0]["recipients"].append("R3")
 
-    flows = [flow("a", country="FR", bytes_out=7), flow("a2"),
+    # (a3: a country unknown, neither a mismatch nor one of the recipient's judged flows)
+    flows = [flow("a", country="FR", bytes_out=7), flow("a2"), flow("a3", country=None),
              flow("c", server_name=ORPHAN_HOST, country="KR", bytes_out=50)]
     results = run(tmp_path, flows, filing=filing_with(orphan_in_booking))
     got = {(f.scenario_id, f.subject): (f.evidence["bytes_out"], f.evidence["flows_to_recipient"])

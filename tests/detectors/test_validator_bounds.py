@@ -5,9 +5,10 @@ eight-digit dates and the earliest year, and the length and digit-variety bounds
 from __future__ import annotations
 
 import pytest
-from stdnum.cn import uscc
+from stdnum import luhn
+from stdnum.cn import ric, uscc
 
-from detectors.validators import validate_account, validate_date, validate_uscc
+from detectors.validators import validate_account, validate_date, validate_luhn, validate_ric, validate_uscc
 
 WEIGHTS = (3, 7, 9, 10, 5, 8, 4, 2)
 
@@ -64,3 +65,40 @@ def test_date(text: str, valid: bool) -> None:
 def test_keyed_account_number(text: str, valid: bool) -> None:
     assert validate_account(text, {}, keyed=True) is valid
     assert validate_account(text, {}, keyed=False) is False
+
+
+def luhn_number(body: str) -> str:
+    return body + luhn.calc_check_digit(body)
+
+
+def resident_id(body17: str) -> str:
+    return body17 + ric.calc_check_digit(body17 + "0")
+
+
+@pytest.mark.parametrize(("text", "params", "valid"), [
+    (luhn_number("622202100012345"), {}, True),                          # 16 digits
+    (luhn_number("62220210001234567"), {}, True),                        # 18 digits, no resident ID
+    (luhn_number("622202100012345678"), {}, True),                       # 19 digits
+    (luhn_number("6222021000123456789"), {}, False),                     # 20 digits
+    (luhn_number("552202100012345"), {"brand_prefixes": ("62",)}, False),  # not a card brand's prefix
+    (luhn_number("552202100012345"), {"brand_prefixes": ("62", "55")}, True),
+])
+def test_bank_card(text: str, params: dict, valid: bool) -> None:
+    assert validate_luhn(text, params) is valid
+
+
+def test_a_resident_id_that_also_passes_luhn_is_no_bank_card() -> None:
+    both = next(v for n in range(1000) if luhn.is_valid(v := resident_id(f"11010519900307{n:03d}")))
+    assert validate_ric(both, {}) and not validate_luhn(both, {})
+
+
+@pytest.mark.parametrize(("text", "params", "valid"), [
+    (resident_id("11010519000101123"), {}, True),                        # born 1 January 1900
+    (resident_id("11010518991231123"), {}, False),
+    (resident_id("11010519500101123"), {"min_birth_year": 1960}, False),
+    (resident_id("99010519900307123"), {}, False),                       # 99 is no province
+    (resident_id("11010519900307123"), {"province_codes": frozenset({"31"})}, False),
+    (resident_id("81000019900307123"), {}, False),                       # a residence permit: travel_permit
+])
+def test_resident_id(text: str, params: dict, valid: bool) -> None:
+    assert validate_ric(text, params) is valid
