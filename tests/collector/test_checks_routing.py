@@ -248,6 +248,11 @@ NEGATIVE_LIST_MATCH = [
     pytest.param([flow("a"), flow("b")], [detection("a", "resident_id_cn", sensitive=True)],
                  [Persons("a", 1, "resident_id_cn", sensitive=True), Persons("b", 100_000, start=1)],
                  [EXAMPLE], None, [], id="threshold-counts-only-the-entry-field-types"),
+    # Record keys restart on every flow: a's 99,999 resident IDs and b's mobiles share keys 0..99,998, and
+    # only a's records carry the entry's field type.
+    pytest.param([flow("a"), flow("b")], [detection("a", "resident_id_cn", sensitive=True)],
+                 [Persons("a", 99_999, "resident_id_cn", sensitive=True), Persons("b", 100_000)],
+                 [EXAMPLE], None, [], id="threshold-counts-the-persons-of-the-entry-records-only"),
     pytest.param([flow("a")], [detection("a", "health_medical", sensitive=True, important="28")],
                  [Persons("a", 10_000, "health_medical", sensitive=True)], [EXAMPLE], None, [],
                  id="health-entry-is-for-sector-q84-only"),
