@@ -4,11 +4,21 @@ eight-digit dates and the earliest year, and the length and digit-variety bounds
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from stdnum import luhn
 from stdnum.cn import ric, uscc
 
-from detectors.validators import validate_account, validate_date, validate_luhn, validate_ric, validate_uscc
+from detectors.validators import (
+    birth_date,
+    validate_account,
+    validate_date,
+    validate_email,
+    validate_luhn,
+    validate_ric,
+    validate_uscc,
+)
 
 WEIGHTS = (3, 7, 9, 10, 5, 8, 4, 2)
 
@@ -102,3 +112,26 @@ def test_a_resident_id_that_also_passes_luhn_is_no_bank_card() -> None:
 ])
 def test_resident_id(text: str, params: dict, valid: bool) -> None:
     assert validate_ric(text, params) is valid
+
+
+@pytest.mark.parametrize(("field_type", "text", "born"), [
+    ("resident_id_cn", "110105201512251234", dt.date(2015, 12, 25)),
+    ("resident_id_cn", "110105-20151225-1234", dt.date(2015, 12, 25)),
+    ("date_of_birth", "20151225", dt.date(2015, 12, 25)),
+    ("date_of_birth", "2015-12-25", dt.date(2015, 12, 25)),
+    ("date_of_birth", "2015年12月25日", dt.date(2015, 12, 25)),
+    ("date_of_birth", "20151325", None),
+    ("date_of_birth", "2015-12", None),
+    ("mobile_cn", "13800138000", None),
+])
+def test_birth_date(field_type: str, text: str, born: dt.date | None) -> None:
+    # The age of a person decides whether a record is a minor's (sensitive PI).
+    assert birth_date(field_type, text) == born
+
+
+@pytest.mark.parametrize(("text", "valid"), [
+    ("x" * 64 + "@example.com", True), ("x" * 65 + "@example.com", False), ("a..b@example.com", False),
+    ("a@localhost", False), ("@example.com", False), ("a.example.com", False), ("a@example.com", True),
+])
+def test_email(text: str, valid: bool) -> None:
+    assert validate_email(text, {}) is valid
