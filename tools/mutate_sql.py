@@ -24,6 +24,7 @@ import argparse
 import contextlib
 import io
 import logging
+import signal
 import subprocess
 import sys
 import time
@@ -234,6 +235,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--subprocess", action="store_true", help="a fresh pytest process per mutant (slower)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # A stop by `timeout` or kill must still restore the check file being mutated (mutate_file's finally).
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     paths = sorted(CHECKS.glob("*.sql"))
     if args.checks:
         paths = [p for p in paths if p.stem in set(args.checks)]

@@ -1,6 +1,7 @@
 """Validator boundaries that mutation testing (make mutate, mutmut) showed no test held: the USCC check
 character and structure (authority, class, province, the GB 11714 check 11 -> "0" and 10 -> "X"),
-eight-digit dates and the earliest year, and the length and digit-variety bounds of keyed account numbers."""
+eight-digit dates and the earliest year, keyed account numbers, bank-card length and brand prefixes,
+resident IDs (earliest birth year, provinces, residence permits), birth dates and e-mail addresses."""
 
 from __future__ import annotations
 
