@@ -85,3 +85,12 @@ def test_a_check_whose_round_trip_fails_is_skipped_untouched(tmp_path: Path) -> 
     path.write_text(TINY, encoding="utf-8")
     assert ms.mutate_file(path, sys.executable, runner=lambda name, python: False) == []
     assert path.read_text(encoding="utf-8") == TINY
+
+
+def test_a_mutant_whose_tests_run_too_long_is_stopped_and_counts_as_killed() -> None:
+    import time
+
+    # (a child left sleeping would hold this test for an hour: the timeout is what ends it)
+    assert ms.forked(lambda name, python: time.sleep(3600) or True, timeout=0.5)("x", sys.executable) is False
+    assert ms.forked(lambda name, python: True, timeout=30)("x", sys.executable) is True
+    assert ms.forked(lambda name, python: False, timeout=30)("x", sys.executable) is False

@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import io
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -186,8 +188,6 @@ def run_tests(name: str, python: str) -> bool:
 def run_tests_in_process(name: str, python: str) -> bool:
     """As run_tests, in this process: the checks are read from disk on every run, so a mutant written to
     its file takes effect, and the seconds of interpreter and import start-up are paid once."""
-    import os
-
     import pytest
 
     os.chdir(ROOT)
@@ -196,6 +196,35 @@ def run_tests_in_process(name: str, python: str) -> bool:
     args = ["-x", "-q", "-p", "no:cacheprovider", "--no-header", *tests_for(name)]
     with contextlib.redirect_stdout(io.StringIO()):
         return pytest.main(args) == 0
+
+
+def forked(runner: Callable[[str, str], bool], timeout: float) -> Callable[[str, str], bool]:
+    """`runner` in a forked child (the imports are paid once, in this process) stopped after `timeout`
+    seconds: a mutant that turns a join into a cross product must not stall the run. A child out of time
+    counts as failing its tests (the mutant is killed, as mutmut counts a timeout)."""
+    def run(name: str, python: str) -> bool:
+        pid = os.fork()
+        if pid == 0:  # the child: run the tests, report by exit code only
+            code = 1
+            try:
+                code = 0 if runner(name, python) else 1
+            finally:
+                os._exit(code)
+        deadline, done = time.monotonic() + timeout, 0
+        try:
+            while True:
+                done, status = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    return os.waitstatus_to_exitcode(status) == 0
+                if time.monotonic() > deadline:
+                    log.warning("%s: tests still running after %.0f s; stopped", name, timeout)
+                    return False
+                time.sleep(0.2)
+        finally:
+            if not done:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+    return run
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,6 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--list", action="store_true", help="print the mutants, run nothing")
     ap.add_argument("--limit", type=int, default=None, help="at most this many mutants per file")
     ap.add_argument("--subprocess", action="store_true", help="a fresh pytest process per mutant (slower)")
+    ap.add_argument("--timeout", type=float, default=600.0, help="seconds a mutant's tests may take")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     # A stop by `timeout` or kill must still restore the check file being mutated (mutate_file's finally).
@@ -246,7 +276,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 log.info("%s #%d [%s] %s", m.file, m.number, m.operator, m.description)
         return 0
     started = time.monotonic()
-    runner = run_tests if args.subprocess else run_tests_in_process
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    for module in ("duckdb", "pyarrow", "pytest", "collector.inspection"):  # loaded once, before forking
+        importlib.import_module(module)
+    runner = forked(run_tests if args.subprocess else run_tests_in_process, args.timeout)
     outcomes = [o for p in paths for o in mutate_file(p, sys.executable, args.limit, runner)]
     survivors = [o.mutant for o in outcomes if not o.killed]
     log.info("\n%d mutants, %d killed, %d survived (%.0f s)", len(outcomes), len(outcomes) - len(survivors),
