@@ -58,6 +58,7 @@ from datetime import datetime
 
 import duckdb
 
+from collector.checks.views import use_period
 from collector.report_models import Estimate
 
 __all__ = ["METHOD", "FlowTerms", "SampledEstimates", "estimate", "sampled_estimates", "sampling_rate_min"]
@@ -68,17 +69,15 @@ ZERO = Estimate(value=0, low=0, high=0, method=METHOD)
 # A weight of 1 + float noise is no sampling.
 _SAMPLED = 1.0 + 1e-9
 
-_SCOPE = "f.cross_border AND f.ts_start >= $period_from AND f.ts_start < $period_to"
-
-# The report's flows with their sampling unit `su`: the 5-tuple the agent's sampler hashes, so the intervals
-# of a long flow and flows that reuse a 5-tuple, sampled alike, are one draw. A weight below 1 reads as 1.
-# Not filtered on `inspected`: units are whatever the exact counts count, so an estimate never falls below.
-_SCOPED = f"""
+# The report's flows (views.sql period_flows) with their sampling unit `su`: the 5-tuple the agent's sampler
+# hashes, so the intervals of a long flow and flows that reuse a 5-tuple, sampled alike, are one draw. A
+# weight below 1 reads as 1. Not filtered on `inspected`: units are whatever the exact counts count, so an
+# estimate never falls below.
+_SCOPED = """
 tuples AS (
-    SELECT f.flow_id, coalesce(f.server_name, f.dst_ip) AS dest, f.sample_weight,
+    SELECT f.flow_id, f.destination AS dest, f.sample_weight,
            concat_ws('|', f.transport, f.src_ip, f.src_port, f.dst_ip, f.dst_port) AS su
-    FROM flows f
-    WHERE {_SCOPE}
+    FROM period_flows f
 ),
 scoped AS (
     SELECT flow_id, dest, su,
@@ -87,7 +86,7 @@ scoped AS (
 )"""
 
 _RATE_SQL = f"""
-SELECT min(1.0 / f.sample_weight) FROM flows f WHERE f.inspected AND {_SCOPE} AND f.sample_weight > {_SAMPLED}
+SELECT min(1.0 / f.sample_weight) FROM period_flows f WHERE f.inspected AND f.sample_weight > {_SAMPLED}
 """
 
 # One incidence (group, unit, sampling unit) per distinct unit and sampled 5-tuple; group = (g1, g2). g2 NULL
@@ -167,9 +166,8 @@ def _terms(
 ) -> dict[tuple[str, str | None], Estimate]:
     sql = _TERMS_SQL.format(scoped=_SCOPED, units=units)
     groups: dict[tuple[str, str | None], list[FlowTerms]] = {}
-    for g1, g2, _su, w, observed, single, double in con.execute(
-        sql, {"period_from": period[0], "period_to": period[1]}
-    ).fetchall():
+    use_period(con, period)
+    for g1, g2, _su, w, observed, single, double in con.execute(sql).fetchall():
         groups.setdefault((g1, g2), []).append(FlowTerms(float(w), float(observed), float(single),
                                                          float(double)))
     return {g: estimate(terms) for g, terms in groups.items()}
@@ -178,7 +176,8 @@ def _terms(
 def sampling_rate_min(con: duckdb.DuckDBPyConnection, period: tuple[datetime, datetime]) -> float | None:
     """The smallest 1 / sample_weight among inspected cross-border flows of the period, or None when
     every one of them has weight 1 (no sampling: the counts are exact)."""
-    (rate,) = con.execute(_RATE_SQL, {"period_from": period[0], "period_to": period[1]}).fetchone()
+    use_period(con, period)
+    (rate,) = con.execute(_RATE_SQL).fetchone()
     return None if rate is None else float(rate)
 
 

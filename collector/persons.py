@@ -24,6 +24,8 @@ from zoneinfo import ZoneInfo
 import duckdb
 import pyarrow as pa
 
+from collector.checks.views import use_period
+
 log = logging.getLogger(__name__)
 
 __all__ = ["CST", "PersonCounts", "build_record_persons", "calendar_year", "count_persons", "link_records"]
@@ -151,15 +153,14 @@ def build_record_persons(con: duckdb.DuckDBPyConnection) -> int:
     return persons
 
 
-# Scope of the counts: cross-border flows starting in the period; `scope_sql` narrows further.
+# Scope of the counts: the period's cross-border flows (views.sql period_flows); a scope narrows further.
 _COUNT_SQL = """
 SELECT {group_cols}
        count(DISTINCT rp.person_id) FILTER (WHERE rp.nonsensitive) AS persons_nonsensitive,
        count(DISTINCT rp.person_id) FILTER (WHERE rp.sensitive) AS persons_sensitive
 FROM record_persons rp
-JOIN flows f ON f.flow_id = rp.flow_id
+JOIN period_flows f ON f.flow_id = rp.flow_id
 {join}
-WHERE f.cross_border AND f.ts_start >= $period_from AND f.ts_start < $period_to
 {group_by}
 """
 
@@ -169,8 +170,7 @@ _SCOPES = {
                  "JOIN (SELECT DISTINCT flow_id, scenario_id FROM flow_recipients "
                  "WHERE scenario_id IS NOT NULL) fr ON fr.flow_id = f.flow_id",
                  "GROUP BY fr.scenario_id"),
-    "destination": ("coalesce(f.server_name, f.dst_ip) AS scope,", "",
-                    "GROUP BY coalesce(f.server_name, f.dst_ip)"),
+    "destination": ("f.destination AS scope,", "", "GROUP BY f.destination"),
 }
 
 
@@ -180,7 +180,8 @@ def count_persons(
     """Distinct persons per scope (`enterprise` -> key None, `scenario`, `destination`) in the period."""
     group_cols, join, group_by = _SCOPES[by]
     sql = _COUNT_SQL.format(group_cols=group_cols, join=join, group_by=group_by)
-    rows = con.execute(sql, {"period_from": period[0], "period_to": period[1]}).fetchall()
+    use_period(con, period)
+    rows = con.execute(sql).fetchall()
     if by == "enterprise":
         n, s = rows[0]
         return {None: PersonCounts(n, s)}

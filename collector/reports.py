@@ -23,6 +23,7 @@ from rich.table import Table
 
 from collector.charts import scenario_charts
 from collector.checks.runner import CheckResult
+from collector.checks.views import use_period
 from collector.estimates import sampled_estimates
 from collector.models import (
     Destination,
@@ -42,31 +43,29 @@ __all__ = ["build_report", "observe", "persons_over_time", "render_html", "rende
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
-_SCOPE = "f.cross_border AND f.ts_start >= $period_from AND f.ts_start < $period_to"
-
-_DESTINATIONS_SQL = f"""
-SELECT coalesce(f.server_name, f.dst_ip) AS dest,
+# Every query reads the period's cross-border flows from the shared view period_flows (checks/views.sql).
+_DESTINATIONS_SQL = """
+SELECT f.destination AS dest,
        any_value(f.server_name) AS server_name,
        list_sort(list_distinct(list(f.dst_ip))) AS ips,
        mode(f.dst_country) AS country,
        count(*) AS flows,
        sum(f.bytes_out) AS bytes_out,
        coalesce(sum(f.bytes_out) FILTER (WHERE f.encrypted), 0) AS encrypted_bytes_out
-FROM flows f
-WHERE {_SCOPE}
+FROM period_flows f
 GROUP BY dest
 ORDER BY bytes_out DESC, dest
 """
 
-_DEST_SCENARIOS_SQL = f"""
-SELECT DISTINCT coalesce(f.server_name, f.dst_ip) AS dest, fr.scenario_id
-FROM flows f JOIN flow_recipients fr ON fr.flow_id = f.flow_id
-WHERE {_SCOPE} AND fr.scenario_id IS NOT NULL
+_DEST_SCENARIOS_SQL = """
+SELECT DISTINCT f.destination AS dest, fr.scenario_id
+FROM period_flows f JOIN flow_recipients fr ON fr.flow_id = f.flow_id
+WHERE fr.scenario_id IS NOT NULL
 ORDER BY dest, fr.scenario_id
 """
 
-_FIELD_TYPES_SQL = f"""
-WITH scoped AS (SELECT f.flow_id, coalesce(f.server_name, f.dst_ip) AS dest FROM flows f WHERE {_SCOPE}),
+_FIELD_TYPES_SQL = """
+WITH scoped AS (SELECT f.flow_id, f.destination AS dest FROM period_flows f),
 occ AS (
     SELECT s.dest, d.field_type, sum(d.occurrences) AS occurrences
     FROM detections d JOIN scoped s ON s.flow_id = d.flow_id GROUP BY ALL
@@ -81,32 +80,31 @@ FROM occ o FULL JOIN vals v ON o.dest = v.dest AND o.field_type = v.field_type
 ORDER BY 1, 2
 """
 
-_UNINSPECTED_SQL = f"""
+_UNINSPECTED_SQL = """
 SELECT any_value(f.server_name), mode(f.dst_country), count(*), sum(f.bytes_out),
        coalesce(sum(f.bytes_out) FILTER (WHERE f.encrypted), 0)
-FROM flows f
-WHERE {_SCOPE} AND NOT f.inspected AND f.bytes_out > 0
-GROUP BY coalesce(f.server_name, f.dst_ip)
+FROM period_flows f
+WHERE NOT f.inspected AND f.bytes_out > 0
+GROUP BY f.destination
 ORDER BY 4 DESC, 1
 """
 
-_TOTALS_SQL = f"""
+_TOTALS_SQL = """
 SELECT count(*), coalesce(sum(f.bytes_out), 0), coalesce(sum(f.bytes_out) FILTER (WHERE f.encrypted), 0)
-FROM flows f WHERE {_SCOPE}
+FROM period_flows f
 """
 
 
 # Cumulative distinct persons per scenario and CST day, counted as checks/scale_exceeded.sql counts them
-# (record_persons over scenario_flows in the period). A count of distinct persons is not a running sum of
+# (record_persons over views.sql's period_scenario_flows). A count of distinct persons is not a running sum of
 # daily counts (one person may come back on later days), so: each person's first day per scenario and
 # kind, how many persons are first seen on each day, then a running sum over the scenario's days.
 _PERSONS_OVER_TIME_SQL = """
 WITH scoped AS (
     SELECT s.scenario_id, rp.person_id, rp.nonsensitive, rp.sensitive,
            CAST(timezone($tz, s.ts_start) AS DATE) AS day
-    FROM scenario_flows s
+    FROM period_scenario_flows s
     JOIN record_persons rp ON rp.flow_id = s.flow_id
-    WHERE s.ts_start >= $period_from AND s.ts_start < $period_to
 ),
 firsts AS (
     SELECT scenario_id, person_id,
@@ -141,29 +139,29 @@ def persons_over_time(
     con: duckdb.DuckDBPyConnection, period: tuple[datetime, datetime]
 ) -> list[PersonsPoint]:
     """One point per (scenario, CST day with persons): cumulative distinct persons since the period start."""
-    params = {"period_from": period[0], "period_to": period[1], "tz": str(CST)}
-    rows = con.execute(_PERSONS_OVER_TIME_SQL, params).fetchall()
+    use_period(con, period)
+    rows = con.execute(_PERSONS_OVER_TIME_SQL, {"tz": str(CST)}).fetchall()
     return [PersonsPoint(scenario_id=sid, date=day, persons_nonsensitive=int(n), persons_sensitive=int(s))
             for sid, day, n, s in rows]
 
 
 def observe(con: duckdb.DuckDBPyConnection, period: tuple[datetime, datetime]) -> Observed:
     """The `observed` block of the report from the store's views and `record_persons`."""
-    params = {"period_from": period[0], "period_to": period[1]}
-    flows, bytes_out, enc = con.execute(_TOTALS_SQL, params).fetchall()[0]
+    use_period(con, period)
+    flows, bytes_out, enc = con.execute(_TOTALS_SQL).fetchall()[0]
     total = count_persons(con, period)[None]
     per_dest = count_persons(con, period, by="destination")
     scenarios: dict[str, list[str]] = {}
-    for dest, sid in con.execute(_DEST_SCENARIOS_SQL, params).fetchall():
+    for dest, sid in con.execute(_DEST_SCENARIOS_SQL).fetchall():
         scenarios.setdefault(dest, []).append(sid)
     est = sampled_estimates(con, period)
     field_types: dict[str, dict[str, FieldTypeCount]] = {}
-    for dest, ft, distinct, occ in con.execute(_FIELD_TYPES_SQL, params).fetchall():
+    for dest, ft, distinct, occ in con.execute(_FIELD_TYPES_SQL).fetchall():
         field_types.setdefault(dest, {})[ft] = FieldTypeCount(
             distinct_values=distinct, occurrences=int(occ),
             distinct_values_estimate=est.values_of(ft, dest) if est else None)
     destinations = []
-    for dest, server_name, ips, country, n, b, eb in con.execute(_DESTINATIONS_SQL, params).fetchall():
+    for dest, server_name, ips, country, n, b, eb in con.execute(_DESTINATIONS_SQL).fetchall():
         persons = per_dest.get(dest)
         # A destination in several scenarios reports the first; the findings name each scenario.
         sids = scenarios.get(dest, [])
@@ -178,7 +176,7 @@ def observe(con: duckdb.DuckDBPyConnection, period: tuple[datetime, datetime]) -
         ))
     uninspected = [
         Uninspected(server_name=sn, country=c, flows=n, bytes_out=int(b), encrypted_bytes_out=int(eb))
-        for sn, c, n, b, eb in con.execute(_UNINSPECTED_SQL, params).fetchall()
+        for sn, c, n, b, eb in con.execute(_UNINSPECTED_SQL).fetchall()
     ]
     return Observed(
         flows=flows, bytes_out=int(bytes_out), encrypted_bytes_out=int(enc),

@@ -1,8 +1,8 @@
 """A spot check inside the collector service (Measures Art. 13): one stored filing version, the stored
 records of its enterprise and the current negative lists -> a stored §7 report.
 
-The same steps as the enterprise self-check (collector/selfcheck.py), against the warehouse instead of a
-spool: an in-memory DuckDB gets views over the enterprise's Parquet files, the filing and the lists as
+The same inspection as the enterprise self-check (collector/inspection.py), against the warehouse instead
+of a spool: an in-memory DuckDB gets views over the enterprise's Parquet files, the filing and the lists as
 tables, then persons, every check, the report. The report names the filing version and each list's
 version and digest it used, so the verdict can be reproduced later.
 """
@@ -18,13 +18,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from collector.bounds import date_problem
-from collector.checks.runner import run_checks
 from collector.errors import RequestProblem
+from collector.inspection import run_inspection
 from collector.models import Filing, Report, Status, describe_validation_error
 from collector.negative_lists import NegativeList, NegativeListError, parse_negative_list
-from collector.persons import CST, build_record_persons, calendar_year
-from collector.reports import build_report, render_json
-from collector.store import Store
+from collector.persons import CST, calendar_year
+from collector.reports import render_json
 from collector.warehouse import Version, Warehouse
 
 log = logging.getLogger(__name__)
@@ -96,17 +95,12 @@ def run_spot_check(warehouse: Warehouse, filing_id: str, *, start: date | None =
     filing = _filing(version)
     now = (now or datetime.now(CST)).astimezone(CST)
     period = period_for(start, end, now)
-    as_of = min(period[1], now)
     lists, refs = _negative_lists(warehouse, version.ftz_area)
-    files = warehouse.record_files(filing.processor.id)
-    with Store() as store:
-        store.load_record_files(files)
-        store.load_filing(filing)
-        store.load_negative_lists(lists)
-        persons = build_record_persons(store.con)
-        results = run_checks(store.con, {"period_from": period[0], "period_to": period[1], "as_of": as_of})
-        report = build_report(store.con, filing, period, results, now, report_id=uuid.uuid4().hex,
-                              filing_version=version.version, negative_lists=refs)
+    done = run_inspection(warehouse.record_files(filing.processor.id), filing, negative_lists=lists,
+                          period=period, now=now, report_id=uuid.uuid4().hex, filing_version=version.version,
+                          list_refs=refs)
+    report, persons = done.report, done.persons
+    assert report is not None
     report_id = warehouse.store_report(report, render_json(report), str(filing.ftz_area), trigger)
     log.info("spot check %s (%s) of %s v%d: %s, %d finding(s), %d persons linked", report_id, trigger,
              filing_id, version.version, report.verdict, len(report.findings), persons)

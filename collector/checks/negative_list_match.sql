@@ -3,7 +3,6 @@
 -- basis: 《中国（浙江）自由贸易试验区数据出境负面清单管理办法（试行）》第八条：负面清单所列数据应当申报安全评估、订立标准合同或通过认证 (Measures Art. 8: data on the list needs the mechanism the list names)
 -- basis: 《中国（浙江）自由贸易试验区数据出境负面清单管理办法（试行）》第十一条第（二）项：出境数据在负面清单内的，指导数据处理者申报安全评估、订立标准合同、通过认证 (Measures Art. 11(2): data on the list follows the list's route)
 -- action: 重新备案：暂停该场景出境，按负面清单条目履行相应出境路径并更新负面清单适用情况后重新备案 (suspend, complete the entry's mechanism, re-file the negative-list match)
--- params: $period_from, $period_to
 -- For scenarios filed as exempt_outside_list: an entry of the loaded negative lists (negative_list_entries,
 -- already narrowed to the processor's sector) matches when one of its field types was detected on the
 -- scenario's flows in the period, or its important_subcategory appeared as a detection's sub-category, and
@@ -13,9 +12,9 @@
 -- The processor-wide count for the same field types is evidence (processor_persons).
 WITH scoped AS (
     SELECT s.*
-    FROM scenario_flows s
+    FROM period_scenario_flows s
     JOIN scenarios sc ON sc.scenario_id = s.scenario_id
-    WHERE sc.route = 'exempt_outside_list' AND s.ts_start >= $period_from AND s.ts_start < $period_to
+    WHERE sc.route = 'exempt_outside_list'
 ),
 entries AS (
     SELECT list_id, entry_id,
@@ -53,17 +52,16 @@ type_persons AS (  -- entries with field types: persons whose records carried on
 subcategory_persons AS (  -- entries naming only a sub-category: persons of the flows that carried it
     SELECT h.scenario_id, h.list_id, h.entry_id, count(DISTINCT rp.person_id) AS persons
     FROM (SELECT DISTINCT scenario_id, list_id, entry_id, flow_id FROM hits) h
-    JOIN entries e ON e.list_id = h.list_id AND e.entry_id = h.entry_id AND len(e.field_types) = 0
+    JOIN entries e ON e.list_id = h.list_id AND e.entry_id = h.entry_id AND array_length(e.field_types) = 0
     JOIN record_persons rp ON rp.flow_id = h.flow_id
     GROUP BY ALL
 ),
 processor_persons AS (  -- the same field types over every cross-border flow of the processor
     SELECT k.list_id, k.entry_id, count(DISTINCT rp.person_id) AS persons
-    FROM flows f
+    FROM period_flows f
     JOIN pi_values pv ON pv.flow_id = f.flow_id
     JOIN entry_keys k ON k.via = 'field_type' AND k.key = pv.field_type
     JOIN record_persons rp ON rp.flow_id = pv.flow_id AND rp.record_key = pv.record_key
-    WHERE f.cross_border AND f.ts_start >= $period_from AND f.ts_start < $period_to
     GROUP BY ALL
 ),
 per_entry AS (
@@ -75,10 +73,10 @@ per_entry AS (
                     FILTER (WHERE important_subcategory IS NOT NULL))), []) AS important_subcategories,
            min(ts_start) AS first_seen,
            max(ts_end) AS last_seen,
-           list_sort(list_distinct(list(flow_id)))[1:5] AS example_flow_ids,
-           list_sort(list_distinct(flatten(list(key_paths))))[1:5] AS key_paths,
-           coalesce(list_sort(list_distinct(flatten(list(masked_samples) FILTER (
-               WHERE field_type <> 'important_data')))), [])[1:5] AS masked_samples
+           array_slice(list_sort(list_distinct(list(flow_id))), 1, 5) AS example_flow_ids,
+           array_slice(list_sort(list_distinct(flatten(list(key_paths)))), 1, 5) AS key_paths,
+           array_slice(coalesce(list_sort(list_distinct(flatten(list(masked_samples) FILTER (
+               WHERE field_type <> 'important_data')))), []), 1, 5) AS masked_samples
     FROM hits
     GROUP BY scenario_id, list_id, entry_id
 ),
@@ -98,9 +96,9 @@ matched AS (
 SELECT m.scenario_id,
        m.entry_id AS subject,
        CASE WHEN m.route = 'security_assessment' THEN 'critical' ELSE 'high' END AS severity,
-       format('route: exempt_outside_list; negative_list_match.entry_ids: [{}]',
-              array_to_string(sc.negative_list_entry_ids, ', ')) AS expected,
-       format('{} ({}): {} person(s) in the period; requires {}', m.name, m.entry_id, m.persons,
+       concat('route: exempt_outside_list; negative_list_match.entry_ids: [',
+              array_to_string(sc.negative_list_entry_ids, ', '), ']') AS expected,
+       concat(m.name, ' (', m.entry_id, '): ', m.persons, ' person(s) in the period; requires ',
               m.route) AS observed,
        m.list_id, m.list_version, m.kind, m.route AS required_route, m.field_types AS entry_field_types,
        m.important_subcategory AS entry_subcategory, m.threshold_gte, m.threshold_lt, m.persons,

@@ -3,7 +3,6 @@
 -- basis: 《中国（浙江）自由贸易试验区数据出境负面清单管理办法（试行）》第十条第（四）项：境外接收方发生重大变化的，应重新申请备案 (Measures Art. 10(4): a marked change of the overseas recipient needs a new filing)
 -- basis: 《中国（浙江）自由贸易试验区数据出境负面清单管理办法（试行）》第十条第（二）项：备案材料载明境外接收方 (Measures Art. 10(2): overseas recipient)
 -- action: 核实并重新备案：核实接收方数据实际所在国家（地区）；确已变化的，暂停向该地出境并重新申请备案 (verify where the recipient's data goes; if it moved, suspend and re-file)
--- params: $period_from, $period_to
 -- Cross-border flows matched to a declared recipient (by domain or CIDR) whose destination country is known
 -- and differs from the recipient's declared country_region. Codes are compared as they are: HK, MO and TW
 -- are their own codes, so a recipient declared in SG reached in HK is a mismatch. A recipient endpoint that
@@ -12,18 +11,16 @@
 WITH scoped AS (
     SELECT DISTINCT fr.scenario_id, fr.recipient_id, r.country_region AS declared_country,
            upper(f.dst_country) AS country, f.flow_id, f.ts_start, f.ts_end, f.bytes_out,
-           coalesce(f.server_name, f.dst_ip) AS destination
-    FROM flows f
+           f.destination
+    FROM period_flows f
     JOIN flow_recipients fr ON fr.flow_id = f.flow_id
     JOIN recipients r ON r.recipient_id = fr.recipient_id
-    WHERE f.cross_border AND f.dst_country IS NOT NULL
-      AND f.ts_start >= $period_from AND f.ts_start < $period_to
+    WHERE f.dst_country IS NOT NULL
 ),
 carrying AS (
     SELECT DISTINCT d.flow_id, d.field_type
-    FROM detections d
-    LEFT JOIN field_types ft ON ft.id = d.field_type
-    WHERE coalesce(ft.pi, true) OR d.important_subcategory IS NOT NULL
+    FROM typed_detections d
+    WHERE d.is_exported_data
 ),
 mismatched AS (
     SELECT s.*, c.field_type
@@ -40,8 +37,8 @@ per_recipient AS (
                AS field_types,
            min(ts_start) AS first_seen,
            max(ts_end) AS last_seen,
-           list_sort(list_distinct(list(destination)))[1:5] AS destinations,
-           list_sort(list_distinct(list(flow_id)))[1:5] AS example_flow_ids
+           array_slice(list_sort(list_distinct(list(destination))), 1, 5) AS destinations,
+           array_slice(list_sort(list_distinct(list(flow_id))), 1, 5) AS example_flow_ids
     FROM mismatched
     GROUP BY scenario_id, recipient_id
 ),

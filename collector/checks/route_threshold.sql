@@ -4,7 +4,6 @@
 -- basis: 《促进和规范数据跨境流动规定》第七条：关键信息基础设施运营者，或累计100万人以上个人信息、1万人以上敏感个人信息，应当申报数据出境安全评估 (P16 Art. 7: CIIO, 1,000,000+ or 10,000+ sensitive -> security assessment)
 -- basis: 《促进和规范数据跨境流动规定》第八条：累计10万人以上不满100万人个人信息、不满1万人敏感个人信息，应当订立标准合同或通过认证 (P16 Art. 8: 100,000+ or any sensitive -> standard contract or certification)
 -- action: 暂停并履行出境路径：暂停超出现有路径的出境，订立个人信息出境标准合同、通过认证或申报数据出境安全评估后重新备案 (suspend, complete the required mechanism, re-file)
--- params: $period_from, $period_to
 -- Year-to-date distinct persons of the processor across ALL its cross-border flows (every scenario,
 -- declared or not: splitting an export to stay under a threshold is not allowed), in the bands of
 -- reference/rules.md. A band binds a scenario that exported that kind of PI in the period (the sensitive
@@ -14,38 +13,26 @@
 -- Important-data candidates are the important_data check's. Note: a scenario under exempt_outside_list
 -- claims the FTZ exemption (P16 Art. 6); whether its data really is outside a list covering the sector
 -- is negative_list_match's question, so this check applies the national thresholds (Measures Art. 18).
-WITH exported AS (
-    SELECT flow_id FROM flows WHERE cross_border AND ts_start >= $period_from AND ts_start < $period_to
-),
-processor AS (
-    SELECT count(DISTINCT rp.person_id) FILTER (WHERE rp.nonsensitive) AS persons_nonsensitive,
-           count(DISTINCT rp.person_id) FILTER (WHERE rp.sensitive) AS persons_sensitive
-    FROM exported e
-    JOIN record_persons rp ON rp.flow_id = e.flow_id
-),
-scoped AS (
-    SELECT * FROM scenario_flows WHERE ts_start >= $period_from AND ts_start < $period_to
-),
+WITH processor AS (SELECT * FROM period_persons),
 pi_flows AS (  -- scenario flows that carried PI: a linked person, or a PI detection without person keys
     SELECT s.scenario_id, s.flow_id, s.ts_start, s.ts_end
-    FROM scoped s
+    FROM period_scenario_flows s
     WHERE EXISTS (SELECT 1 FROM record_persons rp WHERE rp.flow_id = s.flow_id)
-       OR EXISTS (SELECT 1 FROM detections d LEFT JOIN field_types ft ON ft.id = d.field_type
-                  WHERE d.flow_id = s.flow_id AND coalesce(ft.pi, true))
+       OR EXISTS (SELECT 1 FROM typed_detections d WHERE d.flow_id = s.flow_id AND d.is_pi)
 ),
 per_scenario AS (
     SELECT p.scenario_id,
            count(DISTINCT p.flow_id) AS flows,
            min(p.ts_start) AS first_seen,
            max(p.ts_end) AS last_seen,
-           list_sort(list_distinct(list(p.flow_id)))[1:5] AS example_flow_ids,
+           array_slice(list_sort(list_distinct(list(p.flow_id))), 1, 5) AS example_flow_ids,
            count(DISTINCT rp.person_id) FILTER (WHERE rp.nonsensitive) AS persons_nonsensitive,
            count(DISTINCT rp.person_id) FILTER (WHERE rp.sensitive) AS persons_sensitive
     FROM pi_flows p
     LEFT JOIN record_persons rp ON rp.flow_id = p.flow_id
     GROUP BY p.scenario_id
 ),
-bands AS (  -- (band, strength of the route it requires, rank among equally strong bands)
+bands AS (  -- (band, strength of the route it requires, rank: the bands in order, strongest first)
     SELECT s.scenario_id, 'ciio_any_pi' AS band, 2 AS strength, 1 AS rank
     FROM per_scenario s CROSS JOIN filing fi WHERE fi.is_ciio
     UNION ALL
@@ -65,9 +52,9 @@ bands AS (  -- (band, strength of the route it requires, rank among equally stro
 ),
 required AS (
     SELECT scenario_id,
-           first(band ORDER BY strength DESC, rank) AS band,
+           arg_min(band, rank) AS band,
            max(strength) AS strength,
-           list(band ORDER BY rank) AS bands
+           list_transform(list_sort(list(struct_pack(rank := rank, band := band))), lambda b: b.band) AS bands
     FROM bands
     GROUP BY scenario_id
 ),
@@ -81,9 +68,9 @@ SELECT r.scenario_id,
        r.band AS subject,
        CASE WHEN r.strength = 2 THEN 'critical' ELSE 'high' END AS severity,
        f.route AS expected,
-       format('{} required: {} non-sensitive / {} sensitive persons year to date (processor-wide){}',
-              CASE WHEN r.strength = 2 THEN 'security_assessment' ELSE 'standard_contract or certification' END,
-              p.persons_nonsensitive, p.persons_sensitive,
+       concat(CASE WHEN r.strength = 2 THEN 'security_assessment' ELSE 'standard_contract or certification' END,
+              ' required: ', p.persons_nonsensitive, ' non-sensitive / ', p.persons_sensitive,
+              ' sensitive persons year to date (processor-wide)',
               CASE WHEN fi.is_ciio THEN '; the processor is a CIIO' ELSE '' END) AS observed,
        CASE WHEN r.strength = 2 THEN ['security_assessment']
             ELSE ['standard_contract', 'certification'] END AS required_routes,

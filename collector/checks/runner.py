@@ -7,11 +7,13 @@ comment carries the metadata, one `-- key: value` per line before the first SQL 
     -- severity: high                     default severity; a `severity` column overrides it per row
     -- basis: …                           one line per legal basis (repeatable)
     -- action: …                          recommended action
-    -- params: $period_from, $period_to   named parameters it reads
+    -- params: $name, …                   named parameters it reads, if any (optional)
 
-Row columns `scenario_id`, `subject`, `severity`, `expected`, `observed` fill the finding; every other
-column becomes evidence. Each check runs in its own cursor and `try`: a broken check is reported with
-status `error` and the others still run.
+A check reads the period through the shared views of `views.sql` (period_flows, pi_exports,
+scenario_detections, scenario_persons, the one-row table `period`: views.py), loaded before the first
+check; it does not filter flows by time or by cross_border itself. Row columns `scenario_id`, `subject`,
+`severity`, `expected`, `observed` fill the finding; every other column becomes evidence. Each check
+runs in its own cursor and `try`: a broken check is reported with status `error` and the others still run.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 
 import duckdb
 
+from collector.checks.views import VIEWS_FILE, use_period
 from collector.models import CheckStatus, Finding
 from collector.persons import CST
 
@@ -93,8 +96,8 @@ class CheckResult:
 
 
 def discover(checks_dir: Path = CHECKS_DIR) -> list[Path]:
-    """Every check file, by name (the file name is the check id)."""
-    return sorted(checks_dir.glob("*.sql"))
+    """Every check file, by name (the file name is the check id); views.sql holds the shared views."""
+    return sorted(p for p in checks_dir.glob("*.sql") if p.name != VIEWS_FILE)
 
 
 def _jsonable(v: Any) -> Any:
@@ -158,7 +161,15 @@ def run_check(con: duckdb.DuckDBPyConnection, path: Path, params: dict[str, Any]
 def run_checks(
     con: duckdb.DuckDBPyConnection, params: dict[str, Any], checks_dir: Path = CHECKS_DIR
 ) -> list[CheckResult]:
-    """Run every check of `checks_dir`; results in file-name order."""
+    """Run every check of `checks_dir` over the period of `params` (period_from, period_to and, for a
+    projection, as_of), after loading the directory's shared views; results in file-name order."""
+    try:
+        use_period(con, (params["period_from"], params["period_to"]), params.get("as_of"),
+                   checks_dir / VIEWS_FILE)
+    except Exception as e:  # without the shared views no check can run: each says why
+        msg = f"{VIEWS_FILE}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        log.error("shared views failed: %s", msg)
+        return [CheckResult(p.stem, "error", error=msg) for p in discover(checks_dir)]
     results = [run_check(con, path, params) for path in discover(checks_dir)]
     log.info("checks: %s", ", ".join(f"{r.check}={r.status}" for r in results))
     return results

@@ -3,24 +3,13 @@
 -- basis: 《中国（浙江）自由贸易试验区数据出境负面清单管理办法（试行）》第十条第（二）项：备案材料载明境外接收方 (Measures Art. 10(2): overseas recipient)
 -- basis: 《中国（浙江）自由贸易试验区数据出境负面清单管理办法（试行）》第十三条：实际出境情况与备案材料一致性抽验 (Measures Art. 13: consistency spot check)
 -- action: 限期整改：暂停向未备案接收方出境，就该接收方重新申请备案 (suspend, rectify, re-file the recipient)
--- params: $period_from, $period_to
 -- PI or important-data candidates on cross-border flows to a destination that no declared recipient's
 -- endpoints cover. One row per destination (server name, else IP). Severity rises to critical when the
 -- data is sensitive PI or an important-data candidate.
-WITH exported AS (
-    SELECT f.*
-    FROM flows f
-    WHERE f.cross_border
-      AND f.ts_start >= $period_from AND f.ts_start < $period_to
-      AND NOT EXISTS (SELECT 1 FROM flow_recipients fr WHERE fr.flow_id = f.flow_id)
-),
-hits AS (
-    SELECT coalesce(e.server_name, e.dst_ip) AS subject, d.*
-    FROM detections d
-    JOIN exported e ON e.flow_id = d.flow_id
-    LEFT JOIN field_types ft ON ft.id = d.field_type
-    -- a field type missing from the catalog counts as PI: a finding beats silence
-    WHERE coalesce(ft.pi, true) OR d.important_subcategory IS NOT NULL
+WITH hits AS (  -- PI exports on flows no declared recipient's endpoints cover
+    SELECT e.destination AS subject, e.*
+    FROM pi_exports e
+    WHERE NOT EXISTS (SELECT 1 FROM flow_recipients fr WHERE fr.flow_id = e.flow_id)
 ),
 per_subject AS (
     SELECT subject,
@@ -29,33 +18,36 @@ per_subject AS (
                     FILTER (WHERE important_subcategory IS NOT NULL))), []) AS important_subcategories,
            sum(occurrences) AS occurrences,
            bool_or(sensitive) AS sensitive,
-           list_sort(list_distinct(flatten(list(key_paths))))[1:5] AS key_paths,
-           list_sort(list_distinct(flatten(list(masked_samples))))[1:5] AS masked_samples
+           array_slice(list_sort(list_distinct(flatten(list(key_paths)))), 1, 5) AS key_paths,
+           array_slice(list_sort(list_distinct(flatten(list(masked_samples)))), 1, 5) AS masked_samples
     FROM hits
     GROUP BY subject
 ),
 flows_of AS (
-    SELECT coalesce(e.server_name, e.dst_ip) AS subject,
+    SELECT f.destination AS subject,
            count(*) AS flows,
-           sum(e.bytes_out) AS bytes_out,
-           min(e.ts_start) AS first_seen,
-           max(e.ts_end) AS last_seen,
-           list_sort(list_distinct(list(e.dst_ip)))[1:5] AS dst_ips,
-           list_sort(list_distinct(list(coalesce(e.dst_country, 'unknown')))) AS countries,
-           list(e.flow_id ORDER BY e.ts_start, e.flow_id)[1:5] AS example_flow_ids
-    FROM exported e
-    WHERE e.flow_id IN (SELECT flow_id FROM hits)
+           sum(f.bytes_out) AS bytes_out,
+           min(f.ts_start) AS first_seen,
+           max(f.ts_end) AS last_seen,
+           array_slice(list_sort(list_distinct(list(f.dst_ip))), 1, 5) AS dst_ips,
+           list_sort(list_distinct(list(coalesce(f.dst_country, 'unknown')))) AS countries,
+           -- the first five in time order (ties by id)
+           array_slice(list_transform(list_sort(list(struct_pack(ts := f.ts_start, id := f.flow_id))),
+                                      lambda x: x.id), 1, 5) AS example_flow_ids
+    FROM period_flows f
+    WHERE f.flow_id IN (SELECT flow_id FROM hits)
     GROUP BY 1
 ),
 declared AS (
-    SELECT coalesce(list(value ORDER BY value), []) AS endpoints FROM recipient_endpoints
+    SELECT coalesce(list_sort(list(value)), []) AS endpoints FROM recipient_endpoints
 )
 SELECT NULL::VARCHAR AS scenario_id,
        p.subject,
-       CASE WHEN p.sensitive OR len(p.important_subcategories) > 0 THEN 'critical' ELSE 'high' END AS severity,
+       CASE WHEN p.sensitive OR array_length(p.important_subcategories) > 0 THEN 'critical' ELSE 'high' END
+           AS severity,
        d.endpoints AS expected,
-       format('{} flow(s) to {} ({}) carrying {}', f.flows, p.subject,
-              array_to_string(f.countries, ', '), array_to_string(p.field_types, ', ')) AS observed,
+       concat(f.flows, ' flow(s) to ', p.subject, ' (', array_to_string(f.countries, ', '), ') carrying ',
+              array_to_string(p.field_types, ', ')) AS observed,
        f.flows, f.bytes_out, p.occurrences, f.first_seen, f.last_seen, f.countries, f.dst_ips,
        p.field_types, p.important_subcategories, p.sensitive, f.example_flow_ids, p.key_paths,
        p.masked_samples

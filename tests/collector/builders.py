@@ -24,11 +24,11 @@ from agent.records import (
     PiValueRecord,
     to_table,
 )
-from collector.checks.runner import CHECKS_DIR, CheckResult, run_checks
+from collector.checks.runner import CHECKS_DIR, CheckResult
+from collector.inspection import run_inspection
 from collector.models import Filing
 from collector.negative_lists import NegativeList
-from collector.persons import build_record_persons, calendar_year
-from collector.store import Store
+from collector.persons import calendar_year
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_FILING = REPO / "configs" / "filings" / "example.yaml"
@@ -162,14 +162,8 @@ def check_spool(
 ) -> dict[str, CheckResult]:
     """Every check over a spool against a filing (the example by default), as of the end of the period
     unless `as_of` says otherwise."""
-    with Store() as store:
-        store.load_records(records)
-        store.load_filing(filing or make_filing())
-        store.load_negative_lists(negative_lists)
-        build_record_persons(store.con)
-        params = {"period_from": period[0], "period_to": period[1], "as_of": as_of or period[1]}
-        results = run_checks(store.con, params, checks_dir)
-    return {r.check: r for r in results}
+    return run_inspection(records, filing or make_filing(), negative_lists=negative_lists, period=period,
+                          now=as_of or period[1], checks_dir=checks_dir, report=False).by_check()
 
 
 def findings_of(results: dict[str, CheckResult], check: str) -> list[tuple]:

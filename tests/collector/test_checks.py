@@ -7,15 +7,16 @@ R2 hr.crewservices.example + 203.116.40.0/24 -> scenario crew-management).
 
 from __future__ import annotations
 
+import re
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from collector.checks.runner import CHECKS_DIR, CheckResult, CheckSpec, discover, run_checks
-from collector.persons import build_record_persons, calendar_year
-from collector.store import Store
+from collector.checks.runner import CHECKS_DIR, CheckResult, CheckSpec, discover
+from collector.inspection import run_inspection
+from collector.persons import calendar_year
 
 from .builders import (
     BOOKING_HOST,
@@ -38,13 +39,8 @@ LAST_YEAR = datetime(2025, 6, 1, tzinfo=UTC)
 def run_all(tmp_path: Path, flows, detections=(), pi_values=(), checks_dir: Path = CHECKS_DIR,
             filing=None) -> dict[str, CheckResult]:
     write_records(tmp_path / "records", flows, list(detections), list(pi_values))
-    with Store() as store:
-        store.load_records(tmp_path / "records")
-        store.load_filing(filing or make_filing())
-        build_record_persons(store.con)
-        params = {"period_from": PERIOD[0], "period_to": PERIOD[1], "as_of": PERIOD[1]}
-        results = run_checks(store.con, params, checks_dir)
-    return {r.check: r for r in results}
+    return run_inspection(tmp_path / "records", filing or make_filing(), period=PERIOD, now=PERIOD[1],
+                          checks_dir=checks_dir, report=False).by_check()
 
 
 def findings_of(results: dict[str, CheckResult], check: str) -> list[tuple]:
@@ -93,6 +89,16 @@ UNDECLARED_RECIPIENT = [
 def test_undeclared_recipient(tmp_path: Path, flows, detections, expected) -> None:
     results = run_all(tmp_path, flows, detections)
     assert findings_of(results, "undeclared_recipient") == expected
+
+
+def test_undeclared_recipient_beside_declared_traffic_counts_only_flows_with_data(tmp_path: Path) -> None:
+    # A declared flow in the same records does not hide the undeclared one; a flow to the same undeclared
+    # host without detections is not one of the finding's flows.
+    flows = [flow("a"), flow("u", server_name=UNDECLARED_HOST, bytes_out=10),
+             flow("u2", server_name=UNDECLARED_HOST, bytes_out=5)]
+    results = run_all(tmp_path, flows, [detection("a", "email"), detection("u", "email")])
+    [f] = results["undeclared_recipient"].findings
+    assert (f.subject, f.evidence["flows"], f.evidence["bytes_out"]) == (UNDECLARED_HOST, 1, 10)
 
 
 def test_undeclared_recipient_evidence(tmp_path: Path) -> None:
@@ -144,6 +150,25 @@ def test_undeclared_field_type_counts_distinct_values(tmp_path: Path) -> None:
     [f] = results["undeclared_field_type"].findings
     assert (f.evidence["occurrences"], f.evidence["distinct_values"]) == (6, 3)
     assert f.expected == ["person_name", "mobile_cn", "email", "postal_address", "org_credit_code"]
+
+
+def test_undeclared_field_type_counts_the_values_of_its_own_scenario_type_and_flows(tmp_path: Path,
+                                                                                    caplog) -> None:
+    # resident_id_cn is undeclared in both scenarios, with other values on an undeclared destination and
+    # declared mobiles beside it; email reached crew-management without values (key-only detection).
+    flows = [flow("a"), flow("c", **CREW), flow("u", server_name=UNDECLARED_HOST)]
+    rid = "resident_id_cn"
+    values = ([pi("a", k, rid, 100 + k, identifier=True, sensitive=True) for k in range(2)]
+              + [pi("a", 10 + k, "mobile_cn", 500 + k, identifier=True) for k in range(4)]
+              + [pi("c", k, rid, 200 + k, identifier=True, sensitive=True) for k in range(3)]
+              + [pi("u", k, rid, 300 + k, identifier=True, sensitive=True) for k in range(10)])
+    dets = [detection("a", rid, sensitive=True), detection("a", "mobile_cn"),
+            detection("c", rid, sensitive=True), detection("c", "email"), detection("u", rid, sensitive=True)]
+    results = run_all(tmp_path, flows, dets, values)
+    got = {(f.scenario_id, f.subject): f.evidence["distinct_values"]
+           for f in results["undeclared_field_type"].findings}
+    assert got == {("booking", rid): 2, ("crew-management", rid): 3, ("crew-management", "email"): 0}
+    assert "twice" not in caplog.text
 
 
 # --- scale_exceeded ---------------------------------------------------------------------------------
@@ -265,10 +290,13 @@ def test_every_check_file_has_a_header_and_a_test_table() -> None:
               "negative_list_match": routing.NEGATIVE_LIST_MATCH,
               "recipient_country_mismatch": validity.RECIPIENT_COUNTRY_MISMATCH,
               "outside_validity": validity.OUTSIDE_VALIDITY, "unfiled_export": validity.UNFILED_EXPORT}
+    assert {p.stem for p in discover()} == set(tables)          # views.sql is no check
     for path in discover():
         spec = CheckSpec.from_file(path)
         assert spec.basis and spec.action
-        assert spec.params[:2] == ("period_from", "period_to") and set(spec.params) <= {
-            "period_from", "period_to", "as_of"}
+        # The period and "cross-border" come from the shared views (views.sql), never written again here.
+        body = "\n".join(line.split("--", 1)[0] for line in spec.sql.splitlines())
+        assert spec.params == () and "cross_border" not in body and "period_from" not in body, spec.id
+        assert not re.search(r"\b(FROM|JOIN)\s+(flows|scenario_flows)\b", body), f"{spec.id}: period_flows"
         cases = tables[spec.id]
         assert any(not c.values[-1] for c in cases) and any(c.values[-1] for c in cases)

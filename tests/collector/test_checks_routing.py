@@ -134,6 +134,12 @@ def tolerance(pct: float):
     return mutate
 
 
+def declared_nonsensitive(n: int):
+    def mutate(d: dict) -> None:
+        d["scenarios"][1]["scale"]["persons_nonsensitive"] = n
+    return mutate
+
+
 # crew-management declares 800 / 800 persons: a major change is above 1,040 projected.
 SIGNIFICANT_CHANGE = [
     pytest.param([Persons("a", 800)], PERIOD[1], None, [], id="at-scale-at-year-end"),
@@ -149,6 +155,13 @@ SIGNIFICANT_CHANGE = [
     pytest.param([Persons("a", 80)], DAY_2, None, [], id="early-january-floored-at-30-days"),
     pytest.param([Persons("a", 90)], DAY_2, None, [("crew-management", "persons_nonsensitive", "medium")],
                  id="early-january-spike-still-fires"),
+    # The 30-day floor exactly: 85 x 365 / 30 = 1034 stays within 1,040, 86 x 365 / 30 = 1046 does not
+    # (a floor of 29 days would fire on 85, one of 31 would not fire on 86).
+    pytest.param([Persons("a", 85)], DAY_2, None, [], id="early-january-85-within-over-30-days"),
+    pytest.param([Persons("a", 86)], DAY_2, None, [("crew-management", "persons_nonsensitive", "medium")],
+                 id="early-january-86-above-over-30-days"),
+    pytest.param([Persons("a", 1)], DAY_90, declared_nonsensitive(1),
+                 [("crew-management", "persons_nonsensitive", "medium")], id="a-declared-scale-of-one"),
     pytest.param([Persons("a", 300, "passport_no", sensitive=True)], DAY_90, None,
                  [("crew-management", "persons_sensitive", "medium")], id="sensitive"),
     pytest.param([Persons("a", 300)], DAY_90, tolerance(50),
@@ -235,6 +248,11 @@ NEGATIVE_LIST_MATCH = [
     pytest.param([flow("a"), flow("b")], [detection("a", "resident_id_cn", sensitive=True)],
                  [Persons("a", 1, "resident_id_cn", sensitive=True), Persons("b", 100_000, start=1)],
                  [EXAMPLE], None, [], id="threshold-counts-only-the-entry-field-types"),
+    # Record keys restart on every flow: a's 99,999 resident IDs and b's mobiles share keys 0..99,998, and
+    # only a's records carry the entry's field type.
+    pytest.param([flow("a"), flow("b")], [detection("a", "resident_id_cn", sensitive=True)],
+                 [Persons("a", 99_999, "resident_id_cn", sensitive=True), Persons("b", 100_000)],
+                 [EXAMPLE], None, [], id="threshold-counts-the-persons-of-the-entry-records-only"),
     pytest.param([flow("a")], [detection("a", "health_medical", sensitive=True, important="28")],
                  [Persons("a", 10_000, "health_medical", sensitive=True)], [EXAMPLE], None, [],
                  id="health-entry-is-for-sector-q84-only"),

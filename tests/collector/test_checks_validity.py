@@ -91,6 +91,22 @@ def test_recipient_country_mismatch_lists_the_countries_seen(tmp_path: Path) -> 
     assert any("Art. 10(4)" in b for b in f.basis) and f.action
 
 
+def test_recipient_country_mismatch_gives_each_recipient_its_own_sums(tmp_path: Path, caplog) -> None:
+    # Two recipients of one scenario, both reached in other countries: one row each, never the other's sums.
+    def orphan_in_booking(d: dict) -> None:
+        orphan_recipient(d)
+        d["scenarios"][0]["recipients"].append("R3")
+
+    # (a3: a country unknown, neither a mismatch nor one of the recipient's judged flows)
+    flows = [flow("a", country="FR", bytes_out=7), flow("a2"), flow("a3", country=None),
+             flow("c", server_name=ORPHAN_HOST, country="KR", bytes_out=50)]
+    results = run(tmp_path, flows, filing=filing_with(orphan_in_booking))
+    got = {(f.scenario_id, f.subject): (f.evidence["bytes_out"], f.evidence["flows_to_recipient"])
+           for f in results["recipient_country_mismatch"].findings}
+    assert got == {("booking", "R1"): (7, 2), ("booking", "R3"): (50, 1)}
+    assert "twice" not in caplog.text
+
+
 # --- outside_validity -------------------------------------------------------------------------------
 
 def validity(valid_from: str, valid_until: str):
@@ -154,6 +170,14 @@ def test_outside_validity_evidence(tmp_path: Path) -> None:
     assert f.evidence["first_seen"] == "2026-01-05T08:00:00+08:00"
 
 
+def test_outside_validity_counts_a_flow_once_and_keeps_term_names_out_of_the_samples(tmp_path: Path) -> None:
+    dets = [detection("a", "email"), detection("a", "mobile_cn"), important_candidate("a", "26", ("genome",))]
+    results = run(tmp_path, [flow("a", ts=utc(2026, 1, 5))], dets, filing=filing_with(MARCH_TO_SEPTEMBER))
+    [f] = results["outside_validity"].findings
+    assert f.evidence["flows"] == 1 and f.observed.startswith("1 flow(s) carrying email, important_data")
+    assert f.evidence["masked_samples"] == ["138****0000"] and f.evidence["important_subcategories"] == ["26"]
+
+
 # --- unfiled_export ---------------------------------------------------------------------------------
 
 def status(value: str):
@@ -205,3 +229,11 @@ def test_unfiled_export_evidence(tmp_path: Path) -> None:
     assert (f.evidence["persons_nonsensitive"], f.evidence["persons_sensitive"]) == (3, 2)
     assert f.evidence["destinations"] == ["booking.gfb-freight.example", UNDECLARED_HOST]
     assert any("Art. 10" in b for b in f.basis) and f.action
+
+
+def test_unfiled_export_counts_a_flow_once_and_keeps_term_names_out_of_the_samples(tmp_path: Path) -> None:
+    dets = [detection("a", "email"), detection("a", "mobile_cn"), important_candidate("a", "27", ("genome",))]
+    results = run(tmp_path, [flow("a")], dets, filing=filing_with(status("draft")))
+    [f] = results["unfiled_export"].findings
+    assert f.evidence["flows"] == 1 and f.observed.startswith("filing ZJFTZ-NB-2026-0031 is draft: 1 flow(s)")
+    assert f.evidence["masked_samples"] == ["138****0000"] and f.evidence["important_subcategories"] == ["27"]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from collector.persons import (
+    CST,
     PersonCounts,
     build_record_persons,
     calendar_year,
@@ -97,6 +99,37 @@ def test_calendar_year_is_china_standard_time(ts: datetime, year: int) -> None:
     assert year_of(ts) == year
     start, end = calendar_year(year)
     assert start <= ts < end
+
+
+def test_a_naive_instant_is_utc_and_an_aware_one_keeps_its_zone(monkeypatch) -> None:
+    # DuckDB hands back naive datetimes for TIMESTAMP columns: they are UTC, whatever the machine's zone.
+    monkeypatch.setenv("TZ", "America/Los_Angeles")
+    time.tzset()
+    try:
+        assert year_of(datetime(2025, 12, 31, 15, 0)) == 2025      # 23:00 CST
+        assert year_of(datetime(2025, 12, 31, 16, 0)) == 2026      # 00:00 CST
+        assert year_of(datetime(2025, 12, 31, 23, 0, tzinfo=CST)) == 2025
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def test_a_record_without_person_keys_does_not_stop_the_records_after_it() -> None:
+    rows = _rows(pi("f", 1, NAME, 7), pi("f", 2, MOBILE, 5, identifier=True),
+                 pi("g", 1, MOBILE, 6, identifier=True))
+    assert [(r[0], r[1]) for r in link_records(rows)] == [("f", 2), ("g", 1)]
+
+
+def test_record_persons_keeps_each_records_key_and_the_count_is_returned(tmp_path: Path) -> None:
+    values = [pi("a", 10, MOBILE, 1, identifier=True), pi("a", 11, MOBILE, 2, identifier=True),
+              pi("b", 20, MOBILE, 1, identifier=True, sensitive=True), pi("b", 21, NAME, 3)]
+    write_records(tmp_path, [make_flow("a"), make_flow("b")], pi_values=values)
+    with Store() as store:
+        store.load_records(tmp_path)
+        assert build_record_persons(store.con) == 2
+        rows = store.con.execute("SELECT flow_id, record_key, person_id, sensitive, nonsensitive "
+                                 "FROM record_persons ORDER BY flow_id, record_key").fetchall()
+    assert rows == [("a", 10, 0, False, True), ("a", 11, 1, False, True), ("b", 20, 0, True, False)]
 
 
 def test_counts_per_enterprise_scenario_and_destination_respect_the_cst_year(tmp_path: Path, filing) -> None:

@@ -13,12 +13,10 @@ import pytest
 from rich.console import Console
 
 from collector import selfcheck as selfcheck_module
-from collector.checks.runner import run_checks
+from collector.inspection import run_inspection
 from collector.models import Filing, NegativeListRef, Report
-from collector.persons import build_record_persons
-from collector.reports import build_report, render_html, render_json, summary_table
-from collector.selfcheck import report_period, run_selfcheck
-from collector.store import Store
+from collector.reports import render_html, render_json, summary_table
+from collector.selfcheck import run_selfcheck
 
 from .builders import CREW_IP, UNDECLARED_HOST, detection, example_data, flow, make_filing, pi, write_records
 
@@ -122,15 +120,11 @@ def test_a_failed_write_leaves_no_partial_files(tmp_path: Path, records: Path, m
 
 # --- persons over time, filing and negative-list versions --------------------------------------------
 
-def _build(records: Path, filing: Filing, **kwargs) -> Report:
+def _build(records: Path, filing: Filing, negative_lists=(), **kwargs) -> Report:
     """What run_selfcheck does, with build_report's optional arguments."""
-    with Store() as store:
-        store.load_records(records)
-        store.load_filing(filing)
-        build_record_persons(store.con)
-        period = report_period(store)
-        results = run_checks(store.con, {"period_from": period[0], "period_to": period[1]})
-        return build_report(store.con, filing, period, results, GENERATED, **kwargs)
+    report = run_inspection(records, filing, now=GENERATED, list_refs=negative_lists, **kwargs).report
+    assert report is not None
+    return report
 
 
 def _small_scales() -> Filing:

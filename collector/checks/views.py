@@ -1,0 +1,64 @@
+"""The period the checks and the report count in, and the shared views over it (collector/checks/views.sql).
+
+`use_period` writes the one-row table `period` and (re)creates the views of views.sql, so a check, the
+report's `observed` block, the person counts and the estimates all read "cross-border flows of the period"
+from one definition (`period_flows`) instead of each repeating the predicate with its own parameters.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+
+log = logging.getLogger(__name__)
+
+__all__ = ["VIEWS_FILE", "VIEWS_SQL", "load_views", "use_period"]
+
+VIEWS_FILE = "views.sql"
+VIEWS_SQL = Path(__file__).resolve().parent / VIEWS_FILE
+_STATEMENT_END = re.compile(r";[ \t]*$", re.MULTILINE)
+_DAY = 86400.0
+
+
+def _statements(sql: str) -> list[str]:
+    # The file ends each statement with a semicolon at the end of a line (no semicolons inside statements).
+    parts = (p.strip() for p in _STATEMENT_END.split(sql))
+    return [p for p in parts if any(line.strip() and not line.lstrip().startswith("--")
+                                    for line in p.splitlines())]
+
+
+def load_views(con: duckdb.DuckDBPyConnection, views: Path = VIEWS_SQL) -> list[str]:
+    """Create or replace every view of `views`; returns the statements skipped because an input table
+    is not loaded (a store without a filing has no scenario_flows). Any other error raises."""
+    skipped = []
+    for stmt in _statements(views.read_text(encoding="utf-8")):
+        try:
+            con.execute(stmt)
+        except duckdb.CatalogException as e:
+            first = stmt.split("AS", 1)[0].strip().splitlines()[-1]
+            log.debug("view not created (%s): %s", first, str(e).splitlines()[0])
+            skipped.append(first)
+    return skipped
+
+
+def use_period(
+    con: duckdb.DuckDBPyConnection,
+    period: tuple[datetime, datetime],
+    as_of: datetime | None = None,
+    views: Path = VIEWS_SQL,
+) -> None:
+    """Count in `period` (aware datetimes, `to` exclusive) as of `as_of` (default: the period end)."""
+    start, end = period
+    as_of = as_of or end
+    con.execute(
+        "CREATE OR REPLACE TABLE period AS SELECT $period_from::TIMESTAMPTZ AS period_from, "
+        "$period_to::TIMESTAMPTZ AS period_to, $as_of::TIMESTAMPTZ AS as_of, "
+        "$days::DOUBLE AS days_in_period, $elapsed::DOUBLE AS elapsed_days",
+        {"period_from": start, "period_to": end, "as_of": as_of,
+         "days": (end - start).total_seconds() / _DAY, "elapsed": (as_of - start).total_seconds() / _DAY},
+    )
+    load_views(con, views)

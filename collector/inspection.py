@@ -1,0 +1,104 @@
+"""One inspection: records + filing + negative lists -> persons -> every check -> the §7 report.
+
+The one run sequence behind the enterprise self-check (selfcheck.py), the collector's spot checks
+(spotcheck.py, on demand and scheduled) and the tests: an in-memory DuckDB store gets the records (a spool
+directory, or the warehouse's files per record type), the filing and the lists; persons are linked; the
+checks run over the period as of `as_of`; the report is assembled while the store is still open.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from collector.checks.runner import CHECKS_DIR, CheckResult, run_checks
+from collector.models import Filing, Report
+from collector.negative_lists import NegativeList
+from collector.persons import CST, build_record_persons, calendar_year, year_of
+from collector.reports import build_report
+from collector.store import Store
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Inspection", "report_period", "run_inspection"]
+
+Records = Path | Mapping[str, Sequence[Path]]
+
+
+@dataclass(frozen=True, slots=True)
+class Inspection:
+    period: tuple[datetime, datetime]
+    as_of: datetime
+    persons: int                       # distinct persons linked over all records
+    results: tuple[CheckResult, ...]   # one per check, in file-name order
+    report: Report | None              # None when run with report=False
+
+    def by_check(self) -> dict[str, CheckResult]:
+        return {r.check: r for r in self.results}
+
+
+def report_period(store: Store, year: int | None = None) -> tuple[datetime, datetime]:
+    """The calendar year (CST) to count in: `year`, else the year of the latest flow, else this year.
+
+    The data decides by default, so that checking last December's capture in January counts last year.
+    """
+    if year is None:
+        latest = store.con.execute("SELECT max(ts_start) FROM flows").fetchall()[0][0]
+        year = year_of(latest) if latest is not None else datetime.now(CST).year
+    return calendar_year(year)
+
+
+def run_inspection(
+    records: Records,
+    filing: Filing,
+    *,
+    negative_lists: Sequence[NegativeList] = (),
+    period: tuple[datetime, datetime] | None = None,
+    year: int | None = None,
+    now: datetime | None = None,
+    checks_dir: Path = CHECKS_DIR,
+    report: bool = True,
+    report_id: str | None = None,
+    filing_version: int | None = None,
+    list_refs: Iterable[object] = (),
+) -> Inspection:
+    """Inspect `records` against `filing` over `period` (default: report_period for `year`).
+
+    The checks run as of `as_of` = min(end of the period, `now`): a check projecting a year-to-date count
+    (significant_change) needs to know how much of the year has passed. `now` (default: the current time)
+    is also the report's generated_at; report_id, filing_version and list_refs go into the report.
+    Raises `store.RecordsError` for an unusable records directory.
+    """
+    with Store() as store:
+        if isinstance(records, Mapping):
+            store.load_record_files(records)
+        else:
+            store.load_records(Path(records))
+        store.load_filing(filing)
+        store.load_negative_lists(negative_lists)
+        _warn_other_enterprises(store, filing.processor.id)
+        persons = build_record_persons(store.con)
+        period = period or report_period(store, year)
+        now = (now or datetime.now(CST)).astimezone(CST)
+        as_of = min(period[1], now)
+        log.info("period %s .. %s as of %s, %d persons linked", period[0].isoformat(), period[1].isoformat(),
+                 as_of.isoformat(), persons)
+        results = run_checks(store.con, {"period_from": period[0], "period_to": period[1], "as_of": as_of},
+                             checks_dir)
+        built = build_report(store.con, filing, period, results, now, report_id=report_id,
+                             filing_version=filing_version, negative_lists=list_refs) if report else None
+    return Inspection(period, as_of, persons, tuple(results), built)
+
+
+def _warn_other_enterprises(store: Store, enterprise_id: str) -> None:
+    # Records stamped for another enterprise usually mean the wrong filing or spool was given.
+    rows = store.con.execute(
+        "SELECT DISTINCT enterprise_id FROM flows WHERE enterprise_id <> $e", {"e": enterprise_id}
+    ).fetchall()
+    others = [r[0] for r in rows]
+    if others:
+        log.warning("records carry enterprise_id %s, the filing is for %s", ", ".join(sorted(others)),
+                    enterprise_id)
