@@ -14,9 +14,12 @@
 -- loaded yet (no filing: no scenario_flows) is skipped, so persons and estimates work without a filing.
 
 -- Exported in the period: cross-border flows whose ts_start falls in [period_from, period_to), with the
--- destination every report and finding names (server name, else IP).
+-- destination every report and finding names: the server name, else the IP; for a pull (initiator
+-- external) always the peer's IP, since its server name names the internal server (DESIGN §3).
 CREATE OR REPLACE VIEW period_flows AS
-SELECT f.*, coalesce(f.server_name, f.dst_ip) AS destination
+SELECT f.*,
+       CASE WHEN f.initiator = 'external' THEN f.dst_ip ELSE coalesce(f.server_name, f.dst_ip) END
+           AS destination
 FROM flows f
 CROSS JOIN period p
 WHERE f.cross_border AND f.ts_start >= p.period_from AND f.ts_start < p.period_to;

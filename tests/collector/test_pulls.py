@@ -84,9 +84,6 @@ def test_a_pull_named_after_a_declared_internal_domain_is_still_undeclared(tmp_p
     assert len(findings) == 1 and findings[0].evidence["dst_ips"] == [PEER_UNDECLARED]
 
 
-@pytest.mark.xfail(strict=True, reason="collector/checks/undeclared_recipient.sql still names a finding "
-                   "coalesce(server_name, dst_ip); for initiator = 'external' the subject must be dst_ip "
-                   "(the peer), which waits for the checks' shared views (issue 10 §4)")
 def test_a_pull_finding_names_the_peer_not_the_internal_server(tmp_path: Path) -> None:
     write_records(tmp_path, [flow("pull", server_name=BOOKING_HOST, dst_ip=PEER_UNDECLARED, country="US",
                                   initiator="external")], [detection("pull", "mobile_cn")])
