@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml requirements.lock
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
-	$(BIN)/pip install -q --disable-pip-version-check -c requirements.lock -e '.[dev]' 2>&1 | grep -v "^WARNING: Location" || true
+	$(BIN)/pip install -q --disable-pip-version-check -c requirements.lock -e '.[dev,mutate]' 2>&1 | grep -v "^WARNING: Location" || true
 	$(BIN)/python -c "import agent, collector, detectors, dpkt, presidio_analyzer, duckdb"
 	touch $(STAMP)
 
@@ -31,7 +31,6 @@ test: $(STAMP)
 # one bug at a time and lists the ones no test noticed. mutmut for collector/persons.py and
 # detectors/validators.py ([tool.mutmut] in pyproject.toml), tools/mutate_sql.py for the SQL checks.
 mutate: $(STAMP)
-	$(BIN)/pip install -q --disable-pip-version-check -c requirements.lock -e '.[dev,mutate]' 2>&1 | grep -v "^WARNING: Location" || true
 	$(BIN)/python tools/mutate_sql.py; sql=$$?; \
 	$(BIN)/mutmut run --max-children 2; $(BIN)/mutmut results; \
 	exit $$sql
