@@ -1,5 +1,5 @@
 """A message's content, collected within the flow's budgets: the part of HTTP message handling that does not
-depend on how the messages are framed (and the field-line parser the HTTP/1.x framers share).
+depend on how the messages are framed.
 
 `HttpResponse` is what every response framer produces, `MessageHead` what a framer holds of a message while
 reading it, and `MessageBody` how it collects a body: bytes kept within the flow's inspection budget
@@ -17,12 +17,9 @@ from dataclasses import dataclass
 
 from agent.anomalies import known_or_shape
 from agent.protocols.codings import REGISTERED, Decoder, unsupported
-from agent.protocols.http_syntax import FIELD_NAMES, TCHAR
 
-__all__ = ["BodyBudget", "HttpResponse", "MessageBody", "MessageHead", "PendingResponse", "add_field_line",
-           "has_body"]
+__all__ = ["BodyBudget", "HttpResponse", "MessageBody", "MessageHead", "PendingResponse", "has_body"]
 
-MAX_FIELDS = 256
 Anomaly = Callable[[str, str], None]
 
 
@@ -37,26 +34,6 @@ class HttpResponse:
     content_type: str | None
     body: bytes                           # after content / transfer decoding, at most the budgets
     body_truncated: bool
-
-
-def add_field_line(fields: list[tuple[str, str]], line: bytes, anomaly: Anomaly) -> None:
-    """One non-empty line of a header or trailer section (RFC 9112 §5) into `fields`: a field line, or an
-    obs-fold continuation (§5.2: replaced by a space and joined to the previous value). Field values are
-    ISO-8859-1 (RFC 9110 §5.5), which keeps every byte recoverable."""
-    if line[0] in b" \t":
-        if fields:
-            name, value = fields[-1]
-            fields[-1] = (name, f"{value} {line.strip().decode('latin-1')}")
-            anomaly("obs_fold", f"continuation of field {known_or_shape(name, FIELD_NAMES)}")
-        return
-    raw_name, sep, raw_value = line.partition(b":")
-    raw_name = raw_name.strip()
-    if not sep or not raw_name or any(b not in TCHAR for b in raw_name):
-        anomaly("malformed_field_line", f"line of {len(line)} bytes")
-    elif len(fields) >= MAX_FIELDS:
-        anomaly("too_many_fields", f"more than {MAX_FIELDS}")
-    else:
-        fields.append((raw_name.decode("ascii"), raw_value.strip(b" \t").decode("latin-1")))
 
 
 def has_body(method: str | None, status: int) -> bool:
@@ -92,6 +69,8 @@ class MessageBody:
         self.raw = bytearray()       # framed bytes kept (before decoding), at most the budget
         self.truncated = False
         self.decoder: Decoder | None = None
+        if not codings:
+            return
         bad = unsupported(codings)
         if bad:
             # Kept as it is: an unknown coding's bytes are inspected raw (they may be plain after all).
@@ -100,7 +79,8 @@ class MessageBody:
         elif any(c != "identity" for c in codings):
             self.decoder = Decoder(codings, max_decompressed_bytes)
 
-    def add(self, data: bytes) -> None:
+    def add(self, data: bytes | bytearray) -> None:
+        """Framed body bytes (not kept: a slice of the framer's buffer may be handed over as it is)."""
         budget = self.budget
         room = budget.limit - budget.kept
         if len(data) > room:
@@ -115,7 +95,7 @@ class MessageBody:
             return
         if not dec.out:
             self.raw += data     # kept until decoding yields output: a body mislabelled as coded
-        dec.feed(data)
+        dec.feed(bytes(data))
         if dec.out and self.raw:
             self.raw = bytearray()
 

@@ -21,14 +21,15 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from agent.anomalies import AnomalySink, known_or_shape, shape
 from agent.protocols.codings import REGISTERED
-from agent.protocols.http_body import BodyBudget, MessageBody, MessageHead, add_field_line
-from agent.protocols.http_syntax import CHUNK_SIZE, DIGITS, MAX_LINE, tokens
+from agent.protocols.http_body import BodyBudget, MessageBody, MessageHead
+from agent.protocols.http_syntax import CHUNK_SIZE, DIGITS, FIELD_NAMES, MAX_LINE, TCHAR, tokens
 
 __all__ = ["CHUNK_DATA", "CHUNK_END", "CHUNK_SIZE_LINE", "FRAMING_HANDLERS", "HEADERS", "LENGTH",
-           "MAX_HEADER_BYTES", "PEEK", "RESYNC", "RESYNC_BUDGET", "START", "STOPPED", "TRAILERS", "TUNNEL",
-           "UNTIL_CLOSE", "MessageFramer", "StartLine"]
+           "MAX_FIELDS", "MAX_HEADER_BYTES", "PEEK", "RESYNC", "RESYNC_BUDGET", "START", "STOPPED",
+           "TRAILERS", "TUNNEL", "UNTIL_CLOSE", "MessageFramer", "StartLine"]
 
 MAX_HEADER_BYTES = 65536   # whole header section (or trailer section)
+MAX_FIELDS = 256
 RESYNC_BUDGET = 65536      # bytes skipped looking for a start line before framing gives up
 
 # Parser states (PEEK only for requests: is what follows a body without length, or the next request?).
@@ -171,6 +172,7 @@ class MessageFramer(Generic[H, M]):
     def _on_fields(self) -> bool:
         msg = self._msg
         assert msg is not None
+        fields = msg.fields
         while True:
             line = self._next_line(MAX_LINE)
             if line is None:
@@ -186,7 +188,22 @@ class MessageFramer(Generic[H, M]):
                 return True
             if not line:
                 break
-            add_field_line(msg.fields, line, self._anomaly)
+            if line[0] in b" \t":
+                # RFC 9112 §5.2 obs-fold: replaced by a space and joined to the previous field value.
+                if fields:
+                    name, value = fields[-1]
+                    fields[-1] = (name, f"{value} {line.strip().decode('latin-1')}")
+                    self._anomaly("obs_fold", f"continuation of field {known_or_shape(name, FIELD_NAMES)}")
+                continue
+            raw_name, sep, raw_value = line.partition(b":")
+            raw_name = raw_name.strip()
+            if not sep or not raw_name or any(b not in TCHAR for b in raw_name):
+                self._anomaly("malformed_field_line", f"line of {len(line)} bytes")
+            elif len(fields) >= MAX_FIELDS:
+                self._anomaly("too_many_fields", f"more than {MAX_FIELDS}")
+            else:
+                # ISO-8859-1 (RFC 9110 §5.5: obs-text) keeps every byte of a value recoverable.
+                fields.append((raw_name.decode("ascii"), raw_value.strip(b" \t").decode("latin-1")))
         if self._state == TRAILERS:
             self._finish()
         else:
@@ -230,7 +247,8 @@ class MessageFramer(Generic[H, M]):
     def _on_body_bytes(self) -> bool:
         n = min(self._remaining, len(self._buf))
         if n:
-            self._add_body(self._buf[:n])
+            assert self._msg is not None and self._msg.body is not None
+            self._msg.body.add(self._buf[:n])   # past the flow's budget it is counted, not copied
             del self._buf[:n]
             self._remaining -= n
         if self._remaining:
@@ -269,7 +287,8 @@ class MessageFramer(Generic[H, M]):
 
     def _on_until_close(self) -> bool:
         if self._buf:
-            self._add_body(self._buf)
+            assert self._msg is not None and self._msg.body is not None
+            self._msg.body.add(self._buf)
             self._buf.clear()
         return False
 
@@ -277,14 +296,6 @@ class MessageFramer(Generic[H, M]):
 
     def _body(self, codings: list[str]) -> MessageBody:
         return MessageBody(self.budget, codings, self.max_decompressed_bytes, self._anomaly)
-
-    def _add_body(self, data: bytearray) -> None:
-        msg = self._msg
-        assert msg is not None and msg.body is not None
-        if self.budget.exhausted:
-            msg.body.truncated = True    # counted past without a copy: the flow's budget is spent
-            return
-        msg.body.add(bytes(data))
 
     def _cut(self, msg: H, *, hole: bool) -> None:
         """The rest of `msg` is lost: to a hole in the stream (`hole`), or to framing that ended it early."""
