@@ -1,12 +1,13 @@
-"""A response's content, collected within the flow's budgets: the part of response handling that does not
-depend on how the messages are framed (and one field-line parser HTTP/1.x framers share).
+"""A message's content, collected within the flow's budgets: the part of HTTP message handling that does not
+depend on how the messages are framed.
 
-`HttpResponse` is what every response framer produces and `ResponseBody` how it collects a body: bytes
-kept within the flow's inspection budget (`sampling.max_payload_bytes_per_flow`, shared by all responses of
-the flow, like a request stream's), content codings undone (codings.py) within `max_decompressed_bytes`.
-HTTP/1.x frames responses in agent/protocols/http_response.py; the HTTP/2 handler (next issue) must frame
-HEADERS and DATA into the same `HttpResponse` through `ResponseBody` and `has_body`, and hand them to the
-same `on_response` (agent/protocols/served.py), so that pulls over h2 are inspected within the same budgets.
+`HttpResponse` is what every response framer produces, `MessageHead` what a framer holds of a message while
+reading it, and `MessageBody` how it collects a body: bytes kept within the flow's inspection budget
+(`sampling.max_payload_bytes_per_flow`, shared by all messages of the flow), content codings undone
+(codings.py) within `max_decompressed_bytes`. HTTP/1.x frames requests and responses in
+agent/protocols/http_framing.py; the HTTP/2 handler (next issue) must frame HEADERS and DATA into the same
+`HttpResponse` through `MessageBody` and `has_body`, and hand them to the same `on_response`
+(agent/protocols/served.py), so that pulls over h2 are inspected within the same budgets.
 """
 
 from __future__ import annotations
@@ -16,11 +17,9 @@ from dataclasses import dataclass
 
 from agent.anomalies import known_or_shape
 from agent.protocols.codings import REGISTERED, Decoder, unsupported
-from agent.protocols.http_syntax import FIELD_NAMES, TCHAR
 
-__all__ = ["BodyBudget", "HttpResponse", "PendingResponse", "ResponseBody", "add_field_line", "has_body"]
+__all__ = ["BodyBudget", "HttpResponse", "MessageBody", "MessageHead", "PendingResponse", "has_body"]
 
-MAX_FIELDS = 256
 Anomaly = Callable[[str, str], None]
 
 
@@ -35,26 +34,6 @@ class HttpResponse:
     content_type: str | None
     body: bytes                           # after content / transfer decoding, at most the budgets
     body_truncated: bool
-
-
-def add_field_line(fields: list[tuple[str, str]], line: bytes, anomaly: Anomaly) -> None:
-    """One non-empty line of a header or trailer section (RFC 9112 §5) into `fields`: a field line, or an
-    obs-fold continuation (§5.2: replaced by a space and joined to the previous value). Field values are
-    ISO-8859-1 (RFC 9110 §5.5), which keeps every byte recoverable."""
-    if line[0] in b" \t":
-        if fields:
-            name, value = fields[-1]
-            fields[-1] = (name, f"{value} {line.strip().decode('latin-1')}")
-            anomaly("obs_fold", f"continuation of field {known_or_shape(name, FIELD_NAMES)}")
-        return
-    raw_name, sep, raw_value = line.partition(b":")
-    raw_name = raw_name.strip()
-    if not sep or not raw_name or any(b not in TCHAR for b in raw_name):
-        anomaly("malformed_field_line", f"line of {len(line)} bytes")
-    elif len(fields) >= MAX_FIELDS:
-        anomaly("too_many_fields", f"more than {MAX_FIELDS}")
-    else:
-        fields.append((raw_name.decode("ascii"), raw_value.strip(b" \t").decode("latin-1")))
 
 
 def has_body(method: str | None, status: int) -> bool:
@@ -79,7 +58,7 @@ class BodyBudget:
         return self.kept >= self.limit
 
 
-class ResponseBody:
+class MessageBody:
     """One message's content being collected: `add` framed bytes, `cut` at a hole, `finish` at its end."""
 
     __slots__ = ("budget", "decoder", "raw", "truncated")
@@ -90,6 +69,8 @@ class ResponseBody:
         self.raw = bytearray()       # framed bytes kept (before decoding), at most the budget
         self.truncated = False
         self.decoder: Decoder | None = None
+        if not codings:
+            return
         bad = unsupported(codings)
         if bad:
             # Kept as it is: an unknown coding's bytes are inspected raw (they may be plain after all).
@@ -98,7 +79,8 @@ class ResponseBody:
         elif any(c != "identity" for c in codings):
             self.decoder = Decoder(codings, max_decompressed_bytes)
 
-    def add(self, data: bytes) -> None:
+    def add(self, data: bytes | bytearray) -> None:
+        """Framed body bytes (not kept: a slice of the framer's buffer may be handed over as it is)."""
         budget = self.budget
         room = budget.limit - budget.kept
         if len(data) > room:
@@ -113,7 +95,7 @@ class ResponseBody:
             return
         if not dec.out:
             self.raw += data     # kept until decoding yields output: a body mislabelled as coded
-        dec.feed(data)
+        dec.feed(bytes(data))
         if dec.out and self.raw:
             self.raw = bytearray()
 
@@ -140,27 +122,42 @@ class ResponseBody:
         return body
 
 
-class PendingResponse:
-    """A response being framed: its head as read so far, the request it answers, its body once started."""
+class MessageHead:
+    """A message being framed: its header (then trailer) fields as read so far, its body once started."""
 
-    __slots__ = ("body", "fields", "header_bytes", "method", "status", "target", "version")
+    __slots__ = ("body", "fields", "header_bytes", "malformed")
 
-    def __init__(self, status: int, version: str) -> None:
-        self.status, self.version = status, version
-        self.method: str | None = None
-        self.target: str | None = None
+    def __init__(self, malformed: bool = False) -> None:
+        self.malformed = malformed     # the start line was malformed; the message was kept all the same
         self.fields: list[tuple[str, str]] = []
         self.header_bytes = 0
-        self.body: ResponseBody | None = None
+        self.body: MessageBody | None = None
 
     def values(self, name: str) -> list[str]:
         return [v for n, v in self.fields if n.lower() == name]
 
+    def content(self, anomaly: Anomaly, max_decompressed_bytes: int) -> tuple[bytes, bool]:
+        """The body as inspected and whether it is truncated (b"", False for a message without one)."""
+        body = self.body
+        if body is None:
+            return b"", False
+        content = body.finish(anomaly, max_decompressed_bytes)
+        return content, body.truncated
+
+
+class PendingResponse(MessageHead):
+    """A response being framed: its head as read so far, the request it answers, its body once started."""
+
+    __slots__ = ("method", "status", "target", "version")
+
+    def __init__(self, status: int, version: str) -> None:
+        super().__init__()
+        self.status, self.version = status, version
+        self.method: str | None = None
+        self.target: str | None = None
+
     def response(self, number: int, anomaly: Anomaly, max_decompressed_bytes: int) -> HttpResponse:
-        body, truncated = b"", False
-        if self.body is not None:
-            body = self.body.finish(anomaly, max_decompressed_bytes)
-            truncated = self.body.truncated
+        body, truncated = self.content(anomaly, max_decompressed_bytes)
         content_type = next((v.strip() for v in self.values("content-type")), None)
         return HttpResponse(
             number=number, status=self.status, version=self.version, method=self.method, target=self.target,
