@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from detectors.validators import validate_device_id
+from detectors.validators import validate_device_id, validate_imei
 
 from .helpers import found
 
@@ -56,3 +56,11 @@ def test_device_id_table(engine, text, key_path, expected):
         "mac-dashes", "hex-keyed", "hex-free", "hex-two-chars", "hex-three-chars"])
 def test_device_id_validator(text: str, keyed: bool, valid: bool) -> None:
     assert validate_device_id(text, {}, keyed) is valid
+
+
+@pytest.mark.parametrize(("text", "valid"), [(IMEI, True), (IMEI_BAD, False), ("4901542032375", False),
+                                              ("not an imei", False)],
+                         ids=["luhn", "bad-luhn", "13-digits", "letters"])
+def test_imei_validator(text: str, valid: bool) -> None:
+    # `validator: imei` for a catalog that wants IMEIs alone (stdnum.imei: 15 digits with Luhn).
+    assert validate_imei(text, {}, False) is valid
