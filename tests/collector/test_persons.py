@@ -159,3 +159,33 @@ def test_counts_per_enterprise_scenario_and_destination_respect_the_cst_year(tmp
         assert count_persons(store.con, period, by="destination") == {
             "booking.gfb-freight.example": PersonCounts(1, 1), "other.example": PersonCounts(2, 0)}
         assert count_persons(store.con, calendar_year(2025)) == {None: PersonCounts(1, 0)}
+
+
+@pytest.mark.parametrize(("values", "expected"), [
+    # The second record's first key has a root that sorts after the other key's: the union must still link.
+    pytest.param([pi("f1", 1, EMAIL, 3, identifier=True), pi("f1", 1, ID, 1, identifier=True),
+                  pi("f2", 1, MOBILE, 2, identifier=True), pi("f2", 1, ID, 1, identifier=True)], 1,
+                 id="link-into-an-earlier-root"),
+    # Value keys are hashes: 9 < 10 as numbers, "10" < "9" as text; two of one type in a record link.
+    pytest.param([pi("f1", 1, MOBILE, 9, identifier=True), pi("f1", 1, MOBILE, 10, identifier=True),
+                  pi("f2", 1, MOBILE, 9, identifier=True), pi("f3", 1, MOBILE, 10, identifier=True)], 1,
+                 id="keys-sorting-differently-as-numbers-and-text"),
+    pytest.param([pi("f1", 1, MOBILE, 10, identifier=True), pi("f1", 1, MOBILE, 9, identifier=True),
+                  pi("f2", 1, MOBILE, 10, identifier=True), pi("f3", 1, MOBILE, 9, identifier=True),
+                  pi("f4", 1, MOBILE, 11, identifier=True)], 2, id="a-third-key-stays-apart"),
+])
+def test_union_of_keys(values: list, expected: int) -> None:
+    assert _persons(*values) == expected
+
+
+def test_no_pi_values_give_an_empty_typed_record_persons_table(tmp_path: Path, filing) -> None:
+    write_records(tmp_path, [make_flow("a")], pi_values=[])
+    with Store() as store:
+        store.load_records(tmp_path)
+        store.load_filing(filing)
+        assert build_record_persons(store.con) == 0
+        types = store.con.execute("SELECT column_name, data_type FROM information_schema.columns "
+                                  "WHERE table_name = 'record_persons' ORDER BY ordinal_position").fetchall()
+        assert count_persons(store.con, calendar_year(2026)) == {None: PersonCounts(0, 0)}
+    assert types == [("flow_id", "VARCHAR"), ("record_key", "BIGINT"), ("person_id", "BIGINT"),
+                     ("sensitive", "BOOLEAN"), ("nonsensitive", "BOOLEAN")]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from detectors.validators import validate_landline
+
 from .helpers import found
 
 
@@ -28,3 +30,14 @@ from .helpers import found
 )
 def test_landline_table(engine, text, key_path, expected):
     assert [(t, v) for t, v in found(engine, text, key_path) if t == "landline_cn"] == expected
+
+
+@pytest.mark.parametrize(("text", "valid"), [
+    ("01062345678", True),
+    ("010623456781", True),                                # 12 digits: number and a one-digit extension
+    ("0106234567812", False),                              # 13 without separators: ambiguous
+    ("010-62345678-12", True),                             # with separators the extension is plain
+    ("12345678", False),                                   # no area code
+], ids=["plain", "twelve-digits", "thirteen-digits", "separated-extension", "no-area-code"])
+def test_landline_validator(text: str, valid: bool) -> None:
+    assert validate_landline(text, {}, False) is valid

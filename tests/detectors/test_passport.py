@@ -47,3 +47,13 @@ def test_passport_table(engine, text, key_path, expected):
 )
 def test_prc_passport_validator_without_a_key(value, expected):
     assert validate_passport(value, {}, keyed=False) is expected
+
+
+@pytest.mark.parametrize(("text", "keyed", "valid"), [
+    ("E 1234 5678", False, True),                          # PRC passport written in groups
+    ("A11111", True, False),                               # foreign: two distinct characters are filler
+    ("AB1111", True, True),                                # three are a number
+    ("AB1111", False, False),                              # a foreign shape needs its key
+], ids=["grouped", "two-chars", "three-chars", "foreign-free"])
+def test_passport_validator_bounds(text: str, keyed: bool, valid: bool) -> None:
+    assert validate_passport(text, {}, keyed) is valid

@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+from detectors.validators import prepare_params, validate_person_name
+
 from .helpers import found
 
 
@@ -101,3 +103,47 @@ def test_faker_names(engine, fake):
     for _ in range(50):
         value = fake.name()
         assert found(engine, value, "$.receiverName") == [("person_name", value)]
+
+
+@pytest.fixture(scope="module")
+def name_params(catalog):
+    return prepare_params(next(ft.params for ft in catalog.field_types if ft.id == "person_name"))
+
+
+@pytest.mark.parametrize(("text", "keyed", "valid"), [
+    ("张三", True, True),
+    ("张三", False, True),                                  # a Han name needs no key: its surname vouches
+    ("王小明", True, True),
+    ("王小明明", True, False),                               # single surname: at most 3 characters
+    ("欧阳娜", True, True),                                   # compound surname: 3 or 4 characters
+    ("欧阳娜娜", True, True),
+    ("欧阳娜娜娜", True, False),
+    ("买买提·艾力", True, True),
+    ("买买提·艾力", False, False),                            # a minority name needs its key
+    ("John·Smith", True, False),                             # every part Han
+    ("买" * 9 + "·" + "艾" * 10, True, True),                 # 20 characters with the separator
+    ("买" * 10 + "·" + "艾" * 10, True, False),               # 21
+    ("John Smith", True, True),
+    ("John Smith", False, False),                            # a Latin name needs its key
+    ("Xavier Xu", True, True),                               # X is a letter, not a separator
+    ("A" * 30 + " " + "B" * 29, True, True),                  # 60 characters
+    ("A" * 30 + " " + "B" * 30, True, False),                 # 61
+    ("Test Smith", True, False),                              # a reject word
+    ("张三公司", True, False),                                 # a reject suffix
+], ids=lambda v: v if isinstance(v, str) and len(v) < 16 else None)
+def test_person_name_validator(name_params, text: str, keyed: bool, valid: bool) -> None:
+    assert validate_person_name(text, name_params, keyed) is valid
+
+
+@pytest.mark.parametrize(("text", "params", "valid"), [
+    ("John Smith", {}, True),                                # no dictionaries configured: Latin names only
+    ("张三", {}, False),
+    ("张三", {"surnames": "张"}, True),
+    ("Mickey Mouse", {"reject_words": ["Mickey Mouse"]}, False),   # a two-word reject entry, any case
+    ("Mickey Mouse", {"reject_words": ["mickey"]}, False),
+    ("张三丰", {"reject_suffixes": ["丰"], "surnames": "张"}, False),
+    ("诸葛亮", {"compound_surnames": ["诸葛"]}, True),
+], ids=["no-params-latin", "no-params-han", "surnames", "reject-phrase", "reject-word", "reject-suffix",
+        "compound"])
+def test_person_name_params(text: str, params: dict, valid: bool) -> None:
+    assert validate_person_name(text, prepare_params(params), True) is valid

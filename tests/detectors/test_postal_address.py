@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from detectors.validators import prepare_params, validate_postal_address
+
 from .helpers import found
 
 ADDR = "浙江省杭州市西湖区文三路90号东部软件园1号楼3单元502室"
@@ -40,3 +42,42 @@ def test_faker_addresses(engine, fake):
     for _ in range(30):
         value = fake.address()
         assert found(engine, value, "$.address") == [("postal_address", value)]
+
+
+@pytest.fixture(scope="module")
+def address_params(catalog):
+    return prepare_params(next(ft.params for ft in catalog.field_types if ft.id == "postal_address"))
+
+
+@pytest.mark.parametrize(("text", "keyed", "valid"), [
+    (ADDR, True, True),
+    (ADDR, False, True),
+    ("杭州市区", True, True),                         # four Han characters, two structure words
+    ("杭市区", True, False),                          # three Han characters are too few
+    ("文三路边上", True, False),                       # one structure word
+    ("上海市文三路", True, True),                      # two under a key
+    ("上海市文三路", False, False),                    # but three in free text
+    ("杭州市文三路9号", False, True),
+    ("上海市世纪大\n道", True, True),                   # a line break inside a word (大道) is no break
+], ids=["full", "full-free", "four-han", "three-han", "one-word", "two-keyed", "two-free", "three-free",
+        "wrapped-word"])
+def test_postal_address_validator(address_params, text: str, keyed: bool, valid: bool) -> None:
+    assert validate_postal_address(text, address_params, keyed) is valid
+
+
+WORDS = ["市", "区", "路", "号"]
+
+
+@pytest.mark.parametrize(("text", "params", "keyed", "valid"), [
+    (ADDR, {}, True, False),                                        # no structure words configured
+    ("杭州市西湖区", {"structure_words": WORDS}, True, True),         # default: two under a key ...
+    ("杭州市西湖区", {"structure_words": WORDS}, False, False),       # ... three in free text
+    ("杭州市西湖区文三路", {"structure_words": WORDS}, False, True),
+    ("杭州市西湖区", {"structure_words": WORDS, "min_structure_keyed": 3}, True, False),
+    ("杭州市西湖区", {"structure_words": WORDS, "min_structure_free": 2}, False, True),
+    ("杭州市西湖区文三路", {"structure_words": WORDS, "min_structure_keyed": 4,
+                        "min_structure_free": 1}, True, False),       # keyed reads only its own minimum
+], ids=["no-words", "default-keyed", "default-free", "default-free-three", "keyed-minimum", "free-minimum",
+        "keyed-not-free"])
+def test_postal_address_params(text: str, params: dict, keyed: bool, valid: bool) -> None:
+    assert validate_postal_address(text, prepare_params(params), keyed) is valid

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from detectors.validators import validate_travel_permit
+
 from .helpers import found, rid
 
 HK_PERMIT = rid("81000019900101123")
@@ -32,3 +34,25 @@ BAD_CHECK = HK_PERMIT[:-1] + ("0" if HK_PERMIT[-1] != "0" else "1")
 def test_travel_permit_table(engine, text, key_path, expected):
     assert [(t, v) for t, v in found(engine, text, key_path)
             if t in ("travel_permit", "resident_id_cn")] == expected
+
+
+def _permit_with_check_x() -> str:
+    return next(v for n in range(1000) if (v := rid(f"81000019900101{n:03d}")).endswith("X"))
+
+
+@pytest.mark.parametrize(("text", "valid"), [
+    (HK_PERMIT, True),
+    (f"{HK_PERMIT[:6]} {HK_PERMIT[6:14]} {HK_PERMIT[14:]}", True),   # written in groups
+    (_permit_with_check_x(), True),                                  # check digit X
+    (rid("81000019901020123"), True),                                # born 20 October (two-digit fields)
+    (rid("81000019000101123"), True),                                # born 1 January 1900
+    (rid("81000019901301123"), False),                               # month 13
+    (rid("81000018991231123"), False),
+    (BAD_CHECK, False),
+    (rid("11010519900101123"), False),                               # a resident ID is no permit
+    ("C12345678", True),                                             # travel permit to HK and Macao
+    ("H1234567801", True),                                           # home-return permit
+], ids=["hk", "grouped", "check-x", "october-20", "born-1900", "month-13", "born-1899", "bad-check",
+        "resident-id", "c-permit", "h-permit"])
+def test_travel_permit_validator(text: str, valid: bool) -> None:
+    assert validate_travel_permit(text, {}, False) is valid

@@ -1,23 +1,30 @@
 """Validator boundaries that mutation testing (make mutate, mutmut) showed no test held: the USCC check
 character and structure (authority, class, province, the GB 11714 check 11 -> "0" and 10 -> "X"),
 eight-digit dates and the earliest year, keyed account numbers, bank-card length and brand prefixes,
-resident IDs (earliest birth year, provinces, residence permits), birth dates and e-mail addresses."""
+resident IDs (earliest birth year, provinces, residence permits, groups), birth dates, e-mail addresses,
+the once-a-minute clock, secrets, online accounts, IP addresses and how catalog params are prepared."""
 
 from __future__ import annotations
 
 import datetime as dt
+import types
 
 import pytest
 from stdnum import luhn
 from stdnum.cn import ric, uscc
 
+from detectors import validators
 from detectors.validators import (
     birth_date,
+    prepare_params,
     validate_account,
     validate_date,
     validate_email,
+    validate_ip,
     validate_luhn,
+    validate_online_account,
     validate_ric,
+    validate_secret,
     validate_uscc,
 )
 
@@ -136,3 +143,105 @@ def test_birth_date(field_type: str, text: str, born: dt.date | None) -> None:
 ])
 def test_email(text: str, valid: bool) -> None:
     assert validate_email(text, {}) is valid
+
+
+class _Clock:
+    """A monotonic clock and a calendar the test moves by hand (validators read both through `time`/`dt`)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, today: dt.date) -> None:
+        self.now, self.today = 1000.0, today
+        clock = self
+
+        class _Date(dt.date):
+            @classmethod
+            def today(cls) -> dt.date:
+                return clock.today
+
+        monkeypatch.setattr(validators, "time", types.SimpleNamespace(monotonic=lambda: clock.now))
+        monkeypatch.setattr(validators, "dt", types.SimpleNamespace(date=_Date))
+        monkeypatch.setattr(validators, "_today_cache", [None, 0.0])
+
+
+def test_today_is_asked_of_the_clock_at_most_once_a_minute(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = _Clock(monkeypatch, dt.date(2026, 3, 15))
+    assert validators._today() == dt.date(2026, 3, 15)
+    clock.today, clock.now = dt.date(2026, 3, 16), 1059.0
+    assert validators._today() == dt.date(2026, 3, 15)       # within the minute: the cached day
+    clock.now = 1060.0
+    assert validators._today() == dt.date(2026, 3, 16)       # a long-running collector sees the new day
+
+
+@pytest.mark.parametrize(("text", "valid"), [
+    ("2026-03-15", True), ("2026-03-16", False), ("2026", False), ("20260315", True),
+], ids=["born-today", "born-tomorrow", "year-only", "eight-digits"])
+def test_a_date_of_birth_may_be_today_not_tomorrow(monkeypatch: pytest.MonkeyPatch, text: str,
+                                                    valid: bool) -> None:
+    _Clock(monkeypatch, dt.date(2026, 3, 15))
+    assert validate_date(text, {}) is valid
+
+
+def test_a_resident_id_written_in_groups() -> None:
+    value = resident_id("11010519900307123")
+    assert validate_ric(f"{value[:6]} {value[6:14]} {value[14:]}", {}) is True
+    assert validate_ric(f"{value[:6]}-{value[6:14]}-{value[14:]}", {}) is True
+
+
+@pytest.mark.parametrize(("value", "params", "valid"), [
+    (code()[:17], {}, False),                                        # 17 characters
+    (code()[:16] + "IO", {}, False),                                 # outside the GB 32100 alphabet
+    (code(region="330100"), {"province_codes": frozenset({"31"})}, False),   # the configured provinces
+    (code(region="310100"), {"province_codes": frozenset({"31"})}, True),
+], ids=["short", "alphabet", "province-not-configured", "province-configured"])
+def test_uscc_shape(value: str, params: dict, valid: bool) -> None:
+    assert validate_uscc(value, params, False) is valid
+
+
+@pytest.mark.parametrize(("text", "valid"), [
+    ("a@" + ("x" * 63 + ".") * 3 + "x" * 57 + ".com", True),          # a 253-character domain
+    ("a@" + ("x" * 63 + ".") * 3 + "x" * 58 + ".com", False),         # 254
+    ("a@mail.example.c0m", False),                                   # the last label is the TLD
+    ("a@mail.example.com", True),
+], ids=["domain-253", "domain-254", "tld-not-letters", "three-labels"])
+def test_email_domain(text: str, valid: bool) -> None:
+    assert validate_email(text, {}) is valid
+
+
+@pytest.mark.parametrize(("text", "params", "valid"), [
+    ("abc", {}, True), ("ab", {}, False),
+    ("12345", {"min_length": 6}, False), ("123456", {"min_length": 6}, True),
+], ids=["three", "two", "below-configured", "configured"])
+def test_secret_length(text: str, params: dict, valid: bool) -> None:
+    assert validate_secret(text, params, keyed=True) is valid
+
+
+@pytest.mark.parametrize(("text", "valid"), [
+    ("zhangsan_88", True),
+    ("138-0013-8000", False),                              # a mobile number, written in groups
+    ("+86 138 0013 8000", False),
+    ("zhangsan@example.com", False),                       # an e-mail address
+    (resident_id("11010519900307123"), False),             # a resident ID
+    ("12.50", False),                                      # a balance
+], ids=["uid", "mobile-grouped", "mobile-international", "email", "resident-id", "balance"])
+def test_online_account_is_not_another_identifier(text: str, valid: bool) -> None:
+    assert validate_online_account(text, {}, keyed=True) is valid
+
+
+@pytest.mark.parametrize(("text", "valid"), [
+    ("203.0.113.7", True), ("2001:db8::1", True), ("not an address", False), ("0.0.0.0", False),
+    ("127.0.0.1", False), ("239.1.1.1", False), ("169.254.1.1", False), ("240.0.0.1", False),
+], ids=["public", "ipv6", "no-address", "unspecified", "loopback", "multicast", "link-local", "reserved"])
+def test_ip_names_a_user(text: str, valid: bool) -> None:
+    assert validate_ip(text, {}) is valid
+
+
+@pytest.mark.parametrize(("params", "prepared"), [
+    ({"brand_prefixes": ["62", 4]}, {"brand_prefixes": ("62", "4")}),     # str.startswith wants a tuple
+    ({"reject_suffixes": ["市"]}, {"reject_suffixes": ("市",)}),
+    ({"reject_words": ["Test", "NULL"]}, {"reject_words": frozenset({"test", "null"})}),   # any case
+    ({"province_codes": ["AB", 31]}, {"province_codes": frozenset({"AB", "31"})}),          # case kept
+    ({"min_length": 4}, {"min_length": 4}),
+], ids=["prefixes", "suffixes", "reject-words", "other-lists", "scalars"])
+def test_prepare_params(params: dict, prepared: dict) -> None:
+    out = prepare_params(params)
+    assert out == prepared
+    assert {k: type(v) for k, v in out.items()} == {k: type(v) for k, v in prepared.items()}

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from detectors.validators import validate_plate
+
 from .helpers import found
 
 
@@ -28,3 +30,12 @@ from .helpers import found
 )
 def test_vehicle_plate_table(engine, text, key_path, expected):
     assert [(t, v) for t, v in found(engine, text, key_path) if t == "vehicle_plate"] == expected
+
+
+@pytest.mark.parametrize(("text", "valid"), [
+    ("浙A12345", True),
+    ("甲A12345", False),                                   # 甲 is no province abbreviation
+    ("ABC", False),
+], ids=["valid", "no-province", "no-plate-shape"])
+def test_plate_validator(text: str, valid: bool) -> None:
+    assert validate_plate(text, {}, False) is valid

@@ -45,3 +45,27 @@ def test_vin_table(engine, text, key_path, expected):
 def test_validator_never_raises_on_odd_input():
     for odd in ["", "x" * 17, "ＬＳＶ" * 6, "1M8GDM9AXKP04278"]:
         assert validate_vin(odd, {}, True) is False
+
+
+def _hex_vin() -> str:
+    """A hexadecimal 17-character id whose ninth character happens to be a right check digit."""
+    return next(v for n in range(100) if (v := _vin(f"1A2B3C{n:02d}", "5E6F7890"))[8] != "X")
+
+
+@pytest.mark.parametrize(("text", "keyed", "valid"), [
+    (VIN, False, True),
+    (VIN.lower(), True, True),                             # under a key, case does not matter
+    (VIN.lower(), False, False),                           # in free text a lower-case token is no VIN
+    (_vin("LSVAU2A3", "X2183294"), False, True),           # model year X (1999, 2029)
+    (_vin("LSVAU2A3", "02183294"), False, False),          # 0, U and Z are no model years
+    (_vin("LSVAU2A3", "U2183294"), False, False),
+    (_vin("LSVAU2A3", "Z2183294"), False, False),
+    (_vin("LSVAU2A3", "N21A3294"), False, True),           # only the last four characters must be digits
+    (_vin("LSVAU2A3", "N2183A94"), False, False),
+    (_vin("1234560L", "S0000000"), False, True),           # two letters are enough ...
+    (_vin("1234567L", "10000000"), False, False),          # ... one is an order number
+    (_hex_vin(), False, False),                            # hexadecimal, however many letters
+], ids=["valid", "lower-keyed", "lower-free", "year-X", "year-0", "year-U", "year-Z", "letter-in-serial",
+        "letter-in-last-four", "two-letters", "one-letter", "hexadecimal"])
+def test_vin_validator(text: str, keyed: bool, valid: bool) -> None:
+    assert validate_vin(text, {}, keyed) is valid
