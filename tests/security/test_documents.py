@@ -6,10 +6,14 @@ answering while the largest documents the caps allow are being parsed.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,7 +21,8 @@ import pytest
 import yaml
 
 from tests.collector.test_safeyaml import laughs
-from tests.collector_server import CollectorServer, demo_filing
+from tests.collector_server import CollectorServer, demo_filing, start_collector, wait_healthy
+from tests.conftest import ROOT
 from tests.security.conftest import FILING_ID, assert_error_shape
 
 log = logging.getLogger(__name__)
@@ -145,38 +150,62 @@ def largest_filing(filing_id: str, cap: int = MAX_DOCUMENT_BYTES) -> bytes:
     return render(lo)
 
 
+def start_probed(tmp: Path, **config: Any) -> tuple[CollectorServer, Path]:
+    """A collector configured as `start_collector` makes it, run by tests/security/parse_probe.py: the same
+    service, each filing parse marked (`start N`, `end N`) in the file returned."""
+    srv = start_collector(tmp, **config)              # writes collector.yaml and the data directory
+    srv.stop()
+    marks = tmp / "parses.txt"
+    with open(srv.log, "w") as fh:
+        argv = [sys.executable, "-m", "tests.security.parse_probe", str(marks), str(srv.config_path)]
+        proc = subprocess.Popen(argv, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_healthy(srv.url, proc, srv.log)
+    except AssertionError:
+        proc.kill()
+        raise
+    return dataclasses.replace(srv, proc=proc), marks
+
+
+def in_flight(marks: Path) -> set[int]:
+    """Parses entered and not yet returned, by the probe's marks."""
+    started, ended = set(), set()
+    for line in marks.read_text().splitlines() if marks.exists() else ():
+        what, n = line.split()
+        (started if what == "start" else ended).add(int(n))
+    return started - ended
+
+
 class Poller:
-    """/healthz, polled from this thread until `busy()` is False: each answer's latency, and whether an
-    upload was in flight from before it was sent until after it answered."""
+    """/healthz, sent each time a parse is in flight, until `alive()` is False. `during` holds, for each
+    answer, the parses in flight from before it was sent until after it came: on the event loop a parse
+    would hold every answer until it ended, so a non-empty `during` proves the parse runs off the loop."""
 
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.samples: list[tuple[float, bool]] = []
+    def __init__(self, url: str, marks: Path) -> None:
+        self.url, self.marks = url, marks
+        self.answers = 0
+        self.during: list[set[int]] = []
 
-    def run(self, busy: Any, alive: Any) -> None:
-        with httpx.Client(base_url=self.url, timeout=10) as c:
+    def run(self, alive: Any) -> None:
+        with httpx.Client(base_url=self.url, timeout=120) as c:
             while alive():
-                before = busy()
-                started = time.monotonic()
+                before = in_flight(self.marks)
+                if not before:
+                    time.sleep(0.005)           # waiting for a parse to start (readiness), not a measurement
+                    continue
                 r = c.get("/healthz")
-                latency = time.monotonic() - started
                 assert r.status_code == 200, r.text
-                self.samples.append((latency, before and busy()))
-                time.sleep(0.02)
-
-    @property
-    def during(self) -> list[float]:
-        return [latency for latency, busy in self.samples if busy]
+                self.answers += 1
+                if throughout := before & in_flight(self.marks):
+                    self.during.append(throughout)
 
 
-def uploads_in_flight(srv: CollectorServer, bodies: list[bytes], rounds: int) -> tuple[Poller, list[float],
-                                                                                      list[int]]:
+def uploads_in_flight(srv: CollectorServer, marks: Path, bodies: list[bytes], rounds: int) -> tuple[Poller,
+                                                                                                 list[int]]:
     """Each body PUT `rounds` times from its own thread while /healthz is polled. The URL's id differs from
     the body's: the whole document is parsed and validated, then refused (422) — nothing is stored, and
     the parse is as long as a real upload's."""
-    durations: list[float] = []
     statuses: list[int] = []
-    running = [0]
     lock = threading.Lock()
     started = threading.Barrier(len(bodies) + 1)
 
@@ -184,59 +213,52 @@ def uploads_in_flight(srv: CollectorServer, bodies: list[bytes], rounds: int) ->
         with srv.client("enterprise", timeout=120) as c:
             started.wait()
             for _ in range(rounds):
-                with lock:
-                    running[0] += 1
-                t0 = time.monotonic()
                 r = c.put(f"/v1/filings/{FILING_ID}-other{i}", content=bodies[i])
                 with lock:
-                    durations.append(time.monotonic() - t0)
                     statuses.append(r.status_code)
-                    running[0] -= 1
 
     threads = [threading.Thread(target=send, args=(i,), daemon=True) for i in range(len(bodies))]
     for t in threads:
         t.start()
     started.wait()
-    poller = Poller(srv.url)
-    poller.run(lambda: running[0] > 0, lambda: any(t.is_alive() for t in threads))
+    poller = Poller(srv.url, marks)
+    poller.run(lambda: any(t.is_alive() for t in threads))
     for t in threads:
         t.join(timeout=120)
-    return poller, durations, statuses
+    return poller, statuses
 
 
-def test_healthz_answers_while_large_documents_are_parsed(collector: CollectorServer) -> None:
-    """Parsing happens off the event loop: while uploads of the largest document the caps allow are in
-    flight (three at a time, so one always is: a single one parses in ~0.15 s), /healthz still answers."""
-    bodies = [largest_filing(f"{FILING_ID}-big{i}") for i in range(3)]
-    poller, durations, statuses = uploads_in_flight(collector, bodies, rounds=4)
-    log.info("%d uploads of %d bytes, 3 at a time: %.3f..%.3f s each; /healthz answered %d times during "
-             "them, max %.3f s", len(durations), len(bodies[0]), min(durations), max(durations),
-             len(poller.during), max(poller.during, default=0))
-    assert statuses == [422] * 12, statuses
-    assert poller.during, f"no /healthz answered while an upload was in flight; uploads took {durations}"
-    no_traceback(collector)
-
-
-def test_healthz_answers_during_one_long_document_parse(tmp_path: Any) -> None:
-    """One upload long enough to tell: a 2 MiB document (cap raised for this service) takes a second or
-    more to parse and validate. Parsed on the event loop, every /healthz sent meanwhile would wait for the
-    rest of it (median about half the upload); off the loop they answer at once, slowed only by the GIL
-    (and by whatever else runs on this machine: hence the bounds relative to the upload)."""
-    from tests.collector_server import start_collector
-
-    cap = 2 * 1024 * 1024
-    srv = start_collector(tmp_path, max_upload_bytes=2 * cap, limits={"max_document_bytes": cap})
+def test_healthz_answers_while_large_documents_are_parsed(tmp_path: Path) -> None:
+    """Parsing happens off the event loop: while uploads of the largest document the caps allow are parsed
+    (three at a time), /healthz answers with a parse provably in flight — entered before the request was
+    sent, not returned when the answer came."""
+    srv, marks = start_probed(tmp_path, max_upload_bytes=4_000_000,
+                              limits={"max_document_bytes": MAX_DOCUMENT_BYTES})
     try:
-        body = largest_filing(f"{FILING_ID}-big", cap)
-        poller, durations, statuses = uploads_in_flight(srv, [body], rounds=1)
+        bodies = [largest_filing(f"{FILING_ID}-big{i}") for i in range(3)]
+        poller, statuses = uploads_in_flight(srv, marks, bodies, rounds=4)
     finally:
         srv.stop()
-    during = sorted(poller.during)
-    median = during[len(during) // 2] if during else 0.0
-    log.info("one upload of %d bytes: %.3f s; /healthz answered %d times during it, median %.3f s, max "
-             "%.3f s", len(body), durations[0], len(during), median, max(during, default=0))
+    log.info("%d uploads of %d bytes, 3 at a time; /healthz answered %d times, %d of them during a parse",
+             len(statuses), len(bodies[0]), poller.answers, len(poller.during))
+    assert statuses == [422] * 12, statuses
+    assert in_flight(marks) == set() and "end 12" in marks.read_text()       # every parse was marked
+    assert poller.during, f"no /healthz answered while a parse was in flight ({poller.answers} answers)"
+
+
+def test_healthz_answers_during_one_long_document_parse(tmp_path: Path) -> None:
+    """One upload long enough to tell: a 2 MiB document (cap raised for this service). Parsed on the event
+    loop, a /healthz sent during it would be answered only after it; off the loop it is answered while the
+    parse is still running."""
+    cap = 2 * 1024 * 1024
+    srv, marks = start_probed(tmp_path, max_upload_bytes=2 * cap, limits={"max_document_bytes": cap})
+    try:
+        body = largest_filing(f"{FILING_ID}-big", cap)
+        poller, statuses = uploads_in_flight(srv, marks, [body], rounds=1)
+    finally:
+        srv.stop()
+    log.info("one upload of %d bytes; /healthz answered %d times during its parse", len(body),
+             len(poller.during))
     assert statuses == [422]
-    # On the event loop, /healthz sent during the parse would wait for the rest of it: few answers, each
-    # about half the upload. Off the loop: many, each a small part of it.
-    assert len(during) >= 3, (durations, poller.samples)
-    assert median < durations[0] / 4, (durations, during)
+    assert marks.read_text().split("\n") == ["start 1", "end 1", ""]
+    assert poller.during and all(d == {1} for d in poller.during), (poller.answers, poller.during)
