@@ -7,6 +7,7 @@
 -- rows and PI types that imply a sub-category, health_medical -> 28, genetic -> 27) on cross-border flows to a
 -- scenario whose route is not security_assessment. One row per (scenario, sub-category); the subject is the
 -- sub-category id of the Measures' appendix. Traffic only gives candidates: every row says so (candidate).
+
 -- Important-data candidates on flows of scenarios not routed to the security assessment, by (scenario,
 -- sub-category).
 CREATE OR REPLACE TEMP VIEW hits AS

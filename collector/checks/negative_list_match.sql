@@ -10,6 +10,7 @@
 -- persons of the flows that carried it) satisfy threshold_gte (NULL = no floor) and threshold_lt (NULL =
 -- no ceiling). One row per (scenario, entry); critical when the entry needs the security assessment.
 -- The processor-wide count for the same field types is evidence (processor_persons).
+
 -- The detections an entry recognises (by field type or sub-category) on flows of exempt_outside_list
 -- scenarios, one row per (scenario, entry, detection); subject = the entry.
 CREATE OR REPLACE TEMP VIEW hits AS

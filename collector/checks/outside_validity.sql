@@ -5,6 +5,7 @@
 -- Scenario flows in the period carrying PI or important-data candidates that started before valid_from
 -- (00:00 CST) or on/after the day after valid_until (00:00 CST): the store computes both instants
 -- (filing.valid_from_at, filing.valid_until_end). One row per (scenario, side).
+
 -- Scenario detections of PI or important-data candidates on flows outside the validity, by (scenario, side).
 CREATE OR REPLACE TEMP VIEW hits AS
 SELECT CASE WHEN d.ts_start < fi.valid_from_at THEN 'before_valid_from'

@@ -5,6 +5,7 @@
 -- action: 限期整改：暂停出境未备案字段，更新出境数据目录并重新备案 (suspend, rectify, re-file the catalogue)
 -- Per scenario: field types detected on cross-border flows to the scenario's recipients that its
 -- data_catalog does not list. Severity high when the field type was sensitive PI.
+
 -- Detections of field types the scenario's catalogue does not list, by (scenario, field type).
 -- Important-data candidates are not catalogue items: the important_data check judges them.
 CREATE OR REPLACE TEMP VIEW hits AS

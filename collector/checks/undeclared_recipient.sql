@@ -6,6 +6,7 @@
 -- PI or important-data candidates on cross-border flows to a destination that no declared recipient's
 -- endpoints cover. One row per destination (server name, else IP). Severity rises to critical when the
 -- data is sensitive PI or an important-data candidate.
+
 -- PI exports on flows no declared recipient's endpoints cover, by destination (evidence.sql rolls them up)
 CREATE OR REPLACE TEMP VIEW hits AS
 SELECT NULL::VARCHAR AS scenario_id, e.destination AS subject, e.*

@@ -6,6 +6,7 @@
 -- PI or important-data candidates on any cross-border flow in the period while the filing is not active
 -- (draft, submitted, suspended, revoked, expired). One row, subject = the filing's status; critical when
 -- the zone suspended or revoked it. An active filing returns nothing here (its dates are outside_validity's).
+
 -- Every PI export of the period, one finding: the filing's status (nothing when it is active).
 CREATE OR REPLACE TEMP VIEW hits AS
 SELECT NULL::VARCHAR AS scenario_id, fi.status AS subject, e.*
