@@ -13,6 +13,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import sqlglot
+from sqlglot import exp
 
 from collector.checks.runner import CHECKS_DIR, EVIDENCE_FILE, CheckResult, CheckSpec, discover
 from collector.inspection import run_inspection
@@ -312,18 +314,26 @@ def test_a_checks_hits_are_its_own_and_only_temp_views_come_before_its_select(tm
     assert results["undeclared_recipient"].status == "fail"
 
 
-# The evidence roll-up of flagged detections, written once in evidence.sql.
-ROLL_UP = re.compile(r"flatten\s*\(\s*list\s*\(\s*(\w+\.)?(key_paths|masked_samples)\b"
-                     r"|list\s*\(\s*struct_pack\s*\(\s*ts\s*:=", re.IGNORECASE)
+def roll_ups(sql: str) -> list[str]:
+    """The evidence roll-up's aggregates in `sql`: lists of key paths or masked samples, and flows listed
+    in time order (a list of (ts, …) structs). Read from sqlglot's tree, so that any spelling is found."""
+    found = []
+    for tree in sqlglot.parse(sql, read="duckdb"):
+        for agg in tree.find_all(exp.ArrayAgg):
+            arg = agg.this
+            if (isinstance(arg, exp.Column) and arg.name in {"key_paths", "masked_samples"}) or (
+                    isinstance(arg, exp.Struct) and arg.expressions and arg.expressions[0].this.name == "ts"):
+                found.append(agg.sql(dialect="duckdb"))
+    return found
 
 
 def test_no_check_writes_the_evidence_roll_up_itself() -> None:
-    assert ROLL_UP.search((CHECKS_DIR / EVIDENCE_FILE).read_text(encoding="utf-8"))
+    assert len(roll_ups((CHECKS_DIR / EVIDENCE_FILE).read_text(encoding="utf-8"))) == 4
+    assert roll_ups("SELECT array_slice(list_sort(list_distinct(flatten(list(d.key_paths)))), 1, 5) FROM d")
     for path in discover():
         spec = CheckSpec.from_file(path)
-        body = "\n".join(line.split("--", 1)[0] for line in spec.sql.splitlines())
-        assert not ROLL_UP.search(body), f"{spec.id}: roll up `hits` in evidence.sql, read hit_evidence"
-        if re.search(r"\b(key_paths|masked_samples)\b", body):   # shows detection evidence: declares hits
+        assert roll_ups(spec.sql) == [], f"{spec.id}: roll `hits` up in evidence.sql, read hit_evidence"
+        if re.search(r"\b(key_paths|masked_samples)\b", spec.query):   # shows detection evidence
             assert spec.uses_evidence and "hit_evidence" in spec.query, spec.id
 
 
