@@ -103,6 +103,14 @@ def test_undeclared_recipient_beside_declared_traffic_counts_only_flows_with_dat
     assert (f.subject, f.evidence["flows"], f.evidence["bytes_out"]) == (UNDECLARED_HOST, 1, 10)
 
 
+def test_a_flow_carrying_several_detections_counts_once_in_the_evidence(tmp_path: Path) -> None:
+    flows = [flow("u", server_name=UNDECLARED_HOST, bytes_out=10)]
+    results = run_all(tmp_path, flows, [detection("u", "email"), detection("u", "mobile_cn")])
+    [f] = results["undeclared_recipient"].findings
+    assert (f.evidence["flows"], f.evidence["bytes_out"], f.evidence["example_flow_ids"]) == (1, 10, ["u"])
+    assert (f.evidence["occurrences"], f.evidence["field_types"]) == (2, ["email", "mobile_cn"])
+
+
 def test_undeclared_recipient_evidence(tmp_path: Path) -> None:
     flows = [flow(f"u{i}", server_name=UNDECLARED_HOST, country="US", bytes_out=100) for i in range(7)]
     results = run_all(tmp_path, flows, [detection(f.flow_id, "email", occurrences=2) for f in flows])
