@@ -42,6 +42,19 @@ def test_the_mutants_of_a_tiny_check() -> None:
         assert m.sql.startswith("-- check: tiny\n-- severity: low\n") and m.sql != ms.round_trip(TINY)
 
 
+def test_a_check_with_a_hits_view_keeps_its_statements_apart_for_the_runner() -> None:
+    from collector.checks.views import statements
+
+    two = ("-- check: two\n-- severity: low\nCREATE OR REPLACE TEMP VIEW hits AS SELECT a AS subject FROM t "
+           "WHERE a > 1;\nSELECT subject FROM hit_evidence WHERE flows = 2\n")
+    got = list(ms.mutants("two", two))
+    assert {m.description for m in got} >= {"a > 1  ->  a >= 1", "flows = 2  ->  flows <> 2"}
+    for m in got:
+        setup, query = statements(m.sql)
+        assert "TEMPORARY VIEW hits" in setup and query.startswith("SELECT")
+    assert ms.tests_for("evidence") == list(ms.CHECK_TESTS) == ms.tests_for("views")
+
+
 def test_a_single_predicate_where_is_dropped_and_evidence_lengths_are_left_alone() -> None:
     sql = "SELECT array_slice(list(a), 1, 5) AS subject FROM t WHERE a >= 3\n"
     got = {m.description for m in ms.mutants("x", sql)}

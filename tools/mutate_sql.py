@@ -2,14 +2,16 @@
 tests that judge that check, and list the bugs no test noticed (survivors).
 
 mutmut mutates Python only; the checks' logic is SQL, so this mutator works on sqlglot's syntax tree of
-each `collector/checks/*.sql` file (views.sql included). Operators:
+each `collector/checks/*.sql` file (the shared views.sql and evidence.sql included; a check's statements,
+its `hits` temp view and its final SELECT, are mutated alike). Operators:
 
     comparison   > <-> >=, < <-> <=, = <-> <>        (boundaries: "at the declared scale" cases)
     predicate    drop one side of an AND in a WHERE or join condition, or a whole single-predicate WHERE
     distinct     remove SELECT DISTINCT or count(DISTINCT …)
     constant     a number n -> n + 1 (array_slice bounds are evidence list lengths, not verdicts: skipped)
 
-Each mutant is the file's header comment + the mutated tree printed by sqlglot (DuckDB dialect). The
+Each mutant is the file's header comment + the mutated trees printed by sqlglot (DuckDB dialect), each
+statement ending with a semicolon at the end of a line as the runner splits them. The
 original round-trips through the same printer first and must pass its tests, so a mutant is killed by its
 bug, not by the printer. The file is restored after every mutant, also on Ctrl-C or an error.
 
@@ -43,6 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CHECKS = ROOT / "collector" / "checks"
 CHECK_TESTS = ("tests/collector/test_checks.py", "tests/collector/test_checks_routing.py",
                "tests/collector/test_checks_validity.py")
+SHARED = ("views", "evidence")  # the files every check reads, not checks of their own
 FLIPS: dict[type[exp.Expr], type[exp.Expr]] = {
     exp.GT: exp.GTE, exp.GTE: exp.GT, exp.LT: exp.LTE, exp.LTE: exp.LT, exp.EQ: exp.NEQ, exp.NEQ: exp.EQ,
 }
@@ -174,7 +177,7 @@ def round_trip(text: str) -> str:
 
 def tests_for(name: str) -> list[str]:
     """The tests that judge a check: those named after it; every check test for the shared views."""
-    if name == "views":
+    if name in SHARED:
         return list(CHECK_TESTS)
     return [*CHECK_TESTS, "-k", name]
 

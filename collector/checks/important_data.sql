@@ -7,41 +7,30 @@
 -- rows and PI types that imply a sub-category, health_medical -> 28, genetic -> 27) on cross-border flows to a
 -- scenario whose route is not security_assessment. One row per (scenario, sub-category); the subject is the
 -- sub-category id of the Measures' appendix. Traffic only gives candidates: every row says so (candidate).
-WITH per_subcategory AS (
-    SELECT d.scenario_id, d.important_subcategory,
-           count(DISTINCT d.flow_id) AS flows,
-           sum(d.occurrences) AS occurrences,
-           max(d.confidence) AS confidence,
-           list_sort(list_distinct(list(d.field_type))) AS field_types,
-           min(d.ts_start) AS first_seen,
-           max(d.ts_end) AS last_seen,
-           array_slice(list_sort(list_distinct(list(d.flow_id))), 1, 5) AS example_flow_ids,
-           array_slice(list_sort(list_distinct(flatten(list(d.key_paths)))), 1, 5) AS key_paths,
-           -- the agent's important_data rows carry the matched term names (config words), never values
-           array_slice(coalesce(list_sort(list_distinct(flatten(list(d.masked_samples) FILTER (
-               WHERE d.field_type = 'important_data')))), []), 1, 8) AS matched_terms,
-           array_slice(coalesce(list_sort(list_distinct(flatten(list(d.masked_samples) FILTER (
-               WHERE d.field_type <> 'important_data')))), []), 1, 5) AS masked_samples
-    FROM scenario_detections d
-    JOIN scenarios sc ON sc.scenario_id = d.scenario_id
-    WHERE d.important_subcategory IS NOT NULL
-      AND sc.route <> 'security_assessment'
-    GROUP BY d.scenario_id, d.important_subcategory
-)
-SELECT p.scenario_id,
-       p.important_subcategory AS subject,
+
+-- Important-data candidates on flows of scenarios not routed to the security assessment, by (scenario,
+-- sub-category).
+CREATE OR REPLACE TEMP VIEW hits AS
+SELECT d.important_subcategory AS subject, d.*
+FROM scenario_detections d
+JOIN scenarios sc ON sc.scenario_id = d.scenario_id
+WHERE d.important_subcategory IS NOT NULL
+  AND sc.route <> 'security_assessment';
+
+SELECT e.scenario_id,
+       e.subject,
        'high' AS severity,
        concat('route: ', sc.route, '; negative_list_match.subcategory: ',
               coalesce(sc.negative_list_subcategory, 'null')) AS expected,
-       concat('important-data candidate, sub-category ', p.important_subcategory, ': ', p.flows,
-              ' flow(s), evidence ', array_to_string(p.field_types, ', '), ' (confidence ',
-              round(p.confidence, 2), ')') AS observed,
+       concat('important-data candidate, sub-category ', e.subject, ': ', e.flows,
+              ' flow(s), evidence ', array_to_string(e.field_types, ', '), ' (confidence ',
+              round(e.confidence, 2), ')') AS observed,
        true AS candidate,
        sc.route,
        'security_assessment' AS required_route,
        sc.negative_list_subcategory AS filed_subcategory,
-       p.field_types, p.flows, p.occurrences, p.confidence, p.first_seen, p.last_seen,
-       p.example_flow_ids, p.key_paths, p.matched_terms, p.masked_samples
-FROM per_subcategory p
-JOIN scenarios sc ON sc.scenario_id = p.scenario_id
-ORDER BY p.scenario_id, try_cast(p.important_subcategory AS INTEGER), p.important_subcategory
+       e.field_types, e.flows, e.occurrences, e.confidence, e.first_seen, e.last_seen,
+       e.example_flow_ids, e.key_paths, e.matched_terms, e.masked_samples
+FROM hit_evidence e
+JOIN scenarios sc ON sc.scenario_id = e.scenario_id
+ORDER BY e.scenario_id, try_cast(e.subject AS INTEGER), e.subject

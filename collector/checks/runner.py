@@ -11,9 +11,14 @@ comment carries the metadata, one `-- key: value` per line before the first SQL 
 
 A check reads the period through the shared views of `views.sql` (period_flows, pi_exports,
 scenario_detections, scenario_persons, the one-row table `period`: views.py), loaded before the first
-check; it does not filter flows by time or by cross_border itself. Row columns `scenario_id`, `subject`,
-`severity`, `expected`, `observed` fill the finding; every other column becomes evidence. Each check
-runs in its own cursor and `try`: a broken check is reported with status `error` and the others still run.
+check; it does not filter flows by time or by cross_border itself. A check that flags detections first
+declares them, `CREATE OR REPLACE TEMP VIEW hits AS …;` (one row per detection with its scenario_id and
+subject), and its final SELECT reads the evidence roll-up of `evidence.sql` (`hit_evidence`), which the
+runner loads after that statement; statements end with a semicolon at the end of a line, and those before
+the final SELECT may only create temp views. Row columns `scenario_id`, `subject`, `severity`, `expected`,
+`observed` fill the finding; every other column becomes evidence. Each check runs in its own cursor (temp
+views are per cursor in DuckDB, so one check's `hits` is invisible to the others) and its own `try`: a
+broken check is reported with status `error` and the others still run.
 """
 
 from __future__ import annotations
@@ -28,19 +33,35 @@ from typing import Any
 
 import duckdb
 
-from collector.checks.views import VIEWS_FILE, use_period
+from collector.checks.views import VIEWS_FILE, statements, use_period
 from collector.models import CheckStatus, Finding
 from collector.persons import CST
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CHECKS_DIR", "CheckResult", "CheckSpec", "discover", "run_checks"]
+__all__ = ["CHECKS_DIR", "EVIDENCE_FILE", "CheckResult", "CheckSpec", "discover", "run_checks"]
 
 CHECKS_DIR = Path(__file__).resolve().parent
 _HEADER_RE = re.compile(r"^--\s*(check|severity|basis|action|params):\s*(.*?)\s*$")
 _PARAM_RE = re.compile(r"\$([A-Za-z_]\w*)")
 _FINDING_COLUMNS = {"scenario_id", "subject", "severity", "expected", "observed"}
 _SEVERITIES = {"low", "medium", "high", "critical"}
+EVIDENCE_FILE = "evidence.sql"
+_SHARED_FILES = {VIEWS_FILE, EVIDENCE_FILE}
+# What a statement before a check's final SELECT may do: create a temp view (its own cursor's, nothing else).
+_TEMP_VIEW_RE = re.compile(r"^\s*CREATE\s+OR\s+REPLACE\s+TEMP(?:ORARY)?\s+VIEW\s+(\w+)\s+AS\b", re.IGNORECASE)
+
+
+def _uncommented(sql: str) -> str:
+    return "\n".join(line.split("--", 1)[0] for line in sql.splitlines())
+
+
+def _code(stmt: str) -> str:
+    """A statement without the comment lines before it."""
+    lines = stmt.splitlines()
+    while lines and (not lines[0].strip() or lines[0].lstrip().startswith("--")):
+        lines.pop(0)
+    return "\n".join(lines)
 
 
 class CheckSpecError(ValueError):
@@ -52,6 +73,8 @@ class CheckSpec:
     id: str
     path: Path
     sql: str
+    setup: tuple[str, ...]  # the temp views created before the final SELECT (`hits` and helpers)
+    query: str              # the final SELECT
     severity: str
     basis: tuple[str, ...]
     action: str
@@ -75,12 +98,23 @@ class CheckSpec:
             raise CheckSpecError(f"{path.name}: header severity {severity!r} not in {sorted(_SEVERITIES)}")
         params = ",".join(meta.get("params", [])).split(",")
         declared = tuple(p.strip().lstrip("$") for p in params if p.strip())
-        body = "\n".join(line.split("--", 1)[0] for line in sql.splitlines())
-        used = tuple(dict.fromkeys(_PARAM_RE.findall(body)))
+        used = tuple(dict.fromkeys(_PARAM_RE.findall(_uncommented(sql))))
         if set(used) - set(declared):
             raise CheckSpecError(f"{path.name}: parameters {sorted(set(used) - set(declared))} not in header")
-        return cls(check_id, path, sql, severity, tuple(meta.get("basis", [])),
+        *setup, query = statements(sql) or [""]
+        for stmt in setup:
+            if not _TEMP_VIEW_RE.match(_code(stmt)):
+                raise CheckSpecError(f"{path.name}: a statement before the final SELECT may only create a "
+                                     f"temp view: {_code(stmt).split(chr(10), 1)[0][:60]!r}")
+            if _PARAM_RE.search(_uncommented(stmt)):
+                raise CheckSpecError(f"{path.name}: parameters are read by the final SELECT only")
+        return cls(check_id, path, sql, tuple(setup), query, severity, tuple(meta.get("basis", [])),
                    (meta.get("action") or [""])[0], used)
+
+    @property
+    def uses_evidence(self) -> bool:
+        """Whether the check declares `hits`, so the evidence roll-up is loaded for it."""
+        return any((m := _TEMP_VIEW_RE.match(_code(s))) and m.group(1).lower() == "hits" for s in self.setup)
 
 
 @dataclass(slots=True)
@@ -96,8 +130,9 @@ class CheckResult:
 
 
 def discover(checks_dir: Path = CHECKS_DIR) -> list[Path]:
-    """Every check file, by name (the file name is the check id); views.sql holds the shared views."""
-    return sorted(p for p in checks_dir.glob("*.sql") if p.name != VIEWS_FILE)
+    """Every check file, by name (the file name is the check id); views.sql and evidence.sql hold the
+    shared views."""
+    return sorted(p for p in checks_dir.glob("*.sql") if p.name not in _SHARED_FILES)
 
 
 def _jsonable(v: Any) -> Any:
@@ -143,7 +178,12 @@ def run_check(con: duckdb.DuckDBPyConnection, path: Path, params: dict[str, Any]
         spec = CheckSpec.from_file(path)
         cur = con.cursor()
         try:
-            result = cur.execute(spec.sql, {p: params[p] for p in spec.params})
+            for stmt in spec.setup:
+                cur.execute(stmt)
+            if spec.uses_evidence:
+                for stmt in statements((path.parent / EVIDENCE_FILE).read_text(encoding="utf-8")):
+                    cur.execute(stmt)
+            result = cur.execute(spec.query, {p: params[p] for p in spec.params})
             columns = [d[0] for d in result.description]
             rows = result.fetchall()
         finally:

@@ -5,6 +5,17 @@
 -- action: 限期整改：暂停出境未备案字段，更新出境数据目录并重新备案 (suspend, rectify, re-file the catalogue)
 -- Per scenario: field types detected on cross-border flows to the scenario's recipients that its
 -- data_catalog does not list. Severity high when the field type was sensitive PI.
+
+-- Detections of field types the scenario's catalogue does not list, by (scenario, field type).
+-- Important-data candidates are not catalogue items: the important_data check judges them.
+CREATE OR REPLACE TEMP VIEW hits AS
+SELECT d.field_type AS subject, d.*
+FROM scenario_detections d
+WHERE d.field_type <> 'important_data'
+  AND NOT EXISTS (
+    SELECT 1 FROM catalog_items c WHERE c.scenario_id = d.scenario_id AND c.field_type = d.field_type
+);
+
 WITH declared AS (  -- the catalogue's field types in item order
     SELECT scenario_id,
            list_transform(list_sort(list(struct_pack(item_id := item_id, field_type := field_type))),
@@ -12,44 +23,20 @@ WITH declared AS (  -- the catalogue's field types in item order
     FROM catalog_items
     GROUP BY scenario_id
 ),
-hits AS (
-    SELECT d.*
-    FROM scenario_detections d
-    -- Important-data candidates are not catalogue items: the important_data check judges them.
-    WHERE d.field_type <> 'important_data'
-      AND NOT EXISTS (
-        SELECT 1 FROM catalog_items c WHERE c.scenario_id = d.scenario_id AND c.field_type = d.field_type
-    )
-),
 distinct_values AS (
-    SELECT h.scenario_id, h.field_type, count(DISTINCT p.value_key) AS distinct_values
-    FROM (SELECT DISTINCT scenario_id, flow_id, field_type FROM hits) h
-    JOIN pi_values p ON p.flow_id = h.flow_id AND p.field_type = h.field_type
-    GROUP BY h.scenario_id, h.field_type
-),
-per_type AS (
-    SELECT scenario_id, field_type,
-           count(DISTINCT flow_id) AS flows,
-           sum(occurrences) AS occurrences,
-           bool_or(sensitive) AS sensitive,
-           min(ts_start) AS first_seen,
-           max(ts_end) AS last_seen,
-           -- the first five in time order (ties by id)
-           array_slice(list_transform(list_sort(list(struct_pack(ts := ts_start, id := flow_id))),
-                                      lambda f: f.id), 1, 5) AS example_flow_ids,
-           array_slice(list_sort(list_distinct(flatten(list(key_paths)))), 1, 5) AS key_paths,
-           array_slice(list_sort(list_distinct(flatten(list(masked_samples)))), 1, 5) AS masked_samples
-    FROM hits
-    GROUP BY scenario_id, field_type
+    SELECT h.scenario_id, h.subject, count(DISTINCT p.value_key) AS distinct_values
+    FROM (SELECT DISTINCT scenario_id, subject, flow_id FROM hits) h
+    JOIN pi_values p ON p.flow_id = h.flow_id AND p.field_type = h.subject
+    GROUP BY h.scenario_id, h.subject
 )
-SELECT t.scenario_id,
-       t.field_type AS subject,
-       CASE WHEN t.sensitive THEN 'high' ELSE 'medium' END AS severity,
+SELECT e.scenario_id,
+       e.subject,
+       CASE WHEN e.sensitive THEN 'high' ELSE 'medium' END AS severity,
        coalesce(d.field_types, []) AS expected,
-       concat(t.field_type, ': ', t.occurrences, ' occurrence(s) in ', t.flows, ' flow(s)') AS observed,
-       t.flows, t.occurrences, coalesce(v.distinct_values, 0) AS distinct_values, t.sensitive,
-       t.first_seen, t.last_seen, t.example_flow_ids, t.key_paths, t.masked_samples
-FROM per_type t
-LEFT JOIN declared d ON d.scenario_id = t.scenario_id
-LEFT JOIN distinct_values v ON v.scenario_id = t.scenario_id AND v.field_type = t.field_type
-ORDER BY t.scenario_id, t.field_type
+       concat(e.subject, ': ', e.occurrences, ' occurrence(s) in ', e.flows, ' flow(s)') AS observed,
+       e.flows, e.occurrences, coalesce(v.distinct_values, 0) AS distinct_values, e.sensitive,
+       e.first_seen, e.last_seen, e.example_flow_ids, e.key_paths, e.masked_samples
+FROM hit_evidence e
+LEFT JOIN declared d ON d.scenario_id = e.scenario_id
+LEFT JOIN distinct_values v ON v.scenario_id = e.scenario_id AND v.subject = e.subject
+ORDER BY e.scenario_id, e.subject

@@ -6,52 +6,28 @@
 -- PI or important-data candidates on cross-border flows to a destination that no declared recipient's
 -- endpoints cover. One row per destination (server name, else IP). Severity rises to critical when the
 -- data is sensitive PI or an important-data candidate.
-WITH hits AS (  -- PI exports on flows no declared recipient's endpoints cover
-    SELECT e.destination AS subject, e.*
-    FROM pi_exports e
-    WHERE NOT EXISTS (SELECT 1 FROM flow_recipients fr WHERE fr.flow_id = e.flow_id)
-),
-per_subject AS (
-    SELECT subject,
-           list_sort(list_distinct(list(field_type))) AS field_types,
-           coalesce(list_sort(list_distinct(list(important_subcategory)
-                    FILTER (WHERE important_subcategory IS NOT NULL))), []) AS important_subcategories,
-           sum(occurrences) AS occurrences,
-           bool_or(sensitive) AS sensitive,
-           array_slice(list_sort(list_distinct(flatten(list(key_paths)))), 1, 5) AS key_paths,
-           array_slice(list_sort(list_distinct(flatten(list(masked_samples)))), 1, 5) AS masked_samples
-    FROM hits
-    GROUP BY subject
-),
-flows_of AS (
-    SELECT f.destination AS subject,
-           count(*) AS flows,
-           sum(f.bytes_out) AS bytes_out,
-           min(f.ts_start) AS first_seen,
-           max(f.ts_end) AS last_seen,
-           array_slice(list_sort(list_distinct(list(f.dst_ip))), 1, 5) AS dst_ips,
-           list_sort(list_distinct(list(coalesce(f.dst_country, 'unknown')))) AS countries,
-           -- the first five in time order (ties by id)
-           array_slice(list_transform(list_sort(list(struct_pack(ts := f.ts_start, id := f.flow_id))),
-                                      lambda x: x.id), 1, 5) AS example_flow_ids
-    FROM period_flows f
-    WHERE f.flow_id IN (SELECT flow_id FROM hits)
-    GROUP BY 1
-),
-declared AS (
+
+-- PI exports on flows no declared recipient's endpoints cover, by destination (evidence.sql rolls them up)
+CREATE OR REPLACE TEMP VIEW hits AS
+SELECT NULL::VARCHAR AS scenario_id, e.destination AS subject, e.*
+FROM pi_exports e
+WHERE NOT EXISTS (SELECT 1 FROM flow_recipients fr WHERE fr.flow_id = e.flow_id);
+
+WITH declared AS (
     SELECT coalesce(list_sort(list(value)), []) AS endpoints FROM recipient_endpoints
 )
-SELECT NULL::VARCHAR AS scenario_id,
-       p.subject,
-       CASE WHEN p.sensitive OR array_length(p.important_subcategories) > 0 THEN 'critical' ELSE 'high' END
+SELECT e.scenario_id,
+       e.subject,
+       CASE WHEN e.sensitive OR array_length(e.important_subcategories) > 0 THEN 'critical' ELSE 'high' END
            AS severity,
        d.endpoints AS expected,
-       concat(f.flows, ' flow(s) to ', p.subject, ' (', array_to_string(f.countries, ', '), ') carrying ',
-              array_to_string(p.field_types, ', ')) AS observed,
-       f.flows, f.bytes_out, p.occurrences, f.first_seen, f.last_seen, f.countries, f.dst_ips,
-       p.field_types, p.important_subcategories, p.sensitive, f.example_flow_ids, p.key_paths,
-       p.masked_samples
-FROM per_subject p
-JOIN flows_of f USING (subject)
+       concat(e.flows, ' flow(s) to ', e.subject, ' (', array_to_string(e.countries, ', '), ') carrying ',
+              array_to_string(e.field_types, ', ')) AS observed,
+       e.flows, e.bytes_out, e.occurrences, e.first_seen, e.last_seen, e.countries, e.dst_ips,
+       e.field_types, e.important_subcategories, e.sensitive, e.example_flow_ids, e.key_paths,
+       -- as reported so far: the matched term names of important-data candidates among the samples
+       array_slice(list_sort(list_distinct(list_concat(e.masked_samples, e.matched_terms))), 1, 5)
+           AS masked_samples
+FROM hit_evidence e
 CROSS JOIN declared d
-ORDER BY p.subject
+ORDER BY e.subject

@@ -16,7 +16,7 @@ import duckdb
 
 log = logging.getLogger(__name__)
 
-__all__ = ["VIEWS_FILE", "VIEWS_SQL", "load_views", "use_period"]
+__all__ = ["VIEWS_FILE", "VIEWS_SQL", "load_views", "statements", "use_period"]
 
 VIEWS_FILE = "views.sql"
 VIEWS_SQL = Path(__file__).resolve().parent / VIEWS_FILE
@@ -24,8 +24,9 @@ _STATEMENT_END = re.compile(r";[ \t]*$", re.MULTILINE)
 _DAY = 86400.0
 
 
-def _statements(sql: str) -> list[str]:
-    # The file ends each statement with a semicolon at the end of a line (no semicolons inside statements).
+def statements(sql: str) -> list[str]:
+    """The statements of a views or check file: each ends with a semicolon at the end of a line (the last
+    may omit it; no statement holds one inside); comment-only pieces are dropped."""
     parts = (p.strip() for p in _STATEMENT_END.split(sql))
     return [p for p in parts if any(line.strip() and not line.lstrip().startswith("--")
                                     for line in p.splitlines())]
@@ -35,7 +36,7 @@ def load_views(con: duckdb.DuckDBPyConnection, views: Path = VIEWS_SQL) -> list[
     """Create or replace every view of `views`; returns the statements skipped because an input table
     is not loaded (a store without a filing has no scenario_flows). Any other error raises."""
     skipped = []
-    for stmt in _statements(views.read_text(encoding="utf-8")):
+    for stmt in statements(views.read_text(encoding="utf-8")):
         try:
             con.execute(stmt)
         except duckdb.CatalogException as e:

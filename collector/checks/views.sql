@@ -1,6 +1,7 @@
 -- The checks' shared views (DESIGN §6): what "exported in the period", "carries PI" and "persons of a
 -- scenario" mean is written here once; runner.py loads this file before any check, reports.py,
--- estimates.py and persons.py read the same views. Not a check: runner.discover() skips it.
+-- estimates.py and persons.py read the same views. Not a check: runner.discover() skips it. The evidence
+-- roll-up of a check's flagged detections (`hits`) is the other shared file, evidence.sql.
 --
 -- Inputs: the store's tables and views (flows, detections, pi_values, field_types, flow_recipients,
 -- scenario_flows, scenarios, recipients, filing), record_persons (persons.py), and `period`, one row

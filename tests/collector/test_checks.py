@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import re
 import shutil
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import sqlglot
+from sqlglot import exp
 
-from collector.checks.runner import CHECKS_DIR, CheckResult, CheckSpec, discover
+from collector.checks.runner import CHECKS_DIR, EVIDENCE_FILE, CheckResult, CheckSpec, discover
 from collector.inspection import run_inspection
 from collector.persons import calendar_year
 
@@ -99,6 +101,14 @@ def test_undeclared_recipient_beside_declared_traffic_counts_only_flows_with_dat
     results = run_all(tmp_path, flows, [detection("a", "email"), detection("u", "email")])
     [f] = results["undeclared_recipient"].findings
     assert (f.subject, f.evidence["flows"], f.evidence["bytes_out"]) == (UNDECLARED_HOST, 1, 10)
+
+
+def test_a_flow_carrying_several_detections_counts_once_in_the_evidence(tmp_path: Path) -> None:
+    flows = [flow("u", server_name=UNDECLARED_HOST, bytes_out=10)]
+    results = run_all(tmp_path, flows, [detection("u", "email"), detection("u", "mobile_cn")])
+    [f] = results["undeclared_recipient"].findings
+    assert (f.evidence["flows"], f.evidence["bytes_out"], f.evidence["example_flow_ids"]) == (1, 10, ["u"])
+    assert (f.evidence["occurrences"], f.evidence["field_types"]) == (2, ["email", "mobile_cn"])
 
 
 def test_undeclared_recipient_evidence(tmp_path: Path) -> None:
@@ -254,6 +264,16 @@ def test_important_data_finding_is_marked_candidate_with_its_evidence(tmp_path: 
     assert any("Art. 8" in b for b in f.basis) and any("P16 Art. 7" in b for b in f.basis)
 
 
+def test_example_flows_are_the_first_five_in_time_order(tmp_path: Path) -> None:
+    # Six flows whose ids run against their times: the examples are the five earliest, earliest first.
+    t0 = datetime(2026, 3, 1, 2, 0, tzinfo=UTC)
+    ids = ["f", "e", "d", "c", "b", "a"]
+    flows = [flow(i, ts=t0 + timedelta(minutes=n)) for n, i in enumerate(ids)]
+    results = run_all(tmp_path, flows, [important_candidate(i, "27") for i in ids])
+    [f] = results["important_data"].findings
+    assert f.evidence["example_flow_ids"] == ids[:5] and f.evidence["flows"] == 6
+
+
 def test_important_data_counts_a_flow_once_per_subcategory(tmp_path: Path) -> None:
     # Two detections of sub-category 27 in flow a (the agent's candidate and genetic PI), one in flow b.
     dets = [important_candidate("a", "27"), detection("a", "genetic", sensitive=True, important="27"),
@@ -280,6 +300,51 @@ def test_a_broken_check_is_an_error_and_the_others_still_run(tmp_path: Path) -> 
     assert results["scale_exceeded"].status == "pass"
 
 
+def test_a_checks_hits_are_its_own_and_only_temp_views_come_before_its_select(tmp_path: Path) -> None:
+    # Temp views live in the check's own cursor: a later check cannot read an earlier check's `hits`.
+    checks = tmp_path / "checks"
+    shutil.copytree(CHECKS_DIR, checks, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    (checks / "a_declares.sql").write_text(
+        "-- check: a_declares\n-- severity: low\nCREATE OR REPLACE TEMP VIEW hits AS\n"
+        "SELECT NULL::VARCHAR AS scenario_id, 'x' AS subject, d.* FROM typed_detections d;\n"
+        "SELECT subject, flows, example_flow_ids FROM hit_evidence\n", encoding="utf-8")
+    (checks / "b_borrows.sql").write_text(
+        "-- check: b_borrows\n-- severity: low\nSELECT subject FROM hits\n", encoding="utf-8")
+    (checks / "c_writes.sql").write_text(
+        "-- check: c_writes\n-- severity: low\nCREATE TABLE flows_copy AS SELECT * FROM flows;\n"
+        "SELECT 'x' AS subject\n", encoding="utf-8")
+    results = run_all(tmp_path, [flow("a", server_name=UNDECLARED_HOST)], [detection("a", "email")],
+                      checks_dir=checks)
+    [f] = results["a_declares"].findings
+    assert (f.subject, f.evidence["flows"], f.evidence["example_flow_ids"]) == ("x", 1, ["a"])
+    assert results["b_borrows"].status == "error" and "hits" in results["b_borrows"].error
+    assert results["c_writes"].status == "error" and "temp view" in results["c_writes"].error
+    assert results["undeclared_recipient"].status == "fail"
+
+
+def roll_ups(sql: str) -> list[str]:
+    """The evidence roll-up's aggregates in `sql`: lists of key paths or masked samples, and flows listed
+    in time order (a list of (ts, …) structs). Read from sqlglot's tree, so that any spelling is found."""
+    found = []
+    for tree in sqlglot.parse(sql, read="duckdb"):
+        for agg in tree.find_all(exp.ArrayAgg):
+            arg = agg.this
+            if (isinstance(arg, exp.Column) and arg.name in {"key_paths", "masked_samples"}) or (
+                    isinstance(arg, exp.Struct) and arg.expressions and arg.expressions[0].this.name == "ts"):
+                found.append(agg.sql(dialect="duckdb"))
+    return found
+
+
+def test_no_check_writes_the_evidence_roll_up_itself() -> None:
+    assert len(roll_ups((CHECKS_DIR / EVIDENCE_FILE).read_text(encoding="utf-8"))) == 4
+    assert roll_ups("SELECT array_slice(list_sort(list_distinct(flatten(list(d.key_paths)))), 1, 5) FROM d")
+    for path in discover():
+        spec = CheckSpec.from_file(path)
+        assert roll_ups(spec.sql) == [], f"{spec.id}: roll `hits` up in evidence.sql, read hit_evidence"
+        if re.search(r"\b(key_paths|masked_samples)\b", spec.query):   # shows detection evidence
+            assert spec.uses_evidence and "hit_evidence" in spec.query, spec.id
+
+
 def test_every_check_file_has_a_header_and_a_test_table() -> None:
     from . import test_checks_routing as routing
     from . import test_checks_validity as validity
@@ -290,7 +355,7 @@ def test_every_check_file_has_a_header_and_a_test_table() -> None:
               "negative_list_match": routing.NEGATIVE_LIST_MATCH,
               "recipient_country_mismatch": validity.RECIPIENT_COUNTRY_MISMATCH,
               "outside_validity": validity.OUTSIDE_VALIDITY, "unfiled_export": validity.UNFILED_EXPORT}
-    assert {p.stem for p in discover()} == set(tables)          # views.sql is no check
+    assert {p.stem for p in discover()} == set(tables)  # views.sql and evidence.sql are no checks
     for path in discover():
         spec = CheckSpec.from_file(path)
         assert spec.basis and spec.action
