@@ -116,6 +116,9 @@ def _drop_where(node: exp.Expr) -> tuple[str, str] | None:
     if not isinstance(node, exp.Where) or isinstance(node.this, exp.And):
         return None  # an AND is mutated side by side
     text = _short(node.this)
+    if isinstance(node.parent, exp.Filter):  # agg FILTER (WHERE p): drop the FILTER, not leave `FILTER()`
+        node.parent.replace(node.parent.this.copy())
+        return "predicate", f"drop FILTER (WHERE `{text}`)"
     node.pop()
     return "predicate", f"drop WHERE `{text}`"
 
