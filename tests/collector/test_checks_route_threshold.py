@@ -90,7 +90,9 @@ def test_route_threshold_ciio_band_comes_first_beside_the_sensitive_bands(tmp_pa
     [f] = results["route_threshold"].findings
     assert (f.scenario_id, f.subject, f.severity) == ("crew-management", "ciio_any_pi", "critical")
     assert f.evidence["bands"] == ["ciio_any_pi", "sensitive_ge_10000", "sensitive_ge_1"]
+    assert f.observed.startswith("security_assessment required: 0 non-sensitive / 10000 sensitive persons")
     assert f.observed.endswith("; the processor is a CIIO") and f.evidence["is_ciio"] is True
+    assert f.evidence["required_routes"] == ["security_assessment"]
 
 
 def test_route_threshold_binds_a_scenario_by_the_kinds_of_pi_it_carried(tmp_path: Path) -> None:
