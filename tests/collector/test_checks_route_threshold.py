@@ -115,3 +115,18 @@ def test_route_threshold_counts_the_scenario_persons_and_flows_once(tmp_path: Pa
     assert (f.evidence["scenario_persons_nonsensitive"], f.evidence["scenario_persons_sensitive"]) == (4, 3)
     assert (f.evidence["flows"], f.evidence["example_flow_ids"]) == (2, ["a", "a2"])
     assert f.observed.startswith("standard_contract or certification required: 4 non-sensitive / 3 sensitive")
+
+
+@pytest.mark.slow
+def test_route_threshold_1000000_nonsensitive_needs_the_security_assessment(tmp_path: Path) -> None:
+    # The band at a million persons (P16 Art. 7), reached exactly with booking's one person, binds booking
+    # (non-sensitive PI, however little) and not crew-management, which carried one sensitive person only
+    # (its standard contract covers that). ~30 s and ~1.4 GB to link a million records.
+    results = run(tmp_path, [flow("a"), flow("c", **CREW), u()],
+                  persons=[Persons("a", 1), Persons("c", 1, **PASSPORT), Persons("u", 999_999, start=1)])
+    assert findings_of(results, "route_threshold") == [("booking", "nonsensitive_ge_1000000", "critical")]
+    [f] = results["route_threshold"].findings
+    assert f.evidence["bands"] == ["nonsensitive_ge_1000000", "nonsensitive_ge_100000"]
+    assert f.evidence["required_routes"] == ["security_assessment"]
+    assert (f.evidence["scenario_persons_nonsensitive"], f.evidence["processor_persons_nonsensitive"]) == (
+        1, 1_000_000)
