@@ -156,8 +156,10 @@ def estimate(flows: Iterable[FlowTerms]) -> Estimate:
     observed = round(seen)
     n = seen + unseen
     value = max(observed, round(n))
-    low = max(observed, math.floor(n - Z95 * math.sqrt(var_n)))
-    high = max(value, math.ceil(seen + s1 + Z95 * math.sqrt(var_u)))
+    # Sums of 1/k are floats (1/3 + 1/3 + 1/3 + 2 is 3.0000000000000004): round off that noise before
+    # floor/ceil, or a bound moves by a whole person.
+    low = max(observed, math.floor(round(n - Z95 * math.sqrt(var_n), 9)))
+    high = max(value, math.ceil(round(seen + s1 + Z95 * math.sqrt(var_u), 9)))
     return Estimate(value=value, low=low, high=high, method=METHOD)
 
 

@@ -12,7 +12,9 @@
 -- The processor-wide count for the same field types is evidence (processor_persons).
 
 -- The detections an entry recognises (by field type or sub-category) on flows of exempt_outside_list
--- scenarios, one row per (scenario, entry, detection); subject = the entry.
+-- scenarios, one row per (scenario, list, entry, detection). The evidence is rolled up per list and entry
+-- (two lists may share an entry id: each is its own match), so the hit's subject is `list_id/entry_id`
+-- and the finding's subject the entry id.
 CREATE OR REPLACE TEMP VIEW hits AS
 WITH entry_keys AS (
     SELECT DISTINCT list_id, entry_id, 'field_type' AS via, field_type AS key
@@ -21,7 +23,8 @@ WITH entry_keys AS (
     SELECT DISTINCT list_id, entry_id, 'important_subcategory', important_subcategory
     FROM negative_list_entries WHERE important_subcategory IS NOT NULL
 )
-SELECT DISTINCT d.scenario_id, k.entry_id AS subject, k.list_id, d.flow_id, d.field_type,
+SELECT DISTINCT d.scenario_id, concat(k.list_id, '/', k.entry_id) AS subject, k.list_id, k.entry_id,
+       d.flow_id, d.field_type,
        d.important_subcategory, d.occurrences, d.sensitive, d.confidence, d.key_paths, d.masked_samples
 FROM scenario_detections d
 JOIN scenarios sc ON sc.scenario_id = d.scenario_id
@@ -44,7 +47,7 @@ entry_types AS (  -- the field types that make an entry's persons
     FROM negative_list_entries WHERE field_type IS NOT NULL
 ),
 hit_entries AS (  -- each flagged (scenario, entry) with its list
-    SELECT DISTINCT scenario_id, subject AS entry_id, list_id FROM hits
+    SELECT DISTINCT scenario_id, subject AS hit_key, entry_id, list_id FROM hits
 ),
 type_persons AS (  -- entries with field types: persons whose records carried one of them
     SELECT s.scenario_id, k.list_id, k.entry_id, count(DISTINCT rp.person_id) AS persons
@@ -56,9 +59,9 @@ type_persons AS (  -- entries with field types: persons whose records carried on
     GROUP BY ALL
 ),
 subcategory_persons AS (  -- entries naming only a sub-category: persons of the flows that carried it
-    SELECT h.scenario_id, h.list_id, h.subject AS entry_id, count(DISTINCT rp.person_id) AS persons
-    FROM (SELECT DISTINCT scenario_id, list_id, subject, flow_id FROM hits) h
-    JOIN entries e ON e.list_id = h.list_id AND e.entry_id = h.subject AND array_length(e.field_types) = 0
+    SELECT h.scenario_id, h.list_id, h.entry_id, count(DISTINCT rp.person_id) AS persons
+    FROM (SELECT DISTINCT scenario_id, list_id, entry_id, flow_id FROM hits) h
+    JOIN entries e ON e.list_id = h.list_id AND e.entry_id = h.entry_id AND array_length(e.field_types) = 0
     JOIN record_persons rp ON rp.flow_id = h.flow_id
     GROUP BY ALL
 ),
@@ -71,12 +74,12 @@ processor_persons AS (  -- the same field types over every cross-border flow of 
     GROUP BY ALL
 ),
 matched AS (
-    SELECT ev.*, he.list_id, en.list_version, en.name, en.kind, en.route, en.field_types AS entry_field_types,
+    SELECT ev.*, he.list_id, he.entry_id, en.list_version, en.name, en.kind, en.route, en.field_types AS entry_field_types,
            en.important_subcategory AS entry_subcategory, en.threshold_gte, en.threshold_lt,
            coalesce(tp.persons, sp.persons, 0) AS persons,
            coalesce(pp.persons, 0) AS processor_persons
     FROM hit_evidence ev
-    JOIN hit_entries he ON he.scenario_id = ev.scenario_id AND he.entry_id = ev.subject
+    JOIN hit_entries he ON he.scenario_id = ev.scenario_id AND he.hit_key = ev.subject
     JOIN entries en ON en.list_id = he.list_id AND en.entry_id = he.entry_id
     LEFT JOIN type_persons tp
       ON tp.scenario_id = ev.scenario_id AND tp.list_id = he.list_id AND tp.entry_id = he.entry_id
@@ -85,11 +88,11 @@ matched AS (
     LEFT JOIN processor_persons pp ON pp.list_id = he.list_id AND pp.entry_id = he.entry_id
 )
 SELECT m.scenario_id,
-       m.subject,
+       m.entry_id AS subject,
        CASE WHEN m.route = 'security_assessment' THEN 'critical' ELSE 'high' END AS severity,
        concat('route: exempt_outside_list; negative_list_match.entry_ids: [',
               array_to_string(sc.negative_list_entry_ids, ', '), ']') AS expected,
-       concat(m.name, ' (', m.subject, '): ', m.persons, ' person(s) in the period; requires ',
+       concat(m.name, ' (', m.entry_id, '): ', m.persons, ' person(s) in the period; requires ',
               m.route) AS observed,
        m.list_id, m.list_version, m.kind, m.route AS required_route, m.entry_field_types,
        m.entry_subcategory, m.threshold_gte, m.threshold_lt, m.persons,
@@ -99,4 +102,4 @@ FROM matched m
 JOIN scenarios sc ON sc.scenario_id = m.scenario_id
 WHERE (m.threshold_gte IS NULL OR m.persons >= m.threshold_gte)
   AND (m.threshold_lt IS NULL OR m.persons < m.threshold_lt)
-ORDER BY m.scenario_id, m.list_id, m.subject
+ORDER BY m.scenario_id, m.list_id, m.entry_id

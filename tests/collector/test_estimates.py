@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from agent.sampling import FlowSampler
@@ -119,6 +119,7 @@ _flow = st.tuples(st.sampled_from([1.0, 1.0, 2.0, 4.0, 10.0]),
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(_flow, min_size=1, max_size=12).map(tuple))
+@example(((1.0, (1, 0, 2)), (1.0, (0,)), (2.0, ()), (1.0, (0,))))   # thirds summing past 3 in floats
 def test_the_estimate_is_at_least_the_exact_count_and_inside_its_interval(flows: Flows) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         est = _estimates(Path(tmp), flows)
