@@ -129,47 +129,41 @@ class LiveSource:
     def frames(self, should_stop: Callable[[], bool], tick: Callable[[float], None]
                ) -> Iterator[tuple[float, int, bytes]]:
         """Frames until `should_stop()`; `tick(now)` at least every poll interval, between frames."""
-        recvmsg, poll = self.sock.recvmsg, self.poll_s
+        recvmsg, linktype, poll = self.sock.recvmsg, self.linktype, self.poll_s
         next_tick = 0.0
+        draining, left = False, 0
         while True:
             now = time.time()
-            if now >= next_tick:
-                if should_stop():
-                    yield from self._drain()
+            if draining:
+                left -= 1
+                if left < 0:           # traffic still arriving: what was queued at the stop has been read
+                    self.sock.settimeout(poll)
                     return
-                tick(now)
-                next_tick = now + poll
+            elif now >= next_tick:
+                if should_stop():
+                    # The frames the kernel already queued for this socket are part of the capture (it
+                    # counted them as received, never as dropped): read them without waiting, then end.
+                    # At most a full receive buffer of them (a queued frame takes 64 bytes or more).
+                    draining, left = True, RCVBUF // 64
+                    self.sock.setblocking(False)
+                else:
+                    tick(now)
+                    next_tick = now + poll
             try:
                 frame, ancillary, _flags, address = recvmsg(SNAPLEN, _CMSG_SPACE)
             except TimeoutError:
                 continue
+            except BlockingIOError:    # draining, and the queue is empty
+                self.sock.settimeout(poll)
+                return
             except InterruptedError:   # a signal arrived: look at the stop flag
                 next_tick = 0.0
                 continue
-            if not (self.loopback and address[2] == PACKET_OUTGOING):
-                yield self._stamped(now, ancillary, frame)
-
-    def _drain(self) -> Iterator[tuple[float, int, bytes]]:
-        """On stop, the frames the kernel already queued for this socket: it counted them as received
-        (never as dropped), so leaving them would lose the end of the capture without a trace. Bounded by
-        what the receive buffer can hold; frames arriving after the stop are not waited for."""
-        self.sock.setblocking(False)
-        try:
-            for _ in range(RCVBUF // 64):          # a queued frame takes at least 64 bytes of the buffer
-                try:
-                    frame, ancillary, _flags, address = self.sock.recvmsg(SNAPLEN, _CMSG_SPACE)
-                except (BlockingIOError, InterruptedError):
-                    return
-                if not (self.loopback and address[2] == PACKET_OUTGOING):
-                    yield self._stamped(time.time(), ancillary, frame)
-        finally:
-            self.sock.settimeout(self.poll_s)
-
-    def _stamped(self, now: float, ancillary: list[tuple[int, int, bytes]], frame: bytes
-                 ) -> tuple[float, int, bytes]:
-        ts = now
-        for level, kind, data in ancillary:
-            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= _TIMESPEC.size:
-                sec, nsec = _TIMESPEC.unpack_from(data)
-                ts = sec + nsec * 1e-9
-        return ts, self.linktype, frame
+            if self.loopback and address[2] == PACKET_OUTGOING:
+                continue
+            ts = now
+            for level, kind, data in ancillary:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= _TIMESPEC.size:
+                    sec, nsec = _TIMESPEC.unpack_from(data)
+                    ts = sec + nsec * 1e-9
+            yield ts, linktype, frame

@@ -17,12 +17,13 @@ from collector.errors import RequestProblem
 
 __all__ = ["check_columns"]
 
+_IP = (r"[0-9A-Fa-f.:]{2,45}", "an IP address")
 # column -> (full-match pattern, what it must be)
 FORMATS: dict[str, tuple[str, str]] = {
     "flow_id": (r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}", "an agent flow id (1-128 of [A-Za-z0-9._:-])"),
     "server_name": (r"[A-Za-z0-9_.:\[\]-]{1,253}", "a host name or an IP address"),
-    "src_ip": (r"[0-9A-Fa-f.:]{2,45}", "an IP address"),
-    "dst_ip": (r"[0-9A-Fa-f.:]{2,45}", "an IP address"),
+    "src_ip": _IP,
+    "dst_ip": _IP,
     "transport": (r"[a-z0-9_]{1,16}", "a transport name"),
     "app": (r"[a-z0-9_]{1,16}", "an application protocol name"),
     "dst_country": (r"[A-Z]{2}", "an ISO 3166-1 alpha-2 code"),

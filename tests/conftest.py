@@ -7,8 +7,11 @@ never turn into a quietly green run. Locally the same tests skip with their reas
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -17,6 +20,16 @@ SHARED = ROOT.parent / "shared"
 REAL_PCAPS = SHARED / "pcaps" / "real"
 FIXTURES = ROOT / "fixtures"
 BIN = ROOT / ".venv" / "bin"
+
+
+def load_script(path: Path, name: str) -> ModuleType:
+    """A script outside the packages (bench/, tools/) imported as module `name`."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module   # dataclasses resolve annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module
 
 
 # Words of a skip reason that name what CI provides; a skip for any of them fails under CI=true.

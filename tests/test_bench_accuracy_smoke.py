@@ -6,7 +6,6 @@ No engine speed and no accuracy thresholds here: those are the benchmark's outpu
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ from stdnum import luhn
 from stdnum.cn import ric, uscc
 
 from detectors.catalog import load_catalog
+from tests.conftest import load_script
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -24,12 +24,7 @@ N, SEED = 40, 11
 
 
 def _load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module   # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
+    return load_script(BENCH / f"{name}.py", name)
 
 
 @pytest.fixture(scope="module")

@@ -5,10 +5,8 @@ The benchmark itself (agent and tshark runs) is not part of the test run; nothin
 
 from __future__ import annotations
 
-import importlib.util
 import ipaddress
 import socket
-import sys
 from collections import Counter
 from pathlib import Path
 from types import ModuleType
@@ -16,17 +14,14 @@ from types import ModuleType
 import dpkt
 import pytest
 
+from tests.conftest import load_script
+
 BENCH = Path(__file__).resolve().parent.parent / "bench" / "throughput.py"
 
 
 @pytest.fixture(scope="module")
 def throughput() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_throughput", BENCH)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module   # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
+    return load_script(BENCH, "bench_throughput")
 
 
 def test_one_megabyte_capture_has_the_expected_mix(throughput: ModuleType, tmp_path: Path) -> None:

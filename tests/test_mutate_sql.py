@@ -3,26 +3,17 @@ file is back as it was after a run, also when the run fails half-way."""
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+
+from tests.conftest import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("mutate_sql", ROOT / "tools" / "mutate_sql.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["mutate_sql"] = module   # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-ms = _load()
+ms = load_script(ROOT / "tools" / "mutate_sql.py", "mutate_sql")
 TINY = ("-- check: tiny\n-- severity: low\n"
         "SELECT DISTINCT a AS subject, count(DISTINCT b) FROM t\nWHERE b > 1 AND c = 'x'\n")
 

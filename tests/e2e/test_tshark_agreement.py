@@ -11,15 +11,13 @@ Host ≥ 86/90, no wrong server name; the radiotap and SOCKS5 captures give all 
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-import sys
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-from tests.conftest import REAL_PCAPS, ROOT
+from tests.conftest import REAL_PCAPS, ROOT, load_script
 
 pytestmark = [
     pytest.mark.skipif(not REAL_PCAPS.is_dir(), reason=f"{REAL_PCAPS} is absent"),
@@ -34,12 +32,7 @@ RADIOTAP, SOCKS5 = "l2_80211-radiotap-http.pcap", "l3_ipv4-frag-tcp-socks5-http.
 
 
 def _bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_tshark_compare", BENCH)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module   # dataclasses resolve annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
+    return load_script(BENCH, "bench_tshark_compare")
 
 
 @pytest.fixture(scope="module")
