@@ -203,7 +203,7 @@ class Pipeline:
                 max_body_bytes=sampling.max_payload_bytes_per_flow,
                 max_decompressed_bytes=limits.max_decompressed_bytes,
                 inspect=inspect, anomalies=self.anomalies,
-                on_response=_ResponsesToInspector(self.inspector, flow) if inspect else _ignore_response,
+                on_response=_ToInspector(self.inspector, flow) if inspect else _ignore,
                 on_dns=self.destinations.observe_dns)
         return AppSession(
             flow.flow_id, flow.dport,
@@ -211,7 +211,7 @@ class Pipeline:
             max_decompressed_bytes=limits.max_decompressed_bytes,
             inspect=inspect,
             anomalies=self.anomalies,
-            on_request=_ToInspector(self.inspector, flow) if inspect else _ignore_request,
+            on_request=_ToInspector(self.inspector, flow) if inspect else _ignore,
             on_dns=self.destinations.observe_dns,
         )
 
@@ -279,45 +279,32 @@ class Pipeline:
 
 
 class _ToInspector:
-    """An inspected flow's requests to the inspector: a two-slot object per flow rather than a closure
-    (function, cells, counter), which a million open flows would each hold."""
+    """An inspected flow's messages to the inspector: its requests, or an inbound flow's responses (a
+    pull's export). A two-slot object per flow rather than a closure (function, cells, counter), which a
+    million open flows would each hold."""
 
     __slots__ = ("flow", "inspector")
 
     def __init__(self, inspector: Inspector, flow: Flow) -> None:
         self.inspector, self.flow = inspector, flow
 
-    def __call__(self, request: HttpRequest) -> None:
+    def __call__(self, message: HttpRequest | HttpResponse) -> None:
         flow = self.flow
-        # The session counts a request before handing it over, and hands over every one of an inspected
-        # flow: its count less one numbers the requests 0, 1, 2… (record keys).
-        number = flow.session.requests - 1
+        if isinstance(message, HttpResponse):
+            # No target: the request's query string came from abroad, it is no export.
+            number, target = message.number, ""
+        else:
+            # The session counts a request before handing it over, and hands over every one of an
+            # inspected flow: its count less one numbers the requests 0, 1, 2… (record keys).
+            number, target = flow.session.requests - 1, message.target
         # The flow's date in China Standard Time: ages (minor_under_14) are taken on the day of export.
         at = datetime.fromtimestamp(flow.ts_start, CST).date()
-        self.inspector.request(flow.flow_id, number, request.target, request.body, request.content_type, at)
+        self.inspector.request(flow.flow_id, number, target, message.body, message.content_type, at)
 
 
-def _ignore_request(request: HttpRequest) -> None:
-    """A session that is not inspected never hands a request over; this is its callback all the same."""
+def _ignore(message: HttpRequest | HttpResponse) -> None:
+    """A session that is not inspected hands no message over; this is its callback all the same."""
 
-
-class _ResponsesToInspector:
-    """An inspected inbound flow's responses to the inspector (a pull's export), numbered in the flow."""
-
-    __slots__ = ("flow", "inspector")
-
-    def __init__(self, inspector: Inspector, flow: Flow) -> None:
-        self.inspector, self.flow = inspector, flow
-
-    def __call__(self, response: HttpResponse) -> None:
-        flow = self.flow
-        at = datetime.fromtimestamp(flow.ts_start, CST).date()
-        # No target: the request's query string came from abroad, it is no export.
-        self.inspector.request(flow.flow_id, response.number, "", response.body, response.content_type, at)
-
-
-def _ignore_response(response: HttpResponse) -> None:
-    """An inbound session whose responses are not inspected hands none over."""
 
 
 def build_engine(config: AgentConfig, configs_dir: Path = CONFIGS_DIR) -> Engine:
