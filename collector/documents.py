@@ -2,7 +2,7 @@
 renderings the routes share: a version summary, JSON-safe rows, the CDN-free API page.
 
 A filing or list body is YAML or JSON (JSON is YAML), parsed under the caps of `limits:` (DESIGN §9
-"Hostile input": max_document_bytes, max_document_depth, max_document_aliases) by collector/safeyaml.py; a
+"Hostile input": max_document_bytes, max_document_depth, max_document_aliases) by detectors/safeyaml.py; a
 problem is a `RequestProblem` naming the field path (413 for size, 422 for the rest), as `egress-collector
 validate` names it for files. Every parse_* here is CPU work the service runs in its thread pool: nothing
 here touches the event loop, and a refused body costs no more than the caps allow.
@@ -23,8 +23,8 @@ from collector.config import Limits
 from collector.errors import RequestProblem, shown
 from collector.models import FILING_SCHEMA, Filing, describe_validation_error
 from collector.negative_lists import NegativeListError, parse_negative_list
-from collector.safeyaml import Caps, SafeYamlError, load
 from collector.warehouse import Version
+from detectors.safeyaml import Caps, SafeYamlError, load
 
 __all__ = ["DocumentError", "api_page", "caps_of", "filing_of", "jsonable", "parse_filing", "parse_json_body",
            "parse_negative_list_body", "parse_request", "version_summary"]

@@ -215,7 +215,7 @@ class CatalogItem(Strict):
 
 class Scale(Strict):
     window: Literal["calendar_year"] = "calendar_year"
-    # Bounded (collector/safeyaml.py): 2**63 validated, then overflowed every check of its filing.
+    # Bounded (collector/bounds.py): 2**63 validated, then overflowed every check of its filing.
     persons_nonsensitive: Persons
     persons_sensitive: Persons
 

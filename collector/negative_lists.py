@@ -60,7 +60,7 @@ class Threshold(Strict):
 
     metric: Literal["distinct_persons"] = "distinct_persons"
     window: Literal["calendar_year"] = "calendar_year"
-    # Bounded like a filing's scale: the checks compare them with BIGINT counts (collector/safeyaml.py).
+    # Bounded like a filing's scale: the checks compare them with BIGINT counts (collector/bounds.py).
     gte: Persons | None = None
     lt: Annotated[Persons, Field(ge=1)] | None = None
 

@@ -44,7 +44,7 @@ class SpotCheck:
 
 def period_for(start: date | None, end: date | None, now: datetime) -> tuple[datetime, datetime]:
     """Dates are CST calendar days, `end` inclusive; by default the calendar year (CST) of `now`.
-    A day outside collector/safeyaml.py's range is a 422 naming `from` or `to` (9999-12-31 + 1 day
+    A day outside collector/bounds.py's range is a 422 naming `from` or `to` (9999-12-31 + 1 day
     overflowed into a 500)."""
     for field, day in (("from", start), ("to", end)):
         if (problem := date_problem(day)) is not None:

@@ -13,9 +13,9 @@ import yaml
 
 from collector import documents
 from collector.models import Filing, FilingError, known_field_types, load_filing
-from collector.safeyaml import FILE_CAPS
 from collector.spotcheck import CheckRequestError, active_filings, period_for, run_spot_check
 from collector.warehouse import Version
+from detectors.safeyaml import FILE_CAPS
 
 from .builders import EXAMPLE_FILING, EXAMPLE_NEGATIVE_LIST, delete_at, example_data, set_at
 
@@ -108,7 +108,7 @@ def test_known_field_types_has_the_reference_ids() -> None:
     assert expected <= known_field_types()
 
 
-# --- value bounds: what the checks cannot compute with is refused where it enters (collector/safeyaml.py)
+# --- value bounds: what the checks cannot compute with is refused where it enters (collector/bounds.py)
 
 OVER = [
     # (mutation, field path named in the one-line error)

@@ -82,7 +82,7 @@ INVALID = [
     pytest.param(set_at(("sectors", 3, "entries", 0, "entry_id"), "ZJ-X-01"),
                  "sectors[3].entries[0].entry_id: duplicate entry 'ZJ-X-01'", id="duplicate-entry"),
     pytest.param(delete_at(("jurisdiction",)), "jurisdiction: Field required", id="missing"),
-    # Thresholds the checks compare with BIGINT counts: bounded like a filing's scale (collector/safeyaml.py).
+    # Thresholds the checks compare with BIGINT counts: bounded like a filing's scale (collector/bounds.py).
     pytest.param(set_at((*ENTRY, "threshold", "gte"), 2**63),
                  "sectors[2].entries[0].threshold.gte: Input should be less than or equal to 10000000000",
                  id="threshold-gte-2^63"),

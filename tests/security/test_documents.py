@@ -20,9 +20,9 @@ import httpx
 import pytest
 import yaml
 
-from tests.collector.test_safeyaml import laughs
 from tests.collector_server import CollectorServer, demo_filing, start_collector, wait_healthy
 from tests.conftest import ROOT
+from tests.detectors.test_safeyaml import laughs
 from tests.security.conftest import FILING_ID, assert_error_shape
 
 log = logging.getLogger(__name__)

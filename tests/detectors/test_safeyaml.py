@@ -20,9 +20,8 @@ from yaml.events import AliasEvent, CollectionStartEvent, ScalarEvent
 from collector import documents
 from collector.config import Limits
 from collector.errors import RequestProblem
-from collector.safeyaml import FILE_CAPS, HARD_MAX_DEPTH, Caps, SafeYamlError, load
-
-from .builders import EXAMPLE_NEGATIVE_LIST, REPO
+from detectors.safeyaml import FILE_CAPS, HARD_MAX_DEPTH, Caps, SafeYamlError, load
+from tests.collector.builders import EXAMPLE_NEGATIVE_LIST, REPO
 
 CAPS = Caps(max_bytes=65536, max_depth=32, max_aliases=100)
 LIMITS = Limits(max_document_bytes=262144, max_document_depth=32, max_document_aliases=100)
