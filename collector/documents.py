@@ -27,7 +27,7 @@ from collector.warehouse import Version
 from detectors.safeyaml import Caps, SafeYamlError, load
 
 __all__ = ["DocumentError", "api_page", "caps_of", "filing_of", "jsonable", "parse_filing", "parse_json_body",
-           "parse_negative_list_body", "parse_request", "version_summary"]
+           "parse_negative_list_body", "parse_request"]
 
 log = logging.getLogger(__name__)
 
@@ -150,11 +150,6 @@ def filing_of(version: Version) -> Filing | None:
         log.warning("stored filing %s v%s no longer validates: %s", version.doc_id, version.version,
                     describe_validation_error(e))
         return None
-
-
-def version_summary(v: Version) -> dict[str, Any]:
-    return {"kind": v.kind, "id": v.doc_id, "version": v.version, "sha256": v.sha256,
-            "stored_at": v.stored_at.isoformat(), "created": v.created}
 
 
 def jsonable(value: Any) -> Any:
