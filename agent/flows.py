@@ -23,11 +23,14 @@ import logging
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Protocol
 
 from agent.anomalies import AnomalySink
 from agent.decode import TCP, Packet
-from agent.reassembly import FIN, RST, SYN, TcpStream
+from agent.reassembly import FIN, RST, SYN, StreamSink, TcpStream
+
+if TYPE_CHECKING:
+    from agent.protocols.handler import Summary
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +64,27 @@ class InternalNetworks:
         return hit
 
 
+class Session(StreamSink, Protocol):
+    """What the pipeline attaches to a flow (agent/protocols/session.py): the client's bytes come as a
+    `StreamSink`, the server's to `in_sink` (None: not wanted), datagrams whole, then the close."""
+
+    @property
+    def in_sink(self) -> StreamSink | None: ...
+
+    def on_datagram(self, outbound: bool, payload: bytes) -> None: ...
+
+    def on_close(self) -> None: ...
+
+    def summary(self) -> Summary: ...
+
+
 @dataclass(slots=True)
 class FlowContext:
     """Everything the table needs from the pipeline, in one object."""
 
     agent_id: str
     internal: InternalNetworks
-    session_factory: Callable[[Flow], Any]
+    session_factory: Callable[[Flow], Session | None]
     on_flow_end: Callable[[Flow], None]
     anomalies: AnomalySink
     idle_timeout_s: float = 120.0
@@ -110,7 +127,7 @@ class Flow:
         tcp = key[0] == TCP
         self._out = TcpStream(anomalies, self.flow_id) if tcp else None
         self._in = TcpStream(anomalies, self.flow_id) if tcp else None
-        self.session: Any = None
+        self.session: Session | None = None
         self.session_due = tcp      # a TCP flow's session is made when its first payload byte arrives
         self.session_ok = True
         self.closed_by: str | None = None
@@ -272,9 +289,9 @@ class FlowTable:
         session = flow.session
         if flow._out is None or flow._in is None or session is None:
             return
-        if getattr(session, "wants_data", False):
+        if session.wants_data:
             flow._out.enable_delivery(session, ctx.max_buffer_bytes)
-        in_sink = getattr(session, "in_sink", None)     # an inbound flow's client side (protocols/served.py)
+        in_sink = session.in_sink      # the server's side, or an inbound flow's client side (served.py)
         if in_sink is not None and in_sink.wants_data:
             flow._in.enable_delivery(in_sink, ctx.max_buffer_bytes)
 

@@ -27,8 +27,10 @@ from agent.flows import Flow, FlowContext, FlowTable, InternalNetworks
 from agent.inspection import Inspector
 from agent.inspector import EngineFactory, InlineInspector
 from agent.inspector_worker import WorkerInspector
+from agent.protocols.handler import Summary
 from agent.protocols.http import HttpRequest
 from agent.protocols.http_body import HttpResponse
+from agent.protocols.registry import datagram_candidate
 from agent.protocols.served import ServedSession
 from agent.protocols.session import AppSession
 from agent.records import CaptureStatsRecord, FlowRecord, utc
@@ -184,8 +186,8 @@ class Pipeline:
     def _session_for(self, flow: Flow) -> AppSession | ServedSession | None:
         limits, sampling = self.config.limits, self.config.sampling
         if flow.transport == "udp":
-            # Only DNS answers (names for later flows) and QUIC (to mark encrypted egress) matter on UDP.
-            if 53 not in (flow.sport, flow.dport) and flow.dport != 443:
+            # Only what the registry knows matters on UDP (DNS answers name later flows, QUIC is egress).
+            if not datagram_candidate((flow.dport, flow.sport)):
                 return None
             inspect = False
         else:
@@ -213,6 +215,7 @@ class Pipeline:
             anomalies=self.anomalies,
             on_request=_ToInspector(self.inspector, flow) if inspect else _ignore,
             on_dns=self.destinations.observe_dns,
+            sport=flow.sport, udp=flow.transport == "udp",
         )
 
     # -- flows -> records --------------------------------------------------------------------------
@@ -220,7 +223,7 @@ class Pipeline:
     def _flow_ended(self, flow: Flow) -> None:
         self._flows.append(self._record(flow))
         self.flow_count += 1
-        if flow.session is not None and flow.session.inspected:
+        if flow.session is not None and flow.session.summary().inspected:
             self.inspected += 1
         self.inspector.flow_ended(flow.flow_id)
         if flow.closed_by is not None:      # its last row, not an interval: the per-flow anomaly count ends
@@ -230,40 +233,37 @@ class Pipeline:
         """A long flow's interval so far becomes a row; the flow goes on under its next interval's id."""
         self._flow_ended(flow)
         session = flow.session
-        flow.next_interval(now, session.requests if session is not None else 0)
+        flow.next_interval(now, session.summary().requests if session is not None else 0)
 
     def _record(self, flow: Flow) -> FlowRecord:
-        session: AppSession | ServedSession | None = flow.session
+        session = flow.session
+        summary = session.summary() if session is not None else _NOTHING
         country = self.destinations.country(flow.dst)
-        sni = session.sni if session is not None else None
-        host = session.host if session is not None else None
-        out, in_, pkts_out, pkts_in, missed, requests = flow.delta(
-            session.requests if session is not None else 0)
+        out, in_, pkts_out, pkts_in, missed, requests = flow.delta(summary.requests)
         return FlowRecord(
             flow_id=flow.flow_id, ts_start=utc(flow.ts_start), ts_end=utc(max(flow.ts_end, flow.ts_start)),
             src_ip=flow.src, dst_ip=flow.dst, src_port=flow.sport, dst_port=flow.dport,
             transport=flow.transport,
-            app=session.app if session is not None else "unknown",
+            app=summary.app,
             # An inbound flow's name is the internal server's (DESIGN §3); its recipient is dst, the peer.
             # A SOCKS5 tunnel to an address: that address's DNS name, not the proxy's (protocols/session.py).
-            server_name=self.destinations.server_name(sni, host, self._named_address(flow, session)),
+            server_name=self.destinations.server_name(summary.sni, summary.host,
+                                                      self._named_address(flow, summary)),
             dst_country=country, cross_border=self.destinations.cross_border(country),
             bytes_out=out, bytes_in=in_, packets_out=pkts_out, packets_in=pkts_in, missed_bytes=missed,
-            encrypted=bool(session is not None and session.encrypted),
-            inspected=bool(session is not None and session.inspected),
+            encrypted=summary.encrypted,
+            inspected=summary.inspected,
             sample_weight=self.sampler.weight,
             requests=requests,
             initiator="external" if flow.inbound else "internal",
         )
 
     @staticmethod
-    def _named_address(flow: Flow, session: AppSession | ServedSession | None) -> str:
+    def _named_address(flow: Flow, summary: Summary) -> str:
         """The address whose DNS name may name the flow when no SNI or Host does."""
         if flow.inbound:
             return flow.src
-        if isinstance(session, AppSession) and session.target_ip:
-            return session.target_ip
-        return flow.dst
+        return summary.target_ip or flow.dst
 
     def _flush_if_full(self) -> None:
         if max(len(self._flows), len(self.anomalies.records)) >= FLUSH_ROWS:
@@ -283,10 +283,11 @@ class _ToInspector:
     pull's export). A two-slot object per flow rather than a closure (function, cells, counter), which a
     million open flows would each hold."""
 
-    __slots__ = ("flow", "inspector")
+    __slots__ = ("flow", "inspector", "number")
 
     def __init__(self, inspector: Inspector, flow: Flow) -> None:
         self.inspector, self.flow = inspector, flow
+        self.number = 0       # requests handed over so far
 
     def __call__(self, message: HttpRequest | HttpResponse) -> None:
         flow = self.flow
@@ -294,12 +295,15 @@ class _ToInspector:
             # No target: the request's query string came from abroad, it is no export.
             number, target = message.number, ""
         else:
-            # The session counts a request before handing it over, and hands over every one of an
-            # inspected flow: its count less one numbers the requests 0, 1, 2… (record keys).
-            number, target = flow.session.requests - 1, message.target
+            # Every request of an inspected flow comes here, in order: 0, 1, 2… (record keys).
+            number, target = self.number, message.target
+            self.number += 1
         # The flow's date in China Standard Time: ages (minor_under_14) are taken on the day of export.
         at = datetime.fromtimestamp(flow.ts_start, CST).date()
         self.inspector.request(flow.flow_id, number, target, message.body, message.content_type, at)
+
+
+_NOTHING = Summary()    # the summary of a flow without a session (a SYN-only flow, UDP nobody parses)
 
 
 def _ignore(message: HttpRequest | HttpResponse) -> None:

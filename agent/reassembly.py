@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from bisect import bisect_right
-from typing import Any
+from typing import Protocol
 
 from agent.anomalies import AnomalySink
 
@@ -29,6 +29,18 @@ MAX_RANGES = 256  # out-of-order islands tracked before the oldest hole is given
 MAX_AHEAD = 1 << 30  # a segment this far beyond the next expected byte belongs to no stream we know
 REBASE_BEHIND = 1 << 20  # first data this far before the handshake's ISN re-bases the stream
 RECENT = 4096  # delivered bytes kept to compare retransmissions against
+
+
+class StreamSink(Protocol):
+    """Where one direction of a TCP flow is delivered in order (agent/reassembly.py), while it wants data."""
+
+    @property
+    def wants_data(self) -> bool: ...
+
+    def on_data(self, data: bytes) -> None: ...
+
+    def on_gap(self, n: int) -> None: ...
+
 
 
 # The island "list" of every stream that never saw a segment out of order: empty, shared, immutable.
@@ -74,14 +86,14 @@ class TcpStream:
         self.bytes = 0
         self.missed = 0
         self.fin = False
-        self.session: Any = None
+        self.session: StreamSink | None = None
         self.pending: dict[int, bytes | int] | None = None  # start -> bytes, or a gap length (snaplen)
         self.buffered = 0
         self.max_buffer = 0
         self.recent = b""
         self.reported: set[str] | None = None
 
-    def enable_delivery(self, session: Any, max_buffer: int) -> None:
+    def enable_delivery(self, session: StreamSink, max_buffer: int) -> None:
         self.session = session
         self.pending = {}
         self.max_buffer = max_buffer

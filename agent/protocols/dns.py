@@ -13,6 +13,8 @@ import socket
 
 import dpkt
 
+from agent.protocols.handler import HandlerContext, Summary
+
 log = logging.getLogger(__name__)
 
 _MAX_CHAIN = 16   # CNAME hops followed (RFC 1034 allows chains; loops are possible in bad data)
@@ -65,3 +67,32 @@ def parse_answers(payload: bytes) -> list[tuple[str, str]]:
                     seen.add((name, addr))
                     pairs.append((name, addr))
     return pairs
+
+
+class DnsHandler:
+    """The DNS handler of a UDP flow (agent/protocols/handler.py): queries are counted as requests, answers
+    feed name resolution (`ctx.on_dns`). Each `feed` is one datagram."""
+
+    __slots__ = ("_queries", "ctx", "wants_client", "wants_server")
+
+    def __init__(self, ctx: HandlerContext) -> None:
+        self.ctx = ctx
+        self._queries = 0
+        self.wants_client = self.wants_server = True
+
+    def feed(self, data: bytes, from_client: bool) -> None:
+        if from_client:
+            self._queries += 1
+            return
+        answers = parse_answers(data)
+        if answers:
+            self.ctx.on_dns(answers)
+
+    def gap(self, n: int, from_client: bool) -> None:
+        return None
+
+    def close(self) -> None:
+        self.wants_client = self.wants_server = False
+
+    def summary(self) -> Summary:
+        return Summary(app="dns", requests=self._queries)

@@ -17,9 +17,11 @@ body stays bytes and its charset is left to the detectors.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from agent.anomalies import AnomalySink, known_or_shape, shape
+from agent.protocols.handler import Handler, HandlerContext, Summary
 from agent.protocols.http_body import MessageHead
 from agent.protocols.http_framing import (
     FRAMING_HANDLERS,
@@ -44,7 +46,7 @@ from agent.protocols.http_syntax import (
     valid_host,
 )
 
-__all__ = ["HttpRequest", "HttpRequestStream", "method_prefix"]
+__all__ = ["HttpHandler", "HttpRequest", "HttpRequestStream", "method_prefix"]
 
 _BODYLESS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE", "TRACE"})
 _METHOD_NAMES = frozenset(m.decode().lower() for m in HTTP_METHODS)   # an anomaly may quote these
@@ -252,3 +254,86 @@ class HttpRequestStream(MessageFramer[_Request, HttpRequest]):
 
 HttpRequestStream._handlers = {**FRAMING_HANDLERS, START: HttpRequestStream._on_line,
                                RESYNC: HttpRequestStream._on_resync, PEEK: HttpRequestStream._on_peek}
+
+
+class HttpHandler:
+    """The HTTP/1.x handler of a flow (agent/protocols/handler.py): frames the client's requests, hands an
+    inspected flow's requests over, and names the flow by its first request's Host. Without inspection only
+    `naming_budget` bytes are read. After CONNECT or an Upgrade the rest of the connection is another
+    protocol's (TLS to the CONNECT authority, HTTP/2 after `Upgrade: h2c`): chosen afresh by `tunnel`."""
+
+    __slots__ = ("_bytes", "_host", "_inner", "_inspected", "_requests", "_stream", "_tunnel", "ctx",
+                 "wants_client", "wants_server")
+
+    def __init__(self, ctx: HandlerContext, tunnel: Callable[[int], Handler]) -> None:
+        self.ctx = ctx
+        # Without inspection bodies are only counted past, never kept or decoded.
+        self._stream = HttpRequestStream(ctx.max_body_bytes if ctx.inspect else 0, ctx.max_decompressed_bytes,
+                                         ctx.anomalies, ctx.flow_id)
+        self._tunnel = tunnel
+        self._inner: Handler | None = None
+        self._bytes = self._requests = 0
+        self._host: str | None = None
+        self._inspected = False
+        self.wants_client, self.wants_server = True, False
+
+    def feed(self, data: bytes, from_client: bool) -> None:
+        if self._inner is not None:
+            self._inner.feed(data, from_client)
+            self._sync()
+        elif from_client:
+            self._bytes += len(data)
+            self._after(self._stream.feed(data))
+
+    def gap(self, n: int, from_client: bool) -> None:
+        if self._inner is not None:
+            self._inner.gap(n, from_client)
+            self._sync()
+        elif from_client:
+            self._stream.gap(n)
+            self._after(self._stream.feed(b""))
+
+    def close(self) -> None:
+        if self._inner is not None:
+            self._inner.close()
+        else:
+            self._after(self._stream.close())
+        self.wants_client = self.wants_server = False
+
+    def summary(self) -> Summary:
+        own = Summary(app="http", host=self._host, requests=self._requests, inspected=self._inspected)
+        return own if self._inner is None else own.inside(self._inner.summary())
+
+    def _after(self, requests: list[HttpRequest]) -> None:
+        ctx = self.ctx
+        last: HttpRequest | None = None
+        for request in requests:
+            self._requests += 1
+            if self._host is None and self._requests == 1:
+                self._host = request.host
+            if ctx.inspect:
+                if request.body or "?" in request.target:
+                    self._inspected = True
+                ctx.on_request(request)
+            last = request
+        stream = self._stream
+        if stream.tunnel:
+            self._open_tunnel(last)
+        elif stream.done or (not ctx.inspect and self._bytes >= ctx.naming_budget):
+            self.wants_client = False
+
+    def _open_tunnel(self, request: HttpRequest | None) -> None:
+        """CONNECT's authority names the port the tunnel goes to; an Upgrade stays on the flow's port (0:
+        the tunnel's chooser keeps the one it was given)."""
+        connect = request is not None and request.method == "CONNECT"
+        port = request.target.rsplit(":", 1)[-1] if request is not None and connect else ""
+        self._inner = self._tunnel(int(port) if port.isdigit() and len(port) <= 5 else 0)
+        rest, self._stream.rest = self._stream.rest, b""
+        if rest:
+            self._inner.feed(rest, True)
+        self._sync()
+
+    def _sync(self) -> None:
+        inner = self._inner
+        assert inner is not None
+        self.wants_client, self.wants_server = inner.wants_client, inner.wants_server

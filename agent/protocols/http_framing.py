@@ -58,7 +58,7 @@ class MessageFramer(Generic[H, M]):
 
     # One per open HTTP flow direction: slots and a class-level state table keep it small.
     __slots__ = ("_buf", "_msg", "_out", "_remaining", "_scan", "_skipped", "_state", "anomalies", "budget",
-                 "flow_id", "max_decompressed_bytes")
+                 "flow_id", "max_decompressed_bytes", "rest")
 
     _handlers: ClassVar[dict[int, Callable[[Any], bool]]]   # state -> handler, set per subclass
     _START: ClassVar[StartLine]
@@ -73,6 +73,7 @@ class MessageFramer(Generic[H, M]):
         self._scan = 0                # where the search for the next LF resumes
         self._state = START
         self._msg: H | None = None
+        self.rest = b""               # a tunnel's first bytes (after CONNECT or Upgrade), for its handler
         self._remaining = 0           # body or chunk bytes still to come
         self._skipped = 0             # bytes dropped while resyncing
         self._out: list[M] = []
@@ -330,6 +331,8 @@ class MessageFramer(Generic[H, M]):
 
     def _stop(self, tunnel: bool = False) -> None:
         self._state = TUNNEL if tunnel else STOPPED
+        if tunnel:
+            self.rest = bytes(self._buf)
         self._buf.clear()
 
     def _take(self) -> list[M]:

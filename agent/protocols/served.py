@@ -15,8 +15,10 @@ holds what it shares with HTTP/1.x), so that pulls over h2 are inspected too.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from agent.anomalies import AnomalySink
+from agent.protocols.handler import Summary
 from agent.protocols.http import HttpRequest
 from agent.protocols.http_body import HttpResponse
 from agent.protocols.http_response import HttpResponseStream
@@ -82,7 +84,12 @@ class ServedSession:
         self._stream: HttpResponseStream | None = None
         self._early = bytearray()
 
-    # What the pipeline reads of a session: the client side names the flow and counts its requests.
+    def summary(self) -> Summary:
+        """What the pipeline reads: the client side names the flow and counts its requests; the flow is
+        inspected when a response's content was."""
+        return replace(self.client.summary(), inspected=self.inspected)
+
+    # What tests read of a session.
     @property
     def app(self) -> str:
         return self.client.app

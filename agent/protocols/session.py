@@ -1,4 +1,9 @@
-"""The Session the pipeline attaches to a flow: protocol choice, then the protocol's parser.
+"""The Session the pipeline attaches to a flow: the flow table's calls, turned into handler calls.
+
+The flow table speaks per direction (`on_data` / `on_gap` for the client's bytes, `in_sink` for the
+server's, `on_datagram` on UDP, `on_close`); this module turns that into the protocol handler interface
+(agent/protocols/handler.py) of the flow's root handler, a `Chooser` from the registry
+(agent/protocols/registry.py), and gives the pipeline the flow's `summary()`.
 
 TCP: the first client bytes go through the registry (`sniff`), then to the chosen handler — HTTP requests
 are framed (RFC 9112) and handed to `on_request` when the flow is inspected, otherwise only the first Host
@@ -19,235 +24,118 @@ The session owns buffering until a protocol is chosen (scapy's TCPSession idea);
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from agent.anomalies import AnomalySink
-from agent.protocols import HTTP_PORTS, SNIFF_BYTES, datagram_app, sniff
-from agent.protocols.dns import parse_answers
-from agent.protocols.http import HttpRequest, HttpRequestStream
-from agent.protocols.socks5 import CONNECT, Socks5Client
-from agent.protocols.tls import NEED_MORE, parse_client_hello
+from agent.protocols.handler import Handler, HandlerContext, Summary
+from agent.protocols.http import HttpRequest
+from agent.protocols.registry import Chooser, DatagramChooser
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from agent.keylog import KeyLog
 
-MAX_CLIENT_HELLO_BYTES = 65536   # a hello this long is not coming; stop buffering
+__all__ = ["AppSession"]
+
+
+class _ServerSide:
+    """Where the flow table delivers the server's bytes, while the flow's handler wants them (TLS with
+    secrets reads the server's handshake; a protocol not yet chosen holds a few early bytes)."""
+
+    __slots__ = ("session",)
+
+    def __init__(self, session: AppSession) -> None:
+        self.session = session
+
+    @property
+    def wants_data(self) -> bool:
+        return self.session.root.wants_server
+
+    def on_data(self, data: bytes) -> None:
+        root = self.session.root
+        root.feed(data, False)
+        self.session.wants_data = root.wants_client
+
+    def on_gap(self, n: int) -> None:
+        root = self.session.root
+        root.gap(n, False)
+        self.session.wants_data = root.wants_client
 
 
 class AppSession:
     """Session for one flow (see docs/internals.md, "sessions and protocols")."""
 
     # One per open flow with payload: slots keep it small (agent/config.py, max_flows).
-    __slots__ = ("_decided", "_feed", "_hello", "_http", "_http_bytes", "_outer", "_prefix", "_socks",
-                 "anomalies", "app", "dport", "encrypted", "flow_id", "host", "inspect", "inspected",
-                 "max_body_bytes", "max_decompressed_bytes", "naming_budget", "on_dns", "on_request",
-                 "requests", "sni", "sport", "target_ip", "wants_data")
+    __slots__ = ("ctx", "in_sink", "root", "wants_data")
+
+    in_sink: _ServerSide | None
 
     def __init__(self, flow_id: str, dport: int, *, max_body_bytes: int, max_decompressed_bytes: int,
                  naming_budget: int = 16384, inspect: bool, anomalies: AnomalySink,
                  on_request: Callable[[HttpRequest], None],
-                 on_dns: Callable[[list[tuple[str, str]]], None], sport: int = 0) -> None:
-        self.flow_id = flow_id
-        self.dport = dport
-        self.sport = sport
-        self.max_body_bytes = max_body_bytes
-        self.max_decompressed_bytes = max_decompressed_bytes
-        self.naming_budget = naming_budget
-        self.inspect = inspect
-        self.anomalies = anomalies
-        self.on_request = on_request
-        self.on_dns = on_dns
-        # What the pipeline reads after on_close.
+                 on_dns: Callable[[list[tuple[str, str]]], None], sport: int = 0,
+                 keylog: KeyLog | None = None, key_wait_bytes: int = 1 << 20, udp: bool = False) -> None:
+        self.ctx = HandlerContext(
+            flow_id=flow_id, anomalies=anomalies, inspect=inspect, max_body_bytes=max_body_bytes,
+            max_decompressed_bytes=max_decompressed_bytes, on_request=on_request, on_dns=on_dns,
+            naming_budget=naming_budget, keylog=keylog, key_wait_bytes=key_wait_bytes)
+        self.root: Handler = DatagramChooser(self.ctx, (dport, sport)) if udp else Chooser(self.ctx, dport)
         self.wants_data = True
-        self.app = "unknown"
-        self.sni: str | None = None
-        self.host: str | None = None
-        self.target_ip: str | None = None    # a tunnel's requested address: its DNS name names the flow
-        self.requests = 0
-        self.encrypted = False
-        self.inspected = False
-        self._decided = False
-        self._prefix = b""                   # first client bytes until a protocol is chosen
-        self._feed: Callable[[bytes], None] | None = None
-        self._http: HttpRequestStream | None = None
-        self._hello = b""                    # a ClientHello being collected (TLS only)
-        self._http_bytes = 0
-        self._socks: Socks5Client | None = None   # a SOCKS5 handshake being followed
-        self._outer: str | None = None       # the tunnel the stream is inside of (then dport is the target's)
+        # Only decryption reads the server's bytes (its handshake): without secrets that direction is not
+        # even reassembled, as before handlers existed (tests/security/test_agent_flow_memory.py).
+        self.in_sink = _ServerSide(self) if keylog is not None and not udp else None
+
+    def summary(self) -> Summary:
+        return self.root.summary()
+
+    # What tests and the served session read; the pipeline reads `summary()` once per record.
+    @property
+    def app(self) -> str:
+        return self.root.summary().app
+
+    @property
+    def sni(self) -> str | None:
+        return self.root.summary().sni
+
+    @property
+    def host(self) -> str | None:
+        return self.root.summary().host
+
+    @property
+    def target_ip(self) -> str | None:
+        return self.root.summary().target_ip
+
+    @property
+    def requests(self) -> int:
+        return self.root.summary().requests
+
+    @property
+    def encrypted(self) -> bool:
+        return self.root.summary().encrypted
+
+    @property
+    def inspected(self) -> bool:
+        return self.root.summary().inspected
 
     # -- TCP ------------------------------------------------------------------------------------------
 
     def on_data(self, data: bytes) -> None:
-        if not self.wants_data or not data:
-            return
-        if self._feed is not None:
-            self._feed(data)
-            return
-        self._prefix += data
-        app = sniff(bytes(self._prefix[:SNIFF_BYTES]), self.dport)
-        if app is not None:
-            self._choose(app)
+        if self.wants_data and data:
+            root = self.root
+            root.feed(data, True)
+            self.wants_data = root.wants_client
 
     def on_gap(self, n: int) -> None:
-        if not self.wants_data:
-            return
-        if self._http is not None:
-            self._http.gap(n)
-            self._after_http(self._http.feed(b""))
-        elif not self._decided and not self._prefix and self.dport in HTTP_PORTS:
-            # The connection's start is missing: HTTP can resync to the next request line.
-            self._choose("http")
-            if self._http is not None:
-                self._http.gap(n)
-        else:
-            # A hole in a ClientHello, a handshake or before a protocol was recognised: nothing more to learn.
-            if self.app == "tls" and self.sni is None:
-                self.anomalies.add("tls", "client_hello_gap", f"{n} bytes missing", flow_id=self.flow_id)
-            elif self._socks is not None:
-                self.anomalies.add("socks5", "socks5_incomplete", f"{n} bytes missing in the handshake",
-                                   flow_id=self.flow_id)
-                self._socks = None
-            self._decided = True
-            self.wants_data = False
+        if self.wants_data:
+            root = self.root
+            root.gap(n, True)
+            self.wants_data = root.wants_client
 
     def on_close(self) -> None:
-        if self._http is not None:
-            self._after_http(self._http.close())
-        elif self.app == "tls" and self.wants_data and self._hello:
-            self.anomalies.add("tls", "client_hello_incomplete", f"{len(self._hello)} bytes at close",
-                               flow_id=self.flow_id)
-        elif self._socks is not None:
-            self.anomalies.add("socks5", "socks5_incomplete", f"handshake cut by the close, "
-                                                              f"{self._socks.pending} bytes pending",
-                               flow_id=self.flow_id)
-        self._decided = True
+        self.root.close()
         self.wants_data = False
-
-    def _choose(self, app: str) -> None:
-        self._decided = True
-        if self._outer is not None and app in (self._outer, "unknown"):
-            app = "unknown"     # nothing understood inside, or a tunnel in the tunnel: the flow keeps its app
-        else:
-            self.app = app
-        prefix, self._prefix = self._prefix, b""
-        self._feed = _STARTERS[app](self)
-        if self._feed is None:
-            self.wants_data = False
-        elif prefix:
-            self._feed(prefix)
-
-    def _start_opaque(self) -> None:
-        return None
-
-    def _tunnel(self, port: int, first: bytes) -> None:
-        """The rest of the stream is another protocol's: chosen afresh through the registry, with the tunnel's
-        destination port for the port hints. One level only."""
-        self._outer = self.app
-        self.dport = port
-        self._decided = False
-        self._feed = None
-        if first:
-            self.on_data(first)
-
-    def _start_socks5(self) -> Callable[[bytes], None]:
-        self._socks = Socks5Client()
-        return self._feed_socks5
-
-    def _feed_socks5(self, data: bytes) -> None:
-        client = self._socks
-        assert client is not None
-        rest = client.feed(data)
-        if client.problem is not None:
-            self.anomalies.add("socks5", *client.problem, flow_id=self.flow_id)
-            self._socks = None
-            self.wants_data = False
-            return
-        if rest is None:
-            return
-        self._socks = None
-        target = client.target
-        assert target is not None
-        if target.rejected is not None:
-            self.anomalies.add("socks5", "bad_host", f"domain {target.rejected} is no host name",
-                               flow_id=self.flow_id)
-        if target.command != CONNECT:
-            # BIND (a peer connects in, after a second reply) and UDP ASSOCIATE (datagrams elsewhere) are not
-            # followed: what this connection carries next is not the client's request to a server.
-            self.wants_data = False
-            return
-        self.host, self.target_ip = target.host, target.ip
-        self._tunnel(target.port, rest)
-
-    def _start_tls(self) -> Callable[[bytes], None]:
-        self.encrypted = True
-        self._hello = bytearray()
-        return self._feed_tls
-
-    def _feed_tls(self, data: bytes) -> None:
-        self._hello += data
-        hello = parse_client_hello(bytes(self._hello))
-        if hello is NEED_MORE:
-            if len(self._hello) <= MAX_CLIENT_HELLO_BYTES:
-                return
-            self.anomalies.add("tls", "client_hello_too_long", f"over {MAX_CLIENT_HELLO_BYTES} bytes",
-                               flow_id=self.flow_id)
-        elif hello is None:
-            self.anomalies.add("tls", "malformed_client_hello", f"{len(self._hello)} bytes",
-                               flow_id=self.flow_id)
-        else:
-            self.sni = hello.sni
-            if hello.rejected_sni is not None:
-                self.anomalies.add("tls", "bad_host", f"server_name {hello.rejected_sni} is no host name",
-                                   flow_id=self.flow_id)
-        self._hello = b""
-        self.wants_data = False
-
-    def _start_http(self) -> Callable[[bytes], None]:
-        # Without inspection bodies are only counted past, never kept or decoded.
-        self._http = HttpRequestStream(self.max_body_bytes if self.inspect else 0,
-                                       self.max_decompressed_bytes, self.anomalies, self.flow_id)
-        return self._feed_http
-
-    def _feed_http(self, data: bytes) -> None:
-        assert self._http is not None
-        self._http_bytes += len(data)
-        self._after_http(self._http.feed(data))
-
-    def _after_http(self, requests: list[HttpRequest]) -> None:
-        for request in requests:
-            self.requests += 1
-            if self.host is None and self.requests == 1:
-                self.host = request.host
-            if self.inspect:
-                if request.body or "?" in request.target:
-                    self.inspected = True
-                self.on_request(request)
-        assert self._http is not None
-        if self._http.done or (not self.inspect and self._http_bytes >= self.naming_budget):
-            self.wants_data = False
 
     # -- UDP ------------------------------------------------------------------------------------------
 
     def on_datagram(self, outbound: bool, payload: bytes) -> None:
-        if not self._decided:
-            app = datagram_app(payload, (self.dport, self.sport))
-            if app is None:
-                return
-            self._decided = True
-            self.app = app
-            self.encrypted = app == "quic"
-        if self.app != "dns":
-            return
-        if outbound:
-            self.requests += 1
-            return
-        answers = parse_answers(payload)
-        if answers:
-            self.on_dns(answers)
-
-
-# Protocol name (registry, agent/protocols/__init__.py) -> what starts its handling; None: nothing to parse.
-_STARTERS: dict[str, Callable[[AppSession], Callable[[bytes], None] | None]] = {
-    "http": AppSession._start_http, "tls": AppSession._start_tls, "socks5": AppSession._start_socks5,
-    "unknown": AppSession._start_opaque,
-}
+        self.root.feed(payload, outbound)

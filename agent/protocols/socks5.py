@@ -26,9 +26,11 @@ is enough; elsewhere the greeting must be complete and followed by the start of 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from agent.anomalies import shape
+from agent.protocols.handler import Handler, HandlerContext, Summary
 from agent.protocols.http_syntax import valid_hostname
 
 VERSION = 5
@@ -289,3 +291,84 @@ def sniff(prefix: bytes, on_port: bool) -> bool | None:
     if not all(ok(b) for ok, b in zip(expected, after, strict=False)):
         return False
     return True if len(after) >= len(expected) else None
+
+
+class Socks5Handler:
+    """The SOCKS5 handler of a flow (agent/protocols/handler.py): the client's handshake names the target;
+    after a CONNECT the tunnelled bytes go to an inner handler chosen afresh by `tunnel` with the target's
+    port for the port hints. Records keep the proxy's address (see agent/protocols/session.py)."""
+
+    __slots__ = ("_client", "_host", "_inner", "_target_ip", "_tunnel", "ctx", "wants_client", "wants_server")
+
+    def __init__(self, ctx: HandlerContext, tunnel: Callable[[int], Handler]) -> None:
+        self.ctx = ctx
+        self._tunnel = tunnel
+        self._client: Socks5Client | None = Socks5Client()
+        self._inner: Handler | None = None
+        self._host: str | None = None
+        self._target_ip: str | None = None
+        self.wants_client, self.wants_server = True, False
+
+    def feed(self, data: bytes, from_client: bool) -> None:
+        if self._inner is not None:
+            self._inner.feed(data, from_client)
+            self._sync()
+            return
+        client = self._client
+        if client is None or not from_client:
+            return
+        rest = client.feed(data)
+        ctx = self.ctx
+        if client.problem is not None:
+            ctx.anomalies.add("socks5", *client.problem, flow_id=ctx.flow_id)
+            self._stop()
+            return
+        if rest is None:
+            return
+        self._client = None
+        target = client.target
+        assert target is not None
+        if target.rejected is not None:
+            ctx.anomalies.add("socks5", "bad_host", f"domain {target.rejected} is no host name",
+                              flow_id=ctx.flow_id)
+        if target.command != CONNECT:
+            # BIND (a peer connects in, after a second reply) and UDP ASSOCIATE (datagrams elsewhere) are not
+            # followed: what this connection carries next is not the client's request to a server.
+            self._stop()
+            return
+        self._host, self._target_ip = target.host, target.ip
+        self._inner = self._tunnel(target.port)
+        if rest:
+            self._inner.feed(rest, True)
+        self._sync()
+
+    def gap(self, n: int, from_client: bool) -> None:
+        if self._inner is not None:
+            self._inner.gap(n, from_client)
+            self._sync()
+        elif from_client and self._client is not None:
+            self.ctx.anomalies.add("socks5", "socks5_incomplete", f"{n} bytes missing in the handshake",
+                                   flow_id=self.ctx.flow_id)
+            self._stop()
+
+    def close(self) -> None:
+        if self._inner is not None:
+            self._inner.close()
+        elif self._client is not None:
+            self.ctx.anomalies.add("socks5", "socks5_incomplete", f"handshake cut by the close, "
+                                                                  f"{self._client.pending} bytes pending",
+                                   flow_id=self.ctx.flow_id)
+        self._stop()
+
+    def summary(self) -> Summary:
+        own = Summary(app="socks5", host=self._host, target_ip=self._target_ip)
+        return own if self._inner is None else own.inside(self._inner.summary())
+
+    def _stop(self) -> None:
+        self._client = None
+        self.wants_client = self.wants_server = False
+
+    def _sync(self) -> None:
+        inner = self._inner
+        assert inner is not None
+        self.wants_client, self.wants_server = inner.wants_client, inner.wants_server

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from agent.anomalies import shape
+from agent.protocols.handler import Handler, HandlerContext, Summary
 from agent.protocols.http_syntax import valid_hostname
 
 # Record header (§5.1): ContentType, ProtocolVersion (major, minor), uint16 length.
@@ -197,3 +198,59 @@ def parse_client_hello(buf: bytes) -> ClientHello | _NeedMore | None:
         return _parse_body(body)
     except (_Malformed, struct.error, ValueError, IndexError):
         return None
+
+
+MAX_CLIENT_HELLO_BYTES = 65536   # a hello this long is not coming; stop buffering
+
+
+class TlsHelloHandler:
+    """The TLS handler of a flow without secrets (agent/protocols/handler.py): the ClientHello's server name
+    and offered ALPN, then the flow is opaque."""
+
+    __slots__ = ("_hello", "_sni", "ctx", "wants_client", "wants_server")
+
+    def __init__(self, ctx: HandlerContext, tunnel: Callable[[int], Handler] | None = None) -> None:
+        self.ctx = ctx
+        self._hello = bytearray()
+        self._sni: str | None = None
+        self.wants_client, self.wants_server = True, False
+
+    def feed(self, data: bytes, from_client: bool) -> None:
+        if not from_client or not self.wants_client:
+            return
+        self._hello += data
+        hello = parse_client_hello(bytes(self._hello))
+        ctx = self.ctx
+        if hello is NEED_MORE:
+            if len(self._hello) <= MAX_CLIENT_HELLO_BYTES:
+                return
+            ctx.anomalies.add("tls", "client_hello_too_long", f"over {MAX_CLIENT_HELLO_BYTES} bytes",
+                              flow_id=ctx.flow_id)
+        elif hello is None:
+            ctx.anomalies.add("tls", "malformed_client_hello", f"{len(self._hello)} bytes",
+                              flow_id=ctx.flow_id)
+        else:
+            assert isinstance(hello, ClientHello)
+            self._sni = hello.sni
+            if hello.rejected_sni is not None:
+                ctx.anomalies.add("tls", "bad_host", f"server_name {hello.rejected_sni} is no host name",
+                                  flow_id=ctx.flow_id)
+        self._hello = bytearray()
+        self.wants_client = False
+
+    def gap(self, n: int, from_client: bool) -> None:
+        if from_client and self.wants_client:
+            # A hole in the ClientHello: nothing more to learn.
+            self.ctx.anomalies.add("tls", "client_hello_gap", f"{n} bytes missing", flow_id=self.ctx.flow_id)
+            self._hello = bytearray()
+            self.wants_client = False
+
+    def close(self) -> None:
+        if self.wants_client and self._hello:
+            self.ctx.anomalies.add("tls", "client_hello_incomplete", f"{len(self._hello)} bytes at close",
+                                   flow_id=self.ctx.flow_id)
+        self._hello = bytearray()
+        self.wants_client = False
+
+    def summary(self) -> Summary:
+        return Summary(app="tls", sni=self._sni, encrypted=True)

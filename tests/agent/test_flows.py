@@ -34,6 +34,7 @@ class Recorder:
 
     def __init__(self, wants_data: bool = True, log: list | None = None) -> None:
         self.wants_data = wants_data
+        self.in_sink = None
         self.events: list[tuple] = []
         self.log = log
 

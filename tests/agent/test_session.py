@@ -9,8 +9,8 @@ import dpkt
 import pytest
 
 from agent.anomalies import AnomalySink
-from agent.protocols import datagram_app, sniff
 from agent.protocols.http import HttpRequest
+from agent.protocols.registry import datagram_app, sniff
 from agent.protocols.session import AppSession
 
 
@@ -35,11 +35,11 @@ class Recorder:
 
 
 def session(dport: int = 80, *, inspect: bool = True, strict: bool = True, naming_budget: int = 16384,
-            sport: int = 40000) -> tuple[AppSession, Recorder, AnomalySink]:
+            sport: int = 40000, udp: bool = False) -> tuple[AppSession, Recorder, AnomalySink]:
     rec, sink = Recorder(), AnomalySink(strict=strict)
     s = AppSession("F1", dport, max_body_bytes=1 << 20, max_decompressed_bytes=1 << 20,
                    naming_budget=naming_budget, inspect=inspect, anomalies=sink,
-                   on_request=rec.requests.append, on_dns=rec.dns.append, sport=sport)
+                   on_request=rec.requests.append, on_dns=rec.dns.append, sport=sport, udp=udp)
     return s, rec, sink
 
 
@@ -112,10 +112,24 @@ def test_bodyless_request_without_query_does_not_count_as_inspected() -> None:
     assert len(rec.requests) == 1 and not s.inspected
 
 
-def test_connect_turns_the_flow_into_a_tunnel() -> None:
-    s, _, _ = session(dport=3128)
-    s.on_data(b"CONNECT secure.example.com:443 HTTP/1.1\r\n\r\n\x16\x03\x01\x00\x05hello")
-    assert not s.wants_data and s.host == "secure.example.com:443"
+def test_connect_turns_the_flow_into_a_tunnel_whose_protocol_is_read() -> None:
+    # The tunnel's bytes go through the registry again, with the CONNECT authority's port for the port
+    # hints: the TLS inside names the flow (app is the innermost protocol understood, DESIGN §3).
+    s, rec, _ = session(dport=3128)
+    s.on_data(b"CONNECT secure.example.com:443 HTTP/1.1\r\n\r\n" + build_hello(b"inner.example.net", 40)[:50])
+    assert s.wants_data and (s.app, s.sni) == ("tls", None)     # the hello is not whole yet
+    s.on_data(build_hello(b"inner.example.net", 40)[50:])
+    assert not s.wants_data
+    assert (s.app, s.host, s.sni, s.requests) == ("tls", "secure.example.com:443", "inner.example.net", 1)
+    assert [r.method for r in rec.requests] == ["CONNECT"]
+
+
+def test_http_inside_a_connect_tunnel_stays_opaque() -> None:
+    # A tunnel in the same protocol is not followed (one level of each): the flow keeps what CONNECT said.
+    s, rec, _ = session(dport=3128)
+    s.on_data(b"CONNECT plain.example.com:80 HTTP/1.1\r\n\r\n" + GET)
+    s.on_close()
+    assert (s.app, s.host, s.requests, len(rec.requests)) == ("http", "plain.example.com:80", 1, 1)
 
 
 def test_gap_at_the_start_of_an_http_port_flow_resyncs() -> None:
@@ -183,7 +197,7 @@ def dns_response() -> bytes:
 
 
 def test_dns_responses_feed_on_dns_and_queries_count_as_requests() -> None:
-    s, rec, _ = session(dport=53)
+    s, rec, _ = session(dport=53, udp=True)
     query = dpkt.dns.DNS(id=3, qd=[dpkt.dns.DNS.Q(name="api.example.com", type=dpkt.dns.DNS_A)])
     s.on_datagram(True, bytes(query))
     s.on_datagram(False, dns_response())
@@ -194,14 +208,14 @@ def test_dns_responses_feed_on_dns_and_queries_count_as_requests() -> None:
 
 
 def test_quic_initial_marks_the_flow_encrypted() -> None:
-    s, _, _ = session(dport=443)
+    s, _, _ = session(dport=443, udp=True)
     s.on_datagram(True, b"\xc3" + struct.pack("!I", 1) + b"\x08" + bytes(1200))
     s.on_close()
     assert (s.app, s.encrypted) == ("quic", True)
 
 
 def test_other_udp_is_unknown() -> None:
-    s, rec, _ = session(dport=5000)
+    s, rec, _ = session(dport=5000, udp=True)
     s.on_datagram(True, b"hello")
     s.on_close()
     assert (s.app, s.encrypted, rec.dns) == ("unknown", False, [])

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.protocols import sniff
+from agent.protocols.registry import sniff
 from agent.protocols.socks5 import Socks5Client, Socks5Server, Socks5Target
 from fixtures.pcaps.craft import Capture, Host, IpIds, TcpConn, pcap_bytes, udp_frame
 from tests.agent.test_http import run_agent
