@@ -19,7 +19,7 @@ Bounds: every message has a size fixed by its own length bytes (greeting ≤ 257
 request ≤ 262), the handshake has at most three messages, and anything that is not the next expected message
 ends the handshake with a `problem` (an anomaly name and a detail without payload) instead of an exception.
 
-`sniff` is the registry's content match (agent/protocols/__init__.py): on the SOCKS port a plausible greeting
+`sniff` is the registry's content match (agent/protocols/registry.py): on the SOCKS port a plausible greeting
 is enough; elsewhere the greeting must be complete and followed by the start of a request or sub-negotiation.
 """
 
