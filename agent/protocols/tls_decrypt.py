@@ -99,6 +99,7 @@ class TlsDecryptor:
         self.client_hello: ClientHello | None = None
         self.early_skipped = 0          # 0-RTT records passed over for want of their secret
         self.plaintext_bytes = 0
+        self.key_updates = 0            # TLS 1.3 KeyUpdates followed, both directions
         self._random: bytes | None = None
         self._server_random: bytes | None = None
         self._suite: Suite | None = None
@@ -339,6 +340,7 @@ class TlsDecryptor:
         if to == "update":
             assert self._suite is not None and d.app_secret is not None
             d.app_secret = next_traffic_secret(self._suite, d.app_secret)
+            self.key_updates += 1
             d.cipher = tls13_cipher(self._suite, d.app_secret)
             d.hs = hs.HandshakeStream()
         else:
