@@ -1,4 +1,4 @@
-"""agent.keylog: NSS key log lines from files (followed while they grow) and from text; secrets never shown."""
+"""agent.keylog: NSS key log lines from files (followed as they grow) and from text; secrets never shown."""
 
 from __future__ import annotations
 
@@ -34,7 +34,8 @@ def test_lines_comments_and_blank_lines_are_read() -> None:
                 + "  " + line("CLIENT_TRAFFIC_SECRET_0", CR2, SECRET2).upper())
     assert kl.secret(CR1, "CLIENT_RANDOM") == SECRET1
     assert kl.secret(CR2, "CLIENT_TRAFFIC_SECRET_0") == SECRET2
-    assert kl.secret(CR2, "SERVER_TRAFFIC_SECRET_0") is None and kl.secret(CR1, "CLIENT_TRAFFIC_SECRET_0") is None
+    assert kl.secret(CR2, "SERVER_TRAFFIC_SECRET_0") is None
+    assert kl.secret(CR1, "CLIENT_TRAFFIC_SECRET_0") is None
     assert len(kl) == 2 and kl.bad_lines == 0
 
 
@@ -78,7 +79,7 @@ def test_missing_file_is_one_line_naming_the_file(tmp_path: Path) -> None:
     with pytest.raises(KeyLogError) as e:
         KeyLog([path])
     assert str(e.value).startswith(f"{path}: ") and "\n" not in str(e.value)
-    with pytest.raises(KeyLogError, match="nope.log"):
+    with pytest.raises(KeyLogError, match=r"nope\.log"):
         check_readable([path])
 
 
@@ -87,7 +88,7 @@ def test_unreadable_file_is_a_key_log_error(tmp_path: Path) -> None:
     path = tmp_path / "keys.log"
     path.write_text(line("CLIENT_RANDOM", CR1, SECRET1))
     path.chmod(0)
-    with pytest.raises(KeyLogError, match="keys.log: cannot read key log"):
+    with pytest.raises(KeyLogError, match=r"keys\.log: cannot read key log"):
         check_readable([path])
 
 

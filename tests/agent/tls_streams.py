@@ -168,6 +168,7 @@ def python_pair(folder: Path, *, tls12_cipher: str | None = None, alpn: tuple[st
     if tls12_cipher:
         cctx.maximum_version = ssl.TLSVersion.TLSv1_2
         cctx.set_ciphers(tls12_cipher)
+        sctx.set_ciphers(tls12_cipher)      # Python's server default leaves out RSA key exchange and SHA-1
     if alpn:
         cctx.set_alpn_protocols(list(alpn))
         sctx.set_alpn_protocols(list(alpn[:1]))
@@ -179,12 +180,12 @@ def python_pair(folder: Path, *, tls12_cipher: str | None = None, alpn: tuple[st
 
 def openssl_pair(folder: Path, tls13_suite: str, *, alpn: bytes = b"h2") -> Pair:
     """pyOpenSSL on both sides, TLS 1.3 with the one suite named (e.g. TLS_CHACHA20_POLY1305_SHA256)."""
-    from OpenSSL import SSL, crypto
+    from OpenSSL import SSL
     cert, key = self_signed(folder)
     lines: list[bytes] = []
     sctx = SSL.Context(SSL.TLS_METHOD)
-    sctx.use_certificate(crypto.load_certificate(crypto.FILETYPE_PEM, cert.read_bytes()))
-    sctx.use_privatekey(crypto.load_privatekey(crypto.FILETYPE_PEM, key.read_bytes()))
+    sctx.use_certificate(x509.load_pem_x509_certificate(cert.read_bytes()))
+    sctx.use_privatekey(serialization.load_pem_private_key(key.read_bytes(), None))  # type: ignore[arg-type]
     sctx.set_alpn_select_callback(lambda _conn, offered: alpn if alpn in offered else offered[0])
     cctx = SSL.Context(SSL.TLS_METHOD)
     cctx.set_min_proto_version(SSL.TLS1_3_VERSION)
