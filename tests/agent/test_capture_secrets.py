@@ -90,7 +90,7 @@ def test_a_capture_with_injected_secrets_decrypts_with_no_key_log_file(tmp_path:
 @pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")
 def test_tshark_reads_the_same_requests_from_the_injected_capture(tmp_path: Path) -> None:
     """The oracle: the stream and its injected secrets are what Wireshark expects too."""
-    stream = _injected(tmp_path)
+    _injected(tmp_path)
     out = subprocess.run(["tshark", "-r", str(tmp_path / "dsb.pcapng"), "-Y", "http.request", "-T", "fields",
                           "-e", "http.request.method", "-e", "http.request.uri"],
                          check=True, capture_output=True, text=True).stdout
