@@ -5,6 +5,7 @@ wrong, partial, late or missing secrets and broken streams are counted, never a 
 from __future__ import annotations
 
 import functools
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 from agent.anomalies import AnomalySink
 from agent.keylog import KeyLog
 from agent.protocols.tls_decrypt import TlsDecryptor
-from tests.agent.tls_streams import Pair, Stream, openssl_pair, python_pair, segments
+from tests.agent.tls_streams import Pair, Stream, openssl_pair, python_pair, segments, zero_rtt_stream
 
 REQUEST = b"POST /v1/upload HTTP/1.1\r\nHost: export.example\r\nContent-Length: 40000\r\n\r\n" + bytes(
     (i * 7) % 251 for i in range(40_000))       # several records, not a multiple of the record size
@@ -129,6 +130,48 @@ def test_key_updates_in_both_directions_are_followed() -> None:
     run = Run(s.keylog).feed(s.order)
     assert bytes(run.got[True]) == s.client_sent and bytes(run.got[False]) == s.server_sent
     assert run.dec.key_updates == 3 and run.dec.reason is None
+
+
+EARLY = b"POST /0rtt HTTP/1.1\r\nHost: export.example\r\nContent-Length: 9\r\n\r\n0-RTT body"
+LATER = b"GET /after-the-handshake HTTP/1.1\r\n\r\n"
+
+
+@functools.cache
+def zero_rtt() -> Stream:
+    with tempfile.TemporaryDirectory() as folder:
+        return zero_rtt_stream(Path(folder), EARLY, LATER)
+
+
+needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl command not installed")
+
+
+@needs_openssl
+def test_0rtt_early_data_is_opened_with_its_logged_secret_on_a_resumed_connection() -> None:
+    s = zero_rtt()
+    assert "CLIENT_EARLY_TRAFFIC_SECRET" in s.keylog
+    run = Run(s.keylog).feed(s.order)
+    assert bytes(run.got[True]) == EARLY + LATER and run.dec.early_skipped == 0
+    assert run.dec.decrypted and run.dec.reason is None
+
+
+@needs_openssl
+def test_0rtt_without_its_secret_skips_the_early_records_and_opens_the_rest() -> None:
+    s = zero_rtt()
+    keys = "\n".join(ln for ln in _lines(s.keylog) if not ln.startswith("CLIENT_EARLY_TRAFFIC_SECRET"))
+    run = Run(keys).feed(s.order)
+    assert bytes(run.got[True]) == LATER
+    assert run.dec.early_skipped == 2            # the early data and the EndOfEarlyData record
+    assert run.dec.reason is None and not run.anomalies.records
+
+
+@needs_openssl
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cuts=st.lists(st.integers(0, 2000), max_size=20))
+def test_0rtt_any_segmentation(cuts: list[int]) -> None:
+    s = zero_rtt()
+    order = [(True, p) for p in segments(s.client_bytes, cuts)] + \
+            [(False, p) for p in segments(s.server_bytes, cuts)]
+    assert bytes(Run(s.keylog).feed(order).got[True]) == EARLY + LATER
 
 
 @pytest.mark.parametrize("kind", ["tls13_ccm", "tls12_cbc"])

@@ -3,7 +3,9 @@
 Python's `ssl` (the system OpenSSL, with `keylog_filename`) or pyOpenSSL (for `set_tls13_ciphersuites`:
 Python's ssl cannot choose among the TLS 1.3 suites) talk through memory BIOs; every byte one side writes is
 recorded as that direction's TCP stream, in order, with the plaintext each side sent. A KeyUpdate is asked
-of Python's ssl through ctypes on the system libssl (`SSL_key_update`; Python has no API for it).
+of Python's ssl through ctypes on the system libssl (`SSL_key_update`; Python has no API for it). 0-RTT
+early data (neither Python library can send it) comes from `openssl s_client`/`s_server` over Unix
+sockets, through a relay that records the bytes.
 """
 
 from __future__ import annotations
@@ -11,7 +13,12 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import datetime
+import socket
 import ssl
+import subprocess
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -217,3 +224,83 @@ def segments(data: bytes, cuts: list[int]) -> list[bytes]:
     """`data` cut at the given offsets (any order, out-of-range ones ignored)."""
     points = sorted({c for c in cuts if 0 < c < len(data)})
     return [data[a:b] for a, b in zip([0, *points], [*points, len(data)], strict=True)]
+
+
+def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+    """Poll for readiness (a socket or file appearing), never a fixed sleep."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+def _relay(listener: socket.socket, upstream: Path, connections: list[list[tuple[bool, bytes]]], n: int
+           ) -> None:
+    """Accept `n` connections and join each to `upstream`, recording every chunk with its direction."""
+    for _ in range(n):
+        a, _addr = listener.accept()
+        b = socket.socket(socket.AF_UNIX)
+        b.connect(str(upstream))
+        order: list[tuple[bool, bytes]] = []
+        connections.append(order)
+
+        def pipe(src: socket.socket, dst: socket.socket, from_client: bool, order: list = order) -> None:
+            try:
+                while data := src.recv(65536):
+                    order.append((from_client, data))
+                    dst.sendall(data)
+                dst.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+
+        threads = [threading.Thread(target=pipe, args=(a, b, True)),
+                   threading.Thread(target=pipe, args=(b, a, False))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        a.close()
+        b.close()
+
+
+def zero_rtt_stream(folder: Path, early: bytes, later: bytes) -> Stream:
+    """A resumed TLS 1.3 connection carrying 0-RTT `early` data, then `later`, between `openssl s_client`
+    and `openssl s_server -early_data` over Unix sockets through a recording relay (no network).
+
+    A first connection fetches the session ticket; the second (recorded) resumes with it and sends `early`
+    before the handshake completes. The client's key log includes CLIENT_EARLY_TRAFFIC_SECRET."""
+    cert, key = self_signed(folder)
+    server_sock, relay_sock, session = folder / "s.sock", folder / "r.sock", folder / "session.pem"
+    (folder / "early.txt").write_bytes(early)
+    server = subprocess.Popen(["openssl", "s_server", "-unix", str(server_sock), "-cert", str(cert), "-key",
+                               str(key), "-tls1_3", "-early_data", "-naccept", "2"],
+                              stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    connections: list[list[tuple[bool, bytes]]] = []
+    try:
+        _wait_for(server_sock.exists, "s_server")
+        with socket.socket(socket.AF_UNIX) as listener:
+            listener.bind(str(relay_sock))
+            listener.listen(2)
+            relay = threading.Thread(target=_relay, args=(listener, server_sock, connections, 2), daemon=True)
+            relay.start()
+            first = subprocess.Popen(["openssl", "s_client", "-unix", str(relay_sock), "-tls1_3", "-sess_out",
+                                      str(session)], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+            assert first.stdin is not None
+            first.stdin.write(b"first connection\n")
+            first.stdin.flush()
+            _wait_for(lambda: session.exists() and session.stat().st_size > 0, "the session ticket")
+            first.stdin.close()     # end of input: a clean close_notify, so the session stays resumable
+            first.wait(30)
+            subprocess.run(["openssl", "s_client", "-unix", str(relay_sock), "-tls1_3",
+                            "-sess_in", str(session), "-early_data", str(folder / "early.txt"),
+                            "-keylogfile", str(folder / "k2.log")],
+                           input=later, capture_output=True, timeout=30, check=True)
+            relay.join(30)
+    finally:
+        server.kill()
+        server.wait()
+    order = connections[1]
+    return Stream(client_chunks=[c for f, c in order if f], server_chunks=[c for f, c in order if not f],
+                  order=order, client_sent=early + later, keylog=(folder / "k2.log").read_text())
