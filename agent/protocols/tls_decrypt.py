@@ -211,16 +211,17 @@ class TlsDecryptor:
                 return True
             if ctype == CT_ALERT:
                 return True
-            if self.version is None:
+            if ctype == CT_CCS and self.version == TLS13:
+                return True             # RFC 8446 D.4 middlebox compatibility (also after a HelloRetryRequest)
+            if self._suite is None:
                 return False            # CCS or encrypted data: meaningless until the ServerHello is read
+                                        # (the real one: a HelloRetryRequest fixes no keys)
             if self.version == TLS12:
                 if ctype == CT_CCS:
                     d.enter(TLS12_ENC)
                 else:
                     self._bad(d, "application data before ChangeCipherSpec")
                 return True
-            if ctype == CT_CCS:
-                return True             # RFC 8446 D.4 middlebox compatibility: no meaning
             d.enter(EARLY if d.client and self._offers_early else HANDSHAKE)
         if d.epoch == TLS12_ENC:
             return self._tls12_record(d, ctype, header, payload)

@@ -58,6 +58,8 @@ KINDS: dict[str, tuple[Callable[[Path], Stream], int, int]] = {
     "tls13_aes256gcm": (lambda d: _talk(python_pair(d)), 0x0304, 0x1302),
     "tls13_aes128gcm": (_tls13("TLS_AES_128_GCM_SHA256"), 0x0304, 0x1301),
     "tls13_chacha20": (_tls13("TLS_CHACHA20_POLY1305_SHA256"), 0x0304, 0x1303),
+    # The server wants a key share the client did not send: HelloRetryRequest, a second ClientHello.
+    "tls13_hello_retry": (lambda d: _talk(python_pair(d, server_curve="secp384r1")), 0x0304, 0x1302),
     "tls12_ecdhe_rsa_aes128gcm": (_tls12("ECDHE-RSA-AES128-GCM-SHA256"), 0x0303, 0xC02F),
     "tls12_ecdhe_ecdsa_aes256gcm": (_tls12("ECDHE-ECDSA-AES256-GCM-SHA384", ecdsa=True), 0x0303, 0xC02C),
     "tls12_ecdhe_rsa_chacha20": (_tls12("ECDHE-RSA-CHACHA20-POLY1305"), 0x0303, 0xCCA8),

@@ -162,11 +162,14 @@ class Pair:
 
 
 def python_pair(folder: Path, *, tls12_cipher: str | None = None, alpn: tuple[str, ...] = ("h2", "http/1.1"),
-                ecdsa: bool = False, name: str = "keys.log") -> Pair:
-    """Python's ssl on both sides; TLS 1.2 with `tls12_cipher` (an OpenSSL name), else TLS 1.3."""
+                ecdsa: bool = False, name: str = "keys.log", server_curve: str | None = None) -> Pair:
+    """Python's ssl on both sides; TLS 1.2 with `tls12_cipher` (an OpenSSL name), else TLS 1.3.
+    `server_curve` (e.g. secp384r1, for which the client sends no key share) forces a HelloRetryRequest."""
     cert, key = self_signed(folder, ecdsa=ecdsa)
     sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     sctx.load_cert_chain(cert, key)
+    if server_curve:
+        sctx.set_ecdh_curve(server_curve)
     cctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     cctx.check_hostname = False
     cctx.verify_mode = ssl.CERT_NONE
