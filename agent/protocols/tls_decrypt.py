@@ -212,7 +212,7 @@ class TlsDecryptor:
             if ctype == CT_ALERT:
                 return True
             if ctype == CT_CCS and self.version == TLS13:
-                return True             # RFC 8446 D.4 middlebox compatibility (also after a HelloRetryRequest)
+                return True             # RFC 8446 D.4 middlebox compatibility (also after an HRR)
             if self._suite is None:
                 return False            # CCS or encrypted data: meaningless until the ServerHello is read
                                         # (the real one: a HelloRetryRequest fixes no keys)
