@@ -135,13 +135,24 @@ class TlsDecryptor:
         if not self._stopped:
             self._guarded(self._pump)
 
+    @property
+    def waiting(self) -> bool:
+        """Whole records are held for a secret (or a ServerHello) not seen yet: a live pipeline times this
+        against `tls.key_wait_s` and calls `expire()` when it runs out."""
+        return not self._stopped and any(_whole_record(d.buf) for d in (self._c, self._s) if not d.done)
+
+    def expire(self) -> None:
+        """The wait for keys is over (`tls.key_wait_s`): held records count as no_secrets and are dropped,
+        and nothing more of this connection is read."""
+        if self.waiting:
+            self._give_up("no_secrets")
+
     def close(self) -> None:
         """The connection ended: records still held for want of keys count as no_secrets."""
         if self._stopped:
             return
         self._guarded(self._pump)
-        if any(_whole_record(d.buf) for d in (self._c, self._s) if not d.done):
-            self._give_up("no_secrets")
+        self.expire()
         self._stopped = True
         self._c.buf.clear()
         self._s.buf.clear()

@@ -240,6 +240,27 @@ def test_secrets_logged_after_the_records_arrive_open_the_held_ciphertext(tmp_pa
     assert bytes(run.got[True]) == s.client_sent and bytes(run.got[False]) == s.server_sent
 
 
+def test_a_live_wait_for_keys_that_runs_out_is_no_secrets() -> None:
+    s = stream("tls12_ecdhe_rsa_chacha20")
+    run = Run("").feed(s.order, close=False)
+    assert run.dec.waiting and run.dec.reason is None
+    run.dec.expire()                            # the pipeline's tls.key_wait_s ran out
+    assert not run.dec.waiting and run.dec.reason == "no_secrets"
+    run.keylog.add_text(s.keylog)               # too late: nothing held, nothing read any more
+    run.dec.retry()
+    run.dec.feed(s.client_bytes[-100:], True)
+    run.dec.close()
+    assert not run.got[True] and not run.got[False]
+
+
+def test_a_finished_connection_is_not_waiting() -> None:
+    s = stream("tls13_aes256gcm")
+    run = Run(s.keylog).feed(s.order, close=False)
+    assert not run.dec.waiting
+    run.dec.expire()
+    assert run.dec.reason is None
+
+
 def test_held_ciphertext_past_the_budget_is_no_secrets_and_dropped() -> None:
     s = stream("tls13_aes256gcm")
     run = Run("", key_wait_bytes=1000).feed(s.order, close=False)
