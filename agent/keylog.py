@@ -20,7 +20,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
@@ -48,7 +48,7 @@ class KeyLogError(InputError):
 class _Followed:
     path: Path
     offset: int = 0
-    partial: bytes = b""            # an unterminated last line, completed by the next read
+    partial: bytes = field(default=b"", repr=False)    # an unterminated last line (it may hold a secret)
     partial_seen: bool = False      # the partial line was already there at the previous refresh
     ident: tuple[int, int] = (0, 0)  # (st_dev, st_ino): a new file at the same path is a rotation
     lineno: int = 0
@@ -88,7 +88,8 @@ class KeyLog:
         except OSError as e:
             raise _unreadable(f.path, e) from None
         f.ident = (st.st_dev, st.st_ino)
-        self._read_new(f, initial=True)
+        while self._read_new(f, initial=True) == MAX_READ:
+            pass    # a long key log is read whole at start, not a chunk per lookup miss
         self._files.append(f)
 
     def add_line(self, line: str) -> None:
@@ -137,7 +138,7 @@ class KeyLog:
 
     # --- parsing -------------------------------------------------------------------------------------
 
-    def _read_new(self, f: _Followed, *, initial: bool) -> None:
+    def _read_new(self, f: _Followed, *, initial: bool) -> int:
         try:
             with open(f.path, "rb") as fh:
                 fh.seek(f.offset)
@@ -145,7 +146,7 @@ class KeyLog:
         except OSError as e:
             if initial:
                 raise _unreadable(f.path, e) from None
-            return
+            return 0
         f.offset += len(chunk)
         data = f.partial + chunk
         lines = data.split(b"\n")
@@ -162,6 +163,7 @@ class KeyLog:
             # A file as it is when opened: a last line without its newline counts now. Were the writer
             # still writing it, the completed line read later replaces what this one stored.
             self._parse_bytes(tail, f, f.lineno + 1, quiet=True)
+        return len(chunk)
 
     def _parse_bytes(self, raw: bytes, f: _Followed, lineno: int, *, quiet: bool = False) -> None:
         self._parse(raw.decode("ascii", "replace"), str(f.path), lineno, quiet=quiet)
