@@ -2,8 +2,9 @@
 
 Formats: classic libpcap (both byte orders, microsecond magic 0xa1b2c3d4 and nanosecond magic 0xa1b23c4d;
 draft-ietf-opsawg-pcap) and pcapng (draft-ietf-opsawg-pcapng: Section Header, Interface Description,
-Enhanced / Simple / obsolete Packet blocks; several sections and interfaces, each with its own link type,
-`if_tsresol` and `if_tsoffset`). A file starting with the gzip magic 1f 8b is read through `gzip`.
+Enhanced / Simple / obsolete Packet blocks, Decryption Secrets Blocks; several sections and interfaces,
+each with its own link type, `if_tsresol` and `if_tsoffset`). A file starting with the gzip magic 1f 8b is
+read through `gzip`.
 
 The blocks are walked here with `struct` rather than through dpkt: dpkt's pcapng reader keeps one link
 type for the whole file, and neither of its readers tells a corrupt record header from the end of a file.
@@ -21,11 +22,14 @@ import struct
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from agent import progress as _progress
 from agent.anomalies import AnomalySink
 from detectors.inputs import InputError
+
+if TYPE_CHECKING:
+    from agent.keylog import KeyLog
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +54,8 @@ READ_CHUNK = 1 << 20                 # bytes per read of a classic pcap
 MAX_TS = 253402300799.0
 
 # pcapng block types
-BT_IDB, BT_PB, BT_SPB, BT_EPB = 1, 2, 3, 6
+BT_IDB, BT_PB, BT_SPB, BT_EPB, BT_DSB = 1, 2, 3, 6, 0x0A
+SECRETS_TLS_KEYLOG = 0x544C534B     # DSB secrets type "TLSK": NSS key log lines
 OPT_IF_TSRESOL, OPT_IF_TSOFFSET = 9, 14
 
 
@@ -63,13 +68,15 @@ class CaptureFormatError(InputError):
         super().__init__(f"{path}: not a readable packet capture ({detail})")
 
 
-def open_capture(path: Path, anomalies: AnomalySink, progress: _progress.CaptureProgress | None = None
-                 ) -> Iterator[tuple[float, int, bytes]]:
+def open_capture(path: Path, anomalies: AnomalySink, progress: _progress.CaptureProgress | None = None,
+                 *, secrets: KeyLog | None = None) -> Iterator[tuple[float, int, bytes]]:
     """Open `path` and return an iterator of (timestamp, link type, frame bytes).
 
     The header is checked here, eagerly, so that a bad file fails before the caller sees a packet.
     `progress` (default: the one a command line is watching with, agent/progress.py) hears where in the
-    file on disk the reading is, every `progress.EVERY` packets.
+    file on disk the reading is, every `progress.EVERY` packets. `secrets` receives the TLS key log lines of
+    pcapng Decryption Secrets Blocks as they are read (they precede the packets they decrypt); without it
+    those blocks are skipped.
     """
     path = Path(path)
     try:
@@ -88,7 +95,7 @@ def open_capture(path: Path, anomalies: AnomalySink, progress: _progress.Capture
         if head in PCAP_MAGICS:
             gen = _read_pcap(path, f, head, anomalies)
         elif head == PCAPNG_SHB:
-            gen = _read_pcapng(path, f, anomalies)
+            gen = _read_pcapng(path, f, anomalies, secrets)
         else:
             raise CaptureFormatError(path, f"unknown magic {head.hex()}")
         next(gen)  # run up to the first yield: the header check happens now, not at first use
@@ -230,7 +237,8 @@ def _iface_options(order: str, opts: bytes) -> tuple[float, int]:
     return unit, offset
 
 
-def _read_pcapng(path: Path, f: BinaryIO, anomalies: AnomalySink) -> Iterator[tuple[float, int, bytes]]:
+def _read_pcapng(path: Path, f: BinaryIO, anomalies: AnomalySink, secrets: KeyLog | None = None
+                 ) -> Iterator[tuple[float, int, bytes]]:
     first = True
     order = "<"
     ifaces: list[_Iface] = []
@@ -339,4 +347,9 @@ def _read_pcapng(path: Path, f: BinaryIO, anomalies: AnomalySink) -> Iterator[tu
             n += 1
             # A Simple Packet Block has no timestamp: the previous packet's keeps capture time monotone.
             yield (last_ts, ifc.linktype, body[4:4 + caplen])
-        # Other blocks (name resolution, statistics, decryption secrets, custom) carry no packets.
+        elif btype == BT_DSB and secrets is not None and len(body) >= 8:
+            stype, slen = struct.unpack_from(order + "II", body)
+            if stype == SECRETS_TLS_KEYLOG:
+                # Other secrets types (QUIC's are TLS lines too, WireGuard, ZigBee, …) are not read here.
+                secrets.add_text(body[8:8 + slen], f"{path.name}: secrets block")
+        # Other blocks (name resolution, statistics, custom) carry no packets.

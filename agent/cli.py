@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from agent.config import AgentConfig, load_agent_config
+from agent.config import AgentConfig, load_agent_config, with_keylogs
 from detectors.inputs import InputError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -56,10 +56,13 @@ def run(
     = None,
     token_file: Annotated[Path | None, typer.Option("--token-file", help="File holding the agent's token.")]
     = None,
+    keylog: Annotated[list[Path] | None, typer.Option("--keylog", help="TLS key log file (SSLKEYLOGFILE "
+                                                      "format; repeatable), followed as it grows.")] = None,
 ) -> None:
     """Capture files or a live interface in; flows, detections, pi_values, anomalies and capture_stats out
     as Parquet in --out (and to the collector with --collector)."""
     from agent.capture import CaptureFormatError
+    from agent.keylog import check_readable
     from agent.live import LiveCaptureError
     from agent.shipper import ShipperError, read_token
 
@@ -68,7 +71,8 @@ def run(
             raise UsageError("give either --pcap FILE… or --iface IFACE")
         if bpf and not iface:
             raise UsageError("--bpf filters a live capture: it needs --iface")
-        cfg = load_agent_config(config, enterprise_id=enterprise_id)
+        cfg = with_keylogs(load_agent_config(config, enterprise_id=enterprise_id), keylog)
+        check_readable(cfg.tls.keylog_files)     # KeyLogError: one line naming the file
         url = collector or cfg.collector.url
         token_path = token_file or (Path(cfg.collector.token_file) if cfg.collector.token_file else None)
         if url and token_path is None:

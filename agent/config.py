@@ -56,6 +56,17 @@ class Live(Strict):
     ship_interval_s: float = Field(10.0, gt=0)      # how often the shipper looks at the spool
 
 
+class Tls(Strict):
+    """Decryption with logged secrets (agent/keylog.py, agent/protocols/tls_decrypt.py)."""
+
+    # NSS key log files (SSLKEYLOGFILE), read at start and followed while they grow; `--keylog` adds more.
+    # They hold secrets like the subject key: read only here, never copied to the spool or the collector.
+    keylog_files: list[str] = Field(default_factory=list)
+    # How long, and how many bytes of a flow's ciphertext, to hold for keys not logged yet; then no_secrets.
+    key_wait_s: float = Field(10.0, ge=0)
+    key_wait_bytes: int = Field(1_048_576, ge=0)
+
+
 class CollectorTarget(Strict):
     url: str | None = None
     token_file: str | None = None
@@ -82,6 +93,7 @@ class AgentConfig(Strict):
     # (spool_rows_dropped) until the shipper frees space. Never a silent loss.
     spool_max_bytes: int = Field(1 << 30, ge=1 << 20)
     live: Live = Live()
+    tls: Tls = Tls()
     # Processes that run the detectors beside the capture process (0: inline, in the capture process).
     detector_workers: int = Field(2, ge=0, le=64)
 
@@ -95,6 +107,14 @@ def load_agent_config(path: Path | None, **overrides: object) -> AgentConfig:
         data = read_yaml(path, ConfigError, what="of settings", empty_ok=True)
     data.update({k: v for k, v in overrides.items() if v is not None})
     return validate(AgentConfig, data, path if path is not None else "(defaults)", ConfigError)
+
+
+def with_keylogs(cfg: AgentConfig, keylogs: list[Path] | None) -> AgentConfig:
+    """`cfg` with `keylogs` (command line `--keylog`, repeatable) after the config's own key log files."""
+    if not keylogs:
+        return cfg
+    files = [*cfg.tls.keylog_files, *(str(p) for p in keylogs)]
+    return cfg.model_copy(update={"tls": cfg.tls.model_copy(update={"keylog_files": files})})
 
 
 def load_subject_key(path: str | Path) -> bytes:

@@ -1,7 +1,7 @@
 """egress-collector: the collector's command line (DESIGN §8).
 
-    egress-collector selfcheck (PCAP… | --records DIR) --filing F [--agent-config F] [--out DIR]
-                               [--format json|html|table]
+    egress-collector selfcheck (PCAP… | --records DIR) --filing F [--agent-config F] [--keylog F…]
+                               [--out DIR] [--format json|html|table]
     egress-collector validate FILE…          (filings, negative lists, catalogs, policies, agent configs)
 
 Exit codes: 0 consistent (or every file valid), 1 findings (or a check that could not run), 2 bad input.
@@ -48,19 +48,23 @@ class Format(StrEnum):
     table = "table"
 
 
-def _capture_records(pcaps: list[Path], agent_config: Path | None, enterprise_id: str, work: Path) -> Path:
+def _capture_records(pcaps: list[Path], agent_config: Path | None, enterprise_id: str, work: Path,
+                     keylogs: list[Path] | None = None) -> Path:
     """Run the agent pipeline in-process over the captures; returns the records directory."""
     for p in pcaps:
         if not p.is_file():
             raise InputError(f"{p}: no such capture file")
     try:  # the agent is a library here; imported lazily so --records works without its heavy deps
-        from agent.config import load_agent_config
+        from agent.config import load_agent_config, with_keylogs
+        from agent.keylog import check_readable
         from agent.pipeline import run_capture
         from agent.progress import watching
     except ImportError as e:
         raise InputError(f"capture input needs the agent pipeline, which is not available ({e}); "
                          "use --records DIR") from None
     config = load_agent_config(agent_config, enterprise_id=enterprise_id)   # ConfigError names the file
+    config = with_keylogs(config, keylogs)
+    check_readable(config.tls.keylog_files)     # KeyLogError names the file
     # A bar on a terminal, log lines otherwise. CaptureFormatError (names the file), CatalogError,
     # ConfigError: InputErrors, one line each.
     with watching(pcaps, err_console):
@@ -75,6 +79,8 @@ def selfcheck(
     records: Annotated[Path | None, typer.Option("--records", help="An agent spool directory.")] = None,
     agent_config: Annotated[Path | None, typer.Option("--agent-config", help="Agent config YAML.")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Write report.json and report.html here.")] = None,
+    keylog: Annotated[list[Path] | None, typer.Option("--keylog", help="TLS key log file (SSLKEYLOGFILE "
+                                                      "format) for the captures; repeatable.")] = None,
     fmt: Annotated[Format, typer.Option("--format", help="What to print.")] = Format.table,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress to stderr.")] = False,
 ) -> None:
@@ -84,7 +90,7 @@ def selfcheck(
     from collector.store import RecordsError
 
     try:
-        report = _selfcheck(pcaps or [], filing, records, agent_config, out)
+        report = _selfcheck(pcaps or [], filing, records, agent_config, out, keylog)
     except (InputError, RecordsError) as e:
         raise fail(one_line(e)) from None
     except OSError as e:   # an output directory that cannot be written, a capture that cannot be read
@@ -109,18 +115,21 @@ def selfcheck(
 
 
 def _selfcheck(pcaps: list[Path], filing_path: Path, records: Path | None, agent_config: Path | None,
-               out: Path | None):  # -> Report (imports kept lazy for a fast `validate`)
+               out: Path | None, keylogs: list[Path] | None = None):
+    # -> Report (imports kept lazy for a fast `validate`)
     from collector.selfcheck import run_selfcheck
 
     if bool(pcaps) == (records is not None):
         raise InputError("give either capture files or --records DIR, not both or neither")
+    if records is not None and keylogs:
+        raise InputError("--keylog decrypts capture files: it does not go with --records")
     filing = load_filing(filing_path)
     if records is not None:
         if not records.is_dir():
             raise InputError(f"{records}: --records is not a directory")
         return run_selfcheck(records, filing, out)
     work = out / "records" if out is not None else Path(tempfile.mkdtemp(prefix="egresswatch-"))
-    records_dir = _capture_records(pcaps, agent_config, filing.processor.id, work)
+    records_dir = _capture_records(pcaps, agent_config, filing.processor.id, work, keylogs)
     return run_selfcheck(records_dir, filing, out)
 
 

@@ -150,6 +150,19 @@ def test_selfcheck_needs_exactly_one_input(tmp_path: Path, inconsistent_records:
     assert_one_line_error(proc, "either capture files or --records")
 
 
+def test_selfcheck_with_a_missing_key_log_is_one_line_naming_it(tmp_path: Path) -> None:
+    capture = REPO / "fixtures" / "pcaps" / "tls_split-client-hello.pcap"
+    proc = run("selfcheck", capture, "--filing", EXAMPLE_FILING, "--keylog", tmp_path / "gone.log")
+    assert_one_line_error(proc, "gone.log", "cannot read key log")
+
+
+def test_selfcheck_key_logs_go_with_captures_not_records(tmp_path: Path) -> None:
+    keys = tmp_path / "keys.log"
+    keys.write_text("")
+    proc = run("selfcheck", "--records", tmp_path, "--filing", EXAMPLE_FILING, "--keylog", keys)
+    assert_one_line_error(proc, "--keylog")
+
+
 def test_a_bug_in_the_capture_run_is_reported_as_one_not_as_bad_input(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # A ValueError from inside the pipeline used to become "bad input, exit 2" naming the capture.

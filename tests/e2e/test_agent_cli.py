@@ -104,3 +104,36 @@ def test_an_empty_capture_gives_no_records_and_exit_0(tmp_path: Path, config: Pa
     proc = run_agent("--pcap", empty, "--config", config, "--out", out, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "0 packets" in proc.stdout
+
+
+def test_a_missing_key_log_is_one_line_naming_it_and_exit_2(tmp_path: Path, config: Path) -> None:
+    capture = REAL_PCAPS / "tls13_openjdk-linux-sll2.pcap"
+    if not capture.is_file():
+        pytest.skip("shared real captures not available")
+    out = tmp_path / "out"
+    proc = run_agent("--pcap", capture, "--config", config, "--out", out, "--keylog", tmp_path / "gone.log",
+                     cwd=tmp_path)
+    _one_line_error(proc, "gone.log", "cannot read key log")
+    assert not out.exists() or not any(out.rglob("*.parquet"))
+
+
+def test_a_key_log_named_in_the_config_is_checked_too(tmp_path: Path) -> None:
+    capture = REAL_PCAPS / "tls13_openjdk-linux-sll2.pcap"
+    if not capture.is_file():
+        pytest.skip("shared real captures not available")
+    cfg = tmp_path / "agent.yaml"
+    cfg.write_text(f"agent_id: cli-test\nsubject_key_file: {tmp_path / 'k.key'}\n"
+                   f"tls: {{keylog_files: [{tmp_path / 'absent.keys'}]}}\n")
+    proc = run_agent("--pcap", capture, "--config", cfg, "--out", tmp_path / "out", cwd=tmp_path)
+    _one_line_error(proc, "absent.keys")
+
+
+def test_a_readable_key_log_is_accepted(tmp_path: Path, config: Path) -> None:
+    capture = REAL_PCAPS / "tls13_openjdk-linux-sll2.pcap"
+    if not capture.is_file():
+        pytest.skip("shared real captures not available")
+    keys = tmp_path / "keys.log"
+    keys.write_text("# no secret for this capture\n")
+    proc = run_agent("--pcap", capture, "--config", config, "--out", tmp_path / "out", "--keylog", keys,
+                     "--keylog", keys, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
