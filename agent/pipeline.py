@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import itertools
 import logging
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,7 +28,8 @@ from agent.flows import Flow, FlowContext, FlowTable, InternalNetworks
 from agent.inspection import Inspector
 from agent.inspector import EngineFactory, InlineInspector
 from agent.inspector_worker import WorkerInspector
-from agent.protocols.handler import Summary
+from agent.keylog import KeyLog
+from agent.protocols.handler import Summary, Waiting
 from agent.protocols.http import HttpRequest
 from agent.protocols.http_body import HttpResponse
 from agent.protocols.registry import datagram_candidate
@@ -101,6 +103,12 @@ class Pipeline:
         self._next_stats = 0.0
         self._stats_totals: tuple[int, ...] = (0, 0, 0, 0, 0, 0)
         self._stats_since = self._last_packet_ts = 0.0
+        # TLS / QUIC secrets: the configured key logs (followed as they grow) and those of pcapng Decryption
+        # Secrets Blocks (open_capture adds them). Never written anywhere (DESIGN §8).
+        self.keylog = KeyLog(config.tls.keylog_files)
+        self._follows_keylogs = bool(config.tls.keylog_files)
+        # Live runs only: handlers holding ciphertext for secrets not logged yet, with when they began.
+        self._waiting: dict[int, tuple[Waiting, float]] = {}
 
     # -- packets in -------------------------------------------------------------------------------
 
@@ -158,6 +166,22 @@ class Pipeline:
         if now >= self._next_stats:
             self._next_stats = now + live.stats_interval_s
             self.write_stats(now, kernel_dropped)
+        if self._waiting:
+            self._retry_waiting(now)
+
+    def _wait(self, handler: Waiting) -> None:
+        self._waiting[id(handler)] = (handler, time.time())
+
+    def _retry_waiting(self, now: float) -> None:
+        """Ask the key log again for flows whose records wait for secrets; past `tls.key_wait_s` they count
+        as no_secrets (the handler drops what it held)."""
+        limit = self.config.tls.key_wait_s
+        for key, (handler, since) in list(self._waiting.items()):
+            handler.retry()
+            if handler.waiting and now - since >= limit:
+                handler.expire()
+            if not handler.waiting:
+                del self._waiting[key]
 
     def write_stats(self, now: float | None, kernel_dropped: int) -> CaptureStatsRecord:
         """One capture_stats row for the interval since the last one (log line included)."""
@@ -216,6 +240,9 @@ class Pipeline:
             on_request=_ToInspector(self.inspector, flow) if inspect else _ignore,
             on_dns=self.destinations.observe_dns,
             sport=flow.sport, udp=flow.transport == "udp",
+            keylog=self.keylog if self._follows_keylogs or len(self.keylog) else None,
+            key_wait_bytes=self.config.tls.key_wait_bytes,
+            on_wait=self._wait if self.source != "pcap" else None,
         )
 
     # -- flows -> records --------------------------------------------------------------------------
@@ -350,7 +377,7 @@ def run_capture_stats(pcaps: list[Path], config: AgentConfig, out_dir: Path, *, 
             for path in pcaps:
                 if on_file is not None:
                     on_file(path)
-                pipeline.feed(open_capture(Path(path), pipeline.anomalies))
+                pipeline.feed(open_capture(Path(path), pipeline.anomalies, secrets=pipeline.keylog))
             pipeline.finish()
         except BaseException:
             pipeline.abort()

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from agent.keylog import KeyLog
     from agent.protocols.http import HttpRequest
 
-__all__ = ["Handler", "HandlerContext", "Opaque", "Summary"]
+__all__ = ["Handler", "HandlerContext", "Opaque", "Summary", "Waiting"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +78,21 @@ class HandlerContext:
     naming_budget: int = 16384                   # bytes read of an uninspected flow to name it
     keylog: KeyLog | None = None                 # secrets for TLS / QUIC, None: none were given
     key_wait_bytes: int = 1 << 20                # ciphertext held per flow while its secrets are awaited
+    # A live run's list of handlers holding ciphertext for secrets not logged yet: it retries them as the
+    # key log grows and gives up after tls.key_wait_s (None: a capture file, whose key logs are complete).
+    on_wait: Callable[[Waiting], None] | None = None
 
+
+
+class Waiting(Protocol):
+    """A handler that may hold ciphertext for secrets not logged yet (TLS, QUIC)."""
+
+    @property
+    def waiting(self) -> bool: ...
+
+    def retry(self) -> None: ...
+
+    def expire(self) -> None: ...
 
 
 class Handler(Protocol):

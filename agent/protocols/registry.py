@@ -29,6 +29,7 @@ from agent.protocols.http import HttpHandler
 from agent.protocols.http_syntax import HTTP_METHODS, bare_method, method_prefix
 from agent.protocols.socks5 import Socks5Handler
 from agent.protocols.tls import TlsHelloHandler
+from agent.protocols.tls_handler import TlsHandler
 
 SNIFF_BYTES = 16
 
@@ -77,6 +78,9 @@ def _http(prefix: bytes, on_port: bool) -> bool | None:
 
 
 def _tls_handler(ctx: HandlerContext, tunnel: Callable[[int], Handler]) -> Handler:
+    # Secrets open an inspected flow; a flow that is not inspected is named by its hello alone.
+    if ctx.keylog is not None and ctx.inspect:
+        return TlsHandler(ctx, tunnel)
     return TlsHelloHandler(ctx, tunnel)
 
 

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from agent.anomalies import AnomalySink
-from agent.protocols.handler import Handler, HandlerContext, Summary
+from agent.protocols.handler import Handler, HandlerContext, Summary, Waiting
 from agent.protocols.http import HttpRequest
 from agent.protocols.registry import Chooser, DatagramChooser
 
@@ -74,11 +74,12 @@ class AppSession:
                  naming_budget: int = 16384, inspect: bool, anomalies: AnomalySink,
                  on_request: Callable[[HttpRequest], None],
                  on_dns: Callable[[list[tuple[str, str]]], None], sport: int = 0,
-                 keylog: KeyLog | None = None, key_wait_bytes: int = 1 << 20, udp: bool = False) -> None:
+                 keylog: KeyLog | None = None, key_wait_bytes: int = 1 << 20, udp: bool = False,
+                 on_wait: Callable[[Waiting], None] | None = None) -> None:
         self.ctx = HandlerContext(
             flow_id=flow_id, anomalies=anomalies, inspect=inspect, max_body_bytes=max_body_bytes,
             max_decompressed_bytes=max_decompressed_bytes, on_request=on_request, on_dns=on_dns,
-            naming_budget=naming_budget, keylog=keylog, key_wait_bytes=key_wait_bytes)
+            naming_budget=naming_budget, keylog=keylog, key_wait_bytes=key_wait_bytes, on_wait=on_wait)
         self.root: Handler = DatagramChooser(self.ctx, (dport, sport)) if udp else Chooser(self.ctx, dport)
         self.wants_data = True
         # Only decryption reads the server's bytes (its handshake): without secrets that direction is not

@@ -135,6 +135,10 @@ class TlsDecryptor:
         if not self._stopped:
             self._guarded(self._pump)
 
+    def reading(self, from_client: bool) -> bool:
+        """Whether that direction's bytes are still read (not after a hole, a failed tag or giving up)."""
+        return not self._stopped and not (self._c if from_client else self._s).done
+
     @property
     def waiting(self) -> bool:
         """Whole records are held for a secret (or a ServerHello) not seen yet: a live pipeline times this
