@@ -105,9 +105,9 @@ class _ServerSide:
 class Http2Connection:
     """One HTTP/2 connection: feed both directions' bytes in order, read requests from `on_request`."""
 
-    __slots__ = ("_block", "_block_end", "_block_stream", "_conts", "_decoder", "_last_stream", "_on_request",
-                 "_preface", "_server", "_streams", "anomalies", "budget", "client", "done", "first_authority",
-                 "flow_id", "max_decompressed_bytes", "requests")
+    __slots__ = ("_block", "_block_end", "_block_stream", "_conts", "_decoder", "_last_stream",
+                 "_on_request", "_preface", "_server", "_streams", "anomalies", "budget", "client", "done",
+                 "first_authority", "flow_id", "max_decompressed_bytes", "requests")
 
     def __init__(self, *, flow_id: str | None, anomalies: AnomalySink, max_body_bytes: int,
                  max_decompressed_bytes: int, on_request: Callable[[HttpRequest], None],

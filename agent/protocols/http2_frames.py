@@ -19,7 +19,7 @@ from typing import Protocol
 from hyperframe.exceptions import HyperframeError
 from hyperframe.frame import DataFrame, Frame
 
-__all__ = ["DATA", "FrameHandler", "FrameReader", "HEADER_LEN"]
+__all__ = ["DATA", "HEADER_LEN", "FrameHandler", "FrameReader"]
 
 HEADER_LEN = 9
 DATA = 0x0   # frame type codes, RFC 9113 §6
@@ -57,7 +57,7 @@ class FrameReader:
         self._frame: Frame | None = None   # the frame whose payload is being read
         self._len = 0                      # its payload length
         self._left = 0                     # payload bytes still to come
-        self._data_start = -1              # DATA: payload offset of the first data byte (-1: pad length unread)
+        self._data_start = -1              # DATA: offset of the first data byte (-1: pad length unread)
         self._data_end = 0                 # DATA: payload offset where the padding starts
         self._pos = 0
         self._warned = False
@@ -96,7 +96,7 @@ class FrameReader:
             return self._header()
         if isinstance(self._frame, DataFrame):
             return self._data()
-        if self._frame.type in self.buffered:
+        if self._frame.type is not None and self._frame.type in self.buffered:
             return self._whole()
         n = min(self._left, len(self._buf) - self._pos)
         self._pos += n
@@ -117,14 +117,14 @@ class FrameReader:
             self._fail("malformed_frame", f"type {raw[3]}: {type(exc).__name__}")
             return False
         self._pos += HEADER_LEN
-        cap = self.buffered.get(frame.type)
+        ftype = raw[3]
+        cap = self.buffered.get(ftype)
         if length > self.max_frame and not self._warned:
             self._warned = True
-            self._handler.on_error("frame_too_large", f"type {frame.type} frame of {length} bytes over "
-                                                      f"SETTINGS_MAX_FRAME_SIZE {self.max_frame}; read anyway",
-                                 fatal=False)
+            detail = f"type {ftype} frame of {length} bytes over SETTINGS_MAX_FRAME_SIZE {self.max_frame}"
+            self._handler.on_error("frame_too_large", detail + "; read anyway", fatal=False)
         if cap is not None and length > cap:
-            self._fail("frame_too_large", f"type {frame.type} frame of {length} bytes; at most {cap} are kept")
+            self._fail("frame_too_large", f"type {ftype} frame of {length} bytes; at most {cap} kept")
             return False
         self._frame, self._len, self._left = frame, length, length
         self._data_start = 0 if "PADDED" not in frame.flags else -1
