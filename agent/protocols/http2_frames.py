@@ -86,8 +86,9 @@ class FrameReader:
         return len(self._buf) + (self._left if self._frame is not None else 0)
 
     @property
-    def in_frame(self) -> bool:
-        return self._frame is not None
+    def held(self) -> int:
+        """Bytes held between feeds: a frame header's start, or a buffered frame within its cap."""
+        return len(self._buf)
 
     # -- steps ------------------------------------------------------------------------------------------
 
