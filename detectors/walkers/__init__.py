@@ -15,6 +15,7 @@ registry and the sniffing order are in `dispatch`; what every walker shares (bud
 | multipart, RFC 7578/2046 (multipart) | multipart | `multipart.<field>` + part path sans root | part |
 | HL7 v2 ER7 (hl7) | hl7 | `hl7.PID[*].5`, `hl7.OBR[*].31.1` (field.component) | message; each more PID |
 | VCF 4.x (vcf) | vcf | `vcf[*].genotype` (`rs1801133:G/A`), `vcf.header` | sample column |
+| gRPC, protobuf (grpc) | grpc | `grpc.1.3` (field numbers, repeats alike) | message; outermost repeated |
 | plain text (text) | text | `text` | line |
 | image, archive, PDF, TLS, other binary (binary) | binary | none | - |
 

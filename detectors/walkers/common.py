@@ -42,7 +42,8 @@ class WalkBudget:
 
 @dataclass(frozen=True, slots=True)
 class Walked:
-    kind: str               # json | jsonl | form | text | csv | tsv | xml | hl7 | vcf | multipart | binary
+    kind: str               # json | jsonl | form | text | csv | tsv | xml | hl7 | vcf | grpc | multipart |
+    #                         binary
     triples: tuple[Triple, ...]
     anomalies: tuple[Anomaly, ...]             # (name, detail): never payload bytes
 

@@ -2,7 +2,7 @@
 
 Adding a format is one module in this package that defines a `Walker` (detectors/walkers/common.py) and one
 entry in `WALKERS`. The dispatcher skips binary payloads by their magic number, offers the bytes to the
-walkers registered `raw` (multipart, form), decodes the text (a BOM, the declared charset, a charset the
+walkers registered `raw` (gRPC, multipart, form), decodes the text (a BOM, the declared charset, a charset the
 format names itself, else UTF-8, else GB18030), drops what is binary after all, and offers the text to the
 other walkers in registry order; the first that returns a kind has walked the body. Text no walker takes is
 walked as plain text. The order is the sniffing order: line formats with a signature of their own (VCF,
@@ -24,6 +24,7 @@ from detectors.walkers.common import (
     decode_text,
     log,
 )
+from detectors.walkers.grpc import WALKER as GRPC
 from detectors.walkers.hl7 import WALKER as HL7
 from detectors.walkers.json import JSON, JSONL
 from detectors.walkers.multipart import WALKER as MULTIPART
@@ -31,7 +32,7 @@ from detectors.walkers.text import CSV, FORM, walk_text
 from detectors.walkers.vcf import WALKER as VCF
 from detectors.walkers.xml import WALKER as XML
 
-WALKERS: tuple[Walker, ...] = (MULTIPART, FORM, VCF, HL7, JSONL, JSON, XML, CSV)
+WALKERS: tuple[Walker, ...] = (GRPC, MULTIPART, FORM, VCF, HL7, JSONL, JSON, XML, CSV)
 
 # Content types that say nothing about the format: the body is sniffed.
 _GENERIC_CT = ("", "text/plain", "application/octet-stream", "binary/octet-stream", "application/unknown")

@@ -167,7 +167,7 @@ def test_a_hostile_long_path_takes_linear_time(rules: KeyRules, path: str) -> No
 
 def test_the_engine_keeps_every_root_the_walkers_make(engine: Engine) -> None:
     """Roots go through the same redaction as keys, with the engine's recognizers: none of ours is PI."""
-    for root in ("$", "form", "text", "csv", "tsv", "xml", "hl7", "vcf", "multipart", "query"):
+    for root in ("$", "form", "text", "csv", "tsv", "xml", "hl7", "vcf", "grpc", "multipart", "query"):
         assert engine.safe_path(f"{root}.idNo") == f"{root}.idNo"
         assert engine.safe_path(root) == root
 
