@@ -36,12 +36,13 @@ from hyperframe.frame import (
 )
 
 from agent.anomalies import AnomalySink, shape
+from agent.protocols.handler import Handler, HandlerContext, Summary
 from agent.protocols.http import HttpRequest
 from agent.protocols.http2_frames import FrameReader
 from agent.protocols.http2_streams import MAX_HEADER_BLOCK, H2Stream
 from agent.protocols.http_body import BodyBudget
 
-__all__ = ["PREFACE", "Http2Connection", "is_h2_preface"]
+__all__ = ["PREFACE", "Http2Connection", "Http2Handler", "is_h2_preface"]
 
 log = logging.getLogger(__name__)
 
@@ -293,3 +294,57 @@ class Http2Connection:
 
     def bad_host(self, value: str) -> None:
         self.anomaly("bad_host", f":authority {shape(value[:256])} is no host name")
+
+
+_GRPC = "application/grpc"
+
+
+class Http2Handler:
+    """The HTTP/2 handler of a flow (agent/protocols/handler.py), in TLS or as h2c: each request to the
+    same inspection as HTTP/1.x, `:authority` naming the flow like Host. Every header block is decoded
+    even when the flow is not inspected (HPACK state is shared), but then only `naming_budget` bytes are
+    read. app is "grpc" once a request says `application/grpc`."""
+
+    __slots__ = ("_bytes", "_conn", "_grpc", "_inspected", "ctx", "wants_client", "wants_server")
+
+    def __init__(self, ctx: HandlerContext, tunnel: Callable[[int], Handler] | None = None) -> None:
+        self.ctx = ctx
+        self._conn = Http2Connection(flow_id=ctx.flow_id, anomalies=ctx.anomalies,
+                                     max_body_bytes=ctx.max_body_bytes if ctx.inspect else 0,
+                                     max_decompressed_bytes=ctx.max_decompressed_bytes, on_request=self._request)
+        self._bytes = 0
+        self._grpc = self._inspected = False
+        # The server's SETTINGS may allow longer client frames; only worth reading when content is.
+        self.wants_client, self.wants_server = True, ctx.inspect
+
+    def feed(self, data: bytes, from_client: bool) -> None:
+        self._conn.feed(data, from_client)
+        if from_client:
+            self._bytes += len(data)
+        self._sync()
+
+    def gap(self, n: int, from_client: bool) -> None:
+        self._conn.gap(n, from_client)
+        self._sync()
+
+    def close(self) -> None:
+        self._conn.close()
+        self.wants_client = self.wants_server = False
+
+    def summary(self) -> Summary:
+        return Summary(app="grpc" if self._grpc else "http2", host=self._conn.first_authority,
+                       requests=self._conn.requests, inspected=self._inspected)
+
+    def _request(self, request: HttpRequest) -> None:
+        ctx = self.ctx
+        if request.content_type is not None and request.content_type.lower().startswith(_GRPC):
+            self._grpc = True
+        if ctx.inspect:
+            if request.body or "?" in request.target:
+                self._inspected = True
+            ctx.on_request(request)
+
+    def _sync(self) -> None:
+        if self._conn.done or (not self.ctx.inspect and self._bytes >= self.ctx.naming_budget
+                               and self._conn.first_authority is not None):
+            self.wants_client = self.wants_server = False

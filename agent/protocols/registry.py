@@ -26,12 +26,13 @@ from agent.protocols import socks5
 from agent.protocols.dns import DnsHandler
 from agent.protocols.handler import Handler, HandlerContext, Opaque, Summary
 from agent.protocols.http import HttpHandler
+from agent.protocols.http2 import Http2Handler, is_h2_preface
 from agent.protocols.http_syntax import HTTP_METHODS, bare_method, method_prefix
 from agent.protocols.socks5 import Socks5Handler
 from agent.protocols.tls import TlsHelloHandler
 from agent.protocols.tls_handler import TlsHandler
 
-SNIFF_BYTES = 16
+SNIFF_BYTES = 24          # the HTTP/2 connection preface is the longest signature
 
 # Registered methods are recognised on any port (http_syntax.HTTP_METHODS); on an HTTP port any method token
 # will do (CCM_POST and other vendor methods are seen in the wild).
@@ -84,8 +85,13 @@ def _tls_handler(ctx: HandlerContext, tunnel: Callable[[int], Handler]) -> Handl
     return TlsHelloHandler(ctx, tunnel)
 
 
+def _h2(prefix: bytes, on_port: bool) -> bool | None:
+    return is_h2_preface(prefix)
+
+
 SNIFFERS: tuple[Sniffer, ...] = (
     Sniffer("tls", TLS_PORTS, _tls, _tls_handler),
+    Sniffer("http2", frozenset(), _h2, Http2Handler),     # the preface (RFC 9113 §3.4): h2c, or h2 in TLS
     Sniffer("http", HTTP_PORTS, _http, HttpHandler),
     Sniffer("socks5", SOCKS_PORTS, socks5.sniff, Socks5Handler),
 )
@@ -97,13 +103,16 @@ def sniff(first_bytes: bytes, dport: int) -> str | None:
     if not first_bytes:
         return None
     prefix = bytes(first_bytes[:SNIFF_BYTES])
+    more = len(prefix) < SNIFF_BYTES
     undecided = False
     for sniffer in SNIFFERS:
         verdict = sniffer.match(prefix, dport in sniffer.ports)
         if verdict:
-            return sniffer.app
+            # An earlier entry that still needs bytes goes first (`PRI * HTTP/2.0…` is h2c, not a request
+            # with a vendor method on an HTTP port).
+            return None if undecided and more else sniffer.app
         undecided = undecided or verdict is None
-    return None if undecided and len(prefix) < SNIFF_BYTES else "unknown"
+    return None if undecided and more else "unknown"
 
 
 def _is_quic_long_header(payload: bytes) -> bool:
