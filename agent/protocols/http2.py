@@ -311,7 +311,8 @@ class Http2Handler:
         self.ctx = ctx
         self._conn = Http2Connection(flow_id=ctx.flow_id, anomalies=ctx.anomalies,
                                      max_body_bytes=ctx.max_body_bytes if ctx.inspect else 0,
-                                     max_decompressed_bytes=ctx.max_decompressed_bytes, on_request=self._request)
+                                     max_decompressed_bytes=ctx.max_decompressed_bytes,
+                                     on_request=self._request)
         self._bytes = 0
         self._grpc = self._inspected = False
         # The server's SETTINGS may allow longer client frames; only worth reading when content is.
