@@ -44,17 +44,8 @@ from agent.protocols.quic_keys import (
     Opener,
     initial_contexts,
     secret_context,
-    supported_suite,
 )
-from agent.protocols.quic_tls import (
-    CLIENT_HELLO,
-    ENCRYPTED_EXTENSIONS,
-    SERVER_HELLO,
-    HandshakeMessages,
-    encrypted_extensions_alpn,
-    server_hello_suite,
-)
-from agent.protocols.tls import ClientHello, parse_handshake_client_hello
+from agent.protocols.quic_tls import CLIENT_HELLO, ENCRYPTED_EXTENSIONS, SERVER_HELLO, Handshake
 
 __all__ = ["QuicFlow", "QuicLimits", "SecretSource", "is_quic"]
 
@@ -107,7 +98,7 @@ def is_quic(payload: bytes) -> bool:
 
 class QuicFlow:
     """One QUIC connection seen from the path. Public: sni, alpn_offered, alpn, client_random, version,
-    cipher_suite, decrypted, reason, visibility, requests; on_datagram, retry, close."""
+    handshake (its cipher_suite), decrypted, reason, visibility, requests; on_datagram, retry, close."""
 
     def __init__(self, *, on_request: Callable[[HttpRequest], None], anomalies: AnomalySink,
                  keylog: SecretSource | None = None, flow_id: str | None = None, max_body_bytes: int = 65536,
@@ -119,10 +110,7 @@ class QuicFlow:
                                 max_decompressed_bytes=max_decompressed_bytes, anomalies=anomalies,
                                 flow_id=flow_id, limits=self.limits.http3)
         self.version: int | None = None          # QUIC version (the server's, once it answered)
-        self.hello: ClientHello | None = None
-        self.client_random: bytes | None = None
-        self.cipher_suite: int | None = None
-        self.alpn_negotiated: str | None = None
+        self.handshake = Handshake(self._anomaly, self.limits.max_crypto_bytes)
         self.decrypted = False                   # application data of the client was opened
         self.failures = 0                        # packets that did not open with their keys
         self._odcid: bytes | None = None         # the client's first Destination CID: Initial keys
@@ -130,13 +118,10 @@ class QuicFlow:
         self._initial: dict[int, tuple[CryptoContext, CryptoContext]] = {}
         self._openers: dict[tuple[int, bool, int], Opener] = {}
         self._cids: dict[bool, bytes] = {}       # sent by the client? -> that endpoint's Source CID
-        self._crypto: dict[tuple[int, bool], tuple[Reassembly, HandshakeMessages]] = {}
-        self._crypto_done: set[tuple[int, bool]] = set()
         self._streams: dict[tuple[bool, int], Reassembly] = {}
         self._done: set[tuple[bool, int]] = set()
         self._pending: list[tuple[bool, int, QuicHeader, bytes, int]] = []
         self._pending_bytes = 0
-        self._unsupported = False
         self._protected_seen = False             # 0-RTT / 1-RTT packets were seen (whether opened or not)
         self._gave_up = False
         self._closed = False
@@ -144,17 +129,21 @@ class QuicFlow:
     # -- what the flow learned --------------------------------------------------------------------------
 
     @property
+    def client_random(self) -> bytes | None:
+        return self.handshake.client_random
+
+    @property
     def sni(self) -> str | None:
-        return self.hello.sni if self.hello else None
+        return self.handshake.hello.sni if self.handshake.hello else None
 
     @property
     def alpn_offered(self) -> tuple[str, ...]:
-        return self.hello.alpn if self.hello else ()
+        return self.handshake.hello.alpn if self.handshake.hello else ()
 
     @property
     def alpn(self) -> str | None:
         """The negotiated protocol when EncryptedExtensions was read, else the first offered one."""
-        return self.alpn_negotiated or (self.alpn_offered[0] if self.alpn_offered else None)
+        return self.handshake.alpn or (self.alpn_offered[0] if self.alpn_offered else None)
 
     @property
     def requests(self) -> int:
@@ -169,7 +158,7 @@ class QuicFlow:
         """Why the application data was not opened (None once it was, or while nothing protected was seen)."""
         if self.decrypted:
             return None
-        if self._unsupported:
+        if self.handshake.unsupported:
             return "unsupported_cipher"
         if self.failures:
             return "decrypt_failed"
@@ -272,8 +261,8 @@ class QuicFlow:
         try:
             _pn, plain = opener.open(packet, pn_offset)
         except CryptoError:
-            if (level == INITIAL and outbound and self.hello is None and header.destination_cid != self._odcid
-                    and self._rekeys < self.limits.max_rekeys):
+            if (level == INITIAL and outbound and self.handshake.hello is None
+                    and header.destination_cid != self._odcid and self._rekeys < self.limits.max_rekeys):
                 # The capture began after the first Initial, or the client started over: keys of this DCID.
                 self._rekeys += 1
                 self._new_odcid(header.destination_cid)
@@ -314,13 +303,14 @@ class QuicFlow:
         if opener is not None:
             return opener
         label = _LABELS.get((level, outbound))
-        if (label is None or self.keylog is None or self.client_random is None or self.cipher_suite is None
-                or self._unsupported):
+        suite = self.handshake.cipher_suite
+        if (label is None or self.keylog is None or self.client_random is None or suite is None
+                or self.handshake.unsupported):
             return None
         secret = self.keylog.secret(self.client_random, label)
         if secret is None:
             return None
-        ctx = secret_context(self.cipher_suite, secret, self.version or VERSION_1)
+        ctx = secret_context(suite, secret, self.version or VERSION_1)
         if ctx is None:
             self._anomaly("bad_secret", f"{label} of {len(secret)} bytes does not fit the cipher suite")
             return None
@@ -330,7 +320,7 @@ class QuicFlow:
     # -- key wait ---------------------------------------------------------------------------------------
 
     def _hold(self, outbound: bool, level: int, header: QuicHeader, packet: bytes, pn_offset: int) -> None:
-        if self.keylog is None or self._unsupported or self._gave_up or self._closed:
+        if self.keylog is None or self.handshake.unsupported or self._gave_up or self._closed:
             return
         if self._pending_bytes + len(packet) > self.limits.max_pending_bytes:
             self._give_up()
@@ -368,46 +358,9 @@ class QuicFlow:
             self._anomaly("malformed_frame", str(exc))
 
     def _crypto_frame(self, outbound: bool, level: int, frame: CryptoFrame) -> None:
-        key = (level, outbound)
-        if key not in _WANTED or key in self._crypto_done:
-            return
-        entry = self._crypto.get(key)
-        if entry is None:
-            limit = self.limits.max_crypto_bytes
-            entry = self._crypto[key] = (Reassembly(limit), HandshakeMessages(limit))
-        stream, messages = entry
-        for msg in messages.feed(stream.add(frame.offset, frame.data)):
-            if msg[0] == _WANTED[key]:
-                self._handshake_message(key, msg)
-                break
-        if stream.gap or messages.overflow:
-            self._anomaly("crypto_too_long", f"CRYPTO stream at level {level} over {stream.window} bytes")
-            self._crypto_done.add(key)
-        if key in self._crypto_done:
-            self._crypto.pop(key, None)
-
-    def _handshake_message(self, key: tuple[int, bool], msg: bytes) -> None:
-        self._crypto_done.add(key)
-        if msg[0] == CLIENT_HELLO:
-            hello = parse_handshake_client_hello(msg)
-            if hello is None:
-                self._anomaly("malformed_client_hello", f"{len(msg)} bytes")
-                return
-            self.hello, self.client_random = hello, msg[6:38]   # type, length, legacy_version, random
-            if hello.rejected_sni is not None:
-                self.anomalies.add("tls", "bad_host", f"server_name {hello.rejected_sni} is no host name",
-                                   flow_id=self.flow_id)
-        elif msg[0] == SERVER_HELLO:
-            suite = server_hello_suite(msg)
-            if suite is None:
-                self._anomaly("malformed_server_hello", f"{len(msg)} bytes")
-                return
-            self.cipher_suite = suite
-            if not supported_suite(suite):
-                self._unsupported = True
-                self._anomaly("unsupported_cipher", f"cipher suite 0x{suite:04x}")
-        else:
-            self.alpn_negotiated = encrypted_extensions_alpn(msg)
+        want = _WANTED.get((level, outbound))
+        if want is not None:
+            self.handshake.crypto((level, outbound), want, frame.offset, frame.data)
 
     def _stream_frame(self, outbound: bool, frame: StreamFrame) -> None:
         sid = frame.stream_id

@@ -2,17 +2,22 @@
 §4).
 
 `HandshakeMessages` cuts one reassembled CRYPTO stream into messages (type, uint24 length, body; RFC 8446 §4),
-with a bound on what it holds. What QUIC naming and decryption need from them is read here: the cipher suite
-of a ServerHello (which keys a logged secret expands to) and the ALPN of EncryptedExtensions (the negotiated
-protocol, "h3"). The ClientHello is agent/protocols/tls.py's parser, so QUIC and TLS over TCP name a server
-alike. Nothing here raises on bad input: a message that does not parse yields None.
+with a bound on what it holds, and `Handshake` reads the messages wanted from them. What QUIC naming and
+decryption need from them is read here: the cipher suite of a ServerHello (which keys a logged secret expands
+to) and the ALPN of EncryptedExtensions (the negotiated protocol, "h3"). The ClientHello is
+agent/protocols/tls.py's parser, so QUIC and TLS over TCP name a server alike. Nothing here raises on bad
+input: a message that does not parse yields None.
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Hashable, Iterator
 from typing import Final
+
+from agent.protocols.quic_frames import Reassembly
+from agent.protocols.quic_keys import supported_suite
+from agent.protocols.tls import ClientHello, parse_handshake_client_hello
 
 CLIENT_HELLO: Final = 1
 SERVER_HELLO: Final = 2
@@ -93,3 +98,59 @@ def encrypted_extensions_alpn(msg: bytes) -> str | None:
     except (ValueError, struct.error):
         return None
     return None
+
+
+class Handshake:
+    """What the handshake tells an observer, fed the CRYPTO frames of the streams carrying what is wanted
+    (client Initial: ClientHello; server Initial: ServerHello; server Handshake: EncryptedExtensions).
+    A stream is read up to its wanted message, within `limit` bytes; problems go to `anomaly(name, detail)`.
+    """
+
+    def __init__(self, anomaly: Callable[[str, str], None], limit: int) -> None:
+        self._anomaly, self.limit = anomaly, limit
+        self.hello: ClientHello | None = None
+        self.client_random: bytes | None = None
+        self.cipher_suite: int | None = None
+        self.alpn: str | None = None                     # negotiated, from EncryptedExtensions
+        self.unsupported = False                         # the suite is none QUIC can use (RFC 9001 §5.3)
+        self._streams: dict[Hashable, tuple[Reassembly, HandshakeMessages]] = {}
+        self._done: set[Hashable] = set()
+
+    def crypto(self, stream: Hashable, want: int, offset: int, data: bytes) -> None:
+        if stream in self._done:
+            return
+        entry = self._streams.get(stream)
+        if entry is None:
+            entry = self._streams[stream] = (Reassembly(self.limit), HandshakeMessages(self.limit))
+        reassembly, messages = entry
+        for msg in messages.feed(reassembly.add(offset, data)):
+            if msg[0] == want:
+                self._done.add(stream)
+                self._message(msg)
+                break
+        if stream not in self._done and (reassembly.gap or messages.overflow):
+            self._anomaly("crypto_too_long", f"a CRYPTO stream over {self.limit} bytes before message {want}")
+            self._done.add(stream)
+        if stream in self._done:
+            self._streams.pop(stream, None)
+
+    def _message(self, msg: bytes) -> None:
+        if msg[0] == CLIENT_HELLO:
+            hello = parse_handshake_client_hello(msg)
+            if hello is None:
+                self._anomaly("malformed_client_hello", f"{len(msg)} bytes")
+                return
+            self.hello, self.client_random = hello, msg[6:38]   # type, length, legacy_version, random
+            if hello.rejected_sni is not None:
+                self._anomaly("bad_host", f"server_name {hello.rejected_sni} is no host name")
+        elif msg[0] == SERVER_HELLO:
+            suite = server_hello_suite(msg)
+            if suite is None:
+                self._anomaly("malformed_server_hello", f"{len(msg)} bytes")
+                return
+            self.cipher_suite = suite
+            if not supported_suite(suite):
+                self.unsupported = True
+                self._anomaly("unsupported_cipher", f"cipher suite 0x{suite:04x}")
+        elif msg[0] == ENCRYPTED_EXTENSIONS:
+            self.alpn = encrypted_extensions_alpn(msg)
