@@ -191,8 +191,8 @@ class QuicFlow:
             return
         self.retry()
         self._closed = True
-        if self._pending:
-            self._give_up()
+        # Keys that never came are the flow's `no_secrets`, not an anomaly.
+        self._pending, self._pending_bytes, self._gave_up = [], 0, self._gave_up or bool(self._pending)
         self.h3.close()
 
     # -- packets ----------------------------------------------------------------------------------------
