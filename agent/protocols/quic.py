@@ -41,6 +41,7 @@ from agent.protocols.quic_keys import (
     KNOWN_VERSIONS,
     VERSION_1,
     CryptoError,
+    KeyWait,
     Opener,
     initial_contexts,
     secret_context,
@@ -74,6 +75,7 @@ class SecretSource(Protocol):
 class QuicLimits:
     max_crypto_bytes: int = 65536          # a CRYPTO stream's window, and the longest handshake message read
     max_stream_window: int = 1 << 20       # bytes held ahead of a stream's delivered offset
+    max_held_bytes: int = 4 << 20          # out-of-order bytes held over all streams
     max_streams: int = 512                 # streams reassembled at once
     max_pending_bytes: int = 1 << 20       # protected packets held while their keys are missing (key wait)
     max_packets_per_datagram: int = 16     # coalesced packets (RFC 9000 §12.2) read from one datagram
@@ -120,10 +122,9 @@ class QuicFlow:
         self._cids: dict[bool, bytes] = {}       # sent by the client? -> that endpoint's Source CID
         self._streams: dict[tuple[bool, int], Reassembly] = {}
         self._done: set[tuple[bool, int]] = set()
-        self._pending: list[tuple[bool, int, QuicHeader, bytes, int]] = []
-        self._pending_bytes = 0
+        self._held = 0                           # out-of-order stream bytes held, all streams together
+        self._wait = KeyWait(self.limits.max_pending_bytes)
         self._protected_seen = False             # 0-RTT / 1-RTT packets were seen (whether opened or not)
-        self._gave_up = False
         self._closed = False
 
     # -- what the flow learned --------------------------------------------------------------------------
@@ -162,7 +163,7 @@ class QuicFlow:
             return "unsupported_cipher"
         if self.failures:
             return "decrypt_failed"
-        return "no_secrets" if self._protected_seen or self._gave_up else None
+        return "no_secrets" if self._protected_seen or self._wait.gave_up else None
 
     # -- input ------------------------------------------------------------------------------------------
 
@@ -172,7 +173,7 @@ class QuicFlow:
             return
         try:
             self._datagram(outbound, bytes(payload))
-            if self._pending:
+            if self._wait.packets:
                 self._drain()
         except (ValueError, IndexError, KeyError, OverflowError) as exc:
             # A bounds check missed below (aioquic's buffer and crypto errors are ValueErrors): an anomaly.
@@ -180,7 +181,7 @@ class QuicFlow:
 
     def retry(self) -> None:
         """Try held packets again (the key log grew)."""
-        if self._pending and not self._closed:
+        if self._wait.packets and not self._closed:
             try:
                 self._drain()
             except (ValueError, IndexError, KeyError, OverflowError) as exc:
@@ -192,7 +193,8 @@ class QuicFlow:
         self.retry()
         self._closed = True
         # Keys that never came are the flow's `no_secrets`, not an anomaly.
-        self._pending, self._pending_bytes, self._gave_up = [], 0, self._gave_up or bool(self._pending)
+        if self._wait.packets:
+            self._wait.give_up()
         self.h3.close()
 
     # -- packets ----------------------------------------------------------------------------------------
@@ -216,8 +218,8 @@ class QuicFlow:
                     return
             else:
                 receiver = self._cids.get(not outbound)   # a short header names the receiver's CID
-                if receiver is None:
-                    self._protected_seen = True
+                if receiver is None or self.keylog is None or not self.inspect:
+                    self._protected_seen = True       # 1-RTT that will not be opened: not even parsed
                     return
                 cid_len = len(receiver)
             rest = payload[start:]
@@ -320,25 +322,18 @@ class QuicFlow:
     # -- key wait ---------------------------------------------------------------------------------------
 
     def _hold(self, outbound: bool, level: int, header: QuicHeader, packet: bytes, pn_offset: int) -> None:
-        if self.keylog is None or self.handshake.unsupported or self._gave_up or self._closed:
+        if self.keylog is None or self.handshake.unsupported or self._wait.gave_up or self._closed:
             return
-        if self._pending_bytes + len(packet) > self.limits.max_pending_bytes:
-            self._give_up()
-            return
-        self._pending.append((outbound, level, header, packet, pn_offset))
-        self._pending_bytes += len(packet)
-
-    def _give_up(self) -> None:
-        self._anomaly("key_wait_exceeded", f"{len(self._pending)} packets ({self._pending_bytes} bytes) held "
-                                           "without their keys were dropped")
-        self._pending, self._pending_bytes, self._gave_up = [], 0, True
+        if not self._wait.hold(outbound, level, header, packet, pn_offset):
+            held = self._wait.bytes
+            n = self._wait.give_up()
+            self._anomaly("key_wait_exceeded", f"{n} packets ({held} bytes) held without keys were dropped")
 
     def _drain(self) -> None:
-        wanted = {(level, outbound) for outbound, level, *_ in self._pending}
-        if not any(self._opener(outbound, level) is not None for level, outbound in wanted):
+        if not any(self._opener(outbound, level) is not None for level, outbound in self._wait.levels):
             return
-        held, self._pending, self._pending_bytes = self._pending, [], 0
-        for outbound, level, header, packet, pn_offset in held:
+        for outbound, level, header, packet, pn_offset in self._wait.take():
+            assert isinstance(header, QuicHeader)
             self._packet(outbound, level, header, packet, pn_offset)   # held again if still without keys
 
     # -- frames -----------------------------------------------------------------------------------------
@@ -378,9 +373,12 @@ class QuicFlow:
                 self._finish_stream(key)
                 return
             stream = self._streams[key] = Reassembly(self.limits.max_stream_window)
+        held = stream.held
         data = stream.add(frame.offset, frame.data, frame.fin)
-        if stream.gap:
-            self._anomaly("stream_window_exceeded", f"stream {sid}: data over {stream.window} bytes ahead")
+        self._held += stream.held - held
+        if stream.gap or self._held > self.limits.max_held_bytes:
+            self._anomaly("stream_window_exceeded", f"stream {sid}: out-of-order data past {stream.window} "
+                                                    f"bytes ({self.limits.max_held_bytes} for all streams)")
             self._finish_stream(key)
             self.h3.reset(sid)
             return
@@ -394,7 +392,8 @@ class QuicFlow:
             self._finish_stream(key)
 
     def _finish_stream(self, key: tuple[bool, int]) -> None:
-        self._streams.pop(key, None)
+        stream = self._streams.pop(key, None)
+        self._held -= stream.held if stream is not None else 0
         self._done.add(key)
         if len(self._done) > self.limits.http3.max_finished:
             self._done.remove(min(self._done))

@@ -120,6 +120,10 @@ class Reassembly:
         self._held = 0
 
     @property
+    def held(self) -> int:
+        return self._held
+
+    @property
     def finished(self) -> bool:
         return self.fin_at is not None and self.pos >= self.fin_at
 

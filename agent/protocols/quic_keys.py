@@ -23,7 +23,7 @@ from aioquic.quic.crypto import (
 )
 from aioquic.tls import CipherSuite, cipher_suite_hash, hkdf_expand_label, hkdf_extract
 
-__all__ = ["DRAFT_VERSIONS", "KNOWN_VERSIONS", "VERSION_1", "VERSION_2", "CryptoError", "Opener",
+__all__ = ["DRAFT_VERSIONS", "KNOWN_VERSIONS", "VERSION_1", "VERSION_2", "CryptoError", "KeyWait", "Opener",
            "initial_contexts", "secret_context"]
 
 VERSION_1: Final = 0x00000001
@@ -108,3 +108,44 @@ class Opener:
             apply_key_phase(self._ctx, next_key_phase(self._ctx), trigger="remote_update")
         self.expected = max(self.expected, pn + 1)
         return pn, payload
+
+
+class KeyWait:
+    """Protected packets held until their keys are logged: at most `max_bytes` in all, and at most
+    `max_server_packets` of the server's (only its first packets matter to an observer of requests: the
+    Handshake flight and the 1-RTT packet with its SETTINGS; a download must not crowd out the client's)."""
+
+    __slots__ = ("bytes", "gave_up", "levels", "max_bytes", "max_server_packets", "packets", "server_packets")
+
+    def __init__(self, max_bytes: int, max_server_packets: int = 16) -> None:
+        self.max_bytes, self.max_server_packets = max_bytes, max_server_packets
+        # (from the client, level, header, packet, packet number offset)
+        self.packets: list[tuple[bool, int, object, bytes, int]] = []
+        self.levels: set[tuple[int, bool]] = set()                       # (level, from client) waited for
+        self.bytes = 0
+        self.server_packets = 0
+        self.gave_up = False
+
+    def hold(self, outbound: bool, level: int, header: object, packet: bytes, pn_offset: int) -> bool:
+        """Hold a packet; False when the byte budget is spent (the caller gives up: `give_up`)."""
+        if not outbound:
+            if self.server_packets >= self.max_server_packets:
+                return True                  # dropped quietly: the server's later packets are not needed
+            self.server_packets += 1
+        if self.bytes + len(packet) > self.max_bytes:
+            return False
+        self.packets.append((outbound, level, header, packet, pn_offset))
+        self.levels.add((level, outbound))
+        self.bytes += len(packet)
+        return True
+
+    def take(self) -> list[tuple[bool, int, object, bytes, int]]:
+        held, self.packets, self.levels, self.bytes, self.server_packets = self.packets, [], set(), 0, 0
+        return held
+
+    def give_up(self) -> int:
+        """Drop what is held for good; the number of packets dropped."""
+        n = len(self.packets)
+        self.take()
+        self.gave_up = True
+        return n
