@@ -23,7 +23,9 @@ from agent.decode import Decoder
 from agent.protocols.http import HttpRequest
 from agent.protocols.quic import QuicFlow, QuicLimits, is_quic
 from agent.protocols.quic_keys import VERSION_1, VERSION_2
+from agent.protocols.tls import parse_client_hello, parse_handshake_client_hello
 from tests.agent.quic_harness import H3Session, KeyLog, pcapng_secrets
+from tests.agent.test_tls import client_stream
 from tests.conftest import REAL_PCAPS
 
 V1_GOOGLE = REAL_PCAPS / "quic_v1-http3-curl-google.pcap"
@@ -207,6 +209,16 @@ def test_key_wait_is_bounded_and_gives_up_with_no_secrets() -> None:
     limits = replace(QuicLimits(), max_pending_bytes=4000)
     flow, requests = run(session.datagrams, keylog=KeyLog(), sink=sink, limits=limits)
     assert (flow.reason, requests, sink.counts["key_wait_exceeded"]) == ("no_secrets", [], 1)
+
+
+def test_a_bare_handshake_message_parses_like_the_record_it_came_in() -> None:
+    # QUIC carries the ClientHello without the TLS record layer; tls.py reads it alike (a real 1.7 KB hello).
+    stream = client_stream("tls13_chrome-x25519-kyber-big-hello.pcap")
+    message = stream[5: 5 + int.from_bytes(stream[3:5], "big")]
+    assert parse_handshake_client_hello(message) == parse_client_hello(stream)
+    assert parse_handshake_client_hello(message).sni == "lh3.google.com"
+    assert parse_handshake_client_hello(message[:-1]) is None
+    assert parse_handshake_client_hello(b"\x02" + message[1:]) is None
 
 
 # -- hand-built Initials: a ClientHello split over several packets, out of order ---------------------------
