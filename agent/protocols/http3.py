@@ -157,9 +157,14 @@ class Http3Requests:
             self._drop(stream_id)
 
     def close(self) -> None:
-        for stream_id in list(self._streams):
+        """The connection ended: a request cut short is inspected as far as it came, marked truncated."""
+        for stream_id, req in list(self._streams.items()):
             self._anomaly("request_incomplete", f"stream {stream_id} had no FIN at the close")
-            self._drop(stream_id)
+            if req.fields is not None and req.body is not None:
+                req.body.cut()
+                self._finish(stream_id, req)
+            else:
+                self._drop(stream_id)
 
     def _uni_type(self, stream_id: int, data: bytes) -> tuple[int, bytes] | None:
         """(stream type, bytes after it) of a unidirectional stream's data; None until the type is in."""

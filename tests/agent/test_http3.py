@@ -222,3 +222,14 @@ def test_a_packet_of_the_old_key_phase_reordered_behind_the_update_still_opens()
     session.datagrams = datagrams
     _, requests, sink = decrypt(session)                                    # strict: a failure would raise
     assert sorted(r.target for r in requests) == ["/after", "/before"] and not sink.counts
+
+
+def test_a_request_cut_by_the_close_is_handed_on_truncated() -> None:
+    sink = AnomalySink()
+    h3, out = reader(sink)
+    _, block = pylsqpack.Encoder().encode(0, base(b"POST", b"/upload"))
+    h3.client_stream(0, frame(0x01, block) + frame(0x00, b"first half of it")[:-4], False)
+    h3.client_stream(8, b"\x01", False)           # half a frame header: nothing to hand on
+    h3.close()
+    assert [(r.target, r.body, r.body_truncated) for r in out] == [("/upload", b"first half o", True)]
+    assert sink.counts["request_incomplete"] == 2
