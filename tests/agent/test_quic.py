@@ -22,7 +22,7 @@ from agent.capture import open_capture
 from agent.decode import Decoder
 from agent.protocols.http import HttpRequest
 from agent.protocols.quic import QuicFlow, QuicLimits, is_quic
-from agent.protocols.quic_keys import VERSION_1, VERSION_2
+from agent.protocols.quic_keys import VERSION_1, VERSION_2, initial_contexts
 from agent.protocols.tls import parse_client_hello, parse_handshake_client_hello
 from tests.agent.quic_harness import H3Session, KeyLog, pcapng_secrets
 from tests.agent.test_tls import client_stream
@@ -89,6 +89,17 @@ def test_version_negotiation_is_quic_and_strangers_are_not() -> None:
 def test_quic_v2_on_port_4443_is_recognised() -> None:
     outbound, port, payload = udp_datagrams(V2_DSB)[0]
     assert outbound and port == 4443 and is_quic(payload)
+
+
+@pytest.mark.parametrize(("version", "client_secret"), [
+    (VERSION_1, "c00cf151ca5be075ed0ebfb5c80323c42d6b7db67881289af4008f1f6c357aea"),    # RFC 9001 §A.1
+    (VERSION_2, "14ec9d6eb9fd7af83bf5a668bc17a7e283766aade7ecd0891f70f9ff7f4bf47b"),    # RFC 9369 §A.1
+    (0xFF00001D, "0088119288f1d866733ceeed15ff9d50902cf82952eee27e9d4d4918ea371d87"),   # draft-29 §A.1
+])
+def test_initial_secrets_match_the_published_vectors(version: int, client_secret: str) -> None:
+    client, server = initial_contexts(bytes.fromhex("8394c8f03e515708"), version)
+    assert client.secret == bytes.fromhex(client_secret)
+    assert server.secret != client.secret and server.version == version
 
 
 # -- real captures ----------------------------------------------------------------------------------------
