@@ -236,6 +236,7 @@ class QuicFlow:
             if header.packet_type == QuicPacketType.RETRY:
                 if not outbound and header.source_cid:
                     self._new_odcid(header.source_cid)   # RFC 9001 §5.2: Initial keys follow the Retry
+                    self.handshake.restart((INITIAL, True))
                 return
             if header.packet_type == QuicPacketType.VERSION_NEGOTIATION:
                 return

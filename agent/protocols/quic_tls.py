@@ -134,6 +134,12 @@ class Handshake:
         if stream in self._done:
             self._streams.pop(stream, None)
 
+    def restart(self, stream: Hashable) -> None:
+        """Read `stream` again from its start (after a Retry the client's CRYPTO stream starts over, and some
+        clients, aioquic among them, send a new ClientHello with a new random)."""
+        self._done.discard(stream)
+        self._streams.pop(stream, None)
+
     def _message(self, msg: bytes) -> None:
         if msg[0] == CLIENT_HELLO:
             hello = parse_handshake_client_hello(msg)

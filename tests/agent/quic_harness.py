@@ -20,7 +20,7 @@ from aioquic.h3.connection import H3_ALPN, H3Connection
 from aioquic.h3.events import DataReceived, H3Event, HeadersReceived
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
-from aioquic.quic.packet import pull_quic_header
+from aioquic.quic.packet import encode_quic_retry, pull_quic_header
 from aioquic.tls import CipherSuite
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 CLIENT, SERVER = ("10.0.0.1", 50000), ("192.0.2.7", 443)
+RETRY_CID = bytes.fromhex("5e7e5e7e5e7e5e7e")
 Headers = list[tuple[bytes, bytes]]
 
 
@@ -82,6 +83,7 @@ class H3Session:
     version: int = 0x00000001
     cipher_suites: list[CipherSuite] | None = None
     server_name: str = "api.example.com"
+    retry: bool = False                          # the server answers the first Initial with a Retry
     datagrams: list[tuple[bool, bytes]] = field(default_factory=list)    # (from the client, payload)
     received: dict[int, tuple[Headers, bytes]] = field(default_factory=dict)  # what the server got
 
@@ -100,6 +102,7 @@ class H3Session:
         self.client.connect(SERVER, now=self.now)
         self.h3_client = H3Connection(self.client)
         self.server: QuicConnection | None = None
+        self._odcid: bytes | None = None
         self.h3_server: H3Connection | None = None
         self.pump()
 
@@ -139,8 +142,20 @@ class H3Session:
             if from_client:
                 if self.server is None:
                     header = pull_quic_header(Buffer(data=data), host_cid_length=8)
-                    self.server = QuicConnection(configuration=self.server_config,
-                                                 original_destination_connection_id=header.destination_cid)
+                    if self.retry and self._odcid is None:
+                        # RFC 9000 §8.1.2: a Retry with a new connection ID (as aioquic's asyncio server).
+                        self._odcid = header.destination_cid
+                        retry = encode_quic_retry(self.version, source_cid=RETRY_CID,
+                                                  destination_cid=header.source_cid,
+                                                  original_destination_cid=header.destination_cid,
+                                                  retry_token=b"token")
+                        self.datagrams.append((False, retry))
+                        self.client.receive_datagram(retry, SERVER, now=self.now)
+                        continue
+                    self.server = QuicConnection(
+                        configuration=self.server_config,
+                        original_destination_connection_id=self._odcid or header.destination_cid,
+                        retry_source_connection_id=RETRY_CID if self.retry else None)
                     self.h3_server = H3Connection(self.server)
                 self.server.receive_datagram(data, CLIENT, now=self.now)
                 self._events(self.server, self.h3_server)

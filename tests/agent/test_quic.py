@@ -164,6 +164,15 @@ def test_in_memory_connection_without_secrets_is_named_and_counted() -> None:
         "api.example.com", "h3", "no_secrets", "encrypted", [])
 
 
+@pytest.mark.parametrize("version", [VERSION_1, VERSION_2])
+def test_after_a_retry_the_initial_keys_follow_the_new_connection_id(version: int) -> None:
+    session = session_with_request(retry=True, version=version)
+    assert session.datagrams[1][1][0] & 0xB0 in (0xB0, 0x80)            # the server's Retry (v1 / v2 type)
+    flow, requests = run(session.datagrams, keylog=KeyLog(session.keylog_text))
+    assert (flow.sni, flow.alpn, flow.decrypted, [r.target for r in requests]) == (
+        "api.example.com", "h3", True, ["/a"])
+
+
 def test_wrong_secret_values_are_decrypt_failed_anomalies_and_no_plaintext() -> None:
     session = session_with_request()
     keylog = KeyLog(session.keylog_text)
