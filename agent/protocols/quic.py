@@ -114,7 +114,7 @@ class QuicFlow:
         self.version: int | None = None          # QUIC version (the server's, once it answered)
         self.handshake = Handshake(self._anomaly, self.limits.max_crypto_bytes)
         self.decrypted = False                   # application data of the client was opened
-        self.failures = 0                        # packets that did not open with their keys
+        self.failures = 0                        # packets that did not open with logged keys
         self._odcid: bytes | None = None         # the client's first Destination CID: Initial keys
         self._rekeys = 0
         self._initial: dict[int, tuple[CryptoContext, CryptoContext]] = {}
@@ -271,7 +271,7 @@ class QuicFlow:
                 self._new_odcid(header.destination_cid)
                 self._packet(outbound, level, header, packet, pn_offset)
                 return
-            self.failures += 1
+            self.failures += level != INITIAL    # a bad Initial says nothing about the logged secrets
             self._anomaly("decrypt_failed", f"{len(packet)}-byte {'client' if outbound else 'server'} packet "
                                             f"at level {level} did not open")
             return

@@ -113,6 +113,16 @@ def test_v1_google_names_the_server_without_secrets() -> None:
     assert (flow.visibility, flow.reason, flow.decrypted, requests) == ("encrypted", "no_secrets", False, [])
 
 
+def test_a_corrupted_server_initial_is_an_anomaly_but_no_verdict_on_secrets() -> None:
+    datagrams = [list(d) for d in udp_datagrams(V1_GOOGLE)]
+    assert not datagrams[1][0]
+    datagrams[1][2] = datagrams[1][2][:200] + bytes([datagrams[1][2][200] ^ 1]) + datagrams[1][2][201:]
+    sink = AnomalySink()
+    flow, _ = run(datagrams, sink=sink)
+    assert sink.counts["decrypt_failed"] == 1 and flow.failures == 0
+    assert (flow.sni, flow.reason) == ("www.google.de", "no_secrets")
+
+
 def test_v2_without_secrets_names_the_server() -> None:
     flow, requests = run(udp_datagrams(V2_DSB))
     assert (flow.sni, flow.alpn, flow.version) == ("test", "h3", VERSION_2)
