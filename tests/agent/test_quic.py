@@ -264,20 +264,24 @@ def client_hello(sni: bytes, padding: int) -> bytes:
     return b"\x01" + len(body).to_bytes(3, "big") + body
 
 
-def initial(dcid: bytes, pn: int, frames: bytes, version: int = VERSION_1) -> bytes:
-    """A client Initial packet protected with aioquic's CryptoPair (keys from the public salt)."""
+CLIENT_CID, SERVER_CID = b"\x0c" * 8, b"\x5e" * 8
+
+
+def initial(dcid: bytes, pn: int, frames: bytes, version: int = VERSION_1, from_client: bool = True) -> bytes:
+    """An Initial packet protected with aioquic's CryptoPair (keys from the public salt and `dcid`, the
+    client's first Destination CID); the server's goes to the client's CID."""
     frames = frames + bytes(max(0, 1162 - len(frames)))              # PADDING to a full-size datagram
     header = Buffer(capacity=64)
     header.push_uint8(0xC3 if version == VERSION_1 else 0xD3)        # Initial, 4-byte packet number
     header.push_uint32(version)
-    for cid in (dcid, b"\x0c" * 8):
+    for cid in (dcid, CLIENT_CID) if from_client else (CLIENT_CID, SERVER_CID):
         header.push_uint8(len(cid))
         header.push_bytes(cid)
     header.push_uint_var(0)                                           # no token
     header.push_uint16(0x4000 | (4 + len(frames) + 16))
     header.push_uint32(pn)
     pair = CryptoPair()
-    pair.setup_initial(dcid, is_client=True, version=version)
+    pair.setup_initial(dcid, is_client=from_client, version=version)
     return pair.encrypt_packet(header.data, frames, pn)
 
 
@@ -300,6 +304,22 @@ def test_a_big_client_hello_over_three_initials_in_any_order(version: int) -> No
     assert (flow.sni, flow.alpn_offered) == ("split.example.com", ("h3",))
     assert flow.client_random == bytes(range(32))
     assert flow.version == version and flow.reason is None
+
+
+def test_a_cipher_suite_quic_cannot_use_is_unsupported_cipher() -> None:
+    dcid = b"\x83\x94\xc8\xf0\x3e\x51\x57\x08"
+    body = b"\x03\x03" + bytes(32) + b"\x00" + b"\x13\x04" + b"\x00" + b"\x00\x00"   # TLS_AES_128_CCM_SHA256
+    server_hello = b"\x02" + len(body).to_bytes(3, "big") + body
+    keylog = KeyLog(f"CLIENT_TRAFFIC_SECRET_0 {bytes(range(32)).hex()} {bytes(32).hex()}")
+    sink = AnomalySink()
+    flow, requests = run([
+        (True, initial(dcid, 0, crypto_frame(0, client_hello(b"ccm.example.com", 0)))),
+        (False, initial(dcid, 0, crypto_frame(0, server_hello), from_client=False)),
+        (True, b"\x43" + SERVER_CID + bytes(60)),                     # a 1-RTT packet of the client
+    ], keylog=keylog, sink=sink)
+    assert (flow.sni, flow.handshake.cipher_suite, flow.reason, requests) == (
+        "ccm.example.com", 0x1304, "unsupported_cipher", [])
+    assert sink.counts["unsupported_cipher"] == 1
 
 
 # -- hostile input ----------------------------------------------------------------------------------------
