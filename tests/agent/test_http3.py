@@ -7,7 +7,12 @@ from __future__ import annotations
 import gzip
 import json
 import random
+import shutil
+import socket
+import subprocess
+from pathlib import Path
 
+import dpkt
 import pylsqpack
 import pytest
 from aioquic.buffer import Buffer
@@ -20,7 +25,7 @@ from agent.protocols.http import HttpRequest
 from agent.protocols.http3 import Http3Requests
 from agent.protocols.quic import QuicFlow
 from agent.protocols.quic_keys import VERSION_1, VERSION_2
-from tests.agent.quic_harness import H3Session, Headers, KeyLog
+from tests.agent.quic_harness import CLIENT, SERVER, H3Session, Headers, KeyLog
 
 AUTHORITY = b"api.example.com"
 
@@ -233,3 +238,37 @@ def test_a_request_cut_by_the_close_is_handed_on_truncated() -> None:
     h3.close()
     assert [(r.target, r.body, r.body_truncated) for r in out] == [("/upload", b"first half o", True)]
     assert sink.counts["request_incomplete"] == 2
+
+
+def write_pcap(path: Path, datagrams: list[tuple[bool, bytes]]) -> None:
+    """The session's datagrams as an Ethernet/IPv4/UDP capture, client 10.0.0.1:50000, server port 443."""
+    with path.open("wb") as f:
+        writer = dpkt.pcap.Writer(f)
+        for i, (from_client, payload) in enumerate(datagrams):
+            ports = (CLIENT[1], SERVER[1]) if from_client else (SERVER[1], CLIENT[1])
+            hosts = (CLIENT[0], SERVER[0]) if from_client else (SERVER[0], CLIENT[0])
+            udp = dpkt.udp.UDP(sport=ports[0], dport=ports[1], data=payload)
+            udp.ulen = 8 + len(payload)
+            ip = dpkt.ip.IP(src=socket.inet_aton(hosts[0]), dst=socket.inet_aton(hosts[1]), p=17, data=udp)
+            ip.len = 20 + udp.ulen
+            writer.writepkt(dpkt.ethernet.Ethernet(type=0x0800, data=ip), ts=1_700_000_000 + i / 1000)
+
+
+def test_request_streams_agree_with_tshark(tmp_path: Path) -> None:
+    if shutil.which("tshark") is None:
+        pytest.skip("tshark not available")
+    session = H3Session()
+    for i in range(7):
+        session.request(base(b"POST", f"/r/{i}".encode(), (b"content-type", b"application/json")),
+                        json.dumps({**PERSON, "n": i}, ensure_ascii=False).encode() * (1 + 30 * (i % 2)))
+        session.pump()
+    write_pcap(tmp_path / "h3.pcap", session.datagrams)
+    (tmp_path / "keys.log").write_text(session.keylog_text)
+    out = subprocess.run(
+        ["tshark", "-r", str(tmp_path / "h3.pcap"), "-o", f"tls.keylog_file:{tmp_path / 'keys.log'}",
+         "-Y", "http3.frame_type == 1 && udp.dstport == 443", "-T", "fields", "-e", "quic.stream.stream_id"],
+        capture_output=True, text=True, check=True, timeout=120).stdout
+    tshark_streams = {int(s) for line in out.split() for s in line.split(",") if int(s) % 4 == 0}
+    _, requests, _ = decrypt(session)
+    assert len(requests) == len(tshark_streams) == 7
+    assert sorted(r.target for r in requests) == [f"/r/{i}" for i in range(7)]
