@@ -200,6 +200,20 @@ def parse_client_hello(buf: bytes) -> ClientHello | _NeedMore | None:
         return None
 
 
+def parse_handshake_client_hello(msg: bytes) -> ClientHello | None:
+    """A ClientHello from one bare handshake message (type, uint24 length, body), as QUIC carries it in CRYPTO
+    frames without the record layer (RFC 9001 §4); None if it is not a complete, well-formed one."""
+    try:
+        if len(msg) < 4 or msg[0] != _HANDSHAKE_CLIENT_HELLO:
+            return None
+        need = 4 + int.from_bytes(msg[1:4], "big")
+        if need > _MAX_HELLO or len(msg) < need:
+            return None
+        return _parse_body(bytes(msg[4:need]))
+    except (_Malformed, struct.error, ValueError, IndexError):
+        return None
+
+
 MAX_CLIENT_HELLO_BYTES = 65536   # a hello this long is not coming; stop buffering
 
 
