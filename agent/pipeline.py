@@ -209,19 +209,15 @@ class Pipeline:
 
     def _session_for(self, flow: Flow) -> AppSession | ServedSession | None:
         limits, sampling = self.config.limits, self.config.sampling
-        if flow.transport == "udp":
-            # Only what the registry knows matters on UDP (DNS answers name later flows, QUIC is egress).
-            if not datagram_candidate((flow.dport, flow.sport)):
-                return None
-            inspect = False
-        else:
-            country = self.destinations.country(flow.dst)
-            inspect = (
-                not self.table.ctx.internal.contains(flow.dst)
-                and self.table.ctx.internal.contains(flow.src)
-                and self.destinations.cross_border(country)
-                and self.sampler.sampled(flow.src, flow.sport, flow.dst, flow.dport, flow.transport)
-            )
+        if flow.transport == "udp" and not datagram_candidate((flow.dport, flow.sport)):
+            return None     # only what the registry knows matters on UDP
+        country = self.destinations.country(flow.dst)
+        inspect = (
+            not self.table.ctx.internal.contains(flow.dst)
+            and self.table.ctx.internal.contains(flow.src)
+            and self.destinations.cross_border(country)
+            and self.sampler.sampled(flow.src, flow.sport, flow.dst, flow.dport, flow.transport)
+        )
         if flow.inbound and flow.transport == "tcp":
             # A pull (rules.md): an external client asked an internal server; the answers are the export.
             return ServedSession(

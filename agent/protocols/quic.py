@@ -187,6 +187,14 @@ class QuicFlow:
             except (ValueError, IndexError, KeyError, OverflowError) as exc:
                 self._anomaly("malformed_packet", f"{type(exc).__name__} in a held packet")
 
+    @property
+    def held_packets(self) -> int:
+        return len(self._wait.packets)
+
+    def give_up(self) -> None:
+        """The wait for keys is over (tls.key_wait_s): held packets count as no_secrets."""
+        self._wait.give_up()
+
     def close(self) -> None:
         if self._closed:
             return

@@ -10,7 +10,8 @@ same for UDP. Adding a protocol is one handler module plus one entry here.
   inner stream is sniffed again), "unknown", or None while more bytes are needed (never more than
   `SNIFF_BYTES`).
 - `datagram_app(payload, ports)` — a UDP flow by port and first datagram: "dns" (RFC 1035 §4.2.1),
-  "quic" (a long-header packet, RFC 9000 §17.2), None while undecided.
+  "quic" (a long-header packet of a known version, RFC 9000 §17.2, RFC 9369, on any port), None while
+  undecided.
 - `Chooser` — the handler at the root of every TCP flow (and inside every tunnel): it holds the first bytes
   until `sniff` decides, then hands everything to the chosen entry's handler. `DatagramChooser` is its UDP
   counterpart.
@@ -28,6 +29,8 @@ from agent.protocols.handler import Handler, HandlerContext, Opaque, Summary
 from agent.protocols.http import HttpHandler
 from agent.protocols.http2 import Http2Handler, is_h2_preface
 from agent.protocols.http_syntax import HTTP_METHODS, bare_method, method_prefix
+from agent.protocols.quic import is_quic
+from agent.protocols.quic_handler import QuicHandler
 from agent.protocols.socks5 import Socks5Handler
 from agent.protocols.tls import TlsHelloHandler
 from agent.protocols.tls_handler import TlsHandler
@@ -115,28 +118,21 @@ def sniff(first_bytes: bytes, dport: int) -> str | None:
     return None if undecided and more else "unknown"
 
 
-def _is_quic_long_header(payload: bytes) -> bool:
-    # RFC 9000 §17.2: header form and fixed bits set, then a 32-bit version (0 = version negotiation).
-    return len(payload) >= 7 and payload[0] & 0xC0 == 0xC0 and payload[1:5] != b"\0\0\0\0"
-
-
-class _QuicHandler(Opaque):
-    """QUIC: encrypted egress (its Initial packets are read by agent/protocols/quic.py)."""
-
-    __slots__ = ()
-
-    def __init__(self, ctx: HandlerContext) -> None:
-        super().__init__(Summary(app="quic", encrypted=True))
-
-
 DatagramStart = Callable[[HandlerContext], Handler]
 
 # UDP port -> (app, content check or None when the port alone decides, the handler).
 DATAGRAM_PORTS: dict[int, tuple[str, Callable[[bytes], bool] | None, DatagramStart]] = {
     53: ("dns", None, DnsHandler),
-    443: ("quic", _is_quic_long_header, _QuicHandler),
 }
-_DATAGRAM_BY_APP: dict[str, DatagramStart] = {app: start for app, _check, start in DATAGRAM_PORTS.values()}
+# Recognised by content on any port (QUIC v2 on 4443, HTTP/3 on 8443): a long header of a known version.
+DATAGRAM_SNIFFERS: tuple[tuple[str, Callable[[bytes], bool], DatagramStart], ...] = (
+    ("quic", is_quic, QuicHandler),
+)
+_DATAGRAM_BY_APP: dict[str, DatagramStart] = {
+    **{app: start for app, _check, start in DATAGRAM_PORTS.values()},
+    **{app: start for app, _check, start in DATAGRAM_SNIFFERS},
+}
+MAX_UNDECIDED_DATAGRAMS = 4     # a UDP flow none of whose first datagrams is recognised is left alone
 
 
 def datagram_app(payload: bytes, ports: Iterable[int]) -> str | None:
@@ -145,12 +141,15 @@ def datagram_app(payload: bytes, ports: Iterable[int]) -> str | None:
         entry = DATAGRAM_PORTS.get(port)
         if entry is not None and (entry[1] is None or entry[1](payload)):
             return entry[0]
+    for app, check, _start in DATAGRAM_SNIFFERS:
+        if check(payload):
+            return app
     return None
 
 
 def datagram_candidate(ports: Iterable[int]) -> bool:
     """Whether a UDP flow on these ports may carry a registered protocol (else it needs no session)."""
-    return any(port in DATAGRAM_PORTS for port in ports)
+    return bool(DATAGRAM_SNIFFERS) or any(port in DATAGRAM_PORTS for port in ports)
 
 
 class Chooser:
@@ -234,12 +233,13 @@ class DatagramChooser:
     """The handler at the root of a UDP flow: the first datagram that `datagram_app` recognises picks the
     handler; each later datagram goes to it whole."""
 
-    __slots__ = ("ctx", "inner", "ports", "wants_client", "wants_server")
+    __slots__ = ("ctx", "inner", "ports", "tried", "wants_client", "wants_server")
 
     def __init__(self, ctx: HandlerContext, ports: tuple[int, int]) -> None:
         self.ctx = ctx
         self.ports = ports
         self.inner: Handler | None = None
+        self.tried = 0
         self.wants_client = self.wants_server = True
 
     def feed(self, data: bytes, from_client: bool) -> None:
@@ -247,6 +247,9 @@ class DatagramChooser:
         if inner is None:
             app = datagram_app(data, self.ports)
             if app is None:
+                self.tried += 1
+                if self.tried >= MAX_UNDECIDED_DATAGRAMS:
+                    self.inner = Opaque(Summary())    # not ours: later datagrams cost one call each
                 return
             inner = self.inner = _DATAGRAM_BY_APP[app](self.ctx)
         inner.feed(data, from_client)
