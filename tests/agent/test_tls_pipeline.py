@@ -119,7 +119,8 @@ def detections(out: Path) -> dict[tuple[int, str], int]:
     if not list(out.glob("detections/*.parquet")):
         return {}
     got = duckdb.sql(f"SELECT f.src_port, d.field_type, d.occurrences "
-                     f"FROM read_parquet('{out}/detections/*.parquet') d JOIN read_parquet('{out}/flows/*.parquet') f USING (flow_id)").fetchall()
+                     f"FROM read_parquet('{out}/detections/*.parquet') d "
+                     f"JOIN read_parquet('{out}/flows/*.parquet') f USING (flow_id)").fetchall()
     return {(port, ft): n for port, ft, n in got}
 
 
