@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import logging
 import subprocess
+import time
+from functools import partial
 from pathlib import Path
 
 import duckdb
@@ -21,7 +23,11 @@ from h2.connection import H2Connection
 from stdnum.cn import ric
 from typer.testing import CliRunner
 
+from agent.capture import open_capture
 from agent.cli import app
+from agent.config import load_agent_config
+from agent.pipeline import Pipeline, build_engine
+from agent.spool import Spool
 from fixtures.pcaps.craft import Capture, Host, IpIds, TcpConn, pcap_bytes, pcapng_bytes
 from tests.agent.tls_streams import Pair, Stream, python_pair
 
@@ -64,7 +70,7 @@ def connection(pair: Pair, client_data: bytes) -> Stream:
     return pair.finish()
 
 
-def write_capture(path: Path, streams: list[Stream], *, ng: bool = False) -> Path:
+def write_capture(path: Path, streams: list[Stream], *, ng: bool = False, close: bool = True) -> Path:
     """Each stream as one TCP connection to a server abroad, its records in the order they were written."""
     cap, ids = Capture(now_us=1_767_225_600 * 1_000_000), IpIds()
     for n, stream in enumerate(streams):
@@ -75,7 +81,8 @@ def write_capture(path: Path, streams: list[Stream], *, ng: bool = False) -> Pat
                 conn.send(chunk, segment_size=1400)
             else:
                 conn.recv(chunk)
-        conn.close()
+        if close:
+            conn.close()
     path.write_bytes(pcapng_bytes(cap.frames) if ng else pcap_bytes(cap.frames))
     return path
 
@@ -184,3 +191,45 @@ def test_no_secret_reaches_a_record_or_a_log_line(traffic, tmp_path: Path,
     for secret in secrets:
         assert secret.lower() not in text
         assert secret.lower().encode() not in written.lower() and bytes.fromhex(secret) not in written
+
+
+def live_pipeline(tmp_path: Path, keys: Path, wait_s: float) -> Pipeline:
+    """A live run's pipeline (source: an interface name), its key log followed from an empty file."""
+    keys.write_text("")
+    cfg = tmp_path / "agent.yaml"
+    cfg.write_text(f"agent_id: live\nsubject_key_file: {tmp_path / 'test.key'}\ndetector_workers: 0\n"
+                   f"tls: {{keylog_files: [{keys}], key_wait_s: {wait_s}}}\n")
+    config = load_agent_config(cfg)
+    return Pipeline(config, Spool(tmp_path / "spool", "live", None), partial(build_engine, config),
+                    source="veth0")
+
+
+@pytest.mark.parametrize("secrets_in_time", [True, False])
+def test_a_live_run_holds_ciphertext_until_its_secrets_are_logged(traffic, tmp_path: Path,
+                                                                 secrets_in_time: bool) -> None:
+    # The client logs its secrets after the handshake began: the open flow's records wait. Logged before
+    # tls.key_wait_s is over, they open; after it, the flow counts as no_secrets and nothing is read.
+    _, keys, streams = traffic
+    capture = write_capture(tmp_path / "open.pcap", streams, close=False)
+    followed = tmp_path / "growing.log"
+    pipeline = live_pipeline(tmp_path, followed, wait_s=5)
+    pipeline.feed(open_capture(capture, pipeline.anomalies, secrets=pipeline.keylog))
+    assert len(pipeline._waiting) == 3
+    start = time.time()
+    if secrets_in_time:
+        followed.write_text(keys.read_text())
+        pipeline.keylog.refresh()
+        pipeline.tick(start + 1)
+    else:
+        pipeline.tick(start + 6)
+        followed.write_text(keys.read_text())      # too late: the held records are gone
+    assert not pipeline._waiting
+    pipeline.finish(now=start + 7)
+    out = tmp_path / "spool"
+    got = [(f[1], f[3], f[5]) for f in flows(out)]
+    if secrets_in_time:
+        assert got == [("http", 1, True), ("http", 1, True), ("http2", 2, True)]
+        assert detections(out) == EXPECTED
+    else:
+        assert got == [("tls", 0, False)] * 3
+        assert detections(out) == {}
