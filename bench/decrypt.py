@@ -250,6 +250,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
+    if not args.generate_only and not AGENT.exists():
+        log.error("bench/decrypt.py: %s not found (make install)", AGENT)
+        return 2
     reason = tls_capture.check_can_capture()
     cached = all(x.is_file() for x in tls_capture.paths(args.cache_dir, args.size))
     if reason and (args.regenerate or not cached):

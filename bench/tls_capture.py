@@ -271,11 +271,14 @@ async def _drive(address: str, cert: Path, workdir: Path, info: CaptureInfo, tar
                 await asyncio.gather(*(post(*bodies.next()) for _ in range(width)))
         info.connections[name] = info.connections.get(name, 0) + 1
 
-    async def worker() -> None:
+    async def worker(first: int) -> None:
+        # Each worker's first connection is a different variant, so even a small capture has them all.
+        variant = VARIANTS[first % len(VARIANTS)]
         while sent < target_bytes:
-            await connection(rng.choices(VARIANTS, weights=[v[1] for v in VARIANTS])[0])
+            await connection(variant)
+            variant = rng.choices(VARIANTS, weights=[v[1] for v in VARIANTS])[0]
 
-    await asyncio.gather(*(worker() for _ in range(WORKERS)))
+    await asyncio.gather(*(worker(i) for i in range(WORKERS)))
 
 
 def generate(cache_dir: Path, size_mb: float, seed: int = 7) -> CaptureInfo:
