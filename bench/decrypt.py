@@ -229,8 +229,9 @@ def format_report(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def plaintext_baseline(size_mb: float, repeat: int) -> dict[str, Any]:
-    capture = throughput.OUT_DIR / f"mixed-{size_mb:g}MB.pcap"
+def plaintext_baseline(cache_dir: Path, size_mb: float, repeat: int) -> dict[str, Any]:
+    """bench/throughput.py's measurement (its mixed, mostly-TLS capture without keys: the plaintext path)."""
+    capture = cache_dir / f"mixed-{size_mb:g}MB.pcap"
     if not capture.exists():
         throughput.generate(capture, size_mb)
     results = throughput.run_all(capture, repeat)
@@ -283,7 +284,8 @@ def main(argv: list[str] | None = None) -> int:
         "results": [asdict(median_run(agent_runs)), asdict(median_run(tshark_runs))],
         "requests": {**asdict(requests), "agree": requests.agree},
         "profile": None if args.no_profile else asdict(profile_agent(capture, agent_keylog)),
-        "plaintext_baseline": plaintext_baseline(args.size, args.repeat) if args.plaintext_baseline else None,
+        "plaintext_baseline": (plaintext_baseline(args.cache_dir, args.size, args.repeat)
+                               if args.plaintext_baseline else None),
         "self_rusage_maxrss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
     a, t = doc["results"]

@@ -99,7 +99,8 @@ def test_decrypt_bench_runs_on_a_small_capture(decrypt: ModuleType, tmp_path: Pa
     if reason:
         pytest.skip(reason)
     cache, out = tmp_path / "cache", tmp_path / "decrypt.json"
-    assert decrypt.main(["--size", "1", "--cache-dir", str(cache), "--json", str(out)]) == 0
+    args = ["--size", "1", "--cache-dir", str(cache), "--json", str(out), "--plaintext-baseline"]
+    assert decrypt.main(args) == 0
     doc = json.loads(out.read_text())
 
     capture, keylog = Path(doc["capture"]["pcap"]), Path(doc["capture"]["keylog"])
@@ -129,7 +130,11 @@ def test_decrypt_bench_runs_on_a_small_capture(decrypt: ModuleType, tmp_path: Pa
     prof = doc["profile"]
     assert prof["total_s"] > 0 and 0 < prof["packet_loop_share"] <= 1
     assert prof["by_module"] and prof["top"] and all(0 <= share <= 1 for _, share, _ in prof["top"])
-    assert doc["plaintext_baseline"] is None
+    base = doc["plaintext_baseline"]
+    plain = Path(base["capture"])
+    assert plain.parent == cache and base["capture_bytes"] == plain.stat().st_size
+    assert [r["tool"] for r in base["results"]] == ["egress-agent", "tshark"]
+    assert all(r["returncode"] == 0 and r["mb_per_s"] > 0 for r in base["results"])
 
     # A second run reuses the cached capture; the flag makes it again.
     stamp = capture.stat().st_mtime_ns
