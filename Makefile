@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test mutate bench-throughput bench-accuracy clean
+.PHONY: install demo test mutate bench-throughput bench-decrypt bench-accuracy clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PY) -m venv $(VENV)
@@ -37,6 +37,10 @@ mutate: $(STAMP)
 
 bench-throughput: $(STAMP)
 	$(BIN)/python bench/throughput.py
+
+# Needs root (dumpcap captures the loopback traffic it makes); the capture is cached in bench/out/decrypt/.
+bench-decrypt: $(STAMP)
+	$(BIN)/python bench/decrypt.py
 
 bench-accuracy: $(STAMP)
 	$(BIN)/python bench/accuracy.py

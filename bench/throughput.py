@@ -293,12 +293,14 @@ class RunResult:
     runs: int = 1
 
 
-def measure(tool: str, cmd: list[str], capture_bytes: int, cwd: Path | None = None) -> RunResult:
-    """Run `cmd` once, stdout to /dev/null; wall time and the child's own peak RSS via os.wait4."""
+def measure(tool: str, cmd: list[str], capture_bytes: int, cwd: Path | None = None,
+            stdout: Path | None = None) -> RunResult:
+    """Run `cmd` once, stdout to /dev/null (or to `stdout`, for a caller that reads the output afterwards);
+    wall time and the child's own peak RSS via os.wait4."""
     stderr_path = Path(tempfile.mkstemp(prefix=f"bench-{tool}-", suffix=".err")[1])
     start = time.perf_counter()
-    with open(os.devnull, "wb") as devnull, stderr_path.open("wb") as err:
-        proc = subprocess.Popen(cmd, stdout=devnull, stderr=err, cwd=cwd)
+    with open(stdout or os.devnull, "wb") as out, stderr_path.open("wb") as err:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, cwd=cwd)
         _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
