@@ -106,10 +106,18 @@ def agent_flows(spool: Path) -> list[dict[str, Any]]:
     return rows
 
 
+# The capture is on loopback: the client (127.0.0.1) is the enterprise's side, the server (127.77.0.x) is
+# outside it, and an address without a country counts as cross-border — so every flow is an export that the
+# agent inspects, as on a gateway. Default settings otherwise (detector workers included).
+AGENT_CONFIG = "internal_networks: [127.0.0.1/32]\n"
+
+
 def run_agent(capture: Path, keylog: Path | None, size: int) -> tuple[RunResult, list[dict[str, Any]]]:
     with tempfile.TemporaryDirectory(prefix="bench-decrypt-agent-") as tmp:
         # cwd=tmp: the agent's default ./egresswatch.key stays out of the checkout; the spool goes with tmp.
-        cmd = _agent_cmd(capture, keylog, Path(tmp) / "spool")
+        config = Path(tmp) / "agent.yaml"
+        config.write_text(AGENT_CONFIG)
+        cmd = _agent_cmd(capture, keylog, Path(tmp) / "spool", config)
         result = measure("egress-agent", cmd, size, cwd=Path(tmp))
         flows = agent_flows(Path(tmp) / "spool") if result.returncode == 0 else []
     return result, flows
@@ -191,7 +199,7 @@ def summarise_profile(prof: Path) -> Profile:
 def profile_agent(capture: Path, keylog: Path | None) -> Profile:
     with tempfile.TemporaryDirectory(prefix="bench-decrypt-profile-") as tmp:
         config = Path(tmp) / "agent.yaml"
-        config.write_text("detector_workers: 0\n")
+        config.write_text(AGENT_CONFIG + "detector_workers: 0\n")
         prof = Path(tmp) / "agent.prof"
         cmd = [str(AGENT.parent / "python"), "-m", "cProfile", "-o", str(prof),
                *_agent_cmd(capture, keylog, Path(tmp) / "spool", config)]
