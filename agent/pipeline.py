@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 from agent.anomalies import AnomalySink
 from agent.capture import open_capture
 from agent.config import AgentConfig, load_subject_key
+from agent.coverage import alpn_of, facts_of, uninspected_reason, visibility
 from agent.decode import Decoder
 from agent.destinations import Destinations
 from agent.flows import Flow, FlowContext, FlowTable, InternalNetworks
@@ -239,6 +240,10 @@ class Pipeline:
         host = session.host if session is not None else None
         out, in_, pkts_out, pkts_in, missed, requests = flow.delta(
             session.requests if session is not None else 0)
+        cross_border = self.destinations.cross_border(country)
+        facts = facts_of(session, egress=self._egress(flow, cross_border), payload_bytes=out + in_,
+                         missed_bytes=missed, sampled=self.sampler.sampled(
+                             flow.src, flow.sport, flow.dst, flow.dport, flow.transport))
         return FlowRecord(
             flow_id=flow.flow_id, ts_start=utc(flow.ts_start), ts_end=utc(max(flow.ts_end, flow.ts_start)),
             src_ip=flow.src, dst_ip=flow.dst, src_port=flow.sport, dst_port=flow.dport,
@@ -247,14 +252,20 @@ class Pipeline:
             # An inbound flow's name is the internal server's (DESIGN §3); its recipient is dst, the peer.
             # A SOCKS5 tunnel to an address: that address's DNS name, not the proxy's (protocols/session.py).
             server_name=self.destinations.server_name(sni, host, self._named_address(flow, session)),
-            dst_country=country, cross_border=self.destinations.cross_border(country),
+            dst_country=country, cross_border=cross_border,
             bytes_out=out, bytes_in=in_, packets_out=pkts_out, packets_in=pkts_in, missed_bytes=missed,
             encrypted=bool(session is not None and session.encrypted),
             inspected=bool(session is not None and session.inspected),
             sample_weight=self.sampler.weight,
             requests=requests,
             initiator="external" if flow.inbound else "internal",
+            visibility=visibility(facts), alpn=alpn_of(session), uninspected_reason=uninspected_reason(facts),
         )
+
+    def _egress(self, flow: Flow, cross_border: bool) -> bool:
+        """What `_session_for` asks before sampling: a flow the agent would inspect (coverage's reasons)."""
+        internal = self.table.ctx.internal
+        return cross_border and internal.contains(flow.src) and not internal.contains(flow.dst)
 
     @staticmethod
     def _named_address(flow: Flow, session: AppSession | ServedSession | None) -> str:

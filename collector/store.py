@@ -118,10 +118,12 @@ class Store:
         source = f"read_parquet([{paths}], union_by_name = true, hive_partitioning = false)"
         try:
             columns = {row[0] for row in self.con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
-            # Columns added after version 1 take their documented default in older files (DESIGN §3).
+            # Columns added after version 1 take their documented value in older files (DESIGN §3): the
+            # expression over the row's own columns, for every row older than the column.
             added = ADDED_COLUMNS.get(record_type, {})
-            fill = [f"{_sql_str(d)} AS {c}" for c, (_, d) in added.items() if c not in columns]
-            mixed = [f"coalesce({c}, {_sql_str(d)}) AS {c}" for c, (_, d) in added.items() if c in columns]
+            fill = [f"{d} AS {c}" for c, (_, d) in added.items() if c not in columns]
+            mixed = [f"CASE WHEN schema_version < {v} THEN {d} ELSE {c} END AS {c}"
+                     for c, (v, d) in added.items() if c in columns]
             select = "SELECT *" + (f" REPLACE ({', '.join(mixed)})" if mixed else "")
             select += "".join(f", {f}" for f in fill)
             self.con.execute(f"CREATE VIEW {record_type} AS {select} FROM {source}")
