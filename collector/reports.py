@@ -3,8 +3,9 @@
 `observed` describes what left the country in the period: cross-border flows starting in it. Persons
 come from `record_persons` (persons.py); `distinct_values` counts distinct `value_key`s of a field type
 per destination. Uninspected egress (encrypted or not sampled) is listed so a reader sees what the
-checks could not look into. `persons_over_time` holds the scale_exceeded check's per-scenario counts day by
-day (cumulative, CST calendar days); charts.py draws one chart per scenario from it.
+checks could not look into, and `coverage` (coverage.py) says how much of the cross-border bytes out the
+checks saw and why not the rest. `persons_over_time` holds the scale_exceeded check's per-scenario counts
+day by day (cumulative, CST calendar days); charts.py draws one chart per scenario from it.
 
 When the agent sampled flows (an inspected flow with sample_weight > 1), every count of persons and of
 distinct values stays the exact lower bound and gets an estimate with a 95 % interval beside it
@@ -24,8 +25,10 @@ from rich.table import Table
 from collector.charts import scenario_charts
 from collector.checks.runner import CheckResult
 from collector.checks.views import use_period
+from collector.coverage import REASON_NAMES, VISIBILITY_NAMES, coverage
 from collector.estimates import sampled_estimates
 from collector.models import (
+    Coverage,
     Destination,
     FieldTypeCount,
     Filing,
@@ -39,7 +42,8 @@ from collector.models import (
 )
 from collector.persons import CST, count_persons
 
-__all__ = ["build_report", "observe", "persons_over_time", "render_html", "render_json", "summary_table"]
+__all__ = ["build_report", "coverage_line", "observe", "persons_over_time", "render_html", "render_json",
+           "summary_table"]
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -186,6 +190,7 @@ def observe(con: duckdb.DuckDBPyConnection, period: tuple[datetime, datetime]) -
         persons_sensitive_estimate=est.persons_of("sensitive") if est else None,
         sampling_rate_min=est.rate_min if est else None,
         destinations=destinations, uninspected=uninspected, persons_over_time=persons_over_time(con, period),
+        coverage=coverage(con, period),
     )
 
 
@@ -231,6 +236,7 @@ def _env() -> Environment:
     env.filters["num"] = lambda v: f"{v:,}" if isinstance(v, int) else v
     env.filters["listing"] = _listing
     env.filters["pct"] = _pct
+    env.filters["share"] = _share
     return env
 
 
@@ -250,7 +256,7 @@ def render_html(report: Report, filing: Filing | None = None) -> str:
     names = {ft: info.get("name_zh") or ft for ft, info in field_type_catalog().items()}
     return _env().get_template("report.html.j2").render(
         report=report, filing=filing, field_names=names, period_from=report.period.from_,
-        charts=scenario_charts(report, filing),
+        charts=scenario_charts(report, filing), visibility_names=VISIBILITY_NAMES, reason_names=REASON_NAMES,
     )
 
 
@@ -278,7 +284,36 @@ def summary_table(report: Report) -> Table:
     if n_est and s_est:
         table.caption += (f" — exact over inspected flows, flows sampled at ≥ {_pct(o.sampling_rate_min)}; "
                           f"estimated ≈ {n_est.value:,} / ≈ {s_est.value:,}")
+    if o.coverage is not None:
+        table.caption += "\n" + coverage_line(o.coverage)
     return table
+
+
+def coverage_line(c: Coverage) -> str:
+    """Coverage in one plain sentence (terminal): the inspected share, bytes by visibility, the top reasons,
+    and the warning when the verdict rests on a small share of the traffic."""
+    if c.inspected_share is None:
+        return "Coverage: no cross-border bytes out in the period"
+    seen = ", ".join(f"{v} {b:,}" for v, b in c.by_visibility.items() if b)
+    line = (f"Coverage: {_share(c.inspected_share)} of cross-border bytes out inspected "
+            f"({c.inspected_bytes_out:,} of {c.bytes_out:,}; {seen})")
+    reasons = [f"{r.reason or 'unknown'} {r.bytes_out:,}" for r in c.uninspected_by_reason if r.bytes_out][:4]
+    if reasons:
+        line += "; not inspected: " + ", ".join(reasons)
+    if c.small_share:
+        line += (f"\n[bold red]Warning: the verdict rests on {_share(c.inspected_share)} of the cross-border "
+                 f"traffic (under {_share(c.small_share_threshold)} inspected).[/]")
+    return line
+
+
+def _share(v: float) -> str:
+    """A share as a percentage, never rounded up to 100 % or down to 0 % unless it is exactly that."""
+    pct = v * 100
+    if 0 < pct < 0.1:
+        return "< 0.1 %"
+    if 99.9 < pct < 100:
+        return "> 99.9 %"
+    return f"{pct:.3g} %"
 
 
 def _short(v: object, width: int = 60) -> str:
