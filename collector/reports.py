@@ -36,6 +36,7 @@ from collector.models import (
     Observed,
     Period,
     PersonsPoint,
+    ReasonBytes,
     Report,
     Uninspected,
     field_type_catalog,
@@ -290,20 +291,29 @@ def summary_table(report: Report) -> Table:
 
 
 def coverage_line(c: Coverage) -> str:
-    """Coverage in one plain sentence (terminal): the inspected share, bytes by visibility, the top reasons,
-    and the warning when the verdict rests on a small share of the traffic."""
+    """Coverage in plain sentences (terminal): the inspected share and bytes by visibility, the warning when
+    the verdict rests on a small share of the traffic, the top reasons and the largest uninspected
+    destinations."""
     if c.inspected_share is None:
         return "Coverage: no cross-border bytes out in the period"
     seen = ", ".join(f"{v} {b:,}" for v, b in c.by_visibility.items() if b)
-    line = (f"Coverage: {_share(c.inspected_share)} of cross-border bytes out inspected "
-            f"({c.inspected_bytes_out:,} of {c.bytes_out:,}; {seen})")
-    reasons = [f"{r.reason or 'unknown'} {r.bytes_out:,}" for r in c.uninspected_by_reason if r.bytes_out][:4]
-    if reasons:
-        line += "; not inspected: " + ", ".join(reasons)
+    lines = [f"Coverage: {_share(c.inspected_share)} of cross-border bytes out inspected "
+             f"({c.inspected_bytes_out:,} of {c.bytes_out:,}; {seen})."]
     if c.small_share:
-        line += (f"\n[bold red]Warning: the verdict rests on {_share(c.inspected_share)} of the cross-border "
-                 f"traffic (under {_share(c.small_share_threshold)} inspected).[/]")
-    return line
+        lines.append(f"[bold red]Warning: the verdict rests on {_share(c.inspected_share)} of the "
+                     f"cross-border traffic (under {_share(c.small_share_threshold)} inspected).[/]")
+    reasons = [_reason_bytes(r) for r in c.uninspected_by_reason if r.bytes_out][:4]
+    if reasons:
+        lines.append("Not inspected: " + ", ".join(reasons) + ".")
+    largest = [f"{_short(d.destination, 40)} ({', '.join(_reason_bytes(r) for r in d.reasons[:2])})"
+               for d in c.uninspected_destinations[:3]]
+    if largest:
+        lines.append("Largest uninspected destinations: " + ", ".join(largest) + ".")
+    return "\n".join(lines)
+
+
+def _reason_bytes(r: ReasonBytes) -> str:
+    return f"{r.reason or 'unknown'} {r.bytes_out:,}"
 
 
 def _share(v: float) -> str:

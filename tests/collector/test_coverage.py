@@ -108,9 +108,12 @@ def test_the_table_and_the_page_say_when_the_verdict_rests_on_a_small_share(reco
     assert report is not None
     console = Console(width=200, record=True)
     console.print(summary_table(report))
-    text = console.export_text()
-    assert "37 % of cross-border bytes out inspected (3,000 of 8,100" in text
+    text = " ".join(console.export_text().split())     # the caption wraps at the table's width
+    assert ("Coverage: 37 % of cross-border bytes out inspected (3,000 of 8,100; plaintext 1,400, "
+            "decrypted 2,000, encrypted 4,500, none 200).") in text
     assert "Warning: the verdict rests on 37 % of the cross-border traffic (under 50 % inspected)" in text
+    assert (f"Largest uninspected destinations: {TLS_HOST} (no_secrets 4,000, unsupported_cipher 500), "
+            f"{BOOKING_HOST} (sampled_out 300), {BARE_IP} (unsupported_protocol 200)") in text
     page = render_html(report)
     head, _, rest = page.partition("<h2>")     # the coverage block sits above the first section
     assert 'id="coverage"' in head and 'class="warning"' in head and "37 %" in head
