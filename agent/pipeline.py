@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 from agent.anomalies import AnomalySink
 from agent.capture import open_capture
 from agent.config import AgentConfig, load_subject_key
+from agent.coverage import alpn_of, facts_of, uninspected_reason, visibility
 from agent.decode import Decoder
 from agent.destinations import Destinations
 from agent.flows import Flow, FlowContext, FlowTable, InternalNetworks
@@ -263,6 +264,10 @@ class Pipeline:
         summary = session.summary() if session is not None else _NOTHING
         country = self.destinations.country(flow.dst)
         out, in_, pkts_out, pkts_in, missed, requests = flow.delta(summary.requests)
+        cross_border = self.destinations.cross_border(country)
+        facts = facts_of(summary, egress=self._egress(flow, cross_border), payload_bytes=out + in_,
+                         missed_bytes=missed, sampled=self.sampler.sampled(
+                             flow.src, flow.sport, flow.dst, flow.dport, flow.transport))
         return FlowRecord(
             flow_id=flow.flow_id, ts_start=utc(flow.ts_start), ts_end=utc(max(flow.ts_end, flow.ts_start)),
             src_ip=flow.src, dst_ip=flow.dst, src_port=flow.sport, dst_port=flow.dport,
@@ -272,14 +277,20 @@ class Pipeline:
             # A SOCKS5 tunnel to an address: that address's DNS name, not the proxy's (protocols/session.py).
             server_name=self.destinations.server_name(summary.sni, summary.host,
                                                       self._named_address(flow, summary)),
-            dst_country=country, cross_border=self.destinations.cross_border(country),
+            dst_country=country, cross_border=cross_border,
             bytes_out=out, bytes_in=in_, packets_out=pkts_out, packets_in=pkts_in, missed_bytes=missed,
             encrypted=summary.encrypted,
             inspected=summary.inspected,
             sample_weight=self.sampler.weight,
             requests=requests,
             initiator="external" if flow.inbound else "internal",
+            visibility=visibility(facts), alpn=alpn_of(summary), uninspected_reason=uninspected_reason(facts),
         )
+
+    def _egress(self, flow: Flow, cross_border: bool) -> bool:
+        """What `_session_for` asks before sampling: a flow the agent would inspect (coverage's reasons)."""
+        internal = self.table.ctx.internal
+        return cross_border and internal.contains(flow.src) and not internal.contains(flow.dst)
 
     @staticmethod
     def _named_address(flow: Flow, summary: Summary) -> str:

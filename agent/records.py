@@ -15,7 +15,9 @@ from operator import attrgetter
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 2   # 2: flows.initiator (a version-1 flow was initiated by its internal side)
+# 2: flows.initiator (a version-1 flow was initiated by its internal side)
+# 3: flows.visibility, alpn, uninspected_reason (coverage; agent/coverage.py has the vocabularies)
+SCHEMA_VERSION = 3
 
 TS = pa.timestamp("us", tz="UTC")
 
@@ -53,6 +55,11 @@ class FlowRecord:
     requests: int
     # "internal": src opened the flow (a push); "external": the external peer dst did (a pull, DESIGN §3).
     initiator: str = "internal"
+    # What the agent could read (agent/coverage.py: plaintext | decrypted | proxy | har | encrypted | none),
+    # the ALPN protocol when known, and why the detectors saw nothing (None when the flow was inspected).
+    visibility: str = "none"
+    alpn: str | None = None
+    uninspected_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +137,9 @@ FLOWS_SCHEMA = _schema([
     pa.field("sample_weight", pa.float64(), nullable=False),
     pa.field("requests", pa.int32(), nullable=False),
     pa.field("initiator", pa.string(), nullable=False),
+    pa.field("visibility", pa.string(), nullable=False),
+    pa.field("alpn", pa.string()),
+    pa.field("uninspected_reason", pa.string()),
 ])
 
 DETECTIONS_SCHEMA = _schema([
@@ -174,9 +184,25 @@ CAPTURE_STATS_SCHEMA = _schema([
 ])
 
 # Columns added after version 1 (DESIGN §3: a batch of an earlier version is read with the documented
-# default): record type -> column -> (the schema_version that added it, the value earlier rows take).
+# value): record type -> column -> (the schema_version that added it, the value earlier rows take as a
+# DuckDB SQL expression over the row's own columns of that version; a literal for a constant). The
+# collector evaluates them on upload (collector/ingest.py) and over stored files (collector/store.py).
 ADDED_COLUMNS: dict[str, dict[str, tuple[int, str]]] = {
-    "flows": {"initiator": (2, "internal")},    # before version 2 the agent inspected pushes only
+    "flows": {
+        "initiator": (2, "'internal'"),     # before version 2 the agent inspected pushes only
+        # Before version 3 the agent parsed HTTP/1.x and DNS in the clear and opened no TLS or QUIC.
+        "visibility": (3, "CASE WHEN inspected OR (NOT encrypted AND app IN ('http', 'dns')) "
+                          "THEN 'plaintext' WHEN encrypted THEN 'encrypted' ELSE 'none' END"),
+        "alpn": (3, "CAST(NULL AS VARCHAR)"),
+        # As far as the old columns tell (agent/coverage.py): a plaintext flow not inspected under sampling
+        # (sample_weight > 1) was not sampled or carried no body, which they do not say: NULL.
+        "uninspected_reason": (3, "CASE WHEN inspected OR NOT cross_border OR bytes_out + bytes_in = 0 "
+                                  "THEN NULL "
+                                  "WHEN encrypted THEN 'no_secrets' "
+                                  "WHEN missed_bytes > 0 THEN 'capture_gap' "
+                                  "WHEN app NOT IN ('http', 'dns') THEN 'unknown_protocol' "
+                                  "ELSE NULL END"),
+    },
 }
 
 # Record type name (as in X-Record-Type and the spool folder names) -> (dataclass, schema).

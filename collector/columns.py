@@ -13,6 +13,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from agent.coverage import ALPN_RE, UNINSPECTED_REASONS, VISIBILITIES
 from collector.errors import RequestProblem
 
 __all__ = ["check_columns"]
@@ -32,6 +33,9 @@ FORMATS: dict[str, tuple[str, str]] = {
     "source": (r"[A-Za-z0-9_.:@-]{1,64}", "an interface name or pcap"),
     "key_id": (r"[0-9a-f]{8}", "8 hex digits"),
     "initiator": (r"internal|external", "internal or external"),
+    "visibility": ("|".join(VISIBILITIES), "one of " + ", ".join(VISIBILITIES)),
+    "alpn": (ALPN_RE.pattern, "an ALPN protocol id (1-32 of [A-Za-z0-9._/+-])"),
+    "uninspected_reason": ("|".join(UNINSPECTED_REASONS), "one of " + ", ".join(UNINSPECTED_REASONS)),
 }
 SUBCATEGORIES = pa.array([str(i) for i in range(1, 41)], pa.string())
 # In an anomaly's free-text detail: a run of 5+ digits (with separators) or of CJK text is never needed.
@@ -64,6 +68,12 @@ def check_columns(table: pa.Table, field_types: frozenset[str]) -> pa.Table:
                   .as_py() or 0)
         if bad:
             raise _refuse("important_subcategory", bad, 'an appendix sub-category "1".."40"')
+    if "uninspected_reason" in table.column_names and "inspected" in table.column_names:
+        # A reason says why the detectors saw nothing: an inspected flow has none (DESIGN §3).
+        both = pc.and_(table.column("inspected"), pc.is_valid(table.column("uninspected_reason")))
+        bad = int(pc.sum(both).as_py() or 0)
+        if bad:
+            raise _refuse("uninspected_reason", bad, "null on an inspected flow")
     if "detail" in table.column_names:
         i = table.schema.get_field_index("detail")
         detail = table.column(i)

@@ -50,28 +50,46 @@ class Batch:
     keys: pa.Array          # row_key of each row (strings), computed before the warehouse's lock
 
 
-def _with_defaults(table: pa.Table, record_type: str) -> pa.Table:
+def _older_columns(table: pa.Table, record_type: str) -> dict[str, str]:
     """A batch of an earlier schema version lacks the columns added since; they take their documented
-    defaults (DESIGN §3), so that agents in the field can be upgraded one by one. A batch that claims a
-    version with the column and lacks it is refused by the schema check."""
+    values (DESIGN §3, agent/records.py ADDED_COLUMNS), so that agents in the field can be upgraded one by
+    one. Column -> its SQL expression, for the added columns this batch may lack: every row is older than
+    the column. A batch that claims a version with the column and lacks it is refused by the schema check."""
     i = table.schema.get_field_index("schema_version")
     if i < 0 or not pa.types.is_integer(table.schema.field(i).type):
-        return table        # the schema check names the column
+        return {}        # the schema check names the column
     versions = pc.unique(table.column("schema_version")).to_pylist()
-    for column, (since, default) in ADDED_COLUMNS.get(record_type, {}).items():
-        if column not in table.column_names and versions and all(v is not None and v < since
-                                                                 for v in versions):
-            table = table.append_column(column, pa.array([default] * table.num_rows, pa.string()))
+    return {column: sql for column, (since, sql) in ADDED_COLUMNS.get(record_type, {}).items()
+            if column not in table.column_names and versions
+            and all(v is not None and v < since for v in versions)}
+
+
+def _derived(table: pa.Table, columns: dict[str, str]) -> pa.Table:
+    """`table` with the older batch's missing columns computed from its own (already type-checked)
+    columns, by the same SQL the store uses over stored files."""
+    if not columns:
+        return table
+    con = duckdb.connect()
+    try:
+        con.register("t", table)
+        select = ", ".join(f"CAST({sql} AS VARCHAR) AS {name}" for name, sql in columns.items())
+        values = con.sql(f"SELECT {select} FROM t").to_arrow_table()
+    finally:
+        con.close()
+    for name in columns:
+        table = table.append_column(name, values.column(name).cast(pa.string()))
     return table
 
 
 def _check_schema(table: pa.Table, record_type: str) -> pa.Table:
     expected: pa.Schema = RECORD_TYPES[record_type][1]
-    table = _with_defaults(table, record_type)
+    older = _older_columns(table, record_type)
     have = {f.name: f for f in table.schema}
     for field in expected:
         got = have.get(field.name)
         if got is None:
+            if field.name in older:
+                continue
             raise BatchError(422, f"column {field.name}",
                              f"column {field.name}: missing (is this a {record_type} batch?)")
         if not got.type.equals(field.type):
@@ -82,8 +100,9 @@ def _check_schema(table: pa.Table, record_type: str) -> pa.Table:
         raise BatchError(422, f"column {extra[0]}",
                          f"column {extra[0]}: not a column of {record_type} (wrong X-Record-Type?)")
     for field in expected:
-        if not field.nullable and table.column(field.name).null_count:
+        if not field.nullable and field.name in have and table.column(field.name).null_count:
             raise BatchError(422, f"column {field.name}", f"column {field.name}: null in a required column")
+    table = _derived(table, older)
     return table.select(expected.names).cast(expected)
 
 

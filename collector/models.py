@@ -26,6 +26,7 @@ from collector.errors import shown
 # The report models live in report_models.py; these names stay importable from here.
 from collector.report_models import (  # noqa: F401
     CheckStatus,
+    Coverage,
     Destination,
     Estimate,
     FieldTypeCount,
@@ -35,17 +36,19 @@ from collector.report_models import (  # noqa: F401
     Observed,
     Period,
     PersonsPoint,
+    ReasonBytes,
     Report,
     Severity,
     Uninspected,
+    UninspectedDestination,
 )
 from detectors.configs import configs_dir
 from detectors.inputs import InputError, PathIssue, Strict, describe, read_yaml, validate
 
 __all__ = [
-    "CheckStatus", "Destination", "Estimate", "Filing", "FilingError", "Finding", "FtzArea",
-    "NegativeListRef", "Observed", "Period", "PersonsPoint", "Report", "Route", "Status", "Uninspected",
-    "known_field_types", "load_filing",
+    "CheckStatus", "Coverage", "Destination", "Estimate", "Filing", "FilingError", "Finding", "FtzArea",
+    "NegativeListRef", "Observed", "Period", "PersonsPoint", "ReasonBytes", "Report", "Route", "Status",
+    "Uninspected", "UninspectedDestination", "known_field_types", "load_filing",
 ]
 
 FILING_SCHEMA = "zjftz.filing/v1"

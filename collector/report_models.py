@@ -21,9 +21,9 @@ from pydantic import (
     model_validator,
 )
 
-__all__ = ["CheckStatus", "Destination", "Estimate", "FieldTypeCount", "Finding", "JsonValue",
-           "NegativeListRef", "Observed", "OmitsUnsampled", "Period", "PersonsPoint", "Report", "Severity",
-           "Uninspected"]
+__all__ = ["CheckStatus", "Coverage", "Destination", "Estimate", "FieldTypeCount", "Finding", "JsonValue",
+           "NegativeListRef", "Observed", "OmitsUnsampled", "Period", "PersonsPoint", "ReasonBytes", "Report",
+           "Severity", "Uninspected", "UninspectedDestination"]
 
 
 class NegativeListRef(BaseModel):
@@ -158,6 +158,45 @@ class Uninspected(BaseModel):
     flows: int
     bytes_out: int
     encrypted_bytes_out: int
+    reason: str | None = None     # the flows' uninspected_reason (DESIGN §3); None in older reports too
+
+
+class ReasonBytes(BaseModel):
+    """Uninspected flows of one `uninspected_reason` (DESIGN §3); `reason` is None for rows of agents
+    before records schema 3 whose old columns do not tell (a plaintext flow under sampling)."""
+
+    reason: str | None
+    flows: int = Field(ge=0)
+    bytes_out: int = Field(ge=0)
+
+
+class UninspectedDestination(BaseModel):
+    """A destination (server name, else IP; a pull's peer IP) with bytes out the detectors did not see,
+    by reason, largest first."""
+
+    destination: str
+    country: str | None
+    flows: int = Field(ge=0)
+    bytes_out: int = Field(ge=0)
+    reasons: list[ReasonBytes] = Field(default_factory=list)
+
+
+class Coverage(BaseModel):
+    """How much of the period's cross-border bytes out the checks could look into (collector/coverage.py).
+    `inspected_share` counts only flows actually inspected, so sampling, encryption and budgets lower it;
+    `small_share` is true when it is below `small_share_threshold`: the verdict then rests on a small
+    share of the traffic."""
+
+    cross_border_bytes_out: int = Field(ge=0)     # DESIGN §7's name; `bytes_out` is the same number
+    bytes_out: int = Field(ge=0)
+    by_visibility: dict[str, int] = Field(default_factory=dict)   # every visibility, 0 when none
+    inspected_bytes_out: int = Field(ge=0)
+    inspected_share: float | None = None       # None: no cross-border bytes out in the period
+    small_share_threshold: float
+    small_share: bool
+    uninspected_by_reason: list[ReasonBytes] = Field(default_factory=list)
+    uninspected_destinations: list[UninspectedDestination] = Field(default_factory=list)   # top N by bytes
+    uninspected_destinations_omitted: int = Field(default=0, ge=0)   # destinations past the top N
 
 
 class Observed(OmitsUnsampled):
@@ -174,6 +213,7 @@ class Observed(OmitsUnsampled):
     destinations: list[Destination] = Field(default_factory=list)
     uninspected: list[Uninspected] = Field(default_factory=list)
     persons_over_time: list[PersonsPoint] = Field(default_factory=list)  # per scenario, cumulative, by day
+    coverage: Coverage | None = None      # None only in reports stored before it existed
 
 
 class Report(BaseModel):

@@ -3,8 +3,9 @@
 `observed` describes what left the country in the period: cross-border flows starting in it. Persons
 come from `record_persons` (persons.py); `distinct_values` counts distinct `value_key`s of a field type
 per destination. Uninspected egress (encrypted or not sampled) is listed so a reader sees what the
-checks could not look into. `persons_over_time` holds the scale_exceeded check's per-scenario counts day by
-day (cumulative, CST calendar days); charts.py draws one chart per scenario from it.
+checks could not look into, and `coverage` (coverage.py) says how much of the cross-border bytes out the
+checks saw and why not the rest. `persons_over_time` holds the scale_exceeded check's per-scenario counts
+day by day (cumulative, CST calendar days); charts.py draws one chart per scenario from it.
 
 When the agent sampled flows (an inspected flow with sample_weight > 1), every count of persons and of
 distinct values stays the exact lower bound and gets an estimate with a 95 % interval beside it
@@ -24,8 +25,10 @@ from rich.table import Table
 from collector.charts import scenario_charts
 from collector.checks.runner import CheckResult
 from collector.checks.views import use_period
+from collector.coverage import REASON_NAMES, VISIBILITY_NAMES, coverage
 from collector.estimates import sampled_estimates
 from collector.models import (
+    Coverage,
     Destination,
     FieldTypeCount,
     Filing,
@@ -33,13 +36,15 @@ from collector.models import (
     Observed,
     Period,
     PersonsPoint,
+    ReasonBytes,
     Report,
     Uninspected,
     field_type_catalog,
 )
 from collector.persons import CST, count_persons
 
-__all__ = ["build_report", "observe", "persons_over_time", "render_html", "render_json", "summary_table"]
+__all__ = ["build_report", "coverage_line", "observe", "persons_over_time", "render_html", "render_json",
+           "summary_table"]
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -80,13 +85,15 @@ FROM occ o FULL JOIN vals v ON o.dest = v.dest AND o.field_type = v.field_type
 ORDER BY 1, 2
 """
 
+# One entry per destination and reason (DESIGN §7 `uninspected[].reason`; null: nothing to inspect, or an
+# old agent's row that does not tell).
 _UNINSPECTED_SQL = """
 SELECT any_value(f.server_name), mode(f.dst_country), count(*), sum(f.bytes_out),
-       coalesce(sum(f.bytes_out) FILTER (WHERE f.encrypted), 0)
+       coalesce(sum(f.bytes_out) FILTER (WHERE f.encrypted), 0), f.uninspected_reason
 FROM period_flows f
 WHERE NOT f.inspected AND f.bytes_out > 0
-GROUP BY f.destination
-ORDER BY 4 DESC, 1
+GROUP BY f.destination, f.uninspected_reason
+ORDER BY 4 DESC, 1, 6 NULLS LAST
 """
 
 _TOTALS_SQL = """
@@ -175,8 +182,8 @@ def observe(con: duckdb.DuckDBPyConnection, period: tuple[datetime, datetime]) -
             field_types=field_types.get(dest, {}),
         ))
     uninspected = [
-        Uninspected(server_name=sn, country=c, flows=n, bytes_out=int(b), encrypted_bytes_out=int(eb))
-        for sn, c, n, b, eb in con.execute(_UNINSPECTED_SQL).fetchall()
+        Uninspected(server_name=sn, country=c, flows=n, bytes_out=int(b), encrypted_bytes_out=int(eb), reason=r)
+        for sn, c, n, b, eb, r in con.execute(_UNINSPECTED_SQL).fetchall()
     ]
     return Observed(
         flows=flows, bytes_out=int(bytes_out), encrypted_bytes_out=int(enc),
@@ -186,6 +193,7 @@ def observe(con: duckdb.DuckDBPyConnection, period: tuple[datetime, datetime]) -
         persons_sensitive_estimate=est.persons_of("sensitive") if est else None,
         sampling_rate_min=est.rate_min if est else None,
         destinations=destinations, uninspected=uninspected, persons_over_time=persons_over_time(con, period),
+        coverage=coverage(con, period),
     )
 
 
@@ -231,6 +239,7 @@ def _env() -> Environment:
     env.filters["num"] = lambda v: f"{v:,}" if isinstance(v, int) else v
     env.filters["listing"] = _listing
     env.filters["pct"] = _pct
+    env.filters["share"] = _share
     return env
 
 
@@ -250,7 +259,7 @@ def render_html(report: Report, filing: Filing | None = None) -> str:
     names = {ft: info.get("name_zh") or ft for ft, info in field_type_catalog().items()}
     return _env().get_template("report.html.j2").render(
         report=report, filing=filing, field_names=names, period_from=report.period.from_,
-        charts=scenario_charts(report, filing),
+        charts=scenario_charts(report, filing), visibility_names=VISIBILITY_NAMES, reason_names=REASON_NAMES,
     )
 
 
@@ -278,7 +287,45 @@ def summary_table(report: Report) -> Table:
     if n_est and s_est:
         table.caption += (f" — exact over inspected flows, flows sampled at ≥ {_pct(o.sampling_rate_min)}; "
                           f"estimated ≈ {n_est.value:,} / ≈ {s_est.value:,}")
+    if o.coverage is not None:
+        table.caption += "\n" + coverage_line(o.coverage)
     return table
+
+
+def coverage_line(c: Coverage) -> str:
+    """Coverage in plain sentences (terminal): the inspected share and bytes by visibility, the warning when
+    the verdict rests on a small share of the traffic, the top reasons and the largest uninspected
+    destinations."""
+    if c.inspected_share is None:
+        return "Coverage: no cross-border bytes out in the period"
+    seen = ", ".join(f"{v} {b:,}" for v, b in c.by_visibility.items() if b)
+    lines = [f"Coverage: {_share(c.inspected_share)} of cross-border bytes out inspected "
+             f"({c.inspected_bytes_out:,} of {c.bytes_out:,}; {seen})."]
+    if c.small_share:
+        lines.append(f"[bold red]Warning: the verdict rests on {_share(c.inspected_share)} of the "
+                     f"cross-border traffic (under {_share(c.small_share_threshold)} inspected).[/]")
+    reasons = [_reason_bytes(r) for r in c.uninspected_by_reason if r.bytes_out][:4]
+    if reasons:
+        lines.append("Not inspected: " + ", ".join(reasons) + ".")
+    largest = [f"{_short(d.destination, 40)} ({', '.join(_reason_bytes(r) for r in d.reasons[:2])})"
+               for d in c.uninspected_destinations[:3]]
+    if largest:
+        lines.append("Largest uninspected destinations: " + ", ".join(largest) + ".")
+    return "\n".join(lines)
+
+
+def _reason_bytes(r: ReasonBytes) -> str:
+    return f"{r.reason or 'no content'} {r.bytes_out:,}"
+
+
+def _share(v: float) -> str:
+    """A share as a percentage, never rounded up to 100 % or down to 0 % unless it is exactly that."""
+    pct = v * 100
+    if 0 < pct < 0.1:
+        return "< 0.1 %"
+    if 99.9 < pct < 100:
+        return "> 99.9 %"
+    return f"{pct:.3g} %"
 
 
 def _short(v: object, width: int = 60) -> str:

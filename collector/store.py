@@ -32,6 +32,10 @@ class RecordsError(ValueError):
     """The records directory cannot be read; `str()` is one line naming the directory or file."""
 
 
+def _unreadable(files: list[Path], e: duckdb.Error) -> RecordsError:
+    return RecordsError(f"{files[0].parent}: unreadable Parquet: {str(e).splitlines()[0]}")
+
+
 def _sql_str(s: str) -> str:
     # Views cannot take prepared parameters, so file paths are written as quoted literals.
     return "'" + s.replace("'", "''") + "'"
@@ -116,21 +120,26 @@ class Store:
     def _parquet_view(self, record_type: str, files: list[Path], schema: pa.Schema) -> None:
         paths = ", ".join(_sql_str(str(p)) for p in files)
         source = f"read_parquet([{paths}], union_by_name = true, hive_partitioning = false)"
+        added = ADDED_COLUMNS.get(record_type, {})
         try:
             columns = {row[0] for row in self.con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
-            # Columns added after version 1 take their documented default in older files (DESIGN §3).
-            added = ADDED_COLUMNS.get(record_type, {})
-            fill = [f"{_sql_str(d)} AS {c}" for c, (_, d) in added.items() if c not in columns]
-            mixed = [f"coalesce({c}, {_sql_str(d)}) AS {c}" for c, (_, d) in added.items() if c in columns]
-            select = "SELECT *" + (f" REPLACE ({', '.join(mixed)})" if mixed else "")
-            select += "".join(f", {f}" for f in fill)
-            self.con.execute(f"CREATE VIEW {record_type} AS {select} FROM {source}")
         except duckdb.Error as e:
-            first_line = str(e).splitlines()[0]
-            raise RecordsError(f"{files[0].parent}: unreadable Parquet: {first_line}") from None
+            raise _unreadable(files, e) from None
+        # Before the view: the values of added columns are computed from the others.
         missing = [f.name for f in schema if f.name not in columns and f.name not in added]
         if missing:
             raise RecordsError(f"{files[0].parent}: missing column(s) {', '.join(missing)}")
+        # Columns added after version 1 take their documented value in older files (DESIGN §3): the
+        # expression over the row's own columns, for every row older than the column.
+        fill = [f"{d} AS {c}" for c, (_, d) in added.items() if c not in columns]
+        mixed = [f"CASE WHEN schema_version < {v} THEN {d} ELSE {c} END AS {c}"
+                 for c, (v, d) in added.items() if c in columns]
+        select = "SELECT *" + (f" REPLACE ({', '.join(mixed)})" if mixed else "")
+        select += "".join(f", {f}" for f in fill)
+        try:
+            self.con.execute(f"CREATE VIEW {record_type} AS {select} FROM {source}")
+        except duckdb.Error as e:
+            raise _unreadable(files, e) from None
 
     def _empty_table(self, record_type: str, schema: pa.Schema) -> None:
         self._replace_table(record_type, schema.empty_table())

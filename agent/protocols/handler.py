@@ -45,6 +45,8 @@ class Summary:
     decrypted: bool = False         # ... opened with logged secrets
     inspected: bool = False         # content went to the detectors
     reason: str | None = None       # why content that was there was not read (DESIGN §3 uninspected_reason)
+    truncated: bool = False         # a budget cut a message's body (max_payload_bytes_per_flow, …)
+    visibility: str | None = None   # a handler that knows how the content was seen (ICAP "proxy", HAR "har")
 
     def inside(self, inner: Summary) -> Summary:
         """This (outer) summary with what the inner handler learned: its app if it understood one, its
@@ -61,6 +63,8 @@ class Summary:
             decrypted=self.decrypted or inner.decrypted,
             inspected=self.inspected or inner.inspected,
             reason=self.reason or inner.reason,
+            truncated=self.truncated or inner.truncated,
+            visibility=self.visibility or inner.visibility,
         )
 
 

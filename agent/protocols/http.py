@@ -262,8 +262,8 @@ class HttpHandler:
     `naming_budget` bytes are read. After CONNECT or an Upgrade the rest of the connection is another
     protocol's (TLS to the CONNECT authority, HTTP/2 after `Upgrade: h2c`): chosen afresh by `tunnel`."""
 
-    __slots__ = ("_bytes", "_host", "_inner", "_inspected", "_requests", "_stream", "_tunnel", "ctx",
-                 "wants_client", "wants_server")
+    __slots__ = ("_bytes", "_host", "_inner", "_inspected", "_requests", "_stream", "_truncated", "_tunnel",
+                 "ctx", "wants_client", "wants_server")
 
     def __init__(self, ctx: HandlerContext, tunnel: Callable[[int], Handler]) -> None:
         self.ctx = ctx
@@ -274,7 +274,7 @@ class HttpHandler:
         self._inner: Handler | None = None
         self._bytes = self._requests = 0
         self._host: str | None = None
-        self._inspected = False
+        self._inspected = self._truncated = False
         self.wants_client, self.wants_server = True, False
 
     def feed(self, data: bytes, from_client: bool) -> None:
@@ -301,7 +301,8 @@ class HttpHandler:
         self.wants_client = self.wants_server = False
 
     def summary(self) -> Summary:
-        own = Summary(app="http", host=self._host, requests=self._requests, inspected=self._inspected)
+        own = Summary(app="http", host=self._host, requests=self._requests, inspected=self._inspected,
+                      truncated=self._truncated)
         return own if self._inner is None else own.inside(self._inner.summary())
 
     def _after(self, requests: list[HttpRequest]) -> None:
@@ -314,6 +315,7 @@ class HttpHandler:
             if ctx.inspect:
                 if request.body or "?" in request.target:
                     self._inspected = True
+                self._truncated = self._truncated or request.body_truncated
                 ctx.on_request(request)
             last = request
         stream = self._stream

@@ -305,7 +305,7 @@ class Http2Handler:
     even when the flow is not inspected (HPACK state is shared), but then only `naming_budget` bytes are
     read. app is "grpc" once a request says `application/grpc`."""
 
-    __slots__ = ("_bytes", "_conn", "_grpc", "_inspected", "ctx", "wants_client", "wants_server")
+    __slots__ = ("_bytes", "_conn", "_grpc", "_inspected", "_truncated", "ctx", "wants_client", "wants_server")
 
     def __init__(self, ctx: HandlerContext, tunnel: Callable[[int], Handler] | None = None) -> None:
         self.ctx = ctx
@@ -314,7 +314,7 @@ class Http2Handler:
                                      max_decompressed_bytes=ctx.max_decompressed_bytes,
                                      on_request=self._request)
         self._bytes = 0
-        self._grpc = self._inspected = False
+        self._grpc = self._inspected = self._truncated = False
         # The server's SETTINGS may allow longer client frames; only worth reading when content is.
         self.wants_client, self.wants_server = True, ctx.inspect
 
@@ -334,7 +334,7 @@ class Http2Handler:
 
     def summary(self) -> Summary:
         return Summary(app="grpc" if self._grpc else "http2", host=self._conn.first_authority,
-                       requests=self._conn.requests, inspected=self._inspected)
+                       requests=self._conn.requests, inspected=self._inspected, truncated=self._truncated)
 
     def _request(self, request: HttpRequest) -> None:
         ctx = self.ctx
@@ -343,6 +343,7 @@ class Http2Handler:
         if ctx.inspect:
             if request.body or "?" in request.target:
                 self._inspected = True
+            self._truncated = self._truncated or request.body_truncated
             ctx.on_request(request)
 
     def _sync(self) -> None:

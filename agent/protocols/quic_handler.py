@@ -18,7 +18,7 @@ __all__ = ["QuicHandler"]
 class QuicHandler:
     """One QUIC connection (see the module docstring); each `feed` is one datagram."""
 
-    __slots__ = ("_flow", "_inspected", "_registered", "ctx", "wants_client", "wants_server")
+    __slots__ = ("_flow", "_inspected", "_registered", "_truncated", "ctx", "wants_client", "wants_server")
 
     def __init__(self, ctx: HandlerContext) -> None:
         self.ctx = ctx
@@ -26,7 +26,7 @@ class QuicHandler:
                               keylog=ctx.keylog if ctx.inspect else None, flow_id=ctx.flow_id,
                               max_body_bytes=ctx.max_body_bytes,
                               max_decompressed_bytes=ctx.max_decompressed_bytes, inspect=ctx.inspect)
-        self._inspected = self._registered = False
+        self._inspected = self._registered = self._truncated = False
         self.wants_client = self.wants_server = True
 
     def feed(self, data: bytes, from_client: bool) -> None:
@@ -58,10 +58,12 @@ class QuicHandler:
         flow = self._flow
         return Summary(app="http3" if flow.decrypted else "quic", sni=flow.sni, alpn=flow.alpn,
                        requests=flow.requests, encrypted=True, decrypted=flow.decrypted,
-                       inspected=self._inspected, reason=flow.reason)
+                       inspected=self._inspected, reason=flow.reason,
+                       truncated=self._truncated)
 
     def _request(self, request: HttpRequest) -> None:
         if self.ctx.inspect:
             if request.body or "?" in request.target:
                 self._inspected = True
+            self._truncated = self._truncated or request.body_truncated
             self.ctx.on_request(request)

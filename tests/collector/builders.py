@@ -50,16 +50,22 @@ def flow(
     flow_id: str | None = None, *, server_name: str | None = BOOKING_HOST, dst_ip: str = "198.51.100.10",
     country: str | None = "DE", cross_border: bool = True, ts: datetime = T0, bytes_out: int = 1000,
     encrypted: bool = False, inspected: bool = True, sample_weight: float = 1.0, src_port: int = 40000,
-    initiator: str = "internal",
+    initiator: str = "internal", visibility: str | None = None, reason: str | None = None,
+    alpn: str | None = None,
 ) -> FlowRecord:
-    """A flow record; `sample_weight` is 1 / the agent's sampling rate (1.0: every flow inspected)."""
+    """A flow record; `sample_weight` is 1 / the agent's sampling rate (1.0: every flow inspected).
+    `visibility` defaults to what `encrypted` says; `reason` (uninspected_reason) to the usual one of an
+    uninspected flow (no_secrets when encrypted, else no_content; None when inspected)."""
+    if reason is None and not inspected:
+        reason = "not_cross_border" if not cross_border else "no_secrets" if encrypted else "no_content"
     return FlowRecord(
         flow_id=flow_id or f"f{next(_ids):04d}", ts_start=ts, ts_end=ts + timedelta(seconds=2),
         src_ip="10.0.0.5", dst_ip=dst_ip, src_port=src_port, dst_port=443, transport="tcp",
         app="tls" if encrypted else "http", server_name=server_name, dst_country=country,
         cross_border=cross_border, bytes_out=bytes_out, bytes_in=100, packets_out=5, packets_in=4,
         missed_bytes=0, encrypted=encrypted, inspected=inspected, sample_weight=sample_weight, requests=1,
-        initiator=initiator,
+        initiator=initiator, visibility=visibility or ("encrypted" if encrypted else "plaintext"), alpn=alpn,
+        uninspected_reason=reason,
     )
 
 

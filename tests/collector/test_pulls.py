@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from agent.records import Envelope, to_table
+from agent.records import SCHEMA_VERSION, Envelope, to_table
 from collector.ingest import BatchError, parse_batch
 from collector.store import Store
 
@@ -38,8 +38,8 @@ def _parquet(table: pa.Table) -> bytes:
 
 
 def _version_1(table: pa.Table) -> pa.Table:
-    """A flows table as an agent of schema version 1 wrote it: no initiator column."""
-    table = table.drop_columns(["initiator"])
+    """A flows table as an agent of schema version 1 wrote it: no initiator (nor version 3's columns)."""
+    table = table.drop_columns(["initiator", "visibility", "alpn", "uninspected_reason"])
     i = table.schema.get_field_index("schema_version")
     return table.set_column(i, table.schema.field(i), pa.array([1] * table.num_rows, pa.int32()))
 
@@ -130,7 +130,7 @@ def test_an_upload_from_an_agent_before_the_column_is_stored_as_pushes() -> None
     (lambda t: t.set_column(t.schema.get_field_index("initiator"), "initiator",
                             pa.array(["sideways", "internal"])), "column initiator"),
     (lambda t: t.set_column(t.schema.get_field_index("schema_version"), "schema_version",
-                            pa.array([3, 3], pa.int32())), "column schema_version"),
+                            pa.array([SCHEMA_VERSION + 1] * 2, pa.int32())), "column schema_version"),
     # A version that is no number: refused by the schema check, not a crash while filling defaults.
     (lambda t: _version_1(t).set_column(t.schema.get_field_index("schema_version"), "schema_version",
                                         pa.array(["1", "1"])), "column schema_version"),

@@ -25,18 +25,28 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--host-resolver-rules=MAP * ~NOTFOUND"]
 
 
-@pytest.fixture(scope="module")
-def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    tmp = tmp_path_factory.mktemp("browser")
+def _selfcheck(tmp: Path, capture: Path, exit_code: int) -> tuple[Path, dict]:
     cfg = tmp / "agent.yaml"
     cfg.write_text(f"agent_id: browser\nsubject_key_file: {tmp / 'k.key'}\n")
     out = tmp / "report"
-    proc = subprocess.run([str(BIN / "egress-collector"), "selfcheck", str(FIXTURES / "pcaps" / "demo.pcap"),
+    proc = subprocess.run([str(BIN / "egress-collector"), "selfcheck", str(capture),
                            "--filing", str(ROOT / "configs" / "filings" / "demo.yaml"), "--agent-config",
                            str(cfg), "--out", str(out), "--format", "json"],
                           capture_output=True, text=True, timeout=300, cwd=tmp)
-    assert proc.returncode == 1, proc.stderr
+    assert proc.returncode == exit_code, proc.stderr
     return out / "report.html", json.loads((out / "report.json").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    return _selfcheck(tmp_path_factory.mktemp("browser"), FIXTURES / "pcaps" / "demo.pcap", 1)
+
+
+@pytest.fixture(scope="module")
+def encrypted_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """A real capture of TLS only (no key log): nothing the checks could read, a consistent verdict."""
+    capture = FIXTURES / "pcaps" / "tls_split-client-hello.pcap"
+    return _selfcheck(tmp_path_factory.mktemp("browser-tls"), capture, 0)
 
 
 def _chromium(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -101,3 +111,46 @@ def test_the_persons_over_time_charts_render_with_their_series(report, tmp_path:
         assert chart["width"] > 300 and chart["height"] > 100
         assert [s["key"].split()[-1] for s in chart["series"]] == ["series-nonsensitive", "series-sensitive"]
         assert all(s["length"] > 0 and s["width"] > 0 for s in chart["series"])
+
+
+# Where the coverage block and the warning are laid out, against the first screen of a 1280 x 800 window.
+_FOLD_PROBE = """<pre id="probe"></pre><script>
+const box = sel => { const e = document.querySelector(sel); if (!e) return null;
+                     const r = e.getBoundingClientRect(); return {top: r.top, bottom: r.bottom,
+                     text: e.textContent}; };
+document.getElementById("probe").textContent = JSON.stringify(
+  {fold: window.innerHeight, coverage: box("#coverage"), warning: box("#coverage .warning")});
+</script>"""
+
+
+def _laid_out(html: Path, tmp: Path) -> dict:
+    probed = tmp / "fold.html"
+    probed.write_text(html.read_text(encoding="utf-8").replace("</body>", _FOLD_PROBE + "</body>"),
+                      encoding="utf-8")
+    out = _chromium(tmp, "--window-size=1280,800", "--dump-dom", probed.as_uri())
+    m = re.search(r'<pre id="probe">(.*?)</pre>', out.stdout, re.S)
+    assert m and m.group(1), out.stderr[-500:]
+    return json.loads(html_lib.unescape(m.group(1)))
+
+
+def test_coverage_is_on_the_first_screen_and_the_encrypted_capture_warns(encrypted_report,
+                                                                         tmp_path: Path) -> None:
+    html, doc = encrypted_report
+    c = doc["observed"]["coverage"]
+    assert c["by_visibility"]["encrypted"] == c["bytes_out"] > 0 and c["small_share"] is True
+    laid = _laid_out(html, tmp_path)
+    assert laid["coverage"] and laid["warning"], laid
+    assert laid["coverage"]["top"] >= 0 and laid["coverage"]["bottom"] <= laid["fold"], laid
+    assert laid["warning"]["bottom"] <= laid["fold"]
+    assert "0 %" in laid["coverage"]["text"]
+    assert "Warning: this verdict rests on only 0 %" in laid["warning"]["text"]
+
+
+def test_a_mostly_plaintext_capture_shows_coverage_without_the_warning(report, tmp_path: Path) -> None:
+    html, doc = report
+    c = doc["observed"]["coverage"]
+    assert c["small_share"] is False and c["inspected_share"] >= c["small_share_threshold"]
+    laid = _laid_out(html, tmp_path)
+    assert laid["coverage"] and laid["warning"] is None, laid
+    assert laid["coverage"]["bottom"] <= laid["fold"], laid
+    assert "The checks inspected" in laid["coverage"]["text"]
