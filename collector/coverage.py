@@ -103,7 +103,8 @@ def coverage(con: duckdb.DuckDBPyConnection, period: tuple[datetime, datetime],
                                                        bytes_out=int(total)))
         destinations[-1].reasons.append(ReasonBytes(reason=reason, flows=int(n), bytes_out=int(b)))
     return Coverage(
-        cross_border_bytes_out=total_out, bytes_out=total_out, by_visibility=by_visibility, inspected_bytes_out=inspected,
+        cross_border_bytes_out=total_out, bytes_out=total_out, by_visibility=by_visibility,
+        inspected_bytes_out=inspected,
         inspected_share=share, small_share_threshold=small_share,
         small_share=share is not None and share < small_share,
         uninspected_by_reason=reasons, uninspected_destinations=destinations,

@@ -182,7 +182,8 @@ def observe(con: duckdb.DuckDBPyConnection, period: tuple[datetime, datetime]) -
             field_types=field_types.get(dest, {}),
         ))
     uninspected = [
-        Uninspected(server_name=sn, country=c, flows=n, bytes_out=int(b), encrypted_bytes_out=int(eb), reason=r)
+        Uninspected(server_name=sn, country=c, flows=n, bytes_out=int(b), encrypted_bytes_out=int(eb),
+                    reason=r)
         for sn, c, n, b, eb, r in con.execute(_UNINSPECTED_SQL).fetchall()
     ]
     return Observed(

@@ -305,7 +305,8 @@ class Http2Handler:
     even when the flow is not inspected (HPACK state is shared), but then only `naming_budget` bytes are
     read. app is "grpc" once a request says `application/grpc`."""
 
-    __slots__ = ("_bytes", "_conn", "_grpc", "_inspected", "_truncated", "ctx", "wants_client", "wants_server")
+    __slots__ = ("_bytes", "_conn", "_grpc", "_inspected", "_truncated", "ctx", "wants_client",
+                 "wants_server")
 
     def __init__(self, ctx: HandlerContext, tunnel: Callable[[int], Handler] | None = None) -> None:
         self.ctx = ctx

@@ -21,6 +21,7 @@ from agent.coverage import (
     visibility,
 )
 from agent.pipeline import run_capture
+from agent.protocols.handler import Summary
 from tests.conftest import FIXTURES
 
 # A cross-border, sampled, parsed HTTP flow with a body: inspected.
@@ -32,37 +33,40 @@ TLS = replace(HTTP, app="tls", encrypted=True, inspected=False)
 
 @pytest.mark.parametrize(("facts", "seen", "reason"), [
     (HTTP, "plaintext", None),
-    # The pipeline's choice comes first, whatever the bytes were.
-    (replace(HTTP, inspected=False, egress=False), "plaintext", "not_cross_border"),
-    (replace(TLS, egress=False), "encrypted", "not_cross_border"),
-    (replace(HTTP, inspected=False, sampled=False), "plaintext", "sampled_out"),
-    (replace(TLS, sampled=False), "encrypted", "sampled_out"),
-    # No application bytes: nothing to see, nothing to inspect.
-    (replace(HTTP, inspected=False, app="unknown", payload_bytes=0), "none", "no_payload"),
-    (replace(TLS, payload_bytes=0), "none", "no_payload"),
+    # A flow that is no export (domestic, or not from an internal source) is not eligible: no reason.
+    (replace(HTTP, inspected=False, egress=False), "plaintext", None),
+    (replace(TLS, egress=False), "encrypted", None),
+    # The sampler's choice comes first, whatever the bytes were.
+    (replace(HTTP, inspected=False, sampled=False), "plaintext", "not_sampled"),
+    (replace(TLS, sampled=False), "encrypted", "not_sampled"),
+    # No application bytes: nothing to see, nothing to inspect, no reason.
+    (replace(HTTP, inspected=False, app="unknown", payload_bytes=0), "none", None),
+    (replace(TLS, payload_bytes=0), "none", None),
     # TLS/QUIC not opened: the decryptor's reason, no_secrets when it gave none (or one outside the list).
     (TLS, "encrypted", "no_secrets"),
     (replace(TLS, app="quic"), "encrypted", "no_secrets"),
     (replace(TLS, decrypt_reason="unsupported_cipher"), "encrypted", "unsupported_cipher"),
     (replace(TLS, decrypt_reason="decrypt_failed"), "encrypted", "decrypt_failed"),
+    (replace(TLS, decrypt_reason="capture_gap"), "encrypted", "capture_gap"),
     (replace(TLS, decrypt_reason="something else"), "encrypted", "no_secrets"),
     # Opened with logged secrets.
     (replace(TLS, decrypted=True, inspected=True), "decrypted", None),
-    (replace(TLS, decrypted=True), "decrypted", "no_content"),
+    (replace(TLS, decrypted=True), "decrypted", None),            # requests without body or query
     (replace(TLS, decrypted=True, missed_bytes=10), "decrypted", "capture_gap"),
-    # Parsed in the clear but not inspected: the capture, the budgets, or simply no body / query.
+    # Parsed in the clear but not inspected: the capture, the budgets; no body / query is no content.
     (replace(HTTP, inspected=False, missed_bytes=1460), "plaintext", "capture_gap"),
     (replace(HTTP, inspected=False, budget_exceeded=True), "plaintext", "budget_exceeded"),
-    (replace(HTTP, inspected=False), "plaintext", "no_content"),
-    (replace(HTTP, inspected=False, app="dns"), "plaintext", "no_content"),
-    (replace(HTTP, inspected=False, app="h2c"), "plaintext", "no_content"),
+    (replace(HTTP, inspected=False), "plaintext", None),
+    (replace(HTTP, inspected=False, app="dns"), "plaintext", None),
+    (replace(HTTP, inspected=False, app="http2"), "plaintext", None),            # h2c
+    (replace(HTTP, inspected=False, app="grpc"), "plaintext", None),
     # A protocol the agent does not parse; its start lost to a gap says so instead.
-    (replace(HTTP, inspected=False, app="unknown"), "none", "unsupported_protocol"),
-    (replace(HTTP, inspected=False, app="socks5"), "none", "unsupported_protocol"),
+    (replace(HTTP, inspected=False, app="unknown"), "none", "unknown_protocol"),
+    (replace(HTTP, inspected=False, app="socks5"), "none", "unknown_protocol"),
     (replace(HTTP, inspected=False, app="unknown", missed_bytes=5), "none", "capture_gap"),
     # A handler that knows better names the visibility; an unknown hint is ignored.
     (replace(HTTP, hint="proxy"), "proxy", None),
-    (replace(HTTP, hint="har", inspected=False), "har", "no_content"),
+    (replace(HTTP, hint="har", inspected=False), "har", None),
     (replace(HTTP, hint="sideways"), "plaintext", None),
     # Inspected wins over every other fact (budgets cut a body, the detectors still saw its start).
     (replace(HTTP, budget_exceeded=True, missed_bytes=3), "plaintext", None),
@@ -73,43 +77,26 @@ def test_the_decision_table(facts: CoverageFacts, seen: str, reason: str | None)
     assert seen in VISIBILITIES and (reason is None or reason in UNINSPECTED_REASONS)
 
 
-class _Bare:
-    """A session with only the attributes every session had before issue 11."""
-
-    app, encrypted, inspected = "tls", True, False
-
-
-class _Decrypting(_Bare):
-    decrypted, decrypt_reason, alpn, visibility_hint, budget_exceeded = True, None, "h2", None, False
-
-
-def test_facts_read_the_session_attributes_with_defaults() -> None:
-    bare = facts_of(_Bare(), egress=True, sampled=True, payload_bytes=10, missed_bytes=0)
-    assert (bare.decrypted, bare.decrypt_reason, bare.budget_exceeded, bare.hint) == \
-        (False, None, False, None)
-    assert uninspected_reason(bare) == "no_secrets" and alpn_of(_Bare()) is None
-    opened = facts_of(_Decrypting(), egress=True, sampled=True, payload_bytes=10, missed_bytes=0)
-    assert visibility(opened) == "decrypted" and alpn_of(_Decrypting()) == "h2"
-    none = facts_of(None, egress=True, sampled=True, payload_bytes=10, missed_bytes=0)
-    assert (visibility(none), uninspected_reason(none)) == ("none", "unsupported_protocol")
+def test_facts_come_from_the_handlers_summary() -> None:
+    bare = facts_of(Summary(app="tls", encrypted=True), egress=True, sampled=True, payload_bytes=10,
+                    missed_bytes=0)
+    assert (bare.decrypted, bare.decrypt_reason, bare.budget_exceeded, bare.hint) == (False, None, False, None)
+    assert uninspected_reason(bare) == "no_secrets"
+    opened = facts_of(Summary(app="http2", encrypted=True, decrypted=True, alpn="h2", truncated=True),
+                      egress=True, sampled=True, payload_bytes=10, missed_bytes=0)
+    assert (visibility(opened), uninspected_reason(opened)) == ("decrypted", "budget_exceeded")
+    nothing = facts_of(Summary(), egress=True, sampled=True, payload_bytes=10, missed_bytes=0)
+    assert (visibility(nothing), uninspected_reason(nothing)) == ("none", "unknown_protocol")
 
 
 @pytest.mark.parametrize("alpn", ["http/1.1", "h2", "h3", "h3-29"])
 def test_alpn_tokens_are_kept(alpn: str) -> None:
-    class S:
-        pass
-    s = S()
-    s.alpn = alpn  # type: ignore[attr-defined]
-    assert alpn_of(s) == alpn
+    assert alpn_of(Summary(alpn=alpn)) == alpn
 
 
-@pytest.mark.parametrize("alpn", ["", "x" * 33, "h2 ", "张三", b"h2", 7])
-def test_an_alpn_that_is_no_token_is_left_out(alpn: object) -> None:
-    class S:
-        pass
-    s = S()
-    s.alpn = alpn  # type: ignore[attr-defined]
-    assert alpn_of(s) is None
+@pytest.mark.parametrize("alpn", ["", "x" * 33, "h2 ", "张三"])
+def test_an_alpn_that_is_no_token_is_left_out(alpn: str) -> None:
+    assert alpn_of(Summary(alpn=alpn)) is None
 
 
 def _flows(tmp_path: Path, pcap: Path, **config: object) -> list[dict]:
@@ -122,12 +109,12 @@ def test_the_agent_writes_coverage_for_a_plaintext_capture(tmp_path: Path) -> No
     rows = _flows(tmp_path, FIXTURES / "pcaps" / "demo.pcap")
     assert {r["schema_version"] for r in rows} == {3}
     for r in rows:
-        assert (r["uninspected_reason"] is None) == r["inspected"]
+        assert r["uninspected_reason"] is None or not r["inspected"]
         assert r["visibility"] in VISIBILITIES and r["alpn"] is None
         if r["inspected"]:
             assert r["visibility"] == "plaintext"
         if not r["cross_border"]:
-            assert r["uninspected_reason"] == "not_cross_border"
+            assert r["uninspected_reason"] is None      # no export: not eligible
     assert any(r["inspected"] for r in rows)
 
 
@@ -137,7 +124,7 @@ def test_the_agent_marks_tls_without_secrets_encrypted(tmp_path: Path) -> None:
     assert tls
     for r in tls:
         assert r["visibility"] == "encrypted"
-        assert r["uninspected_reason"] in ("no_secrets", "not_cross_border")
+        assert r["uninspected_reason"] in ("no_secrets", None)
 
 
 def test_flows_the_sampler_passed_over_say_so(tmp_path: Path) -> None:
@@ -145,5 +132,5 @@ def test_flows_the_sampler_passed_over_say_so(tmp_path: Path) -> None:
     eligible = [r for r in rows if r["cross_border"] and r["app"] == "http"]
     assert eligible
     # At 1 % the demo's few cross-border flows are (deterministically) all passed over.
-    assert {r["uninspected_reason"] for r in eligible} == {"sampled_out"}
+    assert {r["uninspected_reason"] for r in eligible} == {"not_sampled"}
     assert not any(r["inspected"] for r in rows)

@@ -55,9 +55,9 @@ def flow(
 ) -> FlowRecord:
     """A flow record; `sample_weight` is 1 / the agent's sampling rate (1.0: every flow inspected).
     `visibility` defaults to what `encrypted` says; `reason` (uninspected_reason) to the usual one of an
-    uninspected flow (no_secrets when encrypted, else no_content; None when inspected)."""
-    if reason is None and not inspected:
-        reason = "not_cross_border" if not cross_border else "no_secrets" if encrypted else "no_content"
+    uninspected flow (no_secrets when encrypted and cross-border; None otherwise: no export, no content)."""
+    if reason is None and not inspected and cross_border and encrypted:
+        reason = "no_secrets"
     return FlowRecord(
         flow_id=flow_id or f"f{next(_ids):04d}", ts_start=ts, ts_end=ts + timedelta(seconds=2),
         src_ip="10.0.0.5", dst_ip=dst_ip, src_port=src_port, dst_port=443, transport="tcp",

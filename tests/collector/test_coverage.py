@@ -30,18 +30,18 @@ BARE_IP = "203.0.113.9"
 def _flows() -> list[FlowRecord]:
     return [
         flow("p1", bytes_out=1000),                                                   # inspected plaintext
-        flow("p2", bytes_out=300, inspected=False, reason="sampled_out", sample_weight=4.0),
+        flow("p2", bytes_out=300, inspected=False, reason="not_sampled", sample_weight=4.0),
         flow("e1", server_name=TLS_HOST, country="JP", encrypted=True, inspected=False, bytes_out=4000),
         flow("e2", server_name=TLS_HOST, country="JP", encrypted=True, inspected=False, bytes_out=500,
              reason="unsupported_cipher"),
         flow("d1", server_name=H2_HOST, country="US", encrypted=True, visibility="decrypted", alpn="h2",
              bytes_out=2000),                                                        # opened and inspected
         flow("n1", server_name=None, dst_ip=BARE_IP, country="US", visibility="none", inspected=False,
-             reason="unsupported_protocol", bytes_out=200),
+             reason="unknown_protocol", bytes_out=200),
         flow("g1", server_name=UNDECLARED_HOST, country="US", inspected=False, reason="capture_gap",
              bytes_out=100),
         flow("z1", server_name=UNDECLARED_HOST, country="US", visibility="none", inspected=False,
-             reason="no_payload", bytes_out=0),
+             bytes_out=0),                                                   # no content: no reason
         # Not counted: a domestic flow, and one before the period.
         flow("dom", server_name="intranet.example", country="CN", cross_border=False, bytes_out=999),
         flow("old", ts=datetime(2025, 12, 31, 12, 0, tzinfo=UTC), inspected=False, bytes_out=7777),
@@ -64,14 +64,14 @@ def test_coverage_counts_cross_border_bytes_out_by_visibility_and_reason(records
     assert c.inspected_share == pytest.approx(3000 / 8100)
     assert (c.small_share, c.small_share_threshold) == (True, 0.5)
     assert [(r.reason, r.flows, r.bytes_out) for r in c.uninspected_by_reason] == [
-        ("no_secrets", 1, 4000), ("unsupported_cipher", 1, 500), ("sampled_out", 1, 300),
-        ("unsupported_protocol", 1, 200), ("capture_gap", 1, 100), ("no_payload", 1, 0)]
+        ("no_secrets", 1, 4000), ("unsupported_cipher", 1, 500), ("not_sampled", 1, 300),
+        ("unknown_protocol", 1, 200), ("capture_gap", 1, 100), (None, 1, 0)]
     # Per destination (server name, else the IP), largest first; a flow that sent nothing is not listed.
     assert [(d.destination, d.country, d.flows, d.bytes_out, [(r.reason, r.bytes_out) for r in d.reasons])
             for d in c.uninspected_destinations] == [
         (TLS_HOST, "JP", 2, 4500, [("no_secrets", 4000), ("unsupported_cipher", 500)]),
-        (BOOKING_HOST, "DE", 1, 300, [("sampled_out", 300)]),
-        (BARE_IP, "US", 1, 200, [("unsupported_protocol", 200)]),
+        (BOOKING_HOST, "DE", 1, 300, [("not_sampled", 300)]),
+        (BARE_IP, "US", 1, 200, [("unknown_protocol", 200)]),
         (UNDECLARED_HOST, "US", 1, 100, [("capture_gap", 100)]),
     ]
     assert c.uninspected_destinations_omitted == 0
@@ -113,7 +113,7 @@ def test_the_table_and_the_page_say_when_the_verdict_rests_on_a_small_share(reco
             "decrypted 2,000, encrypted 4,500, none 200).") in text
     assert "Warning: the verdict rests on 37 % of the cross-border traffic (under 50 % inspected)" in text
     assert (f"Largest uninspected destinations: {TLS_HOST} (no_secrets 4,000, unsupported_cipher 500), "
-            f"{BOOKING_HOST} (sampled_out 300), {BARE_IP} (unsupported_protocol 200)") in text
+            f"{BOOKING_HOST} (not_sampled 300), {BARE_IP} (unknown_protocol 200)") in text
     page = render_html(report)
     head, _, rest = page.partition("<h2>")     # the coverage block sits above the first section
     assert 'id="coverage"' in head and 'class="warning"' in head and "37 %" in head
@@ -164,10 +164,10 @@ def _as_dict(r: FlowRecord) -> dict:
 EXPECTED_LEGACY = {
     "inspected": ("plaintext", None, None),
     "tls": ("encrypted", None, "no_secrets"),
-    "domestic": ("plaintext", None, "not_cross_border"),
+    "domestic": ("plaintext", None, None),
     "unsampled": ("plaintext", None, None),        # the old columns do not tell: unknown
-    "nobody": ("plaintext", None, "no_content"),
-    "opaque": ("none", None, "unsupported_protocol"),
+    "nobody": ("plaintext", None, None),
+    "opaque": ("none", None, "unknown_protocol"),
 }
 
 
@@ -189,7 +189,7 @@ def test_an_upload_of_schema_2_gets_the_coverage_columns_derived() -> None:
                             pa.array(["because", None])), "column uninspected_reason"),
     # A reason on an inspected flow contradicts it.
     (lambda t: t.set_column(t.schema.get_field_index("uninspected_reason"), "uninspected_reason",
-                            pa.array(["no_content", "no_content"])), "column uninspected_reason"),
+                            pa.array(["not_sampled", "not_sampled"])), "column uninspected_reason"),
     (lambda t: t.set_column(t.schema.get_field_index("alpn"), "alpn", pa.array(["h2 \u5f20\u4e09", None])),
      "column alpn"),
 ])
@@ -217,4 +217,4 @@ def test_stored_files_of_schema_2_beside_schema_3_read_with_the_same_values(tmp_
     assert (c.bytes_out, c.inspected_bytes_out) == (5920, 1500)
     assert c.by_visibility["encrypted"] == 4000 and c.by_visibility["decrypted"] == 500
     assert [(r.reason, r.bytes_out) for r in c.uninspected_by_reason] == [
-        ("no_secrets", 4000), (None, 300), ("unsupported_protocol", 70), ("no_content", 50)]
+        ("no_secrets", 4000), (None, 350), ("unknown_protocol", 70)]
