@@ -1,0 +1,149 @@
+"""Real encrypted traffic for the decryption tests: the HTTPS server abroad, the key-logging clients, and a
+capture of it all, in the two network namespaces of tests/live/netns.py.
+
+    with topology(workdir, sink=False) as t:
+        run = capture_traffic(t, "mixed")          # or "demo"; tests/live/tls_sessions.py says what is sent
+        run.pcapng, run.keylog, run.truth, run.server_log()
+
+Steps, each waiting for readiness (never a fixed sleep):
+1. a self-signed certificate (RSA 2048, CA:TRUE, every plan server name as a SAN) made with `cryptography`
+   in the workdir; the clients trust it as their CA;
+2. tests/live/https_server.py (hypercorn) in the server namespace on tcp 443 (TLS: h2, http/1.1), udp 443
+   (QUIC: h3) and tcp 80 (HTTP/1.1 and h2c): ready once it has logged its three "Running on" lines;
+3. dumpcap on the client's veth writing pcapng: ready once it says "Capturing on";
+   optionally `egress-agent run --iface` beside it (`agent_argv`), ready once it logs "capturing on";
+4. tests/live/tls_clients.py in the client namespace: every session of the set, all secrets appended to
+   one key log, the truth written;
+5. dumpcap stopped with SIGINT (it drains what the kernel still holds before it exits).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import signal
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+from tests.live import plan
+from tests.live.netns import PYTHON, NetnsError, Topology
+
+HERE = Path(__file__).resolve().parent
+SERVER = HERE / "https_server.py"
+CLIENTS = HERE / "tls_clients.py"
+READY_TIMEOUT_S = 20
+CLIENTS_TIMEOUT_S = 120
+EXTRA_NAMES = ("edge.partner-logistics.example",)
+
+
+@dataclass(frozen=True)
+class Capture:
+    """What one run left in the workdir."""
+
+    pcapng: Path
+    keylog: Path
+    truth_file: Path
+    server_log_file: Path
+    cert: Path
+
+    @property
+    def truth(self) -> dict[str, Any]:
+        return json.loads(self.truth_file.read_text(encoding="utf-8"))
+
+    def server_log(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.server_log_file.read_text(encoding="utf-8").splitlines()
+                if line]
+
+
+def make_certificate(workdir: Path) -> tuple[Path, Path]:
+    """A self-signed RSA certificate for every plan server name; returns (cert.pem, key.pem)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "egresswatch live TLS test")])
+    now = dt.datetime.now(dt.UTC)
+    sans = [x509.DNSName(d.server_name) for d in plan.DESTINATIONS] + [x509.DNSName(n) for n in EXTRA_NAMES]
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=30))
+            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = workdir / "cert.pem", workdir / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def wait_for_text(what: str, path: Path, needle: str, proc: subprocess.Popen[Any], count: int = 1,
+                  timeout: float = READY_TIMEOUT_S) -> None:
+    """Poll `path` until `needle` appears `count` times; fail early if `proc` exits first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = path.read_text(errors="replace") if path.exists() else ""
+        if text.count(needle) >= count:
+            return
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise NetnsError(f"{what} not ready (exit {proc.poll()}): {text[-2000:]}")
+        time.sleep(0.05)
+
+
+def start_server(t: Topology, cert: Path, key: Path) -> tuple[subprocess.Popen[Any], Path]:
+    log, stderr = t.workdir / "server.jsonl", t.workdir / "server.stderr"
+    quic = [arg for addr in plan.SERVER_ADDRESSES for arg in ("--quic", addr)]
+    with stderr.open("w") as fh:
+        proc = t.run_in(t.server_ns, [PYTHON, str(SERVER), "--cert", str(cert), "--key", str(key),
+                                      "--log", str(log), *quic], stdout=fh, stderr=subprocess.STDOUT)
+    # tcp 443, tcp 80 and udp 443 on each server address
+    wait_for_text("https_server.py", stderr, "Running on", proc, count=2 + len(plan.SERVER_ADDRESSES))
+    return proc, log
+
+
+def start_dumpcap(t: Topology, out: Path) -> subprocess.Popen[Any]:
+    stderr = t.workdir / "dumpcap.stderr"
+    with stderr.open("w") as fh:
+        proc = t.run_in(t.client_ns, ["dumpcap", "-i", t.client_if, "-w", str(out), "-s", "0"],
+                        stdout=subprocess.DEVNULL, stderr=fh)
+    wait_for_text("dumpcap", stderr, "Capturing on", proc)
+    return proc
+
+
+def stop_dumpcap(proc: subprocess.Popen[Any], t: Topology) -> None:
+    proc.send_signal(signal.SIGINT)
+    if proc.wait(timeout=30) != 0:
+        raise NetnsError(f"dumpcap exited {proc.returncode}: {(t.workdir / 'dumpcap.stderr').read_text()}")
+
+
+def run_clients(t: Topology, set_name: str, keylog: Path, cafile: Path, truth: Path
+                ) -> subprocess.CompletedProcess[str]:
+    return t.run(t.client_ns, [PYTHON, str(CLIENTS), "--set", set_name, "--keylog", str(keylog),
+                               "--cafile", str(cafile), "--truth", str(truth)], timeout=CLIENTS_TIMEOUT_S)
+
+
+def capture_traffic(t: Topology, set_name: str = "mixed", *, agent_argv: Sequence[str] = (),
+                    agent_log: Path | None = None) -> Capture:
+    """Serve, capture, run the set's clients, stop the capture. With `agent_argv`, `egress-agent run
+    --iface` runs in the client namespace during the clients too (the caller stops it)."""
+    cert, key = make_certificate(t.workdir)
+    start_server(t, cert, key)
+    pcapng, keylog = t.workdir / "capture.pcapng", t.workdir / "keys.log"
+    truth, server_log = t.workdir / "truth.json", t.workdir / "server.jsonl"
+    dumpcap = start_dumpcap(t, pcapng)
+    if agent_argv:
+        assert agent_log is not None
+        with agent_log.open("w") as fh:
+            agent = t.run_in(t.client_ns, list(agent_argv), stdout=fh, stderr=subprocess.STDOUT)
+        wait_for_text("egress-agent", agent_log, f"capturing on {t.client_if}", agent, timeout=60)
+    r = run_clients(t, set_name, keylog, cert, truth)
+    stop_dumpcap(dumpcap, t)
+    if r.returncode != 0:
+        raise NetnsError(f"tls_clients.py failed: {r.stderr.strip()[-2000:]}")
+    return Capture(pcapng, keylog, truth, server_log, cert)
