@@ -136,6 +136,7 @@ def capture_traffic(t: Topology, set_name: str = "mixed", *, agent_argv: Sequenc
     start_server(t, cert, key)
     pcapng, keylog = t.workdir / "capture.pcapng", t.workdir / "keys.log"
     truth, server_log = t.workdir / "truth.json", t.workdir / "server.jsonl"
+    keylog.touch()            # the agent follows it from the start; the clients append to it
     dumpcap = start_dumpcap(t, pcapng)
     if agent_argv:
         assert agent_log is not None
