@@ -153,51 +153,110 @@ def run_pyssl(session: ts.Session, cafile: Path, keylog: Path) -> None:
         conn.close()
 
 
+class SClient:
+    """`openssl s_client` driven through its stdin, its stdout and stderr read until a marker shows."""
+
+    def __init__(self, session: ts.Session, argv: list[str]) -> None:
+        self.session = session
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE)
+        assert self.proc.stdin and self.proc.stdout and self.proc.stderr
+        self.stdin = self.proc.stdin
+        self.seen = {"out": b"", "err": b""}
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(self.proc.stdout, selectors.EVENT_READ, "out")
+        self.sel.register(self.proc.stderr, selectors.EVENT_READ, "err")
+
+    def wait(self, stream: str, marker: bytes, count: int = 1) -> None:
+        deadline = time.monotonic() + TIMEOUT_S
+        while self.seen[stream].count(marker) < count:
+            ready = self.sel.select(timeout=0.2)
+            for key, _ in ready:
+                chunk = os.read(key.fileobj.fileno(), 65536)   # type: ignore[union-attr]
+                if not chunk:
+                    self.sel.unregister(key.fileobj)
+                self.seen[key.data] += chunk
+            if time.monotonic() > deadline or (not ready and self.proc.poll() is not None):
+                raise ClientError(f"{self.session.name}: s_client gave no {marker!r} (#{count})")
+
+    def send(self, data: bytes) -> None:
+        self.stdin.write(data)      # one write: s_client reads it as one chunk
+        self.stdin.flush()
+
+    def finish(self) -> None:
+        try:
+            self.stdin.close()      # EOF: s_client sends close_notify and exits
+            self.proc.wait(timeout=TIMEOUT_S)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+            self.sel.close()
+
+
+def _s_client_argv(session: ts.Session, cafile: Path, keylog: Path) -> list[str]:
+    dest = plan.BY_NAME[session.server_name]
+    argv = ["openssl", "s_client", "-connect", f"{dest.ip}:{session.port}", "-servername",
+            session.server_name, "-CAfile", str(cafile), "-verify_return_error", "-tls1_3", "-keylogfile",
+            str(keylog)]
+    return argv + (["-ciphersuites", session.cipher] if session.cipher else [])
+
+
+def _http_post(session: ts.Session, msg: plan.Message) -> bytes:
+    head = (f"POST {msg.path} HTTP/1.1\r\nHost: {session.server_name}\r\nUser-Agent: {USER_AGENT}\r\n"
+            f"Content-Type: {ts.content_type(session)}\r\nContent-Length: {len(msg.body)}\r\n\r\n")
+    return head.encode() + msg.body
+
+
 def run_s_client(session: ts.Session, cafile: Path, keylog: Path) -> None:
     """`openssl s_client` speaking HTTP/1.1 by hand, with a TLS 1.3 KeyUpdate ('K' command, update
     requested, so the server updates too) between consecutive requests on the one connection."""
-    dest = plan.BY_NAME[session.server_name]
-    argv = ["openssl", "s_client", "-connect", f"{dest.ip}:443", "-servername", session.server_name,
-            "-CAfile", str(cafile), "-verify_return_error", "-tls1_3", "-ciphersuites", session.cipher,
-            "-alpn", "http/1.1", "-keylogfile", str(keylog)]
-    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert proc.stdin and proc.stdout and proc.stderr
-    seen = {"out": b"", "err": b""}
-    sel = selectors.DefaultSelector()
-    sel.register(proc.stdout, selectors.EVENT_READ, "out")
-    sel.register(proc.stderr, selectors.EVENT_READ, "err")
-
-    def wait(stream: str, marker: bytes, count: int) -> None:
-        deadline = time.monotonic() + TIMEOUT_S
-        while seen[stream].count(marker) < count:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise ClientError(f"{session.name}: s_client gave no {marker!r} (#{count})")
-            for key, _ in sel.select(timeout=0.2):
-                chunk = os.read(key.fileobj.fileno(), 65536)   # type: ignore[union-attr]
-                seen[key.data] += chunk
-
+    client = SClient(session, [*_s_client_argv(session, cafile, keylog), "-alpn", "http/1.1"])
     try:
         for n, msg in enumerate(session.messages):
             if n:
-                proc.stdin.write(b"K\n")      # a line of its own: s_client's KeyUpdate command
-                proc.stdin.flush()
-                wait("err", b"KEYUPDATE", n)
-            head = (f"POST {msg.path} HTTP/1.1\r\nHost: {session.server_name}\r\nUser-Agent: {USER_AGENT}\r\n"
-                    f"Content-Type: {ts.content_type(session)}\r\nContent-Length: {len(msg.body)}\r\n\r\n")
-            proc.stdin.write(head.encode() + msg.body)   # one write: s_client reads it as one chunk
-            proc.stdin.flush()
-            wait("out", plan_response_marker(), n + 1)
-        proc.stdin.close()
-        proc.wait(timeout=TIMEOUT_S)
+                client.send(b"K\n")      # a line of its own: s_client's KeyUpdate command
+                client.wait("err", b"KEYUPDATE", n)
+            client.send(_http_post(session, msg))
+            client.wait("out", RESPONSE_MARKER, n + 1)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        sel.close()
+        client.finish()
 
 
-def plan_response_marker() -> bytes:
-    return b'{"code":0,"msg":"ok"}'
+def run_zero_rtt(session: ts.Session, cafile: Path, keylog: Path) -> None:
+    """TLS 1.3 0-RTT against `openssl s_server -early_data` (tls_traffic.py starts it on port 8443): a
+    first connection (session "ticket") only fetches a session ticket; the next (session "0rtt") resumes
+    with it, sends a GET as early data, and once the handshake is done POSTs its messages in 1-RTT."""
+    ticket = keylog.parent / "s_client.session"
+    if session.mode == "ticket":
+        ticket.unlink(missing_ok=True)
+        client = SClient(session, [*_s_client_argv(session, cafile, keylog), "-sess_out", str(ticket)])
+        try:   # s_client's own messages on stdout are buffered until it exits; the ticket file is not
+            deadline = time.monotonic() + TIMEOUT_S
+            while not (ticket.exists() and ticket.stat().st_size):
+                if time.monotonic() > deadline or client.proc.poll() is not None:
+                    raise ClientError(f"{session.name}: no session ticket")
+                time.sleep(0.02)
+        finally:
+            client.finish()
+        return
+    early = keylog.parent / "early-data.txt"
+    early.write_bytes(f"GET /early HTTP/1.1\r\nHost: {session.server_name}\r\n\r\n".encode())
+    client = SClient(session, [*_s_client_argv(session, cafile, keylog), "-sess_in", str(ticket),
+                               "-early_data", str(early)])
+    try:   # stdin is read once the handshake is done: the POSTs go in 1-RTT, after the early data
+        for msg in session.messages:
+            client.send(_http_post(session, msg))
+    finally:
+        client.finish()
+    if client.proc.returncode != 0:
+        raise ClientError(f"{session.name}: s_client exit {client.proc.returncode}")
+    assert client.proc.stdout is not None
+    if b"Early data was accepted" not in client.proc.stdout.read():   # printed at exit (buffered)
+        raise ClientError(f"{session.name}: the server did not accept the early data")
+
+
+RESPONSE_MARKER = b'{"code":0,"msg":"ok"}'
 
 
 def run_aioquic(session: ts.Session, cafile: Path, keylog: Path) -> None:
@@ -276,7 +335,7 @@ def run_truncated(session: ts.Session, cafile: Path, keylog: Path) -> None:
 
 
 CLIENTS = {"httpx": run_httpx, "curl": run_curl, "pyssl": run_pyssl, "s_client": run_s_client,
-           "aioquic": run_aioquic, "truncated": run_truncated}
+           "s_client-0rtt": run_zero_rtt, "aioquic": run_aioquic, "truncated": run_truncated}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,18 +31,19 @@ class Session:
     name: str
     client: str                  # httpx | curl | pyssl | s_client | aioquic | truncated
     server_name: str
-    port: int                    # 443 (TLS / QUIC) or 80 (cleartext)
+    port: int                    # 443 (TLS / QUIC), 80 (cleartext), 8443 (openssl s_server, 0-RTT)
     tls: str | None              # "1.2" | "1.3" | None (cleartext)
     cipher: str                  # OpenSSL name (1.2), TLS 1.3 suite name, or "" (client default)
     alpn: str | None             # h2 | http/1.1 | h3 | None (cleartext)
-    mode: str                    # "" | h2c | h2c-upgrade | grpc
+    mode: str                    # "" | h2c | h2c-upgrade | grpc | ticket | 0rtt
     messages: tuple[plan.Message, ...]
     key_update: bool = False     # keys updated between consecutive requests
 
     @property
     def requests(self) -> int:
-        """HTTP requests on the connection: the messages, and the body-less GET that upgrades to h2c."""
-        return len(self.messages) + (self.mode == "h2c-upgrade")
+        """HTTP requests on the connection: the messages, and the body-less GET that upgrades to h2c or
+        travels as 0-RTT early data."""
+        return len(self.messages) + (self.mode in ("h2c-upgrade", "0rtt"))
 
     @property
     def transport(self) -> str:
@@ -59,7 +60,7 @@ class Session:
     @property
     def with_keys(self) -> str:
         """The visibility a correct agent gives this connection when it has the key log."""
-        if self.client == "truncated":
+        if self.client == "truncated" or self.mode == "ticket":
             return "none"
         return "decrypted" if self.tls or self.alpn == "h3" else "plaintext"
 
@@ -97,6 +98,8 @@ def grpc_message(msg: plan.Message) -> plan.Message:
 # ---------------------------------------------------------------------------------------------- sets
 
 PARTNER, CRM, ADS, DOMESTIC = (d.server_name for d in plan.DESTINATIONS)
+ZERO_RTT_PORT = 8443
+HYPERCORN_PORTS = (443, 80)
 
 
 def mixed() -> list[Session]:
@@ -110,6 +113,9 @@ def mixed() -> list[Session]:
         S("curl-h2-tls12-aes128gcm", "curl", PARTNER, 443, "1.2", "ECDHE-RSA-AES128-GCM-SHA256", "h2", "",
           (m[0],)),
         S("truncated-clienthello", "truncated", PARTNER, 443, "1.3", "", "h2", "", ()),
+        # s_server (not hypercorn) on 8443: 0-RTT needs a server that accepts early data
+        S("s_client-ticket", "s_client-0rtt", PARTNER, ZERO_RTT_PORT, "1.3", "", "http/1.1", "ticket", ()),
+        S("s_client-0rtt", "s_client-0rtt", PARTNER, ZERO_RTT_PORT, "1.3", "", "http/1.1", "0rtt", (m[2],)),
         S("httpx-h2-tls13-aes256gcm", "httpx", CRM, 443, "1.3", "", "h2", "", (m[3], m[4])),
         S("pyssl-h1-tls12-aes256gcm", "pyssl", CRM, 443, "1.2", "ECDHE-RSA-AES256-GCM-SHA384", "http/1.1",
           "", (m[5],)),

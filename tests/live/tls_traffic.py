@@ -9,7 +9,8 @@ Steps, each waiting for readiness (never a fixed sleep):
 1. a self-signed certificate (RSA 2048, CA:TRUE, every plan server name as a SAN) made with `cryptography`
    in the workdir; the clients trust it as their CA;
 2. tests/live/https_server.py (hypercorn) in the server namespace on tcp 443 (TLS: h2, http/1.1), udp 443
-   (QUIC: h3) and tcp 80 (HTTP/1.1 and h2c): ready once it has logged its three "Running on" lines;
+   (QUIC: h3) and tcp 80 (HTTP/1.1 and h2c): ready once it has logged a "Running on" line per socket;
+   for the mixed set also `openssl s_server -early_data` on 203.116.1.77:8443 (0-RTT), ready at "ACCEPT";
 3. dumpcap on the client's veth writing pcapng: ready once it says "Capturing on";
    optionally `egress-agent run --iface` beside it (`agent_argv`), ready once it logs "capturing on";
 4. tests/live/tls_clients.py in the client namespace: every session of the set, all secrets appended to
@@ -54,6 +55,7 @@ class Capture:
     truth_file: Path
     server_log_file: Path
     cert: Path
+    zero_rtt_log: Path | None
 
     @property
     def truth(self) -> dict[str, Any]:
@@ -107,6 +109,18 @@ def start_server(t: Topology, cert: Path, key: Path) -> tuple[subprocess.Popen[A
     return proc, log
 
 
+def start_zero_rtt_server(t: Topology, cert: Path, key: Path) -> Path:
+    """`openssl s_server -early_data` on 203.116.1.77:8443 (hypercorn accepts no 0-RTT): it prints what
+    it receives, early data marked, to its log. Its stdin stays open (EOF would stop it) until teardown."""
+    out = t.workdir / "s_server.out"
+    with out.open("w") as fh:
+        proc = t.run_in(t.server_ns, ["openssl", "s_server", "-accept", f"{plan.OVERSEAS_SG}:8443", "-cert",
+                                      str(cert), "-key", str(key), "-early_data", "-tls1_3"],
+                        stdin=subprocess.PIPE, stdout=fh, stderr=subprocess.STDOUT)
+    wait_for_text("openssl s_server", out, "ACCEPT", proc)
+    return out
+
+
 def start_dumpcap(t: Topology, out: Path) -> subprocess.Popen[Any]:
     stderr = t.workdir / "dumpcap.stderr"
     with stderr.open("w") as fh:
@@ -134,6 +148,7 @@ def capture_traffic(t: Topology, set_name: str = "mixed", *, agent_argv: Sequenc
     --iface` runs in the client namespace during the clients too (the caller stops it)."""
     cert, key = make_certificate(t.workdir)
     start_server(t, cert, key)
+    zero_rtt = start_zero_rtt_server(t, cert, key) if set_name == "mixed" else None
     pcapng, keylog = t.workdir / "capture.pcapng", t.workdir / "keys.log"
     truth, server_log = t.workdir / "truth.json", t.workdir / "server.jsonl"
     keylog.touch()            # the agent follows it from the start; the clients append to it
@@ -147,4 +162,4 @@ def capture_traffic(t: Topology, set_name: str = "mixed", *, agent_argv: Sequenc
     stop_dumpcap(dumpcap, t)
     if r.returncode != 0:
         raise NetnsError(f"tls_clients.py failed: {r.stderr.strip()[-2000:]}")
-    return Capture(pcapng, keylog, truth, server_log, cert)
+    return Capture(pcapng, keylog, truth, server_log, cert, zero_rtt)
