@@ -56,6 +56,17 @@ def agent_run(pcap: Path, out: Path, *keylogs: Path) -> dict[str, list[dict[str,
     return read_spool(out)
 
 
+_RUNS: dict[tuple[str, ...], dict[str, list[dict[str, Any]]]] = {}
+
+
+def records_of(cap: Capture, *keylogs: Path) -> dict[str, list[dict[str, Any]]]:
+    """agent_run on the module's capture with the module's own key log or none, once per module."""
+    key = (str(cap.pcapng), *map(str, keylogs))
+    if key not in _RUNS:
+        _RUNS[key] = agent_run(cap.pcapng, cap.pcapng.parent / f"spool-{len(_RUNS)}", *keylogs)
+    return _RUNS[key]
+
+
 def read_spool(spool: Path) -> dict[str, list[dict[str, Any]]]:
     tables: dict[str, list[dict[str, Any]]] = {}
     for f in sorted(spool.glob("*/*.parquet")):
@@ -187,7 +198,7 @@ def test_selfcheck_of_a_pcapng_with_injected_secrets_needs_no_flag(cap: Capture,
 
 @WIRING
 def test_the_agent_decrypts_every_connection_as_tshark_does(cap: Capture, tmp_path: Path) -> None:
-    records = agent_run(cap.pcapng, tmp_path / "spool", cap.keylog)
+    records = records_of(cap, cap.keylog)
     flows = records["flows"]
     assert summary(flows) == summary(truth_flows(cap))
     oracle = tls_oracle.requests_by_connection(cap.pcapng, cap.keylog)
@@ -209,7 +220,7 @@ def test_the_agent_decrypts_every_connection_as_tshark_does(cap: Capture, tmp_pa
 def test_key_updates_mid_connection_are_followed(cap: Capture, tmp_path: Path) -> None:
     """The s_client connection's second request follows a TLS 1.3 KeyUpdate (both sides), the aioquic
     connection's a QUIC key update: both requests counted, the second one's PI found."""
-    records = agent_run(cap.pcapng, tmp_path / "spool", cap.keylog)
+    records = records_of(cap, cap.keylog)
     updated = {(f["server_name"], f["transport"], f["dst_port"]) for f in truth_flows(cap) if f["key_update"]}
     flows = [f for f in records["flows"] if (f["server_name"], f["transport"], f["dst_port"]) in updated
              and f["requests"] == 2]
@@ -236,8 +247,8 @@ def test_0rtt_without_its_secret_opens_the_rest_of_the_connection(cap: Capture, 
 @WIRING
 def test_without_keys_the_same_flows_bytes_and_names_are_encrypted_and_silent(cap: Capture,
                                                                               tmp_path: Path) -> None:
-    keyed = {conn_key(f): f for f in agent_run(cap.pcapng, tmp_path / "keyed", cap.keylog)["flows"]}
-    records = agent_run(cap.pcapng, tmp_path / "bare")
+    keyed = {conn_key(f): f for f in records_of(cap, cap.keylog)["flows"]}
+    records = records_of(cap)
     bare = {conn_key(f): f for f in records["flows"]}
     assert set(bare) == set(keyed)
     for key, f in bare.items():
@@ -271,6 +282,14 @@ def test_selfcheck_without_keys_reports_the_encrypted_bytes_and_only_cleartext_f
 
 # ---------------------------------------------------------------------------------------- broken key logs
 
+def handshakes(cap: Capture, flows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The TLS and QUIC flows whose whole ClientHello is in the capture (the truncated one left out)."""
+    randoms = tls_oracle.client_randoms(cap.pcapng)
+    found = [f for f in flows if conn_key(f) in randoms]
+    assert len(found) == len(randoms)
+    return found
+
+
 def _tls_visibility(flows: list[dict[str, Any]]) -> dict[tuple[str, int], str]:
     return {conn_key(f): f["visibility"] for f in tls_flows(flows) if f["requests"] or f["bytes_out"] > 600}
 
@@ -298,7 +317,7 @@ def test_a_partial_key_log_opens_exactly_the_connections_it_has_secrets_for(cap:
 def test_wrong_secrets_fail_their_tags_and_give_no_detections(cap: Capture, tmp_path: Path) -> None:
     wrong = tls_oracle.wrong_secrets(cap.keylog, tmp_path / "wrong.keys")
     records = agent_run(cap.pcapng, tmp_path / "spool", wrong)
-    tls = [f for f in tls_flows(records["flows"]) if f["requests"] or f["server_name"]]
+    tls = handshakes(cap, records["flows"])
     assert tls and all(f["visibility"] == "encrypted" for f in tls), tls
     assert {f["uninspected_reason"] for f in tls} == {"decrypt_failed"}
     ids = {f["flow_id"] for f in tls}
@@ -311,10 +330,9 @@ def test_wrong_secrets_fail_their_tags_and_give_no_detections(cap: Capture, tmp_
 def test_a_key_log_of_another_capture_counts_as_no_secrets(cap: Capture, tmp_path: Path) -> None:
     other = tls_oracle.other_capture(cap.keylog, tmp_path / "other.keys")
     records = agent_run(cap.pcapng, tmp_path / "spool", other)
-    bare = agent_run(cap.pcapng, tmp_path / "bare")
+    bare = records_of(cap)
     assert _tls_visibility(records["flows"]) == _tls_visibility(bare["flows"])
-    named = [f for f in tls_flows(records["flows"]) if f["requests"] or f["server_name"]]
-    assert {f["uninspected_reason"] for f in named} == {"no_secrets"}
+    assert {f["uninspected_reason"] for f in handshakes(cap, records["flows"])} == {"no_secrets"}
     assert len(records.get("detections", [])) == len(bare.get("detections", []))
 
 
@@ -323,8 +341,9 @@ def test_a_key_log_without_application_secrets_opens_no_application_data(cap: Ca
                                                                            tmp_path: Path) -> None:
     """Handshake secrets only (what a key log cut off mid-connection holds): the names and ALPN may come
     from the decrypted handshake, the requests cannot."""
-    cut = tls_oracle.drop_labels(cap.keylog, {"CLIENT_TRAFFIC_SECRET_0", "SERVER_TRAFFIC_SECRET_0",
-                                              "CLIENT_RANDOM"}, tmp_path / "cut.keys")
+    application = {"CLIENT_TRAFFIC_SECRET_0", "SERVER_TRAFFIC_SECRET_0", "CLIENT_EARLY_TRAFFIC_SECRET",
+                   "CLIENT_RANDOM", "CLIENT_TRAFFIC_SECRET_N", "SERVER_TRAFFIC_SECRET_N"}
+    cut = tls_oracle.drop_labels(cap.keylog, application, tmp_path / "cut.keys")
     records = agent_run(cap.pcapng, tmp_path / "spool", cut)
     tls = tls_flows(records["flows"])
     assert not [f for f in tls if f["visibility"] == "decrypted" or f["inspected"]]
