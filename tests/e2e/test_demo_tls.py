@@ -97,6 +97,8 @@ def test_selfcheck_with_the_key_log_finds_the_https_export(tmp_path: Path) -> No
 def test_selfcheck_without_the_key_log_sees_the_export_but_not_inside(tmp_path: Path) -> None:
     report = _selfcheck(tmp_path)
     assert not report["findings"]
-    assert [(u["server_name"], u["reason"]) for u in report["observed"]["uninspected"]] == [
-        ("sync.crm-vendor.example", "no_secrets")]
+    coverage = report["observed"]["coverage"]
+    closed = [(d["destination"], [r["reason"] for r in d["reasons"]])
+              for d in coverage["uninspected_destinations"]]
+    assert closed == [("sync.crm-vendor.example", ["no_secrets"])]
     assert report["observed"]["coverage"]["by_visibility"]["encrypted"] > 0
