@@ -23,10 +23,10 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import BIN
+from tests.conftest import BIN, FIXTURES, ROOT
 from tests.live import plan, tls_oracle, tls_sessions
 from tests.live.netns import assert_report_matches_truth, require_netns, topology
-from tests.live.tls_traffic import Capture, capture_traffic
+from tests.live.tls_traffic import Capture, capture_traffic, programs_unavailable
 
 pytestmark = pytest.mark.root
 WIRING = pytest.mark.xfail(reason="decryption wiring lands with the lead's merge", strict=True)
@@ -36,7 +36,7 @@ LIVE = {"flush_interval_s": 0.5, "stats_interval_s": 1.0, "ship_interval_s": 0.5
 
 @pytest.fixture(scope="module")
 def cap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Capture]:
-    require_netns()
+    require_programs()
     work = tmp_path_factory.mktemp("tls")
     with topology(work / "netns", sink=False) as t:
         capture = capture_traffic(t, "mixed")
@@ -44,6 +44,14 @@ def cap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Capture]:
 
 
 # ---------------------------------------------------------------------------------------------- helpers
+
+def require_programs() -> None:
+    """Skip, with the reason, without namespaces or a program the harness runs."""
+    require_netns()
+    reason = programs_unavailable()
+    if reason:
+        pytest.skip(reason)
+
 
 def agent_run(pcap: Path, out: Path, *keylogs: Path) -> dict[str, list[dict[str, Any]]]:
     """`egress-agent run --pcap` (with `--keylog` per key log) -> its records by table."""
@@ -74,13 +82,14 @@ def read_spool(spool: Path) -> dict[str, list[dict[str, Any]]]:
     return tables
 
 
-def selfcheck(pcap: Path, out: Path, *keylogs: Path) -> dict[str, Any]:
-    filing = out.parent / "filing.yaml"
+def selfcheck(pcap: Path, out: Path, *keylogs: Path, filing: Path | None = None) -> dict[str, Any]:
+    if filing is None:
+        filing = out.parent / "filing.yaml"
+        filing.write_text(json.dumps(plan.filing()), encoding="utf-8")
     argv = [str(BIN / "egress-collector"), "selfcheck", str(pcap), "--filing", str(filing), "--out", str(out),
             "--format", "json"]
     for k in keylogs:
         argv += ["--keylog", str(k)]
-    filing.write_text(json.dumps(plan.filing()), encoding="utf-8")
     r = subprocess.run(argv, capture_output=True, text=True, timeout=300, cwd=out.parent)
     assert r.returncode in (0, 1), r.stderr[-3000:]
     return json.loads((out / "report.json").read_text(encoding="utf-8"))
@@ -380,7 +389,7 @@ def test_the_truncated_handshake_is_one_flow_with_no_request(cap: Capture, tmp_p
 def test_the_live_agent_follows_the_growing_key_log_and_finds_exactly_what_was_sent(tmp_path: Path) -> None:
     """`egress-agent run --iface --keylog`: the clients write their secrets while the agent captures, so it
     must hold each flow's ciphertext until its keys arrive (tls.key_wait_s / key_wait_bytes)."""
-    require_netns()
+    require_programs()
     with topology(tmp_path / "netns", sink=False) as t:
         spool, log = t.workdir / "spool", t.workdir / "agent.log"
         cfg = t.write_agent_config(enterprise_id=plan.ENTERPRISE_ID, live=LIVE)
@@ -402,3 +411,24 @@ def test_the_live_agent_follows_the_growing_key_log_and_finds_exactly_what_was_s
     assert r.returncode == 1, r.stderr[-2000:]
     assert_report_matches_truth(json.loads((report / "report.json").read_text(encoding="utf-8")),
                                 capture.truth)
+
+
+# ---------------------------------------------------------------------------------------------- the demo
+
+def test_the_demo_content_in_cleartext_gives_the_findings_its_truth_promises(tmp_path: Path) -> None:
+    """fixtures/pcaps/demo_tls.truth.json's expected findings and counts hold for the same messages sent
+    in cleartext HTTP/1.1 through today's pipeline, so the decrypted demo has a right answer to meet."""
+    require_programs()
+    with topology(tmp_path / "netns", sink=False) as t:
+        capture = capture_traffic(t, "demo_plain")
+    demo_truth = json.loads((FIXTURES / "pcaps" / "demo_tls.truth.json").read_text(encoding="utf-8"))
+    report = selfcheck(capture.pcapng, tmp_path / "report", filing=ROOT / "configs" / "filings" / "demo.yaml")
+    assert {(f["check"], f["scenario_id"], f["subject"]) for f in report["findings"]} == {
+        (f["check"], f["scenario_id"], f["subject"]) for f in demo_truth["expected_findings"]}
+    dests = {d["server_name"]: d for d in report["observed"]["destinations"]}
+    assert set(dests) == set(demo_truth["destinations"])
+    for name, want in demo_truth["destinations"].items():
+        assert (dests[name]["persons_nonsensitive"], dests[name]["persons_sensitive"]) == (
+            want["persons_nonsensitive"], want["persons_sensitive"]), name
+        assert {ft: v["distinct_values"] for ft, v in dests[name]["field_types"].items()} == {
+            ft: v["distinct_values"] for ft, v in want["field_types"].items()}, name

@@ -138,7 +138,13 @@ def demo() -> list[Session]:
     ]
 
 
-SETS: dict[str, Callable[[], list[Session]]] = {"mixed": mixed, "demo": demo}
+def demo_plain() -> list[Session]:
+    """The demo's messages, all in cleartext HTTP/1.1: what the demo must give once decrypted."""
+    return [Session(f"curl-h1-plain-{n}", "curl", s.server_name, 80, None, "", None, "http/1.1", s.messages)
+            for n, s in enumerate(demo())]
+
+
+SETS: dict[str, Callable[[], list[Session]]] = {"mixed": mixed, "demo": demo, "demo_plain": demo_plain}
 
 
 # ---------------------------------------------------------------------------------------------- truth

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 import signal
 import subprocess
 import time
@@ -64,6 +65,18 @@ class Capture:
     def server_log(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self.server_log_file.read_text(encoding="utf-8").splitlines()
                 if line]
+
+
+# Debian packages the harness runs (CI installs them: .ci/run), by program.
+PROGRAMS = {"dumpcap": "wireshark-common", "editcap": "wireshark-common", "tshark": "tshark", "curl": "curl",
+            "openssl": "openssl"}
+
+
+def programs_unavailable() -> str | None:
+    """Why the harness cannot run here for want of a program, or None. (The words "not available" make
+    such a skip a failure under CI=true: tests/conftest.py.)"""
+    missing = [f"{p} (Debian package {pkg})" for p, pkg in PROGRAMS.items() if shutil.which(p) is None]
+    return f"not available: {', '.join(missing)}" if missing else None
 
 
 def make_certificate(workdir: Path) -> tuple[Path, Path]:
