@@ -20,7 +20,7 @@ from tests.conftest import BIN, FIXTURES, ROOT
 
 PCAPNG = FIXTURES / "pcaps" / "demo_tls.pcapng"
 KEYS = FIXTURES / "pcaps" / "demo_tls.keys"
-TRUTH = json.loads((FIXTURES / "pcaps" / "demo_tls.truth.json").read_text(encoding="utf-8"))
+TRUTH = json.loads((FIXTURES / "pcaps" / "demo_tls.keyed-truth.json").read_text(encoding="utf-8"))
 FILING = ROOT / "configs" / "filings" / "demo.yaml"
 WIRING = pytest.mark.xfail(reason="decryption wiring lands with the lead's merge", strict=True)
 needs_tshark = pytest.mark.skipif(shutil.which("tshark") is None,

@@ -6,6 +6,12 @@ key update) posting the live plan's planted exports, every secret in one NSS key
 client's veth. The capture is then read by the agent with the key log, as a pcapng carrying the secrets
 (editcap --inject-secrets), with no keys and with broken key logs; tshark is the oracle.
 
+Requests per connection are counted as tshark counts them: each HTTP/1.x request, each HTTP/2 stream the
+client opened with HEADERS, each client-initiated bidirectional QUIC stream; so the h2c Upgrade connection
+has 2 (the body-less GET that upgrades, then the POST on stream 3) and the 0-RTT one 2 (a GET as early
+data, then a POST in 1-RTT), 1 when the key log lacks CLIENT_EARLY_TRAFFIC_SECRET. Domestic connections are
+left out of the per-flow comparisons (opening a flow that is no export is the agent's choice).
+
 The tests of the harness itself run today. Those that need the agent to decrypt are marked xfail(strict)
 until the decryption is wired into the agent (issue 11's merge), which removes the marks.
 """
@@ -104,11 +110,12 @@ def truth_flows(cap: Capture) -> list[dict[str, Any]]:
 
 
 def summary(flows: list[dict[str, Any]]) -> Counter[tuple[Any, ...]]:
-    """Connections as (server name, address, port, transport, requests, visibility), the truncated
-    handshake left out (it carries no name and no request)."""
+    """Cross-border connections that carried requests, as (server name, address, port, transport,
+    requests, visibility). Domestic ones are left out: whether the agent opens a flow that is no export
+    (uninspected_reason not_cross_border) is its choice, not the truth's."""
     return Counter((f["server_name"], f["dst_ip"], f["dst_port"], f["transport"], f["requests"],
                     f.get("visibility", f.get("visibility_with_keys"))) for f in flows
-                   if f.get("session") != "truncated-clienthello" and f["requests"])
+                   if f["cross_border"] and f["requests"])
 
 
 def tls_flows(flows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -217,6 +224,8 @@ def test_the_agent_decrypts_every_connection_as_tshark_does(cap: Capture, tmp_pa
     by_conn = {conn_key(f): f for f in flows}
     for key, seen in oracle.items():
         flow = by_conn[key]
+        if not flow["cross_border"]:
+            continue
         assert flow["requests"] == seen.requests, flow
         if key[0] == "tcp":            # tshark 4.0 does not decode QPACK: HTTP/3 names come from the server
             assert {flow["server_name"]} == seen.authorities, flow
@@ -269,9 +278,10 @@ def test_without_keys_the_same_flows_bytes_and_names_are_encrypted_and_silent(ca
             k["bytes_out"], k["bytes_in"], k["dst_ip"], k["dst_port"]), key
         if f["dst_port"] in TLS_PORTS and k["requests"]:
             assert f["server_name"] == k["server_name"], key          # SNI (QUIC: from the Initial)
-            assert (f["visibility"], f["uninspected_reason"]) == ("encrypted", "no_secrets"), f
             assert not f["inspected"], f
-        if f["dst_port"] == 80:
+            if f["cross_border"]:
+                assert (f["visibility"], f["uninspected_reason"]) == ("encrypted", "no_secrets"), f
+        if f["dst_port"] == 80 and f["cross_border"]:
             assert f["visibility"] == "plaintext" and f["requests"] == k["requests"], f
     encrypted = {f["flow_id"] for f in records["flows"] if f["dst_port"] in TLS_PORTS}
     assert not [d for d in records.get("detections", []) if d["flow_id"] in encrypted]
@@ -289,7 +299,9 @@ def test_selfcheck_without_keys_reports_the_encrypted_bytes_and_only_cleartext_f
     assert "no_secrets" in reasons and "decrypt_failed" not in reasons
     closed = {d["destination"] for d in coverage["uninspected_destinations"]
               if "no_secrets" in {r["reason"] for r in d["reasons"]}}
-    assert closed == {f["server_name"] for f in truth_flows(cap) if f["cross_border"] and f["tls"]}
+    named = {f["server_name"] for f in truth_flows(cap) if f["cross_border"] and f["tls"]}
+    # beside the named exports, at most the truncated handshake's address (its SNI may be cut off)
+    assert named <= closed and closed - named <= {plan.OVERSEAS_SG}, closed
     # only the cleartext h2c exports to the undeclared ad-metrics host can be seen
     assert {(f["check"], f["subject"]) for f in report["findings"]} == {
         ("undeclared_recipient", "collect.ad-metrics.example")}
@@ -298,11 +310,12 @@ def test_selfcheck_without_keys_reports_the_encrypted_bytes_and_only_cleartext_f
 # ---------------------------------------------------------------------------------------- broken key logs
 
 def handshakes(cap: Capture, flows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The TLS and QUIC flows whose whole ClientHello is in the capture (the truncated one left out)."""
+    """The cross-border TLS and QUIC flows whose whole ClientHello is in the capture (the truncated one
+    left out)."""
     randoms = tls_oracle.client_randoms(cap.pcapng)
     found = [f for f in flows if conn_key(f) in randoms]
     assert len(found) == len(randoms)
-    return found
+    return [f for f in found if f["cross_border"]]
 
 
 def _tls_visibility(flows: list[dict[str, Any]]) -> dict[tuple[str, int], str]:
@@ -322,6 +335,8 @@ def test_a_partial_key_log_opens_exactly_the_connections_it_has_secrets_for(cap:
     flows = {conn_key(f): f for f in records["flows"]}
     for key in randoms:
         f = flows[key]
+        if not f["cross_border"]:
+            continue
         if key in keep:
             assert f["visibility"] == "decrypted", f
         else:
@@ -419,12 +434,12 @@ def test_the_live_agent_follows_the_growing_key_log_and_finds_exactly_what_was_s
 # ---------------------------------------------------------------------------------------------- the demo
 
 def test_the_demo_content_in_cleartext_gives_the_findings_its_truth_promises(tmp_path: Path) -> None:
-    """fixtures/pcaps/demo_tls.truth.json's expected findings and counts hold for the same messages sent
+    """fixtures/pcaps/demo_tls.keyed-truth.json's expected findings and counts hold for the same messages sent
     in cleartext HTTP/1.1 through today's pipeline, so the decrypted demo has a right answer to meet."""
     require_programs()
     with topology(tmp_path / "netns", sink=False) as t:
         capture = capture_traffic(t, "demo_plain")
-    demo_truth = json.loads((FIXTURES / "pcaps" / "demo_tls.truth.json").read_text(encoding="utf-8"))
+    demo_truth = json.loads((FIXTURES / "pcaps" / "demo_tls.keyed-truth.json").read_text(encoding="utf-8"))
     report = selfcheck(capture.pcapng, tmp_path / "report", filing=ROOT / "configs" / "filings" / "demo.yaml")
     assert {(f["check"], f["scenario_id"], f["subject"]) for f in report["findings"]} == {
         (f["check"], f["scenario_id"], f["subject"]) for f in demo_truth["expected_findings"]}

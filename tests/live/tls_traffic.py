@@ -11,11 +11,12 @@ Steps, each waiting for readiness (never a fixed sleep):
 2. tests/live/https_server.py (hypercorn) in the server namespace on tcp 443 (TLS: h2, http/1.1), udp 443
    (QUIC: h3) and tcp 80 (HTTP/1.1 and h2c): ready once it has logged a "Running on" line per socket;
    for the mixed set also `openssl s_server -early_data` on 203.116.1.77:8443 (0-RTT), ready at "ACCEPT";
-3. dumpcap on the client's veth writing pcapng: ready once it says "Capturing on";
+3. dumpcap on the client's veth writing pcapng (tests/live/dumpcap.py): ready once it says "Capturing on";
    optionally `egress-agent run --iface` beside it (`agent_argv`), ready once it logs "capturing on";
 4. tests/live/tls_clients.py in the client namespace: every session of the set, all secrets appended to
    one key log, the truth written;
-5. dumpcap stopped with SIGINT (it drains what the kernel still holds before it exits).
+5. dumpcap stopped once a sentinel datagram sent after the clients has come through (dumpcap.py says
+   why), so the file holds every packet of the run.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Sequence
@@ -37,6 +37,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from tests.live import plan
+from tests.live.dumpcap import Dumpcap
 from tests.live.netns import PYTHON, NetnsError, Topology
 
 HERE = Path(__file__).resolve().parent
@@ -134,21 +135,6 @@ def start_zero_rtt_server(t: Topology, cert: Path, key: Path) -> Path:
     return out
 
 
-def start_dumpcap(t: Topology, out: Path) -> subprocess.Popen[Any]:
-    stderr = t.workdir / "dumpcap.stderr"
-    with stderr.open("w") as fh:
-        proc = t.run_in(t.client_ns, ["dumpcap", "-i", t.client_if, "-w", str(out), "-s", "0"],
-                        stdout=subprocess.DEVNULL, stderr=fh)
-    wait_for_text("dumpcap", stderr, "Capturing on", proc)
-    return proc
-
-
-def stop_dumpcap(proc: subprocess.Popen[Any], t: Topology) -> None:
-    proc.send_signal(signal.SIGINT)
-    if proc.wait(timeout=30) != 0:
-        raise NetnsError(f"dumpcap exited {proc.returncode}: {(t.workdir / 'dumpcap.stderr').read_text()}")
-
-
 def run_clients(t: Topology, set_name: str, keylog: Path, cafile: Path, truth: Path
                 ) -> subprocess.CompletedProcess[str]:
     return t.run(t.client_ns, [PYTHON, str(CLIENTS), "--set", set_name, "--keylog", str(keylog),
@@ -165,14 +151,15 @@ def capture_traffic(t: Topology, set_name: str = "mixed", *, agent_argv: Sequenc
     pcapng, keylog = t.workdir / "capture.pcapng", t.workdir / "keys.log"
     truth, server_log = t.workdir / "truth.json", t.workdir / "server.jsonl"
     keylog.touch()            # the agent follows it from the start; the clients append to it
-    dumpcap = start_dumpcap(t, pcapng)
+    dumpcap = Dumpcap(t, pcapng)
+    dumpcap.wait_ready()
     if agent_argv:
         assert agent_log is not None
         with agent_log.open("w") as fh:
             agent = t.run_in(t.client_ns, list(agent_argv), stdout=fh, stderr=subprocess.STDOUT)
         wait_for_text("egress-agent", agent_log, f"capturing on {t.client_if}", agent, timeout=60)
     r = run_clients(t, set_name, keylog, cert, truth)
-    stop_dumpcap(dumpcap, t)
+    dumpcap.stop()
     if r.returncode != 0:
         raise NetnsError(f"tls_clients.py failed: {r.stderr.strip()[-2000:]}")
     return Capture(pcapng, keylog, truth, server_log, cert, zero_rtt)
