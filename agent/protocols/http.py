@@ -141,8 +141,10 @@ class HttpRequestStream(MessageFramer[_Request, HttpRequest]):
             return True
         method, target, version = parsed
         if version.startswith("HTTP/2") and method == "PRI":
-            self._anomaly("http2_prior_knowledge", "HTTP/2 connection preface; framing stops")
-            self._stop()
+            # The HTTP/2 connection preface (after `Upgrade: h2c`, or mid-stream): the rest of the connection
+            # is HTTP/2's, handed on whole, preface included (agent/protocols/http2.py).
+            self._buf[:0] = line + b"\r\n"
+            self._stop(tunnel=True)
             return False
         if not version.startswith("HTTP/1."):
             self._anomaly("unsupported_version", version[:16])

@@ -92,6 +92,7 @@ class TlsDecryptor:
         self._emit = on_plaintext
         self._budget = key_wait_bytes
         self.decrypted = False
+        self.opened = False             # a record under application keys opened (an alert, a ticket, data)
         self.reason: str | None = None
         self.version: int | None = None
         self.cipher_suite: int | None = None
@@ -325,6 +326,8 @@ class TlsDecryptor:
         self._content(d, stripped[-1], stripped[:-1])
 
     def _content(self, d: _Direction, ctype: int, content: bytes) -> None:
+        if d.epoch in (APP, EARLY, TLS12_ENC):
+            self.opened = True          # the application keys work, whether or not data follows
         if ctype == CT_APPDATA:
             if d.epoch in (APP, EARLY, TLS12_ENC) and content:
                 self.decrypted = True

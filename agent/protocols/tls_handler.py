@@ -44,6 +44,10 @@ class TlsHandler:
         self._sync()
 
     def close(self) -> None:
+        if self._dec.waiting and self.ctx.keylog is not None:
+            # The client logs a connection's secrets as its handshake ends, moments before a short
+            # connection may close: read what was appended, whatever the key log's refresh interval.
+            self.ctx.keylog.refresh()
         self._dec.close()
         if self._inner is not None:
             self._inner.close()
@@ -65,9 +69,11 @@ class TlsHandler:
     def summary(self) -> Summary:
         dec = self._dec
         hello = dec.client_hello
+        # Opened: application data decrypted, or application keys that work on a connection that carried
+        # none (a session-ticket handshake, an alert): content-less, not closed.
+        opened = dec.decrypted or dec.opened
         own = Summary(app="tls", sni=hello.sni if hello is not None else None,
-                      alpn=dec.alpn, encrypted=True, decrypted=dec.decrypted,
-                      reason=None if dec.decrypted else dec.reason)
+                      alpn=dec.alpn, encrypted=True, decrypted=opened, reason=None if opened else dec.reason)
         return own if self._inner is None else own.inside(self._inner.summary())
 
     def _plaintext(self, data: bytes, from_client: bool) -> None:

@@ -288,11 +288,13 @@ def test_connect_reports_the_authority_as_host() -> None:
     assert request.host == "secure.example.com:443"
 
 
-def test_http2_preface_stops_framing() -> None:
-    sink = AnomalySink()
+def test_http2_preface_ends_http1_framing_and_is_handed_on_whole() -> None:
+    # After `Upgrade: h2c` the client sends the HTTP/2 preface: a tunnel whose first bytes are the preface.
+    sink = AnomalySink(strict=True)
     stream = HttpRequestStream(MB, MB, sink, "F1")
-    assert stream.feed(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + GET) == []
-    assert stream.done and sink.counts["http2_prior_knowledge"] == 1
+    preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+    assert stream.feed(preface + GET) == []
+    assert stream.done and stream.tunnel and stream.rest == preface + GET
 
 
 # -- malformed input ---------------------------------------------------------------------------------------

@@ -22,7 +22,6 @@ PCAPNG = FIXTURES / "pcaps" / "demo_tls.pcapng"
 KEYS = FIXTURES / "pcaps" / "demo_tls.keys"
 TRUTH = json.loads((FIXTURES / "pcaps" / "demo_tls.keyed-truth.json").read_text(encoding="utf-8"))
 FILING = ROOT / "configs" / "filings" / "demo.yaml"
-WIRING = pytest.mark.xfail(reason="decryption wiring lands with the lead's merge", strict=True)
 needs_tshark = pytest.mark.skipif(shutil.which("tshark") is None,
                                   reason="needs tshark (Debian package tshark)")
 
@@ -77,7 +76,6 @@ def _selfcheck(tmp_path: Path, *extra: str) -> dict[str, Any]:
     return json.loads((out / "report.json").read_text(encoding="utf-8"))
 
 
-@WIRING
 def test_selfcheck_with_the_key_log_finds_the_https_export(tmp_path: Path) -> None:
     report = _selfcheck(tmp_path, "--keylog", str(KEYS))
     assert {(f["check"], f["scenario_id"], f["subject"]) for f in report["findings"]} == {
@@ -93,7 +91,6 @@ def test_selfcheck_with_the_key_log_finds_the_https_export(tmp_path: Path) -> No
     assert report["observed"]["coverage"]["by_visibility"]["encrypted"] == 0
 
 
-@WIRING
 def test_selfcheck_without_the_key_log_sees_the_export_but_not_inside(tmp_path: Path) -> None:
     report = _selfcheck(tmp_path)
     assert not report["findings"]

@@ -35,7 +35,6 @@ from tests.live.netns import assert_report_matches_truth, require_netns, topolog
 from tests.live.tls_traffic import Capture, capture_traffic, programs_unavailable
 
 pytestmark = pytest.mark.root
-WIRING = pytest.mark.xfail(reason="decryption wiring lands with the lead's merge", strict=True)
 TLS_PORTS = (443, tls_sessions.ZERO_RTT_PORT)
 LIVE = {"flush_interval_s": 0.5, "stats_interval_s": 1.0, "ship_interval_s": 0.5}
 
@@ -197,7 +196,6 @@ def test_the_key_log_has_secrets_for_every_handshake_in_the_capture(cap: Capture
 
 # ---------------------------------------------------------------------------------------------- with keys
 
-@WIRING
 def test_selfcheck_with_the_key_log_finds_exactly_what_was_sent(cap: Capture, tmp_path: Path) -> None:
     report = selfcheck(cap.pcapng, tmp_path / "report", cap.keylog)
     assert_report_matches_truth(report, cap.truth)
@@ -209,13 +207,11 @@ def test_selfcheck_with_the_key_log_finds_exactly_what_was_sent(cap: Capture, tm
     assert "decrypt_failed" not in {r["reason"] for r in coverage["uninspected_by_reason"]}
 
 
-@WIRING
 def test_selfcheck_of_a_pcapng_with_injected_secrets_needs_no_flag(cap: Capture, tmp_path: Path) -> None:
     dsb = tls_oracle.inject_secrets(cap.pcapng, cap.keylog, tmp_path / "dsb.pcapng")
     assert_report_matches_truth(selfcheck(dsb, tmp_path / "report"), cap.truth)
 
 
-@WIRING
 def test_the_agent_decrypts_every_connection_as_tshark_does(cap: Capture, tmp_path: Path) -> None:
     records = records_of(cap, cap.keylog)
     flows = records["flows"]
@@ -237,7 +233,6 @@ def test_the_agent_decrypts_every_connection_as_tshark_does(cap: Capture, tmp_pa
     assert not [a for a in records.get("anomalies", []) if a.get("name") == "decrypt_failed"]
 
 
-@WIRING
 def test_key_updates_mid_connection_are_followed(cap: Capture, tmp_path: Path) -> None:
     """The s_client connection's second request follows a TLS 1.3 KeyUpdate (both sides), the aioquic
     connection's a QUIC key update: both requests counted, the second one's PI found."""
@@ -250,7 +245,6 @@ def test_key_updates_mid_connection_are_followed(cap: Capture, tmp_path: Path) -
     assert {f["flow_id"] for f in flows} <= inspected
 
 
-@WIRING
 def test_0rtt_without_its_secret_opens_the_rest_of_the_connection(cap: Capture, tmp_path: Path) -> None:
     """TLS 1.3 0-RTT whose CLIENT_EARLY_TRAFFIC_SECRET is not in the key log: the early data (a GET) is
     skipped, the handshake and the 1-RTT POST after it are decrypted; nothing else changes."""
@@ -265,7 +259,6 @@ def test_0rtt_without_its_secret_opens_the_rest_of_the_connection(cap: Capture, 
 
 # ---------------------------------------------------------------------------------------------- without keys
 
-@WIRING
 def test_without_keys_the_same_flows_bytes_and_names_are_encrypted_and_silent(cap: Capture,
                                                                               tmp_path: Path) -> None:
     keyed = {conn_key(f): f for f in records_of(cap, cap.keylog)["flows"]}
@@ -288,7 +281,6 @@ def test_without_keys_the_same_flows_bytes_and_names_are_encrypted_and_silent(ca
     assert not [v for v in records.get("pi_values", []) if v["flow_id"] in encrypted]
 
 
-@WIRING
 def test_selfcheck_without_keys_reports_the_encrypted_bytes_and_only_cleartext_findings(
         cap: Capture, tmp_path: Path) -> None:
     report = selfcheck(cap.pcapng, tmp_path / "report")
@@ -322,7 +314,6 @@ def _tls_visibility(flows: list[dict[str, Any]]) -> dict[tuple[str, int], str]:
     return {conn_key(f): f["visibility"] for f in tls_flows(flows) if f["requests"] or f["bytes_out"] > 600}
 
 
-@WIRING
 def test_a_partial_key_log_opens_exactly_the_connections_it_has_secrets_for(cap: Capture,
                                                                              tmp_path: Path) -> None:
     # the connections that carried requests (not the one that only fetched a session ticket)
@@ -346,7 +337,6 @@ def test_a_partial_key_log_opens_exactly_the_connections_it_has_secrets_for(cap:
     assert {d["flow_id"] for d in records.get("detections", [])} <= opened
 
 
-@WIRING
 def test_wrong_secrets_fail_their_tags_and_give_no_detections(cap: Capture, tmp_path: Path) -> None:
     wrong = tls_oracle.wrong_secrets(cap.keylog, tmp_path / "wrong.keys")
     records = agent_run(cap.pcapng, tmp_path / "spool", wrong)
@@ -359,7 +349,6 @@ def test_wrong_secrets_fail_their_tags_and_give_no_detections(cap: Capture, tmp_
     assert failed and {a["name"] for a in failed} >= {"decrypt_failed"}
 
 
-@WIRING
 def test_a_key_log_of_another_capture_counts_as_no_secrets(cap: Capture, tmp_path: Path) -> None:
     other = tls_oracle.other_capture(cap.keylog, tmp_path / "other.keys")
     records = agent_run(cap.pcapng, tmp_path / "spool", other)
@@ -369,7 +358,6 @@ def test_a_key_log_of_another_capture_counts_as_no_secrets(cap: Capture, tmp_pat
     assert len(records.get("detections", [])) == len(bare.get("detections", []))
 
 
-@WIRING
 def test_a_key_log_without_application_secrets_opens_no_application_data(cap: Capture,
                                                                            tmp_path: Path) -> None:
     """Handshake secrets only (what a key log cut off mid-connection holds): the names and ALPN may come
@@ -403,7 +391,6 @@ def test_the_truncated_handshake_is_one_flow_with_no_request(cap: Capture, tmp_p
 
 # ---------------------------------------------------------------------------------------------- live
 
-@WIRING
 def test_the_live_agent_follows_the_growing_key_log_and_finds_exactly_what_was_sent(tmp_path: Path) -> None:
     """`egress-agent run --iface --keylog`: the clients write their secrets while the agent captures, so it
     must hold each flow's ciphertext until its keys arrive (tls.key_wait_s / key_wait_bytes)."""
