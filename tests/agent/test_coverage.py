@@ -80,7 +80,8 @@ def test_the_decision_table(facts: CoverageFacts, seen: str, reason: str | None)
 def test_facts_come_from_the_handlers_summary() -> None:
     bare = facts_of(Summary(app="tls", encrypted=True), egress=True, sampled=True, payload_bytes=10,
                     missed_bytes=0)
-    assert (bare.decrypted, bare.decrypt_reason, bare.budget_exceeded, bare.hint) == (False, None, False, None)
+    assert (bare.decrypted, bare.decrypt_reason, bare.budget_exceeded, bare.hint) == \
+        (False, None, False, None)
     assert uninspected_reason(bare) == "no_secrets"
     opened = facts_of(Summary(app="http2", encrypted=True, decrypted=True, alpn="h2", truncated=True),
                       egress=True, sampled=True, payload_bytes=10, missed_bytes=0)
