@@ -167,7 +167,7 @@ class Chooser:
         self.depth = depth
         self.inner: Handler | None = None
         self._prefix = b""
-        self._early: list[bytes] = []
+        self._early: list[bytes] | None = None     # made when a server speaks first (rare: one less object)
         self.wants_client = True
         self.wants_server = ctx.keylog is not None     # only decryption reads the server's side
 
@@ -177,9 +177,10 @@ class Chooser:
             inner.feed(data, from_client)
             self.wants_client, self.wants_server = inner.wants_client, inner.wants_server
         elif not from_client:
-            self._early.append(data)
-            if sum(map(len, self._early)) > MAX_EARLY_SERVER_BYTES:
-                self._early, self.wants_server = [], False    # a server-first protocol: none of ours
+            early = self._early = self._early or []
+            early.append(data)
+            if sum(map(len, early)) > MAX_EARLY_SERVER_BYTES:
+                self._early, self.wants_server = None, False    # a server-first protocol: none of ours
         elif data:
             self._prefix += data
             app = sniff(self._prefix[:SNIFF_BYTES], self.dport)
@@ -191,7 +192,7 @@ class Chooser:
             self.inner.gap(n, from_client)
             self.wants_client, self.wants_server = self.inner.wants_client, self.inner.wants_server
         elif not from_client:
-            self._early, self.wants_server = [], False
+            self._early, self.wants_server = None, False
         elif not self._prefix and self.dport in HTTP_PORTS:
             # The connection's start is missing: HTTP can resync to the next request line.
             self._choose("http")
@@ -203,7 +204,7 @@ class Chooser:
     def close(self) -> None:
         if self.inner is not None:
             self.inner.close()
-        self._prefix, self._early = b"", []
+        self._prefix, self._early = b"", None
         self.wants_client = self.wants_server = False
 
     def summary(self) -> Summary:
@@ -217,10 +218,10 @@ class Chooser:
         else:
             inner = entry.start(self.ctx, self._tunnel)
         self.inner = inner
-        prefix, early, self._prefix, self._early = self._prefix, self._early, b"", []
+        prefix, early, self._prefix, self._early = self._prefix, self._early, b"", None
         if prefix:
             inner.feed(prefix, True)
-        for data in early:
+        for data in early or ():
             inner.feed(data, False)
         self.wants_client, self.wants_server = inner.wants_client, inner.wants_server
 

@@ -68,7 +68,12 @@ def test_json_report_has_the_section_7_shape(tmp_path: Path, records: Path) -> N
     assert dests[UNDECLARED_HOST]["scenario_id"] is None
     assert dests["cdn.tls-only.example"]["encrypted_bytes_out"] == 4000
     assert observed["uninspected"] == [{"server_name": "cdn.tls-only.example", "country": "JP", "flows": 1,
-                                        "bytes_out": 4000, "encrypted_bytes_out": 4000}]
+                                        "bytes_out": 4000, "encrypted_bytes_out": 4000,
+                                        "reason": "no_secrets"}]
+    coverage = observed["coverage"]
+    assert {"cross_border_bytes_out", "inspected_share", "by_visibility"} <= set(coverage)
+    assert set(coverage["by_visibility"]) == {"plaintext", "decrypted", "proxy", "har", "encrypted", "none"}
+    assert coverage["cross_border_bytes_out"] == observed["bytes_out"]
 
     finding = next(f for f in data["findings"] if f["check"] == "undeclared_recipient")
     assert set(finding) >= {"check", "scenario_id", "subject", "severity", "expected", "observed", "basis",
