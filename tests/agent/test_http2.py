@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from agent.anomalies import AnomalySink
 from agent.protocols.http import HttpRequest, HttpRequestStream
 from agent.protocols.http2 import (
+    MAX_HELD_HEADERS,
     MAX_OPEN_STREAMS,
     PREFACE,
     Http2Connection,
@@ -277,6 +278,21 @@ def test_streams_over_the_cap_are_not_followed_and_open_ones_are_handed_over_at_
     run.conn.close()
     assert len(run.requests) == MAX_OPEN_STREAMS and all(r.body_truncated for r in run.requests)
     assert run.names().count("too_many_streams") == 10 and run.names()[-1] == "message_incomplete"
+
+
+def test_header_fields_held_by_open_streams_are_bounded_per_connection() -> None:
+    pair = H2Pair({int(SettingsFrame.MAX_CONCURRENT_STREAMS): 1000})
+    big = "h" * 60000    # larger than the dynamic table: sent in full on each stream
+    for _ in range(20):
+        sid = pair.client.get_next_available_stream_id()
+        pair.client.send_headers(sid, Sent("POST", f"/{sid}", "e.example.com", [("x-big", big)]).header_block())
+    pair.exchange()
+    run = Run(strict=False).feed(pair.transcript)
+    followed = MAX_HELD_HEADERS // (60000 + len("x-big") + 32 + sum(len(n) + len(v) + 32 for n, v in [
+        (":method", "POST"), (":scheme", "http"), (":authority", "e.example.com"), (":path", "/1")]))
+    assert run.names().count("too_many_streams") == 20 - followed > 0
+    run.conn.close()
+    assert [r.target for r in run.requests] == [f"/{2 * i + 1}" for i in range(followed)]
 
 
 # -- hostile input ----------------------------------------------------------------------------------------
