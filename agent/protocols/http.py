@@ -81,7 +81,7 @@ class _Request(MessageHead):
 class HttpRequestStream(MessageFramer[_Request, HttpRequest]):
     """Frames requests out of one connection's client-to-server bytes."""
 
-    __slots__ = ("_upgrade", "requests")
+    __slots__ = ("_upgrade", "h2_bytes", "requests")
 
     _START = StartLine(state="line", name="request line", incomplete="request_line_incomplete")
 
@@ -89,6 +89,9 @@ class HttpRequestStream(MessageFramer[_Request, HttpRequest]):
                  flow_id: str | None = None) -> None:
         super().__init__(max_body_bytes, max_decompressed_bytes, anomalies, flow_id)
         self.requests = 0             # requests reported so far
+        # The client's bytes from an HTTP/2 preface on, once framing stopped at one (h2c after an Upgrade,
+        # or prior knowledge on an HTTP port): what an HTTP/2 parser takes over with (http2.py).
+        self.h2_bytes: bytes | None = None
         self._upgrade = False         # the last request asked for a protocol switch
 
     # -- states ----------------------------------------------------------------------------------------
@@ -139,6 +142,7 @@ class HttpRequestStream(MessageFramer[_Request, HttpRequest]):
             return True
         method, target, version = parsed
         if version.startswith("HTTP/2") and method == "PRI":
+            self.h2_bytes = line + b"\r\n" + bytes(self._buf)
             self._anomaly("http2_prior_knowledge", "HTTP/2 connection preface; framing stops")
             self._stop()
             return False
