@@ -13,10 +13,14 @@ still open are handed over cut short (`body_truncated`). A stream reset by the c
 END_STREAM) is handed over too, with what it sent and `body_truncated`: the bytes left the host all the same.
 The server's GOAWAY is not read: streams above its last_stream_id were still sent, so they still count.
 
-h2c (RFC 9113 §3.3 prior knowledge, RFC 7540 §3.2 Upgrade): `is_h2_preface` sniffs a cleartext client; an
-upgraded connection is built with `upgraded_request=` (the HTTP/1.1 request that asked for it, already
-handed over as HTTP/1 and implicitly stream 1: it is not counted again, and the client's own streams start at
-3) and fed the client's bytes from its preface on, the server's from its 101 response on.
+h2c (RFC 9113 §3.3 prior knowledge, RFC 7540 §3.2 Upgrade). Prior knowledge: `is_h2_preface` sniffs a
+cleartext client (register it before HTTP/1's sniffer: "PRI * HTTP/2.0" also looks like a request line).
+Upgrade: the HTTP/1.1 request with `Upgrade: h2c` is handed over as HTTP/1 and is implicitly stream 1 of
+the new connection, so it is not counted again and the client's own streams start at 3; HttpRequestStream
+stops at the preface that follows it and keeps the client's bytes from the preface on in `h2_bytes`. The
+session then builds `Http2Connection(..., upgraded_request=<that request>)`, feeds it `h2_bytes` and every
+later client byte, and the server's bytes from its 101 response on (a 101 head, if fed, is skipped here). The
+same `h2_bytes` hand-over serves prior knowledge met on an HTTP port (with `upgraded_request=None`).
 """
 
 from __future__ import annotations
@@ -78,6 +82,11 @@ class _ServerSide:
     def feed(self, data: bytes) -> None:
         if self._head is not None:
             self._head += data
+            if not self._head.startswith(b"HTTP/"[: len(self._head)]):
+                # No 101 head (the caller fed the server's bytes from the frames on): frames at once.
+                data, self._head = bytes(self._head), None
+                self.reader.feed(data)
+                return
             end = self._head.find(b"\r\n\r\n")
             if end < 0:
                 if len(self._head) > MAX_101_HEAD:

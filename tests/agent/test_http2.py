@@ -245,7 +245,7 @@ def test_an_authority_that_is_no_host_name_is_an_anomaly_without_its_value() -> 
 def test_upgrade_h2c_the_upgrade_request_is_stream_1_and_not_counted_again() -> None:
     upgrade = (b"GET /start HTTP/1.1\r\nHost: up.example.com\r\nConnection: Upgrade, HTTP2-Settings\r\n"
                b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n")
-    pair = H2Pair(upgrade=True)
+    pair = H2Pair({int(SettingsFrame.MAX_FRAME_SIZE): 1 << 20}, upgrade=True)
     sent = Sent("POST", "/next", "up.example.com", [], body=b"after upgrade")
     assert send_all(pair, [sent]) == [sent]
     client = upgrade + pair.client_bytes()
@@ -264,6 +264,11 @@ def test_upgrade_h2c_the_upgrade_request_is_stream_1_and_not_counted_again() -> 
     run.feed([(True, client[pos:])], random.Random(5))
     assert run.requests == [expected(sent)]
     assert run.conn.requests == 1 and run.conn.first_authority == "up.example.com"
+    # The server's SETTINGS are read with or without the 101 head before them.
+    for head in (b"HTTP/1.1 101 Switching Protocols\r\n\r\n", b""):
+        other = Run(upgraded=handed[0])
+        other.conn.feed(head + pair.server_bytes(), False)
+        assert other.conn.client.max_frame == 1 << 20
 
 
 def test_prior_knowledge_on_an_http_port_hands_the_preface_over_as_well() -> None:
