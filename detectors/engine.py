@@ -180,7 +180,8 @@ class Engine:
                   len(walked.triples), len(hits))
         important: tuple[ImportantHit, ...] = ()
         try:
-            binary = walked.kind == "binary" or looks_binary(body, content_type)
+            # A gRPC body is binary framing around text values the walker read out: not a binary payload.
+            binary = walked.kind == "binary" or (walked.kind != "grpc" and looks_binary(body, content_type))
             important = self._important_hits(body, binary, walked.triples, [*hits, *evidence])
         except Exception as exc:
             if self.strict:

@@ -91,6 +91,8 @@ class HttpRequestStream(MessageFramer[_Request, HttpRequest]):
                  flow_id: str | None = None) -> None:
         super().__init__(max_body_bytes, max_decompressed_bytes, anomalies, flow_id)
         self.requests = 0             # requests reported so far
+        # The client's bytes from an HTTP/2 preface on, once framing stopped at one (h2c after an Upgrade,
+        # or prior knowledge on an HTTP port): what an HTTP/2 parser takes over with (http2.py).
         self._upgrade = False         # the last request asked for a protocol switch
 
     # -- states ----------------------------------------------------------------------------------------

@@ -13,10 +13,14 @@ still open are handed over cut short (`body_truncated`). A stream reset by the c
 END_STREAM) is handed over too, with what it sent and `body_truncated`: the bytes left the host all the same.
 The server's GOAWAY is not read: streams above its last_stream_id were still sent, so they still count.
 
-h2c (RFC 9113 §3.3 prior knowledge, RFC 7540 §3.2 Upgrade): `is_h2_preface` sniffs a cleartext client; an
-upgraded connection is built with `upgraded_request=` (the HTTP/1.1 request that asked for it, already
-handed over as HTTP/1 and implicitly stream 1: it is not counted again, and the client's own streams start at
-3) and fed the client's bytes from its preface on, the server's from its 101 response on.
+h2c (RFC 9113 §3.3 prior knowledge, RFC 7540 §3.2 Upgrade). Prior knowledge: `is_h2_preface` sniffs a
+cleartext client (register it before HTTP/1's sniffer: "PRI * HTTP/2.0" also looks like a request line).
+Upgrade: the HTTP/1.1 request with `Upgrade: h2c` is handed over as HTTP/1 and is implicitly stream 1 of
+the new connection, so it is not counted again and the client's own streams start at 3; HttpRequestStream
+stops at the preface that follows it as at a tunnel (`rest` holds the bytes from the preface on), and the
+HTTP/1 handler hands the tunnel to the registry, which picks `Http2Handler` by the preface. The server's
+101 head, when it comes before the frames, is skipped. `upgraded_request=` remains for a caller that has
+the request at hand (its host then names the connection from the start).
 """
 
 from __future__ import annotations
@@ -47,7 +51,8 @@ __all__ = ["PREFACE", "Http2Connection", "Http2Handler", "is_h2_preface"]
 log = logging.getLogger(__name__)
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"   # RFC 9113 §3.4
-MAX_HEADER_LIST = 256 * 1024     # decoded header list (RFC 7541 §4.1 sizes): an HPACK bomb stops here
+MAX_HEADER_LIST = 96 * 1024      # decoded header list (RFC 7541 §4.1 sizes): an HPACK bomb stops here
+MAX_HELD_HEADERS = 1 << 20       # decoded fields of all open streams together (256 streams × 96 KiB is not)
 MAX_TABLE_SIZE = 65536           # dynamic table the client may ask for (hpack's max_allowed_table_size)
 MAX_OPEN_STREAMS = 256           # streams followed at once; servers allow 100-250 (SETTINGS_MAX_CONCURRENT…)
 MAX_CONTINUATIONS = 512          # CONTINUATION frames in one header block (a flood of empty ones stops here)
@@ -78,6 +83,11 @@ class _ServerSide:
     def feed(self, data: bytes) -> None:
         if self._head is not None:
             self._head += data
+            if not self._head.startswith(b"HTTP/"[: len(self._head)]):
+                # No 101 head (the caller fed the server's bytes from the frames on): frames at once.
+                data, self._head = bytes(self._head), None
+                self.reader.feed(data)
+                return
             end = self._head.find(b"\r\n\r\n")
             if end < 0:
                 if len(self._head) > MAX_101_HEAD:
@@ -106,7 +116,7 @@ class _ServerSide:
 class Http2Connection:
     """One HTTP/2 connection: feed both directions' bytes in order, read requests from `on_request`."""
 
-    __slots__ = ("_block", "_block_end", "_block_stream", "_conts", "_decoder", "_last_stream",
+    __slots__ = ("_block", "_block_end", "_block_stream", "_conts", "_decoder", "_held", "_last_stream",
                  "_on_request", "_preface", "_server", "_streams", "anomalies", "budget", "client", "done",
                  "first_authority", "flow_id", "max_decompressed_bytes", "requests")
 
@@ -125,6 +135,7 @@ class Http2Connection:
         self._decoder = Decoder(max_header_list_size=MAX_HEADER_LIST)
         self._decoder.max_allowed_table_size = MAX_TABLE_SIZE
         self._streams: dict[int, H2Stream] = {}
+        self._held = 0                # decoded header bytes of the open streams (MAX_HELD_HEADERS)
         # RFC 7540 §3.2: the Upgrade request is stream 1, half-closed from the client already.
         self._last_stream = 1 if upgraded_request is not None else 0
         self._block: bytearray | None = None             # a header block being reassembled
@@ -133,7 +144,9 @@ class Http2Connection:
         self._conts = 0
         self.client = FrameReader(self, {HeadersFrame.type: MAX_HEADER_BLOCK,
                                          ContinuationFrame.type: MAX_HEADER_BLOCK, RstStreamFrame.type: 16})
-        self._server = _ServerSide(self, upgraded_request is not None)
+        # A 101 head is skipped whenever it comes first: after an Upgrade the tunnel reaches this connection
+        # without the request object (agent/protocols/http.py), and no frame starts with "HTTP/".
+        self._server = _ServerSide(self, True)
 
     # -- public API ---------------------------------------------------------------------------------------
 
@@ -196,7 +209,7 @@ class Http2Connection:
         elif isinstance(frame, ContinuationFrame):
             self._fatal("continuation_expected", "CONTINUATION without a header block")
         elif isinstance(frame, RstStreamFrame):
-            stream = self._streams.pop(frame.stream_id, None)
+            stream = self._close(frame.stream_id)
             if stream is not None:
                 stream.cut(self)
                 self._emit(stream)
@@ -220,8 +233,9 @@ class Http2Connection:
             if frame.stream_id > self._last_stream:
                 self.anomaly("data_on_idle_stream", f"DATA on stream {frame.stream_id} before its HEADERS")
             return       # a stream closed, reset, or not followed (over MAX_OPEN_STREAMS)
-        if "END_STREAM" in frame.flags:
-            self._emit(self._streams.pop(frame.stream_id))
+        stream = self._close(frame.stream_id) if "END_STREAM" in frame.flags else None
+        if stream is not None:
+            self._emit(stream)
 
     def on_error(self, name: str, detail: str, fatal: bool) -> None:
         if fatal:
@@ -247,9 +261,12 @@ class Http2Connection:
             return
         stream = self._streams.get(sid)
         if stream is not None:           # trailers (§8.1): a second HEADERS, which must end the stream
+            held = stream.size
             stream.trailers(decoded, self)
-            if end_stream:
-                self._emit(self._streams.pop(sid))
+            self._held += stream.size - held
+            closed = self._close(sid) if end_stream else None
+            if closed is not None:
+                self._emit(closed)
             return
         if sid <= self._last_stream:
             self.anomaly("stream_closed", f"HEADERS on stream {sid}, already closed")
@@ -261,10 +278,20 @@ class Http2Connection:
         stream = H2Stream(sid, decoded, self)
         if end_stream:
             self._emit(stream)
+        elif self._held + stream.size > MAX_HELD_HEADERS:
+            self.anomaly("too_many_streams", f"open streams hold over {MAX_HELD_HEADERS} bytes of header "
+                                             f"fields; stream {sid} not followed")
         else:
             self._streams[sid] = stream
+            self._held += stream.size
 
     # -- helpers -------------------------------------------------------------------------------------------
+
+    def _close(self, sid: int) -> H2Stream | None:
+        stream = self._streams.pop(sid, None)
+        if stream is not None:
+            self._held -= stream.size
+        return stream
 
     def _emit(self, stream: H2Stream) -> None:
         request = stream.request(self)
@@ -278,7 +305,7 @@ class Http2Connection:
         self.done = True
         self.client.stop()
         self._server.reader.stop()
-        streams, self._streams = sorted(self._streams.items()), {}
+        streams, self._streams, self._held = sorted(self._streams.items()), {}, 0
         for _, stream in streams:
             stream.cut(self)
             self._emit(stream)

@@ -37,7 +37,7 @@ class StreamOwner(Protocol):
 class H2Stream:
     """A request stream from its HEADERS to its END_STREAM (or reset, or the connection's end)."""
 
-    __slots__ = ("body", "fields", "malformed", "pseudo", "sid")
+    __slots__ = ("body", "fields", "malformed", "pseudo", "sid", "size")
 
     def __init__(self, sid: int, decoded: list[tuple[str, str]], owner: StreamOwner) -> None:
         self.sid = sid
@@ -45,6 +45,7 @@ class H2Stream:
         self.fields: list[tuple[str, str]] = []
         self.malformed = False
         self.body: MessageBody | None = None
+        self.size = 0        # decoded bytes held, as RFC 7541 §4.1 counts them (32 per field for overhead)
         regular = False
         for name, value in decoded:
             if name.startswith(":"):
@@ -52,6 +53,7 @@ class H2Stream:
                     self.malformed = True
                     continue
                 self.pseudo[name] = value
+                self.size += len(name) + len(value) + 32
             else:
                 regular = True
                 self._add_field(name, value, owner)
@@ -66,6 +68,7 @@ class H2Stream:
             owner.anomaly("too_many_fields", f"stream {self.sid}: more than {MAX_FIELDS}")
             return
         self.fields.append((name, value))
+        self.size += len(name) + len(value) + 32
 
     def values(self, name: str) -> list[str]:
         return [v for n, v in self.fields if n.lower() == name]

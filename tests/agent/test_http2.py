@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from agent.anomalies import AnomalySink
 from agent.protocols.http import HttpRequest, HttpRequestStream
 from agent.protocols.http2 import (
+    MAX_HELD_HEADERS,
     MAX_OPEN_STREAMS,
     PREFACE,
     Http2Connection,
@@ -244,15 +245,43 @@ def test_an_authority_that_is_no_host_name_is_an_anomaly_without_its_value() -> 
 def test_upgrade_h2c_the_upgrade_request_is_stream_1_and_not_counted_again() -> None:
     upgrade = (b"GET /start HTTP/1.1\r\nHost: up.example.com\r\nConnection: Upgrade, HTTP2-Settings\r\n"
                b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n")
-    (first,) = HttpRequestStream(MB, MB, AnomalySink(strict=True)).feed(upgrade)
-    pair = H2Pair(upgrade=True)
+    pair = H2Pair({int(SettingsFrame.MAX_FRAME_SIZE): 1 << 20}, upgrade=True)
     sent = Sent("POST", "/next", "up.example.com", [], body=b"after upgrade")
     assert send_all(pair, [sent]) == [sent]
-    run = Run(upgraded=first)
+    client = upgrade + pair.client_bytes()
+    # The switch as the session makes it: HTTP/1 framing until it stops at the preface (a tunnel), then
+    # HTTP/2 with the bytes from the preface on (`rest`) and every later byte.
+    http1 = HttpRequestStream(MB, MB, AnomalySink(strict=True), "F1")
+    pos, handed = 0, []
+    while not http1.tunnel:
+        handed += http1.feed(client[pos: pos + 7])
+        pos += 7
+    assert [r.target for r in handed] == ["/start"] and http1.done
+    run = Run(upgraded=handed[0])
     run.conn.feed(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n", False)
-    run.feed(pair.transcript, random.Random(5))
+    run.conn.feed(pair.server_bytes(), False)
+    run.conn.feed(http1.rest, True)
+    run.feed([(True, client[pos:])], random.Random(5))
     assert run.requests == [expected(sent)]
     assert run.conn.requests == 1 and run.conn.first_authority == "up.example.com"
+    # The server's SETTINGS are read with or without the 101 head before them.
+    for head in (b"HTTP/1.1 101 Switching Protocols\r\n\r\n", b""):
+        other = Run(upgraded=handed[0])
+        other.conn.feed(head + pair.server_bytes(), False)
+        assert other.conn.client.max_frame == 1 << 20
+
+
+def test_prior_knowledge_on_an_http_port_hands_the_preface_over_as_well() -> None:
+    pair = H2Pair()
+    sent = Sent("GET", "/pk", "pk.example.com", [])
+    pair.client.send_headers(1, sent.header_block(), end_stream=True)
+    pair.exchange()
+    http1 = HttpRequestStream(MB, MB, AnomalySink(), "F1")
+    assert http1.feed(pair.client_bytes()) == [] and http1.done
+    assert http1.tunnel and http1.rest == pair.client_bytes()
+    run = Run()
+    run.conn.feed(http1.rest, True)
+    assert run.requests == [expected(sent)]
 
 
 def test_prior_knowledge_sniff() -> None:
@@ -277,6 +306,22 @@ def test_streams_over_the_cap_are_not_followed_and_open_ones_are_handed_over_at_
     run.conn.close()
     assert len(run.requests) == MAX_OPEN_STREAMS and all(r.body_truncated for r in run.requests)
     assert run.names().count("too_many_streams") == 10 and run.names()[-1] == "message_incomplete"
+
+
+def test_header_fields_held_by_open_streams_are_bounded_per_connection() -> None:
+    pair = H2Pair({int(SettingsFrame.MAX_CONCURRENT_STREAMS): 1000})
+    big = "h" * 60000    # larger than the dynamic table: sent in full on each stream
+    for _ in range(20):
+        sid = pair.client.get_next_available_stream_id()
+        block = Sent("POST", f"/{sid}", "e.example.com", [("x-big", big)]).header_block()
+        pair.client.send_headers(sid, block)
+    pair.exchange()
+    run = Run(strict=False).feed(pair.transcript)
+    followed = MAX_HELD_HEADERS // (60000 + len("x-big") + 32 + sum(len(n) + len(v) + 32 for n, v in [
+        (":method", "POST"), (":scheme", "http"), (":authority", "e.example.com"), (":path", "/1")]))
+    assert run.names().count("too_many_streams") == 20 - followed > 0
+    run.conn.close()
+    assert [r.target for r in run.requests] == [f"/{2 * i + 1}" for i in range(followed)]
 
 
 # -- hostile input ----------------------------------------------------------------------------------------

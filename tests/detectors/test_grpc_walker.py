@@ -165,3 +165,15 @@ def test_field_number_paths_neither_help_nor_hinder_the_key_rules(engine):
     for value in (ID, PHONE, "20240101123456789012", "订单号12345"):
         spans = [(c.field_type, c.start, c.end) for c in engine.find_spans(value, "grpc.1.3")]
         assert spans == [(c.field_type, c.start, c.end) for c in engine.find_spans(value, "text")]
+
+
+@pytest.mark.parametrize(("values", "expected"), [
+    (["全基因组测序", "AG"], {"27": "keywords"}),
+    (["诊断：高血压", "处方：一日一次"], {"28": "keywords"}),
+    (["儿童基因科学实验玩具"], {}),                      # one stray keyword is no candidate, as in JSON
+])
+def test_important_data_words_in_protobuf_strings_are_read_as_text(engine, values, expected):
+    # The body has NUL bytes (the gRPC prefix) but is no binary payload: its strings are read like JSON's.
+    msg = b"".join(f_len(i + 1, v) for i, v in enumerate(values))
+    important = engine.inspect(grpc(f_len(1, msg)), "application/grpc").important
+    assert {h.subcategory: h.evidence for h in important} == expected
