@@ -1,8 +1,7 @@
 """The bundled TLS demo (fixtures/make_demo_tls.py): a real capture with its NSS key log.
 
-What the files hold is checked with tshark (the oracle) whoever generated them; what `egress-collector
-selfcheck --keylog` makes of them against configs/filings/demo.yaml needs the decryption wiring (issue 11's
-merge removes the xfail marks).
+What the files hold is checked with tshark (the oracle) whoever generated them; then what `egress-collector
+selfcheck --keylog` makes of them against configs/filings/demo.yaml, and of the capture without its key log.
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from tests.live.netns import Topology, require_netns, topology
+from tests.live.tls_checks import require_programs
+from tests.live.tls_traffic import Capture, capture_traffic
 
 
 @pytest.fixture
@@ -24,3 +26,14 @@ def netns_bare(tmp_path: Path) -> Iterator[Topology]:
     require_netns()
     with topology(tmp_path / "netns", sink=False) as t:
         yield t
+
+
+@pytest.fixture(scope="session")
+def tls_capture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Capture]:
+    """The live TLS capture (tests/live/tls_traffic.py, set "mixed"), made once for the test session;
+    skips (with the reason) without namespaces or a program it runs."""
+    require_programs()
+    work = tmp_path_factory.mktemp("tls")
+    with topology(work / "netns", sink=False) as t:
+        capture = capture_traffic(t, "mixed")
+    yield capture

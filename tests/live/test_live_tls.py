@@ -1,19 +1,12 @@
 """Encrypted egress with logged secrets, on real traffic (issue 11, "Tests with real traffic").
 
-One capture per module (tests/live/tls_traffic.py): hypercorn abroad over TLS 1.2 / 1.3, h1 / h2 / h3,
-h2c and gRPC; httpx, Python ssl, curl, `openssl s_client` (with a KeyUpdate) and aioquic (with a QUIC
-key update) posting the live plan's planted exports, every secret in one NSS key log; dumpcap records the
-client's veth. The capture is then read by the agent with the key log, as a pcapng carrying the secrets
-(editcap --inject-secrets), with no keys and with broken key logs; tshark is the oracle.
-
-Requests per connection are counted as tshark counts them: each HTTP/1.x request, each HTTP/2 stream the
-client opened with HEADERS, each client-initiated bidirectional QUIC stream; so the h2c Upgrade connection
-has 2 (the body-less GET that upgrades, then the POST on stream 3) and the 0-RTT one 2 (a GET as early
-data, then a POST in 1-RTT), 1 when the key log lacks CLIENT_EARLY_TRAFFIC_SECRET. Domestic connections are
-left out of the per-flow comparisons (opening a flow that is no export is the agent's choice).
-
-The tests of the harness itself run today. Those that need the agent to decrypt are marked xfail(strict)
-until the decryption is wired into the agent (issue 11's merge), which removes the marks.
+One capture per test session (tests/live/tls_traffic.py, the `tls_capture` fixture of tests/live/conftest.py):
+hypercorn abroad over TLS 1.2 / 1.3, h1 / h2 / h3, h2c and gRPC; httpx, Python ssl, curl, `openssl
+s_client` (a KeyUpdate; 0-RTT against `openssl s_server`) and aioquic (a QUIC key update) posting the live
+plan's planted exports, every secret in one NSS key log; dumpcap records the client's veth. The capture is
+read by the agent with the key log, as a pcapng carrying the secrets (editcap --inject-secrets) and with no
+keys; tshark is the oracle (how requests are counted: tests/live/tls_checks.py). Broken key logs:
+test_live_tls_keylogs.py.
 """
 
 from __future__ import annotations
@@ -22,103 +15,34 @@ import json
 import signal
 import subprocess
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import BIN, FIXTURES, ROOT
 from tests.live import plan, tls_oracle, tls_sessions
-from tests.live.netns import assert_report_matches_truth, require_netns, topology
-from tests.live.tls_traffic import Capture, capture_traffic, programs_unavailable
+from tests.live.netns import topology
+from tests.live.tls_checks import (
+    TLS_PORTS,
+    conn_key,
+    matches_truth,
+    read_spool,
+    records_of,
+    require_programs,
+    selfcheck,
+    summary,
+    tls_flows,
+    truth_flows,
+)
+from tests.live.tls_traffic import Capture, capture_traffic
 
 pytestmark = pytest.mark.root
-TLS_PORTS = (443, tls_sessions.ZERO_RTT_PORT)
 LIVE = {"flush_interval_s": 0.5, "stats_interval_s": 1.0, "ship_interval_s": 0.5}
 
 
-@pytest.fixture(scope="module")
-def cap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Capture]:
-    require_programs()
-    work = tmp_path_factory.mktemp("tls")
-    with topology(work / "netns", sink=False) as t:
-        capture = capture_traffic(t, "mixed")
-    yield capture
-
-
-# ---------------------------------------------------------------------------------------------- helpers
-
-def require_programs() -> None:
-    """Skip, with the reason, without namespaces or a program the harness runs."""
-    require_netns()
-    reason = programs_unavailable()
-    if reason:
-        pytest.skip(reason)
-
-
-def agent_run(pcap: Path, out: Path, *keylogs: Path) -> dict[str, list[dict[str, Any]]]:
-    """`egress-agent run --pcap` (with `--keylog` per key log) -> its records by table."""
-    argv = [str(BIN / "egress-agent"), "run", "--pcap", str(pcap), "--out", str(out)]
-    for k in keylogs:
-        argv += ["--keylog", str(k)]
-    r = subprocess.run(argv, capture_output=True, text=True, timeout=300, cwd=out.parent)
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert "Traceback" not in r.stderr
-    return read_spool(out)
-
-
-_RUNS: dict[tuple[str, ...], dict[str, list[dict[str, Any]]]] = {}
-
-
-def records_of(cap: Capture, *keylogs: Path) -> dict[str, list[dict[str, Any]]]:
-    """agent_run on the module's capture with the module's own key log or none, once per module."""
-    key = (str(cap.pcapng), *map(str, keylogs))
-    if key not in _RUNS:
-        _RUNS[key] = agent_run(cap.pcapng, cap.pcapng.parent / f"spool-{len(_RUNS)}", *keylogs)
-    return _RUNS[key]
-
-
-def read_spool(spool: Path) -> dict[str, list[dict[str, Any]]]:
-    tables: dict[str, list[dict[str, Any]]] = {}
-    for f in sorted(spool.glob("*/*.parquet")):
-        tables.setdefault(f.parent.name, []).extend(pq.read_table(f).to_pylist())
-    return tables
-
-
-def selfcheck(pcap: Path, out: Path, *keylogs: Path, filing: Path | None = None) -> dict[str, Any]:
-    if filing is None:
-        filing = out.parent / "filing.yaml"
-        filing.write_text(json.dumps(plan.filing()), encoding="utf-8")
-    argv = [str(BIN / "egress-collector"), "selfcheck", str(pcap), "--filing", str(filing), "--out", str(out),
-            "--format", "json"]
-    for k in keylogs:
-        argv += ["--keylog", str(k)]
-    r = subprocess.run(argv, capture_output=True, text=True, timeout=300, cwd=out.parent)
-    assert r.returncode in (0, 1), r.stderr[-3000:]
-    return json.loads((out / "report.json").read_text(encoding="utf-8"))
-
-
-def conn_key(flow: dict[str, Any]) -> tuple[str, int]:
-    return flow["transport"], flow["src_port"]
-
-
-def truth_flows(cap: Capture) -> list[dict[str, Any]]:
-    return cap.truth["flows"]
-
-
-def summary(flows: list[dict[str, Any]]) -> Counter[tuple[Any, ...]]:
-    """Cross-border connections that carried requests, as (server name, address, port, transport,
-    requests, visibility). Domestic ones are left out: whether the agent opens a flow that is no export
-    (uninspected_reason not_cross_border) is its choice, not the truth's."""
-    return Counter((f["server_name"], f["dst_ip"], f["dst_port"], f["transport"], f["requests"],
-                    f.get("visibility", f.get("visibility_with_keys"))) for f in flows
-                   if f["cross_border"] and f["requests"])
-
-
-def tls_flows(flows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [f for f in flows if f["dst_port"] in TLS_PORTS]
+@pytest.fixture
+def cap(tls_capture: Capture) -> Capture:
+    return tls_capture
 
 
 # ---------------------------------------------------------------------------------------------- the harness
@@ -198,7 +122,7 @@ def test_the_key_log_has_secrets_for_every_handshake_in_the_capture(cap: Capture
 
 def test_selfcheck_with_the_key_log_finds_exactly_what_was_sent(cap: Capture, tmp_path: Path) -> None:
     report = selfcheck(cap.pcapng, tmp_path / "report", cap.keylog)
-    assert_report_matches_truth(report, cap.truth)
+    matches_truth(report, cap.truth)
     coverage = report["observed"]["coverage"]
     assert coverage["by_visibility"]["decrypted"] > 0 and coverage["by_visibility"]["plaintext"] > 0
     # only connections that carried no request may stay unopened (the truncated handshake, perhaps the
@@ -209,7 +133,7 @@ def test_selfcheck_with_the_key_log_finds_exactly_what_was_sent(cap: Capture, tm
 
 def test_selfcheck_of_a_pcapng_with_injected_secrets_needs_no_flag(cap: Capture, tmp_path: Path) -> None:
     dsb = tls_oracle.inject_secrets(cap.pcapng, cap.keylog, tmp_path / "dsb.pcapng")
-    assert_report_matches_truth(selfcheck(dsb, tmp_path / "report"), cap.truth)
+    matches_truth(selfcheck(dsb, tmp_path / "report"), cap.truth)
 
 
 def test_the_agent_decrypts_every_connection_as_tshark_does(cap: Capture, tmp_path: Path) -> None:
@@ -243,18 +167,6 @@ def test_key_updates_mid_connection_are_followed(cap: Capture, tmp_path: Path) -
     assert len(flows) == len(updated) == 2
     inspected = {d["flow_id"] for d in records.get("detections", [])}
     assert {f["flow_id"] for f in flows} <= inspected
-
-
-def test_0rtt_without_its_secret_opens_the_rest_of_the_connection(cap: Capture, tmp_path: Path) -> None:
-    """TLS 1.3 0-RTT whose CLIENT_EARLY_TRAFFIC_SECRET is not in the key log: the early data (a GET) is
-    skipped, the handshake and the 1-RTT POST after it are decrypted; nothing else changes."""
-    no_early = tls_oracle.drop_labels(cap.keylog, {"CLIENT_EARLY_TRAFFIC_SECRET"}, tmp_path / "no-early.keys")
-    records = agent_run(cap.pcapng, tmp_path / "spool", no_early)
-    zero_rtt = [f for f in records["flows"] if f["dst_port"] == tls_sessions.ZERO_RTT_PORT and f["requests"]]
-    assert [(f["requests"], f["visibility"], f["server_name"]) for f in zero_rtt] == [
-        (1, "decrypted", tls_sessions.PARTNER)]
-    assert zero_rtt[0]["flow_id"] in {d["flow_id"] for d in records.get("detections", [])}
-    assert_report_matches_truth(selfcheck(cap.pcapng, tmp_path / "report", no_early), cap.truth)
 
 
 # ---------------------------------------------------------------------------------------------- without keys
@@ -299,96 +211,6 @@ def test_selfcheck_without_keys_reports_the_encrypted_bytes_and_only_cleartext_f
         ("undeclared_recipient", "collect.ad-metrics.example")}
 
 
-# ---------------------------------------------------------------------------------------- broken key logs
-
-def handshakes(cap: Capture, flows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The cross-border TLS and QUIC flows whose whole ClientHello is in the capture (the truncated one
-    left out)."""
-    randoms = tls_oracle.client_randoms(cap.pcapng)
-    found = [f for f in flows if conn_key(f) in randoms]
-    assert len(found) == len(randoms)
-    return [f for f in found if f["cross_border"]]
-
-
-def _tls_visibility(flows: list[dict[str, Any]]) -> dict[tuple[str, int], str]:
-    return {conn_key(f): f["visibility"] for f in tls_flows(flows) if f["requests"] or f["bytes_out"] > 600}
-
-
-def test_a_partial_key_log_opens_exactly_the_connections_it_has_secrets_for(cap: Capture,
-                                                                             tmp_path: Path) -> None:
-    # the connections that carried requests (not the one that only fetched a session ticket)
-    carried = {k for k, seen in tls_oracle.requests_by_connection(cap.pcapng, cap.keylog).items()
-               if seen.requests}
-    randoms = {k: r for k, r in tls_oracle.client_randoms(cap.pcapng).items() if k in carried}
-    keep = dict(sorted(randoms.items())[::2])                 # every other connection
-    partial = tls_oracle.keep_randoms(cap.keylog, set(keep.values()), tmp_path / "partial.keys")
-    records = agent_run(cap.pcapng, tmp_path / "spool", partial)
-    flows = {conn_key(f): f for f in records["flows"]}
-    for key in randoms:
-        f = flows[key]
-        if not f["cross_border"]:
-            continue
-        if key in keep:
-            assert f["visibility"] == "decrypted", f
-        else:
-            assert (f["visibility"], f["uninspected_reason"]) == ("encrypted", "no_secrets"), f
-    opened = {flows[k]["flow_id"] for k in keep}
-    opened |= {f["flow_id"] for f in flows.values() if f["dst_port"] == 80}
-    assert {d["flow_id"] for d in records.get("detections", [])} <= opened
-
-
-def test_wrong_secrets_fail_their_tags_and_give_no_detections(cap: Capture, tmp_path: Path) -> None:
-    wrong = tls_oracle.wrong_secrets(cap.keylog, tmp_path / "wrong.keys")
-    records = agent_run(cap.pcapng, tmp_path / "spool", wrong)
-    tls = handshakes(cap, records["flows"])
-    assert tls and all(f["visibility"] == "encrypted" for f in tls), tls
-    assert {f["uninspected_reason"] for f in tls} == {"decrypt_failed"}
-    ids = {f["flow_id"] for f in tls}
-    assert not [d for d in records.get("detections", []) if d["flow_id"] in ids]
-    failed = [a for a in records.get("anomalies", []) if a["flow_id"] in ids]
-    assert failed and {a["name"] for a in failed} >= {"decrypt_failed"}
-
-
-def test_a_key_log_of_another_capture_counts_as_no_secrets(cap: Capture, tmp_path: Path) -> None:
-    other = tls_oracle.other_capture(cap.keylog, tmp_path / "other.keys")
-    records = agent_run(cap.pcapng, tmp_path / "spool", other)
-    bare = records_of(cap)
-    assert _tls_visibility(records["flows"]) == _tls_visibility(bare["flows"])
-    assert {f["uninspected_reason"] for f in handshakes(cap, records["flows"])} == {"no_secrets"}
-    assert len(records.get("detections", [])) == len(bare.get("detections", []))
-
-
-def test_a_key_log_without_application_secrets_opens_no_application_data(cap: Capture,
-                                                                           tmp_path: Path) -> None:
-    """Handshake secrets only (what a key log cut off mid-connection holds): the names and ALPN may come
-    from the decrypted handshake, the requests cannot."""
-    application = {"CLIENT_TRAFFIC_SECRET_0", "SERVER_TRAFFIC_SECRET_0", "CLIENT_EARLY_TRAFFIC_SECRET",
-                   "CLIENT_RANDOM", "CLIENT_TRAFFIC_SECRET_N", "SERVER_TRAFFIC_SECRET_N"}
-    cut = tls_oracle.drop_labels(cap.keylog, application, tmp_path / "cut.keys")
-    records = agent_run(cap.pcapng, tmp_path / "spool", cut)
-    tls = tls_flows(records["flows"])
-    assert not [f for f in tls if f["visibility"] == "decrypted" or f["inspected"]]
-    ids = {f["flow_id"] for f in tls}
-    assert not [d for d in records.get("detections", []) if d["flow_id"] in ids]
-
-
-def test_the_truncated_handshake_is_one_flow_with_no_request(cap: Capture, tmp_path: Path) -> None:
-    """Runs today too: the cut ClientHello is counted, never a crash, with or without the key log."""
-    port = set(tls_oracle.client_randoms(cap.pcapng))
-    for keylogs in ((), (cap.keylog,)):
-        out = tmp_path / f"spool{len(keylogs)}"
-        argv = [str(BIN / "egress-agent"), "run", "--pcap", str(cap.pcapng), "--out", str(out)]
-        if keylogs:
-            argv += ["--keylog", str(cap.keylog)]
-        r = subprocess.run(argv, capture_output=True, text=True, timeout=300, cwd=tmp_path)
-        if r.returncode == 2 and "--keylog" in r.stderr:
-            continue                  # the flag lands with the decryption wiring
-        assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
-        flows = read_spool(out)["flows"]
-        cut = [f for f in flows if f["dst_port"] == 443 and conn_key(f) not in port]
-        assert len(cut) == 1 and cut[0]["requests"] == 0 and not cut[0]["inspected"], cut
-
-
 # ---------------------------------------------------------------------------------------------- live
 
 def test_the_live_agent_follows_the_growing_key_log_and_finds_exactly_what_was_sent(tmp_path: Path) -> None:
@@ -414,7 +236,7 @@ def test_the_live_agent_follows_the_growing_key_log_and_finds_exactly_what_was_s
                         str(filing), "--out", str(report), "--format", "json"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 1, r.stderr[-2000:]
-    assert_report_matches_truth(json.loads((report / "report.json").read_text(encoding="utf-8")),
+    matches_truth(json.loads((report / "report.json").read_text(encoding="utf-8")),
                                 capture.truth)
 
 
