@@ -7,7 +7,6 @@ tests use. Nothing here is mocked: the packets are what aioquic puts on the wire
 
 from __future__ import annotations
 
-import datetime
 import io
 import ssl
 import struct
@@ -23,9 +22,9 @@ from aioquic.quic.connection import QuicConnection
 from aioquic.quic.packet import encode_quic_retry, pull_quic_header
 from aioquic.tls import CipherSuite
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+
+from fixtures import certs
 
 CLIENT, SERVER = ("10.0.0.1", 50000), ("192.0.2.7", 443)
 RETRY_CID = bytes.fromhex("5e7e5e7e5e7e5e7e")
@@ -65,14 +64,8 @@ def pcapng_secrets(path: Path) -> str:
 
 @cache
 def _identity() -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "api.example.com")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("api.example.com")]), critical=False)
-            .sign(key, hashes.SHA256()))
+    cert, key = certs.certificate(["api.example.com"])
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
     return cert, key
 
 

@@ -21,7 +21,6 @@ Steps, each waiting for readiness (never a fixed sleep):
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import shutil
 import subprocess
@@ -31,11 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
-
+from fixtures import certs
 from tests.live import plan
 from tests.live.dumpcap import Dumpcap
 from tests.live.netns import PYTHON, NetnsError, Topology
@@ -82,21 +77,8 @@ def programs_unavailable() -> str | None:
 
 def make_certificate(workdir: Path) -> tuple[Path, Path]:
     """A self-signed RSA certificate for every plan server name; returns (cert.pem, key.pem)."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "egresswatch live TLS test")])
-    now = dt.datetime.now(dt.UTC)
-    sans = [x509.DNSName(d.server_name) for d in plan.DESTINATIONS] + [x509.DNSName(n) for n in EXTRA_NAMES]
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=30))
-            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = workdir / "cert.pem", workdir / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
+    names = ["egresswatch live TLS test", *(d.server_name for d in plan.DESTINATIONS), *EXTRA_NAMES]
+    return certs.self_signed(workdir, names, ecdsa=False)
 
 
 def wait_for_text(what: str, path: Path, needle: str, proc: subprocess.Popen[Any], count: int = 1,
