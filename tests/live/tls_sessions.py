@@ -20,8 +20,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tests.detectors.test_grpc_walker import f_len
-
 if __package__:                 # tests.live.tls_sessions (the tests)
     from . import plan
 else:                           # tls_sessions, beside the script tls_clients.py
@@ -73,8 +71,17 @@ def content_type(session: Session) -> str:
 
 # ---------------------------------------------------------------------------------------------- gRPC
 
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
 def _field(number: int, payload: bytes) -> bytes:
-    return f_len(number, payload)     # wire type 2: length-delimited (tests/detectors/test_grpc_walker.py)
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload     # wire type 2: length-delimited
 
 
 def grpc_message(msg: plan.Message) -> plan.Message:
