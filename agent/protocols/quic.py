@@ -38,8 +38,6 @@ from agent.protocols.quic_frames import (
     walk_frames,
 )
 from agent.protocols.quic_keys import (
-    KNOWN_VERSIONS,
-    VERSION_1,
     CryptoError,
     KeyWait,
     Opener,
@@ -47,6 +45,7 @@ from agent.protocols.quic_keys import (
     secret_context,
 )
 from agent.protocols.quic_tls import CLIENT_HELLO, ENCRYPTED_EXTENSIONS, SERVER_HELLO, Handshake
+from agent.protocols.quic_wire import KNOWN_VERSIONS, VERSION_1, is_quic
 
 __all__ = ["QuicFlow", "QuicLimits", "SecretSource", "is_quic"]
 
@@ -62,7 +61,6 @@ _LABELS: Final = {(ZERO_RTT, True): "CLIENT_EARLY_TRAFFIC_SECRET",
 # CRYPTO streams worth reading: (level, from the client) -> the message wanted from it.
 _WANTED: Final = {(INITIAL, True): CLIENT_HELLO, (INITIAL, False): SERVER_HELLO,
                   (HANDSHAKE, False): ENCRYPTED_EXTENSIONS}
-_MAX_CID: Final = 20       # RFC 9000 §17.2: a v1 connection ID is at most 20 bytes
 
 
 class SecretSource(Protocol):
@@ -81,21 +79,6 @@ class QuicLimits:
     max_packets_per_datagram: int = 16     # coalesced packets (RFC 9000 §12.2) read from one datagram
     max_rekeys: int = 4                    # Initial keys re-derived for a new first Destination CID
     http3: Http3Limits = field(default_factory=Http3Limits)
-
-
-def is_quic(payload: bytes) -> bool:
-    """A QUIC long-header packet (RFC 9000 §17.2) of a known version, or a version negotiation packet."""
-    if len(payload) < 7 or not payload[0] & 0x80:
-        return False
-    version = int.from_bytes(payload[1:5], "big")
-    dcid_len = payload[5]
-    if dcid_len > _MAX_CID or len(payload) < 7 + dcid_len or payload[6 + dcid_len] > _MAX_CID:
-        return False
-    if version == 0:
-        # §17.2.1: after the connection IDs, a non-empty list of 32-bit versions.
-        rest = len(payload) - 7 - dcid_len - payload[6 + dcid_len]
-        return rest >= 4 and rest % 4 == 0
-    return version in KNOWN_VERSIONS     # the fixed bit may be greased (RFC 9287): the version decides
 
 
 class QuicFlow:

@@ -23,13 +23,11 @@ from aioquic.quic.crypto import (
 )
 from aioquic.tls import CipherSuite, cipher_suite_hash, hkdf_expand_label, hkdf_extract
 
+from agent.protocols.quic_wire import DRAFT_VERSIONS, KNOWN_VERSIONS, VERSION_1, VERSION_2
+
 __all__ = ["DRAFT_VERSIONS", "KNOWN_VERSIONS", "VERSION_1", "VERSION_2", "CryptoError", "KeyWait", "Opener",
            "initial_contexts", "secret_context"]
 
-VERSION_1: Final = 0x00000001
-VERSION_2: Final = 0x6B3343CF                                  # RFC 9369
-DRAFT_VERSIONS: Final = frozenset(range(0xFF00001D, 0xFF000021))  # draft-29 .. draft-32
-KNOWN_VERSIONS: Final = frozenset({VERSION_1, VERSION_2}) | DRAFT_VERSIONS
 # draft-ietf-quic-tls-29 §5.2: drafts 29 to 32 share this salt (v1 and v2 salts are aioquic's).
 _DRAFT_29_SALT: Final = bytes.fromhex("afbfec289993d24c9e9786f19c6111e04390a899")
 

@@ -29,11 +29,9 @@ from agent.protocols.handler import Handler, HandlerContext, Opaque, Summary
 from agent.protocols.http import HttpHandler
 from agent.protocols.http2 import Http2Handler, is_h2_preface
 from agent.protocols.http_syntax import HTTP_METHODS, bare_method, method_prefix
-from agent.protocols.quic import is_quic
-from agent.protocols.quic_handler import QuicHandler
+from agent.protocols.quic_wire import is_quic
 from agent.protocols.socks5 import Socks5Handler
 from agent.protocols.tls import TlsHelloHandler
-from agent.protocols.tls_handler import TlsHandler
 
 SNIFF_BYTES = 24          # the HTTP/2 connection preface is the longest signature
 
@@ -84,8 +82,16 @@ def _http(prefix: bytes, on_port: bool) -> bool | None:
 def _tls_handler(ctx: HandlerContext, tunnel: Callable[[int], Handler]) -> Handler:
     # Secrets open an inspected flow; a flow that is not inspected is named by its hello alone.
     if ctx.keylog is not None and ctx.inspect:
+        # cryptography loads with the first flow to open, not at every agent's start.
+        from agent.protocols.tls_handler import TlsHandler
         return TlsHandler(ctx, tunnel)
     return TlsHelloHandler(ctx, tunnel)
+
+
+def _quic_handler(ctx: HandlerContext) -> Handler:
+    # aioquic (~50 ms to import) loads with the first QUIC flow, not at every agent's start.
+    from agent.protocols.quic_handler import QuicHandler
+    return QuicHandler(ctx)
 
 
 def _h2(prefix: bytes, on_port: bool) -> bool | None:
@@ -126,7 +132,7 @@ DATAGRAM_PORTS: dict[int, tuple[str, Callable[[bytes], bool] | None, DatagramSta
 }
 # Recognised by content on any port (QUIC v2 on 4443, HTTP/3 on 8443): a long header of a known version.
 DATAGRAM_SNIFFERS: tuple[tuple[str, Callable[[bytes], bool], DatagramStart], ...] = (
-    ("quic", is_quic, QuicHandler),
+    ("quic", is_quic, _quic_handler),
 )
 _DATAGRAM_BY_APP: dict[str, DatagramStart] = {
     **{app: start for app, _check, start in DATAGRAM_PORTS.values()},

@@ -24,7 +24,7 @@ from agent.anomalies import AnomalySink
 from agent.protocols.http import HttpRequest
 from agent.protocols.http3 import Http3Requests
 from agent.protocols.quic import QuicFlow
-from agent.protocols.quic_keys import VERSION_1, VERSION_2
+from agent.protocols.quic_wire import VERSION_1, VERSION_2
 from tests.agent.quic_harness import CLIENT, SERVER, H3Session, Headers, KeyLog
 
 AUTHORITY = b"api.example.com"

@@ -22,7 +22,8 @@ from agent.capture import open_capture
 from agent.decode import Decoder
 from agent.protocols.http import HttpRequest
 from agent.protocols.quic import QuicFlow, QuicLimits, is_quic
-from agent.protocols.quic_keys import VERSION_1, VERSION_2, initial_contexts
+from agent.protocols.quic_keys import initial_contexts
+from agent.protocols.quic_wire import VERSION_1, VERSION_2
 from agent.protocols.tls import parse_client_hello, parse_handshake_client_hello
 from tests.agent.quic_harness import H3Session, KeyLog, pcapng_secrets
 from tests.agent.test_tls import client_stream
