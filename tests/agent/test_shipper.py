@@ -23,6 +23,7 @@ from tests.collector.builders import flow
 class Scripted(http.server.BaseHTTPRequestHandler):
     statuses: ClassVar[list[int]] = []
     seen: ClassVar[list[dict[str, str]]] = []
+    answered: ClassVar[threading.Event] = threading.Event()    # set once a request has had its answer
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length", 0))
@@ -38,6 +39,7 @@ class Scripted(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
+        type(self).answered.set()
 
     def log_message(self, *args: object) -> None:
         pass
@@ -45,7 +47,7 @@ class Scripted(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def collector() -> Iterator[str]:
-    Scripted.statuses, Scripted.seen = [], []
+    Scripted.statuses, Scripted.seen, Scripted.answered = [], [], threading.Event()
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Scripted)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -130,8 +132,9 @@ def test_a_stopping_agent_ends_a_backoff_wait_and_keeps_the_file(tmp_path: Path,
     path = spool_one(tmp_path)
     Scripted.statuses = [503] * 5
     stop = threading.Event()
-    # The first attempt fails; during its (long) backoff the agent stops: no second attempt is made.
-    threading.Timer(0.3, stop.set).start()
+    # The first attempt fails; during its (long) backoff the agent stops: no second attempt is made. The stop
+    # follows the first answer, not a timer (under load a timer could fire before the first attempt).
+    threading.Thread(target=lambda: (Scripted.answered.wait(30), stop.set()), daemon=True).start()
     with Shipper(collector, "tok", tmp_path, max_attempts=5, backoff_s=60, stop=stop) as s:
         result = s.ship_pending()
     assert len(Scripted.seen) == 1 and path.exists()
