@@ -31,7 +31,9 @@ class QuicHandler:
 
     def feed(self, data: bytes, from_client: bool) -> None:
         self._flow.on_datagram(from_client, data)
-        if not self._registered and self.ctx.on_wait is not None and self.waiting:
+        if not self.waiting:
+            self._registered = False        # a later wait (for the next secret) registers again
+        elif not self._registered and self.ctx.on_wait is not None:
             self._registered = True
             self.ctx.on_wait(self)
 

@@ -90,7 +90,9 @@ class TlsHandler:
         client, server = dec.reading(True), dec.reading(False)
         if inner is not None and dec.decrypted:
             client, server = client and inner.wants_client, server and inner.wants_server
-        if self.waiting and not self._registered and self.ctx.on_wait is not None:
+        if not self.waiting:
+            self._registered = False        # a later wait (for the next secret) registers again
+        elif not self._registered and self.ctx.on_wait is not None:
             self._registered = True
             self.ctx.on_wait(self)
         self.wants_client, self.wants_server = client, server
