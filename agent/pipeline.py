@@ -33,7 +33,7 @@ from agent.keylog import KeyLog
 from agent.protocols.handler import Summary, Waiting
 from agent.protocols.http import HttpRequest
 from agent.protocols.http_body import HttpResponse
-from agent.protocols.registry import datagram_candidate
+from agent.protocols.registry import MAX_UNDECIDED_DATAGRAMS, datagram_app, datagram_candidate
 from agent.protocols.served import ServedSession
 from agent.protocols.session import AppSession
 from agent.records import CaptureStatsRecord, FlowRecord, utc
@@ -208,10 +208,15 @@ class Pipeline:
 
     # -- flows -> sessions -------------------------------------------------------------------------
 
-    def _session_for(self, flow: Flow) -> AppSession | ServedSession | None:
-        limits, sampling = self.config.limits, self.config.sampling
+    def _session_for(self, flow: Flow) -> AppSession | ServedSession | _DatagramProbe:
         if flow.transport == "udp" and not datagram_candidate((flow.dport, flow.sport)):
-            return None     # only what the registry knows matters on UDP
+            # Known by content only (QUIC on any port): a small probe until a datagram says so, since most
+            # UDP flows of a busy egress never will (a flood of them must not cost a session each).
+            return _DatagramProbe(self, flow)
+        return self._open_session(flow)
+
+    def _open_session(self, flow: Flow) -> AppSession | ServedSession:
+        limits, sampling = self.config.limits, self.config.sampling
         country = self.destinations.country(flow.dst)
         inspect = (
             not self.table.ctx.internal.contains(flow.dst)
@@ -338,6 +343,41 @@ class _ToInspector:
 
 
 _NOTHING = Summary()    # the summary of a flow without a session (a SYN-only flow, UDP nobody parses)
+
+
+class _DatagramProbe:
+    """The session of a UDP flow on no registered port until one of its first datagrams is a protocol the
+    registry recognises by content; then the flow gets its real session, which reads that datagram first.
+    Three slots instead of a session, a handler context and a chooser per flow."""
+
+    __slots__ = ("flow", "pipeline", "tries")
+    wants_data = False
+    in_sink = None
+
+    def __init__(self, pipeline: Pipeline, flow: Flow) -> None:
+        self.pipeline, self.flow, self.tries = pipeline, flow, 0
+
+    def on_datagram(self, outbound: bool, payload: bytes) -> None:
+        flow = self.flow
+        if self.tries >= MAX_UNDECIDED_DATAGRAMS:
+            return
+        if datagram_app(payload, (flow.dport, flow.sport)) is None:
+            self.tries += 1
+            return
+        session = flow.session = self.pipeline._open_session(flow)
+        session.on_datagram(outbound, payload)
+
+    def on_data(self, data: bytes) -> None:
+        return None
+
+    def on_gap(self, n: int) -> None:
+        return None
+
+    def on_close(self) -> None:
+        return None
+
+    def summary(self) -> Summary:
+        return _NOTHING
 
 
 def _ignore(message: HttpRequest | HttpResponse) -> None:

@@ -154,8 +154,9 @@ def datagram_app(payload: bytes, ports: Iterable[int]) -> str | None:
 
 
 def datagram_candidate(ports: Iterable[int]) -> bool:
-    """Whether a UDP flow on these ports may carry a registered protocol (else it needs no session)."""
-    return bool(DATAGRAM_SNIFFERS) or any(port in DATAGRAM_PORTS for port in ports)
+    """Whether a UDP flow on these ports is one of the registry's by its port alone (DNS); a flow on other
+    ports may still be recognised by content (`datagram_app`)."""
+    return any(port in DATAGRAM_PORTS for port in ports)
 
 
 class Chooser:

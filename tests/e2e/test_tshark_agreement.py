@@ -64,9 +64,11 @@ def test_payload_bytes_match_holes_aside(agreement: Any) -> None:
     assert missed <= BYTES_MISSED_AT_MOST, "\n".join(_misses(agreement, "bytes:"))
 
 
-def test_tls_sni_agrees_on_every_tcp_flow(agreement: Any) -> None:
-    # QUIC's ClientHello (UDP) is the next issue's; every TLS-over-TCP SNI must be the flow's name.
-    assert [m for m in _misses(agreement, "sni:") if ": sni: tcp " in m] == []
+def test_tls_sni_agrees_on_every_flow_tcp_and_quic(agreement: Any) -> None:
+    # Every TLS-over-TCP SNI, and every QUIC ClientHello's (read from the Initial packets with the public
+    # salts, v1 and v2 on any port, as tshark does), must be the flow's name.
+    assert _misses(agreement, "sni:") == []
+    assert agreement.totals["sni_agree"] == agreement.totals["sni"] >= 17
 
 
 def test_http_host_is_the_flows_server_name(agreement: Any) -> None:
