@@ -217,13 +217,8 @@ class Pipeline:
 
     def _open_session(self, flow: Flow) -> AppSession | ServedSession:
         limits, sampling = self.config.limits, self.config.sampling
-        country = self.destinations.country(flow.dst)
-        inspect = (
-            not self.table.ctx.internal.contains(flow.dst)
-            and self.table.ctx.internal.contains(flow.src)
-            and self.destinations.cross_border(country)
-            and self.sampler.sampled(flow.src, flow.sport, flow.dst, flow.dport, flow.transport)
-        )
+        inspect = (self._egress(flow, self.destinations.cross_border(self.destinations.country(flow.dst)))
+                   and self.sampler.sampled(flow.src, flow.sport, flow.dst, flow.dport, flow.transport))
         if flow.inbound and flow.transport == "tcp":
             # A pull (rules.md): an external client asked an internal server; the answers are the export.
             return ServedSession(
@@ -250,10 +245,10 @@ class Pipeline:
     # -- flows -> records --------------------------------------------------------------------------
 
     def _flow_ended(self, flow: Flow) -> None:
-        self._flows.append(self._record(flow))
+        record = self._record(flow)
+        self._flows.append(record)
         self.flow_count += 1
-        if flow.session is not None and flow.session.summary().inspected:
-            self.inspected += 1
+        self.inspected += record.inspected
         self.inspector.flow_ended(flow.flow_id)
         if flow.closed_by is not None:      # its last row, not an interval: the per-flow anomaly count ends
             self.anomalies.flow_ended(flow.first_id)
@@ -293,7 +288,8 @@ class Pipeline:
         )
 
     def _egress(self, flow: Flow, cross_border: bool) -> bool:
-        """What `_session_for` asks before sampling: a flow the agent would inspect (coverage's reasons)."""
+        """An export the agent inspects when sampled: cross-border, from an internal source to an external
+        destination (the session's choice, and the coverage reasons of its record)."""
         internal = self.table.ctx.internal
         return cross_border and internal.contains(flow.src) and not internal.contains(flow.dst)
 

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from agent.keylog import KeyLog
     from agent.protocols.http import HttpRequest
 
-__all__ = ["Handler", "HandlerContext", "Opaque", "Summary", "Waiting"]
+__all__ = ["Handler", "HandlerContext", "Opaque", "Summary", "Waiting", "inspect_request"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +112,15 @@ class Handler(Protocol):
     def close(self) -> None: ...
 
     def summary(self) -> Summary: ...
+
+
+def inspect_request(ctx: HandlerContext, request: HttpRequest) -> tuple[bool, bool]:
+    """An inspected flow's request to the detectors, alike for HTTP/1.x, HTTP/2 and HTTP/3: (content reached
+    them — a body or a query string —, a budget cut the body). A flow not inspected hands nothing over."""
+    if not ctx.inspect:
+        return False, False
+    ctx.on_request(request)
+    return bool(request.body) or "?" in request.target, request.body_truncated
 
 
 class Opaque:

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from agent.anomalies import AnomalySink, known_or_shape, shape
-from agent.protocols.handler import Handler, HandlerContext, Summary
+from agent.protocols.handler import Handler, HandlerContext, Summary, inspect_request
 from agent.protocols.http_body import MessageHead
 from agent.protocols.http_framing import (
     FRAMING_HANDLERS,
@@ -316,11 +316,8 @@ class HttpHandler:
             self._requests += 1
             if self._host is None and self._requests == 1:
                 self._host = request.host
-            if ctx.inspect:
-                if request.body or "?" in request.target:
-                    self._inspected = True
-                self._truncated = self._truncated or request.body_truncated
-                ctx.on_request(request)
+            seen, cut = inspect_request(ctx, request)
+            self._inspected, self._truncated = self._inspected or seen, self._truncated or cut
             last = request
         stream = self._stream
         if stream.tunnel:

@@ -40,7 +40,7 @@ from hyperframe.frame import (
 )
 
 from agent.anomalies import AnomalySink, shape
-from agent.protocols.handler import Handler, HandlerContext, Summary
+from agent.protocols.handler import Handler, HandlerContext, Summary, inspect_request
 from agent.protocols.http import HttpRequest
 from agent.protocols.http2_frames import FrameReader
 from agent.protocols.http2_streams import MAX_HEADER_BLOCK, H2Stream
@@ -365,14 +365,10 @@ class Http2Handler:
                        requests=self._conn.requests, inspected=self._inspected, truncated=self._truncated)
 
     def _request(self, request: HttpRequest) -> None:
-        ctx = self.ctx
         if request.content_type is not None and request.content_type.lower().startswith(_GRPC):
             self._grpc = True
-        if ctx.inspect:
-            if request.body or "?" in request.target:
-                self._inspected = True
-            self._truncated = self._truncated or request.body_truncated
-            ctx.on_request(request)
+        seen, cut = inspect_request(self.ctx, request)
+        self._inspected, self._truncated = self._inspected or seen, self._truncated or cut
 
     def _sync(self) -> None:
         if self._conn.done or (not self.ctx.inspect and self._bytes >= self.ctx.naming_budget

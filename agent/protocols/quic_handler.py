@@ -8,7 +8,7 @@ parsed. app is "http3" once the client's application data was opened, else "quic
 
 from __future__ import annotations
 
-from agent.protocols.handler import HandlerContext, Summary
+from agent.protocols.handler import HandlerContext, Summary, inspect_request
 from agent.protocols.http import HttpRequest
 from agent.protocols.quic import QuicFlow
 
@@ -64,8 +64,5 @@ class QuicHandler:
                        truncated=self._truncated)
 
     def _request(self, request: HttpRequest) -> None:
-        if self.ctx.inspect:
-            if request.body or "?" in request.target:
-                self._inspected = True
-            self._truncated = self._truncated or request.body_truncated
-            self.ctx.on_request(request)
+        seen, cut = inspect_request(self.ctx, request)
+        self._inspected, self._truncated = self._inspected or seen, self._truncated or cut

@@ -1,103 +1,27 @@
 """TLS 1.3 handshake messages as QUIC carries them: bare messages in CRYPTO frames, no record layer (RFC 9001
 §4).
 
-`HandshakeMessages` cuts one reassembled CRYPTO stream into messages (type, uint24 length, body; RFC 8446 §4),
-with a bound on what it holds, and `Handshake` reads the messages wanted from them. What QUIC naming and
+`Handshake` reassembles each CRYPTO stream (bounded) and cuts it into messages with TLS's own
+`HandshakeStream`, keeping only the message wanted from that stream. What QUIC naming and
 decryption need from them is read here: the cipher suite of a ServerHello (which keys a logged secret expands
-to) and the ALPN of EncryptedExtensions (the negotiated protocol, "h3"). The ClientHello is
-agent/protocols/tls.py's parser, so QUIC and TLS over TCP name a server alike. Nothing here raises on bad
+to) and the ALPN of EncryptedExtensions (the negotiated protocol, "h3"), with the parsers TLS over TCP uses
+(agent/protocols/tls_handshake.py), so QUIC and TLS name a server alike. Nothing here raises on bad
 input: a message that does not parse yields None.
 """
 
 from __future__ import annotations
 
-import struct
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable
 from typing import Final
 
+from agent.protocols import tls_handshake as hs
 from agent.protocols.quic_frames import Reassembly
 from agent.protocols.quic_keys import supported_suite
-from agent.protocols.tls import ClientHello, parse_handshake_client_hello
+from agent.protocols.tls import ClientHello
 
-CLIENT_HELLO: Final = 1
-SERVER_HELLO: Final = 2
-ENCRYPTED_EXTENSIONS: Final = 8
-_EXT_ALPN: Final = 16
-_U16: Final = struct.Struct("!H")
-
-
-class HandshakeMessages:
-    """Complete handshake messages out of one in-order CRYPTO stream, holding at most `limit` bytes."""
-
-    __slots__ = ("_buf", "limit", "overflow")
-
-    def __init__(self, limit: int) -> None:
-        self._buf = bytearray()
-        self.limit = limit
-        self.overflow = False    # a message longer than `limit`: the stream is no longer read
-
-    def feed(self, data: bytes) -> Iterator[bytes]:
-        """The messages (header included) completed by `data`."""
-        if self.overflow:
-            return
-        self._buf += data
-        while len(self._buf) >= 4:
-            need = 4 + int.from_bytes(self._buf[1:4], "big")
-            if need > self.limit:
-                # A certificate chain can be long, but nothing this reader wants is: stop holding bytes.
-                self.overflow = True
-                self._buf.clear()
-                return
-            if len(self._buf) < need:
-                return
-            msg = bytes(self._buf[:need])
-            del self._buf[:need]
-            yield msg
-
-
-def _vector(body: bytes, off: int, size: int) -> tuple[int, int]:
-    """(start, end) of the length-prefixed vector at `off`; ValueError past the end of `body`."""
-    n = int.from_bytes(body[off: off + size], "big")
-    start = off + size
-    if start + n > len(body) or start > len(body):
-        raise ValueError("vector past the end")
-    return start, start + n
-
-
-def server_hello_suite(msg: bytes) -> int | None:
-    """The cipher suite a ServerHello (or HelloRetryRequest) selected."""
-    if len(msg) < 4 or msg[0] != SERVER_HELLO:
-        return None
-    body = msg[4:]
-    try:
-        _, end = _vector(body, 2 + 32, 1)           # legacy_version, random, legacy_session_id_echo
-        if end + 2 > len(body):
-            return None
-        return int(_U16.unpack_from(body, end)[0])
-    except (ValueError, struct.error):
-        return None
-
-
-def encrypted_extensions_alpn(msg: bytes) -> str | None:
-    """The protocol the server selected in EncryptedExtensions' ALPN extension (RFC 7301 §3.1)."""
-    if len(msg) < 4 or msg[0] != ENCRYPTED_EXTENSIONS:
-        return None
-    body = msg[4:]
-    try:
-        off, end = _vector(body, 0, 2)
-        while off + 4 <= end:
-            ext_type, = _U16.unpack_from(body, off)
-            start, stop = _vector(body, off + 2, 2)
-            if ext_type == _EXT_ALPN:
-                names, names_end = _vector(body, start, 2)
-                if names < names_end:
-                    first, first_end = _vector(body, names, 1)
-                    return body[first:first_end].decode("ascii", "backslashreplace")
-                return None
-            off = stop
-    except (ValueError, struct.error):
-        return None
-    return None
+CLIENT_HELLO: Final = hs.HS_CLIENT_HELLO
+SERVER_HELLO: Final = hs.HS_SERVER_HELLO
+ENCRYPTED_EXTENSIONS: Final = hs.HS_ENCRYPTED_EXTENSIONS
 
 
 class Handshake:
@@ -113,7 +37,7 @@ class Handshake:
         self.cipher_suite: int | None = None
         self.alpn: str | None = None                     # negotiated, from EncryptedExtensions
         self.unsupported = False                         # the suite is none QUIC can use (RFC 9001 §5.3)
-        self._streams: dict[Hashable, tuple[Reassembly, HandshakeMessages]] = {}
+        self._streams: dict[Hashable, tuple[Reassembly, hs.HandshakeStream]] = {}
         self._done: set[Hashable] = set()
 
     def crypto(self, stream: Hashable, want: int, offset: int, data: bytes) -> None:
@@ -121,14 +45,14 @@ class Handshake:
             return
         entry = self._streams.get(stream)
         if entry is None:
-            entry = self._streams[stream] = (Reassembly(self.limit), HandshakeMessages(self.limit))
+            entry = self._streams[stream] = (Reassembly(self.limit), hs.HandshakeStream(frozenset({want})))
         reassembly, messages = entry
-        for msg in messages.feed(reassembly.add(offset, data)):
-            if msg[0] == want:
+        for msg_type, body in messages.feed(reassembly.add(offset, data)):
+            if msg_type == want:
                 self._done.add(stream)
-                self._message(msg)
+                self._message(msg_type, body)
                 break
-        if stream not in self._done and (reassembly.gap or messages.overflow):
+        if stream not in self._done and reassembly.gap:
             self._anomaly("crypto_too_long", f"a CRYPTO stream over {self.limit} bytes before message {want}")
             self._done.add(stream)
         if stream in self._done:
@@ -140,23 +64,25 @@ class Handshake:
         self._done.discard(stream)
         self._streams.pop(stream, None)
 
-    def _message(self, msg: bytes) -> None:
-        if msg[0] == CLIENT_HELLO:
-            hello = parse_handshake_client_hello(msg)
-            if hello is None:
-                self._anomaly("malformed_client_hello", f"{len(msg)} bytes")
+    def _message(self, msg_type: int, body: bytes | None) -> None:
+        # The same parsers as TLS over TCP (agent/protocols/tls_handshake.py): QUIC and TLS name alike.
+        size = len(body) if body is not None else 0
+        if msg_type == CLIENT_HELLO:
+            info = hs.parse_client_hello_body(body) if body is not None else None
+            if info is None or info.hello is None:
+                self._anomaly("malformed_client_hello", f"{size} bytes")
                 return
-            self.hello, self.client_random = hello, msg[6:38]   # type, length, legacy_version, random
-            if hello.rejected_sni is not None:
-                self._anomaly("bad_host", f"server_name {hello.rejected_sni} is no host name")
-        elif msg[0] == SERVER_HELLO:
-            suite = server_hello_suite(msg)
-            if suite is None:
-                self._anomaly("malformed_server_hello", f"{len(msg)} bytes")
+            self.hello, self.client_random = info.hello, info.random
+            if info.hello.rejected_sni is not None:
+                self._anomaly("bad_host", f"server_name {info.hello.rejected_sni} is no host name")
+        elif msg_type == SERVER_HELLO:
+            server = hs.parse_server_hello(body) if body is not None else None
+            if server is None:
+                self._anomaly("malformed_server_hello", f"{size} bytes")
                 return
-            self.cipher_suite = suite
-            if not supported_suite(suite):
+            self.cipher_suite = server.cipher_suite
+            if not supported_suite(server.cipher_suite):
                 self.unsupported = True
-                self._anomaly("unsupported_cipher", f"cipher suite 0x{suite:04x}")
-        elif msg[0] == ENCRYPTED_EXTENSIONS:
-            self.alpn = encrypted_extensions_alpn(msg)
+                self._anomaly("unsupported_cipher", f"cipher suite 0x{server.cipher_suite:04x}")
+        elif msg_type == ENCRYPTED_EXTENSIONS and body is not None:
+            self.alpn = hs.parse_encrypted_extensions_alpn(body)

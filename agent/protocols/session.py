@@ -66,7 +66,7 @@ class AppSession:
     """Session for one flow (see docs/internals.md, "sessions and protocols")."""
 
     # One per open flow with payload: slots keep it small (agent/config.py, max_flows).
-    __slots__ = ("ctx", "in_sink", "root", "wants_data")
+    __slots__ = ("in_sink", "root", "wants_data")
 
     in_sink: _ServerSide | None
 
@@ -76,11 +76,11 @@ class AppSession:
                  on_dns: Callable[[list[tuple[str, str]]], None], sport: int = 0,
                  keylog: KeyLog | None = None, key_wait_bytes: int = 1 << 20, udp: bool = False,
                  on_wait: Callable[[Waiting], None] | None = None) -> None:
-        self.ctx = HandlerContext(
+        ctx = HandlerContext(
             flow_id=flow_id, anomalies=anomalies, inspect=inspect, max_body_bytes=max_body_bytes,
             max_decompressed_bytes=max_decompressed_bytes, on_request=on_request, on_dns=on_dns,
             naming_budget=naming_budget, keylog=keylog, key_wait_bytes=key_wait_bytes, on_wait=on_wait)
-        self.root: Handler = DatagramChooser(self.ctx, (dport, sport)) if udp else Chooser(self.ctx, dport)
+        self.root: Handler = DatagramChooser(ctx, (dport, sport)) if udp else Chooser(ctx, dport)
         self.wants_data = True
         # Only decryption reads the server's bytes (its handshake): without secrets that direction is not
         # even reassembled, as before handlers existed (tests/security/test_agent_flow_memory.py).

@@ -9,11 +9,10 @@ by a ServerHello (HelloRetryRequest told apart, §4.1.3), and the ALPN a server 
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 from typing import Final
 
-from agent.protocols.tls import ClientHello, parse_client_hello
+from agent.protocols.tls import ClientHello, parse_handshake_client_hello
 
 HS_CLIENT_HELLO: Final = 1
 HS_SERVER_HELLO: Final = 2
@@ -29,7 +28,6 @@ MAX_BODY: Final = 1 << 17           # the largest body kept (a post-quantum Clie
 _EXT_ALPN: Final = 16
 _EXT_EARLY_DATA: Final = 42
 _EXT_SUPPORTED_VERSIONS: Final = 43
-_RECORD_MAX: Final = 1 << 14
 
 
 class HandshakeStream:
@@ -127,12 +125,9 @@ def parse_client_hello_body(body: bytes) -> HelloInfo | None:
         exts = _extensions(c)
     except ValueError:
         return None
-    # The public fields come from tls.py's parser, fed the message as records as on the wire.
-    msg = bytes([HS_CLIENT_HELLO]) + len(body).to_bytes(3, "big") + body
-    records = b"".join(struct.pack("!BHH", 22, 0x0303, len(msg[i:i + _RECORD_MAX])) + msg[i:i + _RECORD_MAX]
-                       for i in range(0, len(msg), _RECORD_MAX))
-    hello = parse_client_hello(records)
-    return HelloInfo(random, _EXT_EARLY_DATA in exts, hello if isinstance(hello, ClientHello) else None)
+    # The public fields (server name, offered ALPN) come from tls.py's parser, the one every path names by.
+    hello = parse_handshake_client_hello(bytes([HS_CLIENT_HELLO]) + len(body).to_bytes(3, "big") + body)
+    return HelloInfo(random, _EXT_EARLY_DATA in exts, hello)
 
 
 @dataclass(frozen=True, slots=True)
