@@ -78,6 +78,26 @@ def _check_cidrs(values: list[str]) -> list[str]:
     return values
 
 
+class Icap(Strict):
+    """The ICAP service (`egress-agent icap`, agent/icap.py; DESIGN §8)."""
+
+    listen: str = "127.0.0.1:1344"
+    # Proxies that may connect; any other peer is refused before a byte is read.
+    allow: list[str] = Field(default_factory=lambda: ["127.0.0.1/32"])
+    # Body bytes read per transaction; past it the rest is still read off the socket (so the proxy is not
+    # stalled) but not kept, and the flow carries a `body_truncated` anomaly.
+    max_body_bytes: int = Field(16_777_216, ge=0)
+    # The proxy's own egress addresses, when this agent also captures the wire beyond the proxy: those
+    # wire flows carry the bytes and are not inspected there (their content comes over ICAP), and the
+    # ICAP flows carry no bytes, so nothing is counted twice (DESIGN §8, agent/handover.py).
+    proxy_networks: list[str] = Field(default_factory=list)
+    # How long a request's flow waits for the proxy to name the server's address (Squid: with the
+    # RESPMOD of its answer) before the agent resolves the name itself.
+    address_wait_s: float = Field(30.0, ge=0)
+
+    _cidrs = field_validator("allow", "proxy_networks")(_check_cidrs)
+
+
 class AgentConfig(Strict):
     agent_id: str = Field(default_factory=socket.gethostname, min_length=1)
     enterprise_id: str | None = None
@@ -94,6 +114,7 @@ class AgentConfig(Strict):
     spool_max_bytes: int = Field(1 << 30, ge=1 << 20)
     live: Live = Live()
     tls: Tls = Tls()
+    icap: Icap = Icap()
     # Processes that run the detectors beside the capture process (0: inline, in the capture process).
     detector_workers: int = Field(2, ge=0, le=64)
 

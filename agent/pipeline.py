@@ -12,7 +12,7 @@ import itertools
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -110,6 +110,9 @@ class Pipeline:
         self._follows_keylogs = bool(config.tls.keylog_files)
         # Live runs only: handlers holding ciphertext for secrets not logged yet, with when they began.
         self._waiting: dict[int, tuple[Waiting, float]] = {}
+        # A proxy that hands its content over ICAP to this agent (DESIGN §8): its egress is not inspected
+        # here and its bytes are counted here only (agent/handover.py).
+        self._proxies = InternalNetworks(list(config.icap.proxy_networks))
 
     # -- packets in -------------------------------------------------------------------------------
 
@@ -218,7 +221,8 @@ class Pipeline:
     def _open_session(self, flow: Flow) -> AppSession | ServedSession:
         limits, sampling = self.config.limits, self.config.sampling
         inspect = (self._egress(flow, self.destinations.cross_border(self.destinations.country(flow.dst)))
-                   and self.sampler.sampled(flow.src, flow.sport, flow.dst, flow.dport, flow.transport))
+                   and self.sampler.sampled(flow.src, flow.sport, flow.dst, flow.dport, flow.transport)
+                   and not self._proxies.contains(flow.src))
         if flow.inbound and flow.transport == "tcp":
             # A pull (rules.md): an external client asked an internal server; the answers are the export.
             return ServedSession(
@@ -265,9 +269,14 @@ class Pipeline:
         country = self.destinations.country(flow.dst)
         out, in_, pkts_out, pkts_in, missed, requests = flow.delta(summary.requests)
         cross_border = self.destinations.cross_border(country)
-        facts = facts_of(summary, egress=self._egress(flow, cross_border), payload_bytes=out + in_,
+        egress = self._egress(flow, cross_border)
+        facts = facts_of(summary, egress=egress, payload_bytes=out + in_,
                          missed_bytes=missed, sampled=self.sampler.sampled(
                              flow.src, flow.sport, flow.dst, flow.dport, flow.transport))
+        if egress and self._proxies.contains(flow.src):
+            # The proxy's export: its content went through the detectors over ICAP (that flow's rows
+            # hold the detections), its bytes count here.
+            facts = replace(facts, hint="proxy", inspected=True)
         return FlowRecord(
             flow_id=flow.flow_id, ts_start=utc(flow.ts_start), ts_end=utc(max(flow.ts_end, flow.ts_start)),
             src_ip=flow.src, dst_ip=flow.dst, src_port=flow.sport, dst_port=flow.dport,
@@ -280,7 +289,7 @@ class Pipeline:
             dst_country=country, cross_border=cross_border,
             bytes_out=out, bytes_in=in_, packets_out=pkts_out, packets_in=pkts_in, missed_bytes=missed,
             encrypted=summary.encrypted,
-            inspected=summary.inspected,
+            inspected=facts.inspected,
             sample_weight=self.sampler.weight,
             requests=requests,
             initiator="external" if flow.inbound else "internal",

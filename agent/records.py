@@ -17,7 +17,11 @@ import pyarrow as pa
 
 # 2: flows.initiator (a version-1 flow was initiated by its internal side)
 # 3: flows.visibility, alpn, uninspected_reason (coverage; agent/coverage.py has the vocabularies)
-SCHEMA_VERSION = 3
+# 4: flows.dst_ip_source (content handed over by a proxy or a browser: where dst_ip came from)
+SCHEMA_VERSION = 4
+
+# flows.dst_ip_source: where dst_ip came from (schema 4; agent/handover.py).
+DST_IP_SOURCES = ("wire", "proxy", "browser", "resolved", "unknown")
 
 TS = pa.timestamp("us", tz="UTC")
 
@@ -60,6 +64,9 @@ class FlowRecord:
     visibility: str = "none"
     alpn: str | None = None
     uninspected_reason: str | None = None
+    # Where dst_ip came from: "wire" (the capture), "proxy" (ICAP), "browser" (a HAR's serverIPAddress),
+    # "resolved" (the agent resolved server_name), "unknown" (dst_ip is 0.0.0.0). agent/handover.py.
+    dst_ip_source: str = "wire"
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +147,7 @@ FLOWS_SCHEMA = _schema([
     pa.field("visibility", pa.string(), nullable=False),
     pa.field("alpn", pa.string()),
     pa.field("uninspected_reason", pa.string()),
+    pa.field("dst_ip_source", pa.string(), nullable=False),
 ])
 
 DETECTIONS_SCHEMA = _schema([
@@ -202,6 +210,7 @@ ADDED_COLUMNS: dict[str, dict[str, tuple[int, str]]] = {
                                   "WHEN missed_bytes > 0 THEN 'capture_gap' "
                                   "WHEN app NOT IN ('http', 'dns') THEN 'unknown_protocol' "
                                   "ELSE NULL END"),
+        "dst_ip_source": (4, "'wire'"),    # before version 4 every flow came off the wire
     },
 }
 

@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from agent.coverage import ALPN_RE, UNINSPECTED_REASONS, VISIBILITIES
+from agent.records import DST_IP_SOURCES
 from collector.errors import RequestProblem
 
 __all__ = ["check_columns"]
@@ -36,6 +37,7 @@ FORMATS: dict[str, tuple[str, str]] = {
     "visibility": ("|".join(VISIBILITIES), "one of " + ", ".join(VISIBILITIES)),
     "alpn": (ALPN_RE.pattern, "an ALPN protocol id (1-32 of [A-Za-z0-9._/+-])"),
     "uninspected_reason": ("|".join(UNINSPECTED_REASONS), "one of " + ", ".join(UNINSPECTED_REASONS)),
+    "dst_ip_source": ("|".join(DST_IP_SOURCES), "one of " + ", ".join(DST_IP_SOURCES)),
 }
 SUBCATEGORIES = pa.array([str(i) for i in range(1, 41)], pa.string())
 # In an anomaly's free-text detail: a run of 5+ digits (with separators) or of CJK text is never needed.

@@ -22,6 +22,7 @@ from agent.coverage import (
 )
 from agent.pipeline import run_capture
 from agent.protocols.handler import Summary
+from agent.records import SCHEMA_VERSION
 from tests.conftest import FIXTURES
 
 # A cross-border, sampled, parsed HTTP flow with a body: inspected.
@@ -108,7 +109,7 @@ def _flows(tmp_path: Path, pcap: Path, **config: object) -> list[dict]:
 
 def test_the_agent_writes_coverage_for_a_plaintext_capture(tmp_path: Path) -> None:
     rows = _flows(tmp_path, FIXTURES / "pcaps" / "demo.pcap")
-    assert {r["schema_version"] for r in rows} == {3}
+    assert {r["schema_version"] for r in rows} == {SCHEMA_VERSION}
     for r in rows:
         assert r["uninspected_reason"] is None or not r["inspected"]
         assert r["visibility"] in VISIBILITIES and r["alpn"] is None
