@@ -145,12 +145,19 @@ hyp = pytest.importorskip("hypothesis")
 st = pytest.importorskip("hypothesis.strategies")
 
 
-@hyp.settings(max_examples=150, deadline=None)
-@hyp.given(seed=st.integers(0, 2**32), size=st.integers(64, 4096),
-           content_type=st.sampled_from([None, "text/plain", "application/json", "application/octet-stream"]))
-def test_random_bytes_are_binary(seed, size, content_type):
+def test_random_bytes_are_binary_but_for_a_measured_few():
+    # The binary test is a heuristic: a random buffer now and then decodes as plausible text (GB18030 gives
+    # Han characters for most byte pairs; a leading FE FF / FF FE is taken as a UTF-16 BOM). Measured over
+    # 2.5 million buffers of 64-512 bytes: 1.8e-4 at 64 bytes, 4e-6 from 256 bytes on. So the claim is a
+    # rate over a fixed sample, not "every buffer", which a random seed would break now and then.
     import random
-    assert walk(random.Random(seed).randbytes(size), content_type).triples == ()
+    content_types = [None, "text/plain", "application/json", "application/octet-stream"]
+    texts = 0
+    for seed in range(8000):
+        rng = random.Random(seed)
+        body = rng.randbytes(rng.randint(64, 4096))
+        texts += walk(body, content_types[seed % 4]).triples != ()
+    assert texts <= 4, texts
 
 
 @hyp.settings(max_examples=300, deadline=None)
