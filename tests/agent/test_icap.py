@@ -5,6 +5,7 @@ test_icap_malformed.py; a second implementation (c-icap-client) and the CLI: tes
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -116,7 +117,8 @@ def test_a_request_without_body_is_echoed_with_null_body(service: Service) -> No
     with service.connect() as s:
         s.sendall(icap_head("REQMOD", [("req-hdr", get)], "null-body", allow_204=False))
         a = Reader(s).answer()
-    assert (a.status, a.fields["encapsulated"], a.encapsulated) == (200, f"req-hdr=0, null-body={len(get)}", get)
+    assert (a.status, a.encapsulated) == (200, get)
+    assert a.fields["encapsulated"] == f"req-hdr=0, null-body={len(get)}"
     service.stop()
     [flow] = rows(service.out, "flows")
     assert (flow["src_ip"], flow["requests"], flow["bytes_out"]) == ("0.0.0.0", 1, len(get))
@@ -166,10 +168,8 @@ def test_a_request_sent_one_byte_at_a_time_is_read_whole(service: Service) -> No
 def test_a_peer_outside_allow_is_refused_before_a_byte_is_read(tmp_path: Path, engine) -> None:  # type: ignore[no-untyped-def]
     svc = Service(config(tmp_path, allow=["10.0.0.0/8"]), tmp_path / "spool", engine)
     with svc.connect() as s:
-        try:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             s.sendall(reqmod())
-        except (BrokenPipeError, ConnectionResetError):
-            pass
         assert Reader(s).closed()
     stats = svc.stop()
     assert (stats.refused, stats.transactions) == (1, 0) and not rows(svc.out, "flows")
@@ -187,7 +187,8 @@ def test_over_max_connections_a_connection_gets_503(tmp_path: Path, engine) -> N
 
 def test_a_pull_is_read_and_inspected_as_the_export_to_the_client_abroad(service: Service) -> None:
     req = b"GET /export HTTP/1.1\r\nHost: files.corp.example:8443\r\n\r\n"
-    res = (f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(BODY)}\r\n\r\n").encode()
+    res = (f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+           f"Content-Length: {len(BODY)}\r\n\r\n").encode()
     head = icap_head("RESPMOD", [("req-hdr", req), ("res-hdr", res)], "res-body", preview=16,
                      meta={"X-Client-IP": ABROAD, "X-Server-IP": "10.9.9.9"})
     with service.connect() as s:
