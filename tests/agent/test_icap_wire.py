@@ -85,7 +85,8 @@ def test_garbled_input_raises_only_icap_errors(data: bytes) -> None:
 ])
 def test_bad_encapsulated_is_one_clear_error(encapsulated: str, fragment: str) -> None:
     hdr = b"POST /u HTTP/1.1\r\nHost: a.example\r\n\r\n"
-    wire = (f"REQMOD icap://x/s ICAP/1.0\r\nEncapsulated: {encapsulated}\r\n\r\n").encode() + hdr + b"0\r\n\r\n"
+    head = f"REQMOD icap://x/s ICAP/1.0\r\nEncapsulated: {encapsulated}\r\n\r\n".encode()
+    wire = head + hdr + b"0\r\n\r\n"
     with pytest.raises(IcapError) as e:
         asyncio.run(_read([wire]))
     assert e.value.status == 400 and fragment in e.value.reason
