@@ -147,9 +147,11 @@ class IcapServer:
             pass        # the proxy went away mid-answer: nothing to tell it
         except asyncio.CancelledError:
             pass        # stopping
-        except Exception:
+        except Exception as e:
             self.counters.errors += 1
-            log.exception("icap: a connection failed")
+            # The type only at ERROR: an exception's text may quote what the proxy sent.
+            log.error("icap: a connection failed: %s", type(e).__name__)
+            log.debug("icap: a connection failed", exc_info=True)
         finally:
             self.conns.discard(conn)
             await self._close(writer)

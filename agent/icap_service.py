@@ -97,8 +97,10 @@ class Recorder(threading.Thread):
                     break
                 try:
                     self._handle(item)
-                except Exception:
-                    log.exception("icap: recording a transaction failed")
+                except Exception as e:
+                    # The type only at ERROR: an exception's text may quote the content it choked on.
+                    log.error("icap: recording a transaction failed: %s", type(e).__name__)
+                    log.debug("icap: recording a transaction failed", exc_info=True)
                 finally:
                     self.handled += 1
                     self.backlog.done(size)
