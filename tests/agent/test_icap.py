@@ -224,8 +224,9 @@ def test_a_respmod_names_the_server_of_the_waiting_request(tmp_path: Path, engin
 
 
 def test_a_request_nobody_names_is_resolved_after_the_wait(tmp_path: Path, engine) -> None:  # type: ignore[no-untyped-def]
-    svc = Service(config(tmp_path, address_wait_s=0.05), tmp_path / "spool", engine,
-                  resolve={"api.example.com": ABROAD}.get)
+    cfg = config(tmp_path, address_wait_s=0.05)
+    cfg = cfg.model_copy(update={"live": cfg.live.model_copy(update={"flush_interval_s": 0.1})})
+    svc = Service(cfg, tmp_path / "spool", engine, resolve={"api.example.com": ABROAD}.get)
     with svc.connect() as s:
         s.sendall(reqmod(meta={"X-Client-IP": CLIENT, "X-Transaction-ID": "9"}))
         assert Reader(s).answer().status == 204
