@@ -166,10 +166,11 @@ def run_icap(config: AgentConfig, out_dir: Path, *, listen: str | None = None,
     """Serve ICAP until SIGINT/SIGTERM (or `stop` is set). `collector`: (url, token). `ready` is called
     with the bound address once connections are accepted."""
     stop = stop or threading.Event()
+    address = parse_listen(listen or config.icap.listen)
     if engine_factory is None:
         check_configs(config)
         engine_factory = partial(build_engine, config)
-    sock = _bind(*parse_listen(listen or config.icap.listen))
+    sock = _bind(*address)
     spool = Spool(out_dir, config.agent_id, config.enterprise_id, config.spool_max_bytes)
     spool.remove_partial()
     anomalies = AnomalySink(max_per_flow=config.limits.max_anomalies_per_flow)

@@ -142,7 +142,11 @@ def _one_line_error(proc: subprocess.CompletedProcess[str], fragment: str) -> No
 
 
 def test_cli_bad_listen_and_bad_config_are_one_line(tmp_path: Path) -> None:
-    _one_line_error(_icap("--listen", "nowhere"), "expected HOST:PORT")
+    cfg = tmp_path / "a.yaml"
+    cfg.write_text(yaml.safe_dump({"subject_key_file": str(tmp_path / "k.key")}), encoding="utf-8")
+    _one_line_error(_icap("--listen", "nowhere", cfg=cfg), "expected HOST:PORT")
+    _one_line_error(_icap("--collector", "http://127.0.0.1:9", cfg=cfg), "--collector needs --token-file")
+    assert not (tmp_path / "k.key").exists()       # options are checked before anything is made
     bad = tmp_path / "bad.yaml"
     bad.write_text("icap: {max_connections: 0}\n", encoding="utf-8")
     _one_line_error(_icap(cfg=bad), "max_connections")
