@@ -252,8 +252,7 @@ class IcapServer:
             if chunks.ieof or not read_all:
                 await self._answer(writer, conn, request, True)
                 return
-            conn.responded = True
-            await self._send(writer, b"ICAP/1.0 100 Continue\r\n\r\n")
+            await self._send(writer, b"ICAP/1.0 100 Continue\r\n\r\n")     # not final: errors still may be
             chunks.resume()
         if not request.allow_204:
             await self._start_echo(writer, conn, request)

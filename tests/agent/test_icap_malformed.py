@@ -162,6 +162,16 @@ def test_random_icap_gets_answers_or_an_error(service: Service, data: bytes) -> 
     _still_serving(service)
 
 
+def test_a_malformed_rest_after_100_continue_still_gets_its_error(service: Service) -> None:
+    with service.connect() as s:
+        r = Reader(s)
+        s.sendall(icap_head("REQMOD", [("req-hdr", HDR)], "req-body", preview=4) + chunked(BODY[:4]))
+        assert r.answer().status == 100
+        s.sendall(b"zz\r\n")
+        a = r.answer()
+    assert a.status == 400 and "chunk-size line" in a.fields["x-error"]
+
+
 def test_what_reached_the_records(service: Service) -> None:
     """Runs last in this module: malformed requests are icap anomalies, never flows of garbage."""
     service.stop()
