@@ -139,6 +139,10 @@ class HandoverSink:
         if flow.visibility not in HANDED_VISIBILITIES:
             raise ValueError(f"handed-over flows are seen by proxy or har, not {flow.visibility!r}")
         flow_id = self.flow_id(flow)
+        unnamed = wait_for is None or self.address_wait_s <= 0
+        if flow.dst_ip is None and flow.initiator == "internal" and unnamed:
+            self._complete_unnamed(flow)     # nobody will name the server: resolve its name now
+            return flow_id
         if wait_for is None or flow.dst_ip is not None or self.address_wait_s <= 0:
             self._complete(flow, flow_id, flow.dst_ip, "proxy" if flow.visibility == "proxy" else "browser")
             return flow_id
@@ -165,8 +169,9 @@ class HandoverSink:
         self._complete(held.flow, self.flow_id(held.flow), ip, "proxy")
         return True
 
-    def tick(self, now: float) -> None:
-        """Periodic work: flows that waited `address_wait_s` are named by resolving; rows to the spool."""
+    def tick(self, now: float, *, flush: bool = True) -> None:
+        """Periodic work: flows that waited `address_wait_s` are named by resolving; rows to the spool
+        (unless `flush` is False: a service ticks often and writes every `live.flush_interval_s`)."""
         while self._waiting:
             correlation, held = next(iter(self._waiting.items()))
             if now - held.since < self.address_wait_s:
@@ -174,7 +179,8 @@ class HandoverSink:
             del self._waiting[correlation]
             self._waiting_bytes -= held.size
             self._complete_unnamed(held.flow)
-        self.flush()
+        if flush:
+            self.flush()
 
     def flush(self) -> None:
         anomalies = self.anomalies.drain()
