@@ -98,6 +98,14 @@ class Icap(Strict):
     _cidrs = field_validator("allow", "proxy_networks")(_check_cidrs)
 
 
+class Har(Strict):
+    """HAR import (`run --har`, selfcheck FILE.har; agent/har.py). A file is parsed whole, so memory is a
+    small multiple of max_bytes (about 8x for a HAR's many short strings)."""
+
+    max_bytes: int = Field(256 << 20, ge=1)
+    max_entries: int = Field(1_000_000, ge=1)
+
+
 class AgentConfig(Strict):
     agent_id: str = Field(default_factory=socket.gethostname, min_length=1)
     enterprise_id: str | None = None
@@ -115,6 +123,7 @@ class AgentConfig(Strict):
     live: Live = Live()
     tls: Tls = Tls()
     icap: Icap = Icap()
+    har: Har = Har()
     # Processes that run the detectors beside the capture process (0: inline, in the capture process).
     detector_workers: int = Field(2, ge=0, le=64)
 
