@@ -297,7 +297,18 @@ def _content_length(headers: list[tuple[str, str]]) -> int:
 
 
 def _utf8(text: str) -> bytes:
-    try:                # mitmproxy writes undecodable bytes as lone surrogates (surrogateescape)
+    """The bytes a tool's text stood for. mitmproxy decodes a body without a charset (a multipart form) as
+    latin-1, one character per byte: text of characters below U+0100 whose latin-1 bytes are valid UTF-8
+    with some non-ASCII is that, and its bytes are the latin-1 ones (a Latin text's `é` alone is no valid
+    UTF-8 and stays as it is). Undecodable bytes written as lone surrogates (surrogateescape) come back."""
+    if not text.isascii() and max(text) < "\u0100":
+        raw = text.encode("latin-1")
+        try:
+            raw.decode("utf-8")
+            return raw
+        except UnicodeDecodeError:
+            pass
+    try:
         return text.encode("utf-8", "surrogateescape")
     except UnicodeEncodeError:
         return text.encode("utf-8", "replace")
