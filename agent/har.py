@@ -229,11 +229,11 @@ def _entry(index: int, raw: Any, firefox: bool) -> _Entry | None:
 def _started(text: str) -> float:
     try:
         at = datetime.fromisoformat(text.strip())
-    except ValueError:
+        if at.tzinfo is None:           # no offset written: HAR requires one; read it as UTC
+            at = at.replace(tzinfo=UTC)
+        return at.timestamp()
+    except (ValueError, OverflowError):
         raise _Invalid("startedDateTime", "not an ISO 8601 time") from None
-    if at.tzinfo is None:               # no offset written: HAR requires one; read it as UTC
-        at = at.replace(tzinfo=UTC)
-    return at.timestamp()
 
 
 def _headers(request: dict) -> list[tuple[str, str]]:
