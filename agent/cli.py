@@ -86,6 +86,10 @@ def run(
             return
         inputs = pcap or har or []
         missing = [p for p in inputs if not p.is_file()]
+        if missing and har:
+            from agent.har import HarError
+
+            raise HarError(f"{missing[0]}: no such file")
         if missing:
             raise CaptureFormatError(missing[0], "no such file")
         if har:
@@ -103,7 +107,8 @@ def run(
     except (OSError, RuntimeError) as e:
         # Disk full, a detector worker that died: one line, the type and what the OS said (no payload).
         fail(f"{type(e).__name__}: {getattr(e, 'strerror', None) or e}")
-    console.print(f"{stats.packets} packets, {stats.flows} flows ({stats.inspected_flows} inspected), "
+    packets = "" if har else f"{stats.packets} packets, "
+    console.print(f"{packets}{stats.flows} flows ({stats.inspected_flows} inspected), "
                   f"{stats.detections} detections, {stats.pi_values} PI values, {stats.anomalies} anomalies "
                   f"-> {stats.records_dir}", highlight=False)
     if url and token:
