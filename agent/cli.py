@@ -70,7 +70,7 @@ def run(
 
     try:
         if sum((bool(pcap), bool(har), bool(iface))) != 1:
-            raise UsageError("give one of --pcap FILE…, --har FILE… or --iface IFACE")
+            raise UsageError("give either --pcap FILE…, --har FILE… or --iface IFACE")
         if bpf and not iface:
             raise UsageError("--bpf filters a live capture: it needs --iface")
         cfg = with_keylogs(load_agent_config(config, enterprise_id=enterprise_id), keylog)

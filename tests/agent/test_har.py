@@ -341,7 +341,7 @@ def test_run_takes_one_kind_of_input(tmp_path: Path) -> None:
                         str(FIXTURES / "pcaps" / "demo.pcap"), "--out", str(tmp_path)],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2
-    assert r.stderr.strip() == "egress-agent: error: give one of --pcap FILE…, --har FILE… or --iface IFACE"
+    assert r.stderr.strip() == "egress-agent: error: give either --pcap FILE…, --har FILE… or --iface IFACE"
 
 
 _json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
