@@ -29,21 +29,23 @@ are read. No value of the file ever reaches an error or an anomaly: paths, types
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import ipaddress
 import json
 import os
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 
 from agent.handover import UNKNOWN_ADDRESS, HandedFlow, HandedMessage
+from agent.har_body import EntryInvalid as _Invalid
+from agent.har_body import body as _body
+from agent.har_body import get as _get
+from agent.har_body import number as _number
+from agent.har_body import websocket
 from detectors.inputs import InputError
 
 __all__ = ["HarError", "HarLimits", "is_har", "read_har"]
@@ -66,16 +68,11 @@ class HarLimits:
     max_entries: int = DEFAULT_MAX_ENTRIES
 
 
-class _Invalid(Exception):
-    def __init__(self, path: str, problem: str) -> None:
-        super().__init__(f"{path}: {problem}")
-
-
 @dataclass(frozen=True, slots=True)
 class _Entry:
     index: int
     group: tuple[str, str] | None       # (server, connection id) when the entry names its connection
-    message: HandedMessage
+    messages: tuple[HandedMessage, ...]
     ts_start: float
     ts_end: float
     host: str
@@ -158,29 +155,6 @@ def _member(obj: Any, name: str, kind: type, at: str, path: Path) -> Any:
     return value
 
 
-def _get(obj: dict, name: str, kind: type | tuple[type, ...], at: str, *, required: bool = True) -> Any:
-    value = obj.get(name)
-    if value is None and not required:
-        return None
-    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-        raise _Invalid(f"{at}{name}", "missing" if value is None else f"not {_kind(kind)}")
-    return value
-
-
-def _kind(kind: type | tuple[type, ...]) -> str:
-    names = {dict: "an object", list: "a list", str: "a string", int: "a number", float: "a number"}
-    first = kind[0] if isinstance(kind, tuple) else kind
-    return names.get(first, first.__name__)
-
-
-def _number(obj: dict, name: str) -> int:
-    """A size field: -1 when absent, not a number or negative (HAR's "unknown")."""
-    value = obj.get(name)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != value or value < 0:
-        return -1
-    return int(min(value, 1 << 62))
-
-
 def _entry(index: int, raw: Any, firefox: bool) -> _Entry | None:
     if not isinstance(raw, dict):
         raise _Invalid("(entry)", "not an object")
@@ -220,7 +194,8 @@ def _entry(index: int, raw: Any, firefox: bool) -> _Entry | None:
     if not firefox and isinstance(connection, str | int) and not isinstance(connection, bool) \
             and str(connection) not in ("", "0"):
         group = (server or host.lower(), str(connection))
-    return _Entry(index=index, group=group, message=message, ts_start=started, ts_end=started + duration,
+    return _Entry(index=index, group=group, messages=(message, *websocket(raw)),
+                  ts_start=started, ts_end=started + duration,
                   host=host.lower(), port=port or SCHEMES[scheme], dst_ip=server,
                   encrypted=scheme in ("https", "wss"), app=_app(request.get("httpVersion")),
                   bytes_out=bytes_out, bytes_in=bytes_in)
@@ -248,102 +223,6 @@ def _headers(request: dict) -> list[tuple[str, str]]:
             raise _Invalid(f"request.headers[{i}]", "not a name/value pair")
         out.append((h["name"], h["value"]))
     return out
-
-
-def _header(headers: list[tuple[str, str]], name: str) -> str | None:
-    return next((v for n, v in headers if n.lower() == name), None)
-
-
-def _body(request: dict, headers: list[tuple[str, str]], firefox: bool
-          ) -> tuple[bytes, str | None, bool, int | None]:
-    """body, content type, truncated, the whole body's size when known."""
-    declared = [n for n in (_number(request, "bodySize"), _content_length(headers)) if n > 0]
-    size = max(declared) if declared else None
-    post = request.get("postData")
-    header_type = _header(headers, "content-type")
-    if post is None:
-        return b"", header_type, size is not None, size
-    if not isinstance(post, dict):
-        raise _Invalid("request.postData", "not an object")
-    content_type = _get(post, "mimeType", str, "request.postData.", required=False) or header_type
-    text = post.get("text")
-    params = post.get("params")
-    if text is not None and not isinstance(text, str):
-        raise _Invalid("request.postData.text", "not a string")
-    if params is not None and not isinstance(params, list):
-        raise _Invalid("request.postData.params", "not a list")
-    if text:
-        if post.get("encoding") == "base64":
-            try:
-                body = base64.b64decode(text, validate=True)
-            except (binascii.Error, ValueError):
-                raise _Invalid("request.postData.text", "not base64") from None
-        else:
-            body = _utf8(text)
-        cut = size is not None and len(body) < size
-    elif params:
-        body, content_type = _from_params(params, content_type)
-        cut = False
-    else:
-        body, cut = b"", size is not None
-    if firefox and isinstance(post.get("comment"), str) and post["comment"]:
-        cut = True
-    return body, content_type, cut, size
-
-
-def _content_length(headers: list[tuple[str, str]]) -> int:
-    value = _header(headers, "content-length")
-    return int(value) if value is not None and value.strip().isdigit() and len(value) < 19 else -1
-
-
-def _utf8(text: str) -> bytes:
-    """The bytes a tool's text stood for. mitmproxy decodes a body without a charset (a multipart form) as
-    latin-1, one character per byte: text of characters below U+0100 whose latin-1 bytes are valid UTF-8
-    with some non-ASCII is that, and its bytes are the latin-1 ones (a Latin text's `é` alone is no valid
-    UTF-8 and stays as it is). Undecodable bytes written as lone surrogates (surrogateescape) come back."""
-    if not text.isascii() and max(text) < "\u0100":
-        raw = text.encode("latin-1")
-        try:
-            raw.decode("utf-8")
-            return raw
-        except UnicodeDecodeError:
-            pass
-    try:
-        return text.encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "replace")
-
-
-def _from_params(params: list, content_type: str | None) -> tuple[bytes, str]:
-    pairs: list[tuple[str, str, str | None, str | None]] = []
-    for i, p in enumerate(params):
-        if not isinstance(p, dict) or not isinstance(p.get("name"), str):
-            raise _Invalid(f"request.postData.params[{i}]", "not a name/value pair")
-        value = p.get("value", "")
-        file_name, part_type = p.get("fileName"), p.get("contentType")
-        if not isinstance(value, str) or not isinstance(file_name, str | None) \
-                or not isinstance(part_type, str | None):
-            raise _Invalid(f"request.postData.params[{i}]", "not a name/value pair")
-        pairs.append((p["name"], value, file_name, part_type))
-    multipart = (content_type or "").lower().startswith("multipart/") or any(f or t for _, _, f, t in pairs)
-    if not multipart:
-        return urlencode([(n, v) for n, v, _, _ in pairs]).encode(), "application/x-www-form-urlencoded"
-    boundary = f"egresswatch-{uuid.uuid4().hex}"
-    out = bytearray()
-    for name, value, file_name, part_type in pairs:
-        disposition = f'form-data; name="{_quoted(name)}"'
-        if file_name is not None:
-            disposition += f'; filename="{_quoted(file_name)}"'
-        out += f"--{boundary}\r\nContent-Disposition: {disposition}\r\n".encode()
-        if part_type:
-            out += f"Content-Type: {_quoted(part_type)}\r\n".encode()
-        out += b"\r\n" + _utf8(value) + b"\r\n"
-    out += f"--{boundary}--\r\n".encode()
-    return bytes(out), f"multipart/form-data; boundary={boundary}"
-
-
-def _quoted(text: str) -> str:
-    return text.replace("\\", "\\\\").replace('"', "%22").replace("\r", " ").replace("\n", " ")
 
 
 def _address(value: Any) -> str | None:
@@ -385,7 +264,7 @@ def _flows(entries: list[_Entry], digest: str) -> Iterator[HandedFlow]:
             key=key, visibility="har",
             ts_start=min(e.ts_start for e in members), ts_end=max(e.ts_end for e in members),
             server_name=first.host, dst_port=first.port,
-            messages=tuple(e.message for e in members),
+            messages=tuple(m for e in members for m in e.messages),
             src_ip=UNKNOWN_ADDRESS, src_port=0, dst_ip=first.dst_ip, app=first.app,
             alpn={"http2": "h2", "http3": "h3"}.get(first.app) if first.encrypted else None,
             encrypted=first.encrypted,

@@ -214,6 +214,16 @@ def test_base64_bodies_and_params_are_decoded_or_rebuilt(tmp_path: Path) -> None
     assert seen == [("entry_invalid", "log.entries[3].request.postData.text: not base64")]
 
 
+def test_what_a_page_sent_over_a_websocket_is_inspected_too(tmp_path: Path) -> None:
+    frames = [{"type": "send", "opcode": 1, "data": json.dumps({"idNo": ID})},
+              {"type": "receive", "opcode": 1, "data": "ignored: it came in"},
+              {"type": "send", "opcode": 2, "data": base64.b64encode(b"\x00\x01").decode()}]
+    [flow], _ = _read(tmp_path, _har(_entry("wss://ws.example/socket?t=1", _webSocketMessages=frames)))
+    assert [(m.target, m.body) for m in flow.messages] == [
+        ("/socket?t=1", b""), ("", json.dumps({"idNo": ID}).encode()), ("", b"\x00\x01")]
+    assert flow.encrypted and flow.dst_port == 443
+
+
 def test_latin1_decoded_text_gets_its_bytes_back(tmp_path: Path) -> None:
     name = "陈静".encode()
     flows, _ = _read(tmp_path, _har(_entry(post={"mimeType": "multipart/form-data; boundary=b",
@@ -363,7 +373,10 @@ _plausible = st.fixed_dictionaries(
              "params": st.lists(_harish, max_size=3), "mimeType": st.sampled_from(["multipart/x", "a/b"]),
              "comment": st.text(max_size=5)}),
              "headers": st.lists(_harish, max_size=3), "bodySize": _json, "httpVersion": _json})},
-    optional={"connection": _json, "serverIPAddress": _json, "time": _json, "response": _json})
+    optional={"connection": _json, "serverIPAddress": _json, "time": _json, "response": _json,
+              "_webSocketMessages": st.lists(_harish | st.fixed_dictionaries(
+                  {"type": st.just("send"), "opcode": st.sampled_from([1, 2]), "data": st.text(max_size=8)}),
+                  max_size=3)})
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
