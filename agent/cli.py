@@ -1,4 +1,4 @@
-"""`egress-agent`: run the agent over capture files (DESIGN §8).
+"""`egress-agent`: run the agent over capture files or HAR archives (DESIGN §8).
 
 Errors are one readable line on stderr and exit code 2; never a traceback. With `--collector URL
 --token-file F` (or `collector:` in the config) the spool is shipped after the run (agent/shipper.py); exit
@@ -45,6 +45,8 @@ def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log pro
 def run(
     pcap: Annotated[list[Path] | None, typer.Option("--pcap", help="Capture file(s): pcap, pcapng, gzip'd.")]
     = None,
+    har: Annotated[list[Path] | None, typer.Option("--har", help="HAR archive(s) a browser or proxy tool "
+                                                   "exported (HAR 1.2).")] = None,
     iface: Annotated[str | None, typer.Option("--iface", help="Capture live on this interface until "
                                               "SIGINT/SIGTERM.")] = None,
     bpf: Annotated[str | None, typer.Option("--bpf", help="BPF filter for --iface (tcpdump syntax).")] = None,
@@ -60,16 +62,16 @@ def run(
     keylog: Annotated[list[Path] | None, typer.Option("--keylog", help="TLS key log file (SSLKEYLOGFILE "
                                                       "format; repeatable), followed as it grows.")] = None,
 ) -> None:
-    """Capture files or a live interface in; flows, detections, pi_values, anomalies and capture_stats out
-    as Parquet in --out (and to the collector with --collector)."""
+    """Capture files, HAR archives or a live interface in; flows, detections, pi_values, anomalies and
+    capture_stats out as Parquet in --out (and to the collector with --collector)."""
     from agent.capture import CaptureFormatError
     from agent.keylog import check_readable
     from agent.live import LiveCaptureError
     from agent.shipper import ShipperError, read_token
 
     try:
-        if bool(pcap) == bool(iface):
-            raise UsageError("give either --pcap FILE… or --iface IFACE")
+        if sum((bool(pcap), bool(har), bool(iface))) != 1:
+            raise UsageError("give either --pcap FILE…, --har FILE… or --iface IFACE")
         if bpf and not iface:
             raise UsageError("--bpf filters a live capture: it needs --iface")
         cfg = with_keylogs(load_agent_config(config, enterprise_id=enterprise_id), keylog)
@@ -83,21 +85,31 @@ def run(
         if iface:
             _live(iface, bpf, cfg, spool, (url, token) if url and token else None)
             return
-        assert pcap is not None
-        missing = [p for p in pcap if not p.is_file()]
+        inputs = pcap or har or []
+        missing = [p for p in inputs if not p.is_file()]
+        if missing and har:
+            from agent.har import HarError
+
+            raise HarError(f"{missing[0]}: no such file")
         if missing:
             raise CaptureFormatError(missing[0], "no such file")
-        from agent.pipeline import run_capture_stats
-        from agent.progress import watching
+        if har:
+            from agent.har_import import run_inputs
 
-        with watching(pcap, err_console):
-            stats = run_capture_stats(pcap, cfg, spool)
+            stats = run_inputs([], har, cfg, spool)
+        else:
+            from agent.pipeline import run_capture_stats
+            from agent.progress import watching
+
+            with watching(inputs, err_console):
+                stats = run_capture_stats(inputs, cfg, spool)
     except (InputError, ShipperError, LiveCaptureError) as e:   # configs, catalogs, captures, options
         fail(str(e))
     except (OSError, RuntimeError) as e:
         # Disk full, a detector worker that died: one line, the type and what the OS said (no payload).
         fail(f"{type(e).__name__}: {getattr(e, 'strerror', None) or e}")
-    console.print(f"{stats.packets} packets, {stats.flows} flows ({stats.inspected_flows} inspected), "
+    packets = "" if har else f"{stats.packets} packets, "
+    console.print(f"{packets}{stats.flows} flows ({stats.inspected_flows} inspected), "
                   f"{stats.detections} detections, {stats.pi_values} PI values, {stats.anomalies} anomalies "
                   f"-> {stats.records_dir}", highlight=False)
     if url and token:

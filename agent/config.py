@@ -111,6 +111,15 @@ class Icap(Strict):
     _cidrs = field_validator("allow", "proxy_networks")(_check_cidrs)
 
 
+class Har(Strict):
+    """HAR import (`run --har`, selfcheck FILE.har; agent/har.py). A file is parsed whole, so peak memory
+    is about 8x its size (a HAR's many short strings; measured 616 MB reading a 76.6 MB export): the
+    default cap keeps that near 1 GB, the budget limits.max_flows keeps. Raise both with the memory."""
+
+    max_bytes: int = Field(128 << 20, ge=1)
+    max_entries: int = Field(1_000_000, ge=1)
+
+
 class AgentConfig(Strict):
     agent_id: str = Field(default_factory=socket.gethostname, min_length=1)
     enterprise_id: str | None = None
@@ -128,6 +137,7 @@ class AgentConfig(Strict):
     live: Live = Live()
     tls: Tls = Tls()
     icap: Icap = Icap()
+    har: Har = Har()
     # Processes that run the detectors beside the capture process (0: inline, in the capture process).
     detector_workers: int = Field(2, ge=0, le=64)
 

@@ -1,6 +1,6 @@
 """egress-collector: the collector's command line (DESIGN §8).
 
-    egress-collector selfcheck (PCAP… | --records DIR) --filing F [--agent-config F] [--keylog F…]
+    egress-collector selfcheck (PCAP… | HAR… | --records DIR) --filing F [--agent-config F] [--keylog F…]
                                [--out DIR] [--format json|html|table]
     egress-collector validate FILE…          (filings, negative lists, catalogs, policies, agent configs)
 
@@ -50,12 +50,15 @@ class Format(StrEnum):
 
 def _capture_records(pcaps: list[Path], agent_config: Path | None, enterprise_id: str, work: Path,
                      keylogs: list[Path] | None = None) -> Path:
-    """Run the agent pipeline in-process over the captures; returns the records directory."""
+    """Run the agent pipeline in-process over the inputs (captures and HAR archives, DESIGN §8: a `.har`
+    file, or one whose first non-space byte is `{`, is a HAR); returns the records directory."""
     for p in pcaps:
         if not p.is_file():
             raise InputError(f"{p}: no such capture file")
     try:  # the agent is a library here; imported lazily so --records works without its heavy deps
         from agent.config import load_agent_config, with_keylogs
+        from agent.har import is_har
+        from agent.har_import import run_inputs
         from agent.keylog import check_readable
         from agent.pipeline import run_capture
         from agent.progress import watching
@@ -65,16 +68,21 @@ def _capture_records(pcaps: list[Path], agent_config: Path | None, enterprise_id
     config = load_agent_config(agent_config, enterprise_id=enterprise_id)   # ConfigError names the file
     config = with_keylogs(config, keylogs)
     check_readable(config.tls.keylog_files)     # KeyLogError names the file
-    # A bar on a terminal, log lines otherwise. CaptureFormatError (names the file), CatalogError,
+    hars = [p for p in pcaps if is_har(p)]
+    captures = [p for p in pcaps if p not in hars]
+    # A bar on a terminal, log lines otherwise. CaptureFormatError, HarError (name the file), CatalogError,
     # ConfigError: InputErrors, one line each.
-    with watching(pcaps, err_console):
-        return Path(run_capture(list(pcaps), config, work))
+    with watching(captures, err_console):
+        if not hars:
+            return Path(run_capture(list(captures), config, work))
+        return Path(run_inputs(captures, hars, config, work).records_dir)
 
 
 @app.command()
 def selfcheck(
     filing: Annotated[Path, typer.Option("--filing", help="Filing record YAML (zjftz.filing/v1).")],
-    pcaps: Annotated[list[Path] | None, typer.Argument(help="Capture files (pcap, pcapng, gzip'd).",
+    pcaps: Annotated[list[Path] | None, typer.Argument(help="Capture files (pcap, pcapng, gzip'd), HAR "
+                                                                        "archives.",
                                                         show_default=False)] = None,
     records: Annotated[Path | None, typer.Option("--records", help="An agent spool directory.")] = None,
     agent_config: Annotated[Path | None, typer.Option("--agent-config", help="Agent config YAML.")] = None,
