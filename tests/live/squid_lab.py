@@ -1,0 +1,274 @@
+"""Squid between a user's client and the servers abroad, in three network namespaces, for the ICAP tests.
+
+    user ns ewc-<id2>            proxy ns ewc-<id> (netns.py's client side)      server ns ews-<id>
+    +--------------------+ veth  +--------------------------------------+ veth  +----------------------+
+    | vewc-<id2>         |-------| vewu-<id2> 10.78.0.1/24  vewc-<id>   |-------| vews-<id> 10.77.0.1  |
+    | 10.78.0.2/24       |       | squid :3128 (ssl-bump)   10.77.0.2   |       | 203.116.1.77 (SG) …  |
+    | curl --proxy …     |       | egress-agent icap 127.0.0.1:1344     |       | https_server.py      |
+    +--------------------+       | (egress-agent run --iface vewc-<id>) |       | tcp 443 and 80       |
+                                 +--------------------------------------+       +----------------------+
+
+The proxy namespace is netns.py's client namespace (its veth to the server namespace is the proxy's
+outward interface, where a wire-capturing agent runs); the user namespace is a third one, claimed under its
+own id with netns.py's ownership records, so a crashed run's leftovers are removed the same way. Squid runs
+`configs/squid/egresswatch.conf` — the fragment the README shows — included from a test squid.conf that
+adds only what a site has anyway (where logs and the pid go, who may use the proxy, how names resolve, the
+upstream CA), with the fragment's three site paths replaced by test files.
+
+Squid's access log has a format of our own (ACCESS_FORMAT); `%adapt::<last_h` is the last ICAP answer's
+header, "-" when no ICAP service answered (bypassed), so each line says whether the agent saw the request.
+Every wait is for a condition (a log line, a port) with a deadline, never a fixed sleep.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fixtures import certs
+from tests.live import netns, plan
+from tests.live.netns import PYTHON, NetnsError, Topology
+from tests.live.tls_traffic import make_certificate, wait_for_text
+
+ROOT = Path(__file__).resolve().parents[2]
+FRAGMENT = ROOT / "configs" / "squid" / "egresswatch.conf"
+SERVER = Path(__file__).resolve().parent / "https_server.py"
+USER_IF_PREFIX = "vewu-"
+USER_IP, PROXY_LAN_IP, LAN_PREFIX = "10.78.0.2", "10.78.0.1", 24
+PROXY_PORT = 3128
+ICAP_PORT = 1344
+READY_TIMEOUT_S = 30
+# The fragment's site paths, replaced by the test's own files.
+SITE_CA_CERT = "/etc/squid/egresswatch-ca.pem"
+SITE_CA_KEY = "/etc/squid/egresswatch-ca.key"
+SITE_CERT_DB = "/var/lib/squid/ssl_db"
+CERTGEN = "/usr/lib/squid/security_file_certgen"
+# One line per request Squid answered: time, client, method, URL, status to the client, upstream address,
+# request body size, the ICAP answer's header ("-": no ICAP service answered) — tab-separated.
+ACCESS_FORMAT = "%ts.%03tu\t%>a\t%rm\t%ru\t%>Hs\t%<a\t%>st\t%{ISTag}adapt::<last_h"
+
+# Debian packages the lab runs, by program (CI installs them: .ci/run).
+PROGRAMS = {"squid": "squid-openssl", CERTGEN: "squid-openssl", "curl": "curl"}
+
+
+def squid_unavailable() -> str | None:
+    """Why the lab cannot run here for want of a program, or None. ("not available" and "squid": such a
+    skip fails under CI=true, tests/conftest.py.)"""
+    missing = [f"{p} (Debian package {pkg})" for p, pkg in PROGRAMS.items() if shutil.which(p) is None]
+    return f"not available: {', '.join(missing)}" if missing else None
+
+
+@dataclass(frozen=True)
+class AccessLine:
+    ts: float
+    client: str
+    method: str
+    url: str
+    status: int
+    server_ip: str
+    request_bytes: int
+    istag: str            # "-": the request went on without an ICAP answer (bypassed)
+
+    @property
+    def inspected(self) -> bool:
+        return self.istag not in ("", "-")
+
+
+@dataclass
+class SquidLab:
+    t: Topology
+    user_ns: str
+    user_if: str
+    lan_if: str
+    ca_cert: Path = field(init=False)
+    server_cert: Path = field(init=False)
+    access_log: Path = field(init=False)
+    cache_log: Path = field(init=False)
+    squid: subprocess.Popen[Any] | None = None
+
+    def __post_init__(self) -> None:
+        self.squid_dir = self.t.workdir / "squid"
+        self.access_log = self.squid_dir / "access.log"
+        self.cache_log = self.squid_dir / "cache.log"
+
+    @property
+    def proxy_ns(self) -> str:
+        return self.t.client_ns
+
+    @property
+    def outward_if(self) -> str:
+        return self.t.client_if
+
+    @property
+    def outward_ip(self) -> str:
+        return self.t.client_ip
+
+    # -- servers abroad ----------------------------------------------------------------------------------
+
+    def start_servers(self) -> Path:
+        """https_server.py on tcp 443 and 80 of every server address; returns its request log."""
+        self.server_cert, key = make_certificate(self.t.workdir)
+        log, stderr = self.t.workdir / "server.jsonl", self.t.workdir / "server.stderr"
+        with stderr.open("w") as fh:
+            proc = self.t.run_in(self.t.server_ns, [PYTHON, str(SERVER), "--cert", str(self.server_cert),
+                                                    "--key", str(key), "--log", str(log)],
+                                 stdout=fh, stderr=subprocess.STDOUT)
+        wait_for_text("https_server.py", stderr, "Running on", proc, count=2)
+        return log
+
+    # -- squid ---------------------------------------------------------------------------------------------
+
+    def write_squid_conf(self) -> Path:
+        """The test squid.conf including the fragment, with the site paths made test files."""
+        d = self.squid_dir
+        d.mkdir(parents=True, exist_ok=True)
+        ca_dir = d / "ca"
+        ca_dir.mkdir()
+        self.ca_cert, ca_key = certs.self_signed(ca_dir, ["egresswatch test inspection CA"], ecdsa=False)
+        cert_db = d / "ssl_db"
+        r = subprocess.run([CERTGEN, "-c", "-s", str(cert_db), "-M", "4MB"], capture_output=True, text=True,
+                           timeout=30, check=False)
+        if r.returncode != 0:
+            raise NetnsError(f"security_file_certgen -c: {r.stderr.strip()}")
+        fragment = FRAGMENT.read_text(encoding="utf-8")
+        for site, test in ((SITE_CA_CERT, self.ca_cert), (SITE_CA_KEY, ca_key), (SITE_CERT_DB, cert_db)):
+            assert site in fragment, f"{FRAGMENT} no longer names {site}"
+            fragment = fragment.replace(site, str(test))
+        (d / "egresswatch.conf").write_text(fragment, encoding="utf-8")
+        hosts = d / "hosts"
+        hosts.write_text("".join(f"{dest.ip} {dest.server_name}\n" for dest in plan.DESTINATIONS))
+        conf = d / "squid.conf"
+        conf.write_text("\n".join([
+            "# the test's squid.conf: what a site has anyway; the egresswatch part is included below",
+            f"pid_filename {d / 'squid.pid'}",
+            f"cache_log {self.cache_log}",
+            f"logformat egresswatch_test {ACCESS_FORMAT}",
+            f"access_log stdio:{self.access_log} egresswatch_test",
+            "icap_log none",
+            f"coredump_dir {d}",
+            "cache deny all",
+            "cache_mem 8 MB",
+            f"hosts_file {hosts}",
+            "dns_nameservers 127.0.0.1",     # names come from hosts_file; nothing leaves for DNS
+            f"acl lan src {PROXY_LAN_IP.rsplit('.', 1)[0]}.0/{LAN_PREFIX}",
+            "http_access allow lan",
+            "http_access deny all",
+            f"tls_outgoing_options cafile={self.server_cert}",   # the servers' self-signed certificate
+            "shutdown_lifetime 1 seconds",
+            "debug_options ALL,1",
+            f"include {d / 'egresswatch.conf'}",
+            ""]), encoding="utf-8")
+        # Squid drops to the `proxy` user for its workers and helpers: give it the directory.
+        for path in [d, *d.rglob("*")]:
+            os.chown(path, *_proxy_ids())
+        for parent in d.parents:       # pytest's tmp dirs are root-only: let `proxy` through to the files
+            if parent == Path("/"):
+                break
+            parent.chmod(parent.stat().st_mode | 0o001)
+        return conf
+
+    def start_squid(self) -> subprocess.Popen[Any]:
+        conf = self.write_squid_conf()
+        out = self.squid_dir / "squid.out"
+        with out.open("w") as fh:
+            self.squid = self.t.run_in(self.proxy_ns, ["squid", "-N", "-f", str(conf)], stdout=fh,
+                                       stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while not _listening(self.proxy_ns, PROXY_PORT):
+            if self.squid.poll() is not None or time.monotonic() > deadline:
+                text = self.cache_log.read_text(errors="replace") if self.cache_log.exists() else ""
+                raise NetnsError(f"squid did not start (exit {self.squid.poll()}): {out.read_text()}"
+                                 f"{text[-3000:]}")
+            time.sleep(0.05)
+        return self.squid
+
+    def access_lines(self) -> list[AccessLine]:
+        if not self.access_log.exists():
+            return []
+        out = []
+        for line in self.access_log.read_text(encoding="utf-8", errors="replace").splitlines():
+            f = line.split("\t")
+            if len(f) != 8:
+                continue
+            out.append(AccessLine(float(f[0]), f[1], f[2], f[3], int(f[4]), f[5],
+                                  int(f[6]) if f[6].isdigit() else 0, f[7]))
+        return out
+
+    # -- the user's client -------------------------------------------------------------------------------
+
+    def curl(self, url: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """curl in the user namespace through Squid, trusting the inspection CA; prints the status code
+        and the total time."""
+        argv = ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{time_total}",
+                "--proxy", f"http://{PROXY_LAN_IP}:{PROXY_PORT}", "--cacert", str(self.ca_cert),
+                "--max-time", str(timeout), *args, url]
+        return self.t.run(self.user_ns, argv, timeout=timeout + 10)
+
+
+def _proxy_ids() -> tuple[int, int]:
+    import pwd
+    entry = pwd.getpwnam("proxy")
+    return entry.pw_uid, entry.pw_gid
+
+
+def _listening(ns: str, port: int) -> bool:
+    """Something in `ns` listens on tcp `port` (ss, as the namespace sees it)."""
+    r = subprocess.run(["ip", "netns", "exec", ns, "ss", "-Hltn", f"sport = :{port}"], capture_output=True,
+                       text=True, timeout=10, check=False)
+    return bool(r.stdout.strip())
+
+
+def wait_listening(ns: str, port: int, proc: subprocess.Popen[Any], what: str,
+                   timeout: float = READY_TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout
+    while not _listening(ns, port):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise NetnsError(f"{what} not listening on {port} (exit {proc.poll()})")
+        time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def squid_lab(workdir: Path) -> Iterator[SquidLab]:
+    """The three namespaces and the servers abroad (Squid is started by `start_squid`, after the agent);
+    always torn down. Call `netns.require_netns()` and check `squid_unavailable()` first."""
+    with netns.topology(workdir, sink=False) as t:
+        user_id = netns._new_id()
+        user_ns, user_if, lan_if = (netns.CLIENT_PREFIX + user_id, netns.CLIENT_IF_PREFIX + user_id,
+                                    USER_IF_PREFIX + user_id)
+        netns._claim(user_id)
+        try:
+            netns._ip("netns", "add", user_ns)
+            netns._ip("link", "add", user_if, "netns", user_ns, "type", "veth", "peer", "name", lan_if,
+                      "netns", t.client_ns)
+            for ns, dev, addr in ((user_ns, user_if, USER_IP), (t.client_ns, lan_if, PROXY_LAN_IP)):
+                netns._ip("-n", ns, "link", "set", "lo", "up")
+                netns._ip("-n", ns, "link", "set", "dev", dev, "addrgenmode", "none")
+                netns._ip("-n", ns, "addr", "add", f"{addr}/{LAN_PREFIX}", "dev", dev)
+                netns._ip("-n", ns, "link", "set", "dev", dev, "up")
+            lab = SquidLab(t, user_ns, user_if, lan_if)
+            lab.start_servers()
+            yield lab
+        finally:
+            for proc in t.procs:       # squid and the agents first: the user namespace goes before t's
+                with contextlib.suppress(Exception):
+                    netns._stop(proc)
+            for pid in netns._ip("netns", "pids", user_ns, check=False).stdout.split():
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(pid), 9)
+            netns._ip("netns", "del", user_ns, check=False)
+            if user_ns not in netns.namespaces():
+                netns._release(user_id)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
