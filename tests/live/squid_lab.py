@@ -46,6 +46,9 @@ USER_IP, PROXY_LAN_IP, LAN_PREFIX = "10.78.0.2", "10.78.0.1", 24
 PROXY_PORT = 3128
 ICAP_PORT = 1344
 READY_TIMEOUT_S = 30
+AGENT_TIMEOUT_S = 60
+BIN = ROOT / ".venv" / "bin"
+FAST_LIVE = {"flush_interval_s": 0.5, "stats_interval_s": 1.0, "ship_interval_s": 0.5}
 # The fragment's site paths, replaced by the test's own files.
 SITE_CA_CERT = "/etc/squid/egresswatch-ca.pem"
 SITE_CA_KEY = "/etc/squid/egresswatch-ca.key"
@@ -93,6 +96,7 @@ class SquidLab:
     access_log: Path = field(init=False)
     cache_log: Path = field(init=False)
     squid: subprocess.Popen[Any] | None = None
+    user_ip: str = USER_IP
 
     def __post_init__(self) -> None:
         self.squid_dir = self.t.workdir / "squid"
@@ -201,6 +205,31 @@ class SquidLab:
             out.append(AccessLine(float(f[0]), f[1], f[2], f[3], int(f[4]), f[5],
                                   int(f[6]) if f[6].isdigit() else 0, f[7]))
         return out
+
+    # -- the agent in the proxy namespace ------------------------------------------------------------------
+
+    def agent_config(self, name: str, **overrides: Any) -> Path:
+        """agent.yaml for both commands: inline detectors, records flushed and stats written often."""
+        return self.t.write_agent_config(self.t.workdir / f"agent-{name}.yaml", enterprise_id=plan.ENTERPRISE_ID,
+                                         detector_workers=0, live=FAST_LIVE, **overrides)
+
+    def start_icap_agent(self, config: Path, spool: Path, log: Path) -> subprocess.Popen[Any]:
+        """`egress-agent icap` on the proxy namespace's 127.0.0.1:1344; returns once it listens."""
+        with log.open("w") as fh:
+            proc = self.t.run_in(self.proxy_ns, [str(BIN / "egress-agent"), "icap", "--config", str(config),
+                                                 "--out", str(spool)], stdout=fh, stderr=subprocess.STDOUT)
+        wait_for_text("egress-agent icap", log, f"icap: listening on 127.0.0.1:{ICAP_PORT}", proc,
+                      timeout=AGENT_TIMEOUT_S)
+        return proc
+
+    def start_wire_agent(self, config: Path, spool: Path, log: Path) -> subprocess.Popen[Any]:
+        """`egress-agent run --iface` on the proxy's outward interface; returns once it captures."""
+        with log.open("w") as fh:
+            proc = self.t.run_in(self.proxy_ns, [str(BIN / "egress-agent"), "run", "--iface", self.outward_if,
+                                                 "--config", str(config), "--out", str(spool)],
+                                 stdout=fh, stderr=subprocess.STDOUT)
+        wait_for_text("egress-agent run", log, f"capturing on {self.outward_if}", proc, timeout=AGENT_TIMEOUT_S)
+        return proc
 
     # -- the user's client -------------------------------------------------------------------------------
 
