@@ -15,8 +15,8 @@ own id with netns.py's ownership records, so a crashed run's leftovers are remov
 adds only what a site has anyway (where logs and the pid go, who may use the proxy, how names resolve, the
 upstream CA), with the fragment's three site paths replaced by test files.
 
-Squid's access log has a format of our own (ACCESS_FORMAT); `%adapt::<last_h` is the last ICAP answer's
-header, "-" when no ICAP service answered (bypassed), so each line says whether the agent saw the request.
+Squid's access log and ICAP log have formats of our own (ACCESS_FORMAT, ICAP_FORMAT), joined on the master
+transaction id: each request says whether the agent answered its REQMOD (saw it) or Squid bypassed it.
 Every wait is for a condition (a log line, a port) with a deadline, never a fixed sleep.
 """
 
@@ -54,9 +54,12 @@ SITE_CA_CERT = "/etc/squid/egresswatch-ca.pem"
 SITE_CA_KEY = "/etc/squid/egresswatch-ca.key"
 SITE_CERT_DB = "/var/lib/squid/ssl_db"
 CERTGEN = "/usr/lib/squid/security_file_certgen"
-# One line per request Squid answered: time, client, method, URL, status to the client, upstream address,
-# request body size, the ICAP answer's header ("-": no ICAP service answered) — tab-separated.
-ACCESS_FORMAT = "%ts.%03tu\t%>a\t%rm\t%ru\t%>Hs\t%<a\t%>st\t%{ISTag}adapt::<last_h"
+# One line per request Squid answered (tab-separated): its master transaction, time, client, method, URL
+# (Squid strips the query), status to the client, upstream address, request size.
+ACCESS_FORMAT = "%master_xaction\t%ts.%03tu\t%>a\t%rm\t%ru\t%>Hs\t%<a\t%>st"
+# One line per ICAP transaction: the master transaction it served, the service, its outcome and status
+# (000 when it failed and the message went on without it).
+ICAP_FORMAT = "%master_xaction\t%icap::<service_name\t%icap::rm\t%icap::to\t%03icap::Hs"
 
 # Debian packages the lab runs, by program (CI installs them: .ci/run).
 PROGRAMS = {"squid": "squid-openssl", CERTGEN: "squid-openssl", "curl": "curl"}
@@ -71,6 +74,7 @@ def squid_unavailable() -> str | None:
 
 @dataclass(frozen=True)
 class AccessLine:
+    xaction: str
     ts: float
     client: str
     method: str
@@ -78,11 +82,8 @@ class AccessLine:
     status: int
     server_ip: str
     request_bytes: int
-    istag: str            # "-": the request went on without an ICAP answer (bypassed)
-
-    @property
-    def inspected(self) -> bool:
-        return self.istag not in ("", "-")
+    inspected: bool       # the REQMOD service answered (200 or 204), not bypassed
+    named: bool           # the RESPMOD service answered: the agent learned the server's address
 
 
 @dataclass
@@ -102,6 +103,7 @@ class SquidLab:
         self.squid_dir = self.t.workdir / "squid"
         self.access_log = self.squid_dir / "access.log"
         self.cache_log = self.squid_dir / "cache.log"
+        self.icap_log = self.squid_dir / "icap.log"
 
     @property
     def proxy_ns(self) -> str:
@@ -156,7 +158,8 @@ class SquidLab:
             f"cache_log {self.cache_log}",
             f"logformat egresswatch_test {ACCESS_FORMAT}",
             f"access_log stdio:{self.access_log} egresswatch_test",
-            "icap_log none",
+            f"logformat egresswatch_icap {ICAP_FORMAT}",
+            f"icap_log stdio:{self.icap_log} egresswatch_icap",
             f"coredump_dir {d}",
             "cache deny all",
             "cache_mem 8 MB",
@@ -195,23 +198,30 @@ class SquidLab:
         return self.squid
 
     def access_lines(self) -> list[AccessLine]:
-        if not self.access_log.exists():
-            return []
+        """Squid's access log, each request joined with its ICAP transactions' outcomes. (Squid writes a
+        request's ICAP lines before its access line: both logs are read in that order.)"""
+        answered: set[tuple[str, str]] = set()
+        for line in _lines(self.icap_log):
+            f = line.split("\t")
+            if len(f) == 5 and f[4] in ("200", "204"):
+                answered.add((f[0], f[2]))
         out = []
-        for line in self.access_log.read_text(encoding="utf-8", errors="replace").splitlines():
+        for line in _lines(self.access_log):
             f = line.split("\t")
             if len(f) != 8:
                 continue
-            out.append(AccessLine(float(f[0]), f[1], f[2], f[3], int(f[4]), f[5],
-                                  int(f[6]) if f[6].isdigit() else 0, f[7]))
+            out.append(AccessLine(f[0], float(f[1]), f[2], f[3], f[4], int(f[5]), f[6],
+                                  int(f[7]) if f[7].isdigit() else 0, (f[0], "REQMOD") in answered,
+                                  (f[0], "RESPMOD") in answered))
         return out
 
     # -- the agent in the proxy namespace ------------------------------------------------------------------
 
     def agent_config(self, name: str, **overrides: Any) -> Path:
         """agent.yaml for both commands: inline detectors, records flushed and stats written often."""
-        return self.t.write_agent_config(self.t.workdir / f"agent-{name}.yaml", enterprise_id=plan.ENTERPRISE_ID,
-                                         detector_workers=0, live=FAST_LIVE, **overrides)
+        return self.t.write_agent_config(self.t.workdir / f"agent-{name}.yaml",
+                                         enterprise_id=plan.ENTERPRISE_ID, detector_workers=0, live=FAST_LIVE,
+                                         **overrides)
 
     def start_icap_agent(self, config: Path, spool: Path, log: Path) -> subprocess.Popen[Any]:
         """`egress-agent icap` on the proxy namespace's 127.0.0.1:1344; returns once it listens."""
@@ -228,7 +238,8 @@ class SquidLab:
             proc = self.t.run_in(self.proxy_ns, [str(BIN / "egress-agent"), "run", "--iface", self.outward_if,
                                                  "--config", str(config), "--out", str(spool)],
                                  stdout=fh, stderr=subprocess.STDOUT)
-        wait_for_text("egress-agent run", log, f"capturing on {self.outward_if}", proc, timeout=AGENT_TIMEOUT_S)
+        wait_for_text("egress-agent run", log, f"capturing on {self.outward_if}", proc,
+                      timeout=AGENT_TIMEOUT_S)
         return proc
 
     # -- the user's client -------------------------------------------------------------------------------
@@ -240,6 +251,10 @@ class SquidLab:
                 "--proxy", f"http://{PROXY_LAN_IP}:{PROXY_PORT}", "--cacert", str(self.ca_cert),
                 "--max-time", str(timeout), *args, url]
         return self.t.run(self.user_ns, argv, timeout=timeout + 10)
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text(encoding="utf-8", errors="replace").splitlines() if path.exists() else []
 
 
 def _proxy_ids() -> tuple[int, int]:

@@ -73,7 +73,8 @@ def selfcheck(lab: SquidLab, spool: Path) -> dict[str, Any]:
 
 
 def rows(spool: Path, record_type: str) -> list[dict[str, Any]]:
-    return [row for f in sorted(spool.glob(f"{record_type}/*.parquet")) for row in pq.read_table(f).to_pylist()]
+    files = sorted(spool.glob(f"{record_type}/*.parquet"))
+    return [row for f in files for row in pq.read_table(f).to_pylist()]
 
 
 def content_lines(lab: SquidLab) -> list[Any]:
@@ -94,7 +95,7 @@ def test_squid_hands_every_request_to_the_agent_and_its_records_give_the_truth(l
     # Squid: every request answered 200 to the client, each after the agent's ICAP answer (its ISTag).
     lines = content_lines(lab)
     assert [(x.method, x.status, x.server_ip) for x in lines] == [(r.method, 200, r.dst_ip) for r in reqs]
-    assert all(x.inspected for x in lines), [x for x in lines if not x.inspected]
+    assert all(x.inspected and x.named for x in lines), [x for x in lines if not (x.inspected and x.named)]
     assert all(x.status == 200 and not x.inspected for x in lab.access_lines() if x.method == "CONNECT")
     # The servers got every body unchanged (a monitor never alters a message).
     served = [json.loads(x) for x in (lab.t.workdir / "server.jsonl").read_text().splitlines()]
@@ -125,3 +126,128 @@ def wait_until(what: str, ok: Callable[[], bool], timeout: float) -> None:
     while not ok():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.5)
+
+
+def fragment_seconds(directive: str) -> float:
+    """A timeout of the tested fragment, in seconds (`icap_io_timeout 3 seconds`)."""
+    m = re.search(rf"^{directive} (\d+)(?: seconds?)?$", FRAGMENT.read_text(encoding="utf-8"), re.M)
+    assert m, directive
+    return float(m.group(1))
+
+
+def stall_bound() -> float:
+    """The longest a request may take while the agent is silent, from the fragment: for each of its two
+    ICAP transactions (REQMOD, RESPMOD) Squid tries the pooled connection and then a new one, each given up
+    after the connect or the I/O timeout; Squid checks timeouts once a second (+1 s each)."""
+    per_try = fragment_seconds("icap_connect_timeout") + fragment_seconds("icap_io_timeout") + 1
+    return 2 * 2 * per_try
+
+
+PROBE = Request(plan.Message("api.partner-logistics.example", "/v2/ping", b"", (), 0),
+                "https", query="probe=1")
+
+
+def wait_inspected(lab: SquidLab, what: str) -> None:
+    """Until Squid hands requests and answers to the agent again (REQMOD and RESPMOD are two services,
+    suspended and revived each on its own): a PI-free probe every half second, up to the revival delay
+    (Squid fetches a suspended service's OPTIONS only then) and some."""
+    timeout = fragment_seconds("icap_service_revival_delay") + stall_bound() + 15
+
+    def probe() -> bool:
+        send(lab, [PROBE])
+        last = content_lines(lab)[-1]
+        return last.inspected and last.named
+    wait_until(what, probe, timeout)
+
+
+def test_squid_fails_open_when_the_agent_dies_or_stalls_and_resumes_with_it(lab: SquidLab) -> None:
+    msgs = plan.messages()
+    first, killed = [Request(msgs[2], "https")], [Request(msgs[7], "http"), Request(msgs[5], "https")]
+    after_restart = [Request(msgs[3], "https", chunked=True), Request(msgs[0], "http")]
+    after_continue = [Request(msgs[6], "https", expect=True), Request(msgs[1], "http", chunked=True)]
+    spool1, log1 = lab.t.workdir / "spool1", lab.t.workdir / "icap1.log"
+    config = lab.agent_config("icap")
+    agent = lab.start_icap_agent(config, spool1, log1)
+    lab.start_squid()
+    send(lab, first)
+    assert [x.inspected for x in content_lines(lab)] == [True]
+    bound = stall_bound()
+
+    # (a) killed: Squid bypasses the dead service; every request answered, none waits past the bound.
+    agent.send_signal(signal.SIGKILL)
+    agent.wait(timeout=10)
+    seen = len(content_lines(lab))
+    times = send(lab, killed)
+    assert max(times) < bound, (times, bound)
+    assert [x.inspected for x in content_lines(lab)[seen:]] == [False] * len(killed)
+    # Restarted: requests are handed over again once Squid revives the service.
+    spool2, log2 = lab.t.workdir / "spool2", lab.t.workdir / "icap2.log"
+    agent = lab.start_icap_agent(config, spool2, log2)
+    wait_inspected(lab, "the restarted agent to be used again")
+    seen = len(content_lines(lab))
+    send(lab, after_restart)
+    assert all(x.inspected for x in content_lines(lab)[seen:])
+
+    # (b) stopped: alive, accepting connections, silent. Squid's timeouts give up on it.
+    agent.send_signal(signal.SIGSTOP)
+    seen = len(content_lines(lab))
+    try:
+        times = send(lab, after_restart)       # the same bodies again: whatever the agent reads later of
+    finally:                                   # these adds no person
+        agent.send_signal(signal.SIGCONT)
+    assert max(times) < bound, (times, bound)
+    assert [x.inspected for x in content_lines(lab)[seen:]] == [False] * len(after_restart)
+    wait_inspected(lab, "the continued agent to be used again")
+    seen = len(content_lines(lab))
+    send(lab, after_continue)
+    assert all(x.inspected for x in content_lines(lab)[seen:])
+    stop(agent, log2)
+
+    assert all(x.status == 200 for x in lab.access_lines())
+    # Every request handed over is a flow named by the proxy. The stalled requests' REQMODs, read once the
+    # agent continued, may be flows too (they did go out), unnamed when Squid had given up their RESPMODs.
+    flows = rows(spool2, "flows")
+    assert {f["visibility"] for f in flows} == {"proxy"}
+    named = Counter((f["server_name"], f["dst_ip"]) for f in flows if f["dst_ip_source"] == "proxy")
+    want = Counter((r.message.server_name, r.dst_ip) for r in after_restart + after_continue)
+    assert named & want == want, (named, want)
+    assert {f["server_name"] for f in flows if f["dst_ip_source"] != "proxy"} <= {
+        r.message.server_name for r in after_restart}
+    assert_report_matches_truth(selfcheck(lab, spool2), truth(after_restart + after_continue))
+
+
+# --- the wire and ICAP together ----------------------------------------------------------------------------
+
+def test_one_agent_on_the_proxys_wire_and_its_icap_counts_nothing_twice(lab: SquidLab) -> None:
+    """`icap.proxy_networks` names the proxy's outward address: its connections on the wire carry the
+    bytes (not inspected there: they are TLS Squid made, or plaintext ICAP already handed over), the ICAP
+    flows carry the content and no bytes. Both processes share the agent id and the spool."""
+    spool = lab.t.workdir / "spool"
+    wire_log, icap_log = lab.t.workdir / "wire.log", lab.t.workdir / "icap.log"
+    config = lab.agent_config("both", icap={"proxy_networks": [f"{lab.outward_ip}/32"]})
+    wire = lab.start_wire_agent(config, spool, wire_log)
+    icap = lab.start_icap_agent(config, spool, icap_log)
+    lab.start_squid()
+    reqs = [Request(m, "https" if n % 2 else "http", chunked=n % 3 == 0)
+            for n, m in enumerate(plan.messages())]
+    send(lab, reqs)
+    stop(icap, icap_log)
+    stop(wire, wire_log)
+    assert all(x.inspected and x.named for x in content_lines(lab))
+
+    report = selfcheck(lab, spool)
+    assert_report_matches_truth(report, truth(reqs))        # persons and field types once, from ICAP
+    flows = rows(spool, "flows")
+    handed = [f for f in flows if f["src_ip"] == lab.user_ip]
+    wire_rows = [f for f in flows if f["src_ip"] == lab.outward_ip]
+    assert len(handed) + len(wire_rows) == len(flows)
+    assert len(handed) == len(reqs)
+    assert all(f["bytes_out"] == f["bytes_in"] == 0 and f["dst_ip_source"] == "proxy" for f in handed)
+    abroad = [f for f in wire_rows if f["cross_border"]]
+    assert {(f["visibility"], f["inspected"], f["dst_ip_source"]) for f in abroad} == {("proxy", True, "wire")}
+    assert {f["dst_ip"] for f in wire_rows} == {r.dst_ip for r in reqs}
+    # Cross-border bytes are the wire's: all of them, and they carried at least the bodies sent abroad.
+    wire_abroad = sum(f["bytes_out"] for f in abroad)
+    assert report["observed"]["coverage"]["cross_border_bytes_out"] == wire_abroad
+    assert wire_abroad >= sum(len(r.message.body) for r in reqs if plan.BY_NAME[r.message.server_name].country
+                              != "CN")
