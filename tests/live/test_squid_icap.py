@@ -244,7 +244,8 @@ def test_one_agent_on_the_proxys_wire_and_its_icap_counts_nothing_twice(lab: Squ
     assert len(handed) == len(reqs)
     assert all(f["bytes_out"] == f["bytes_in"] == 0 and f["dst_ip_source"] == "proxy" for f in handed)
     abroad = [f for f in wire_rows if f["cross_border"]]
-    assert {(f["visibility"], f["inspected"], f["dst_ip_source"]) for f in abroad} == {("proxy", True, "wire")}
+    assert {(f["visibility"], f["inspected"], f["dst_ip_source"]) for f in abroad} == {
+        ("proxy", True, "wire")}
     assert {f["dst_ip"] for f in wire_rows} == {r.dst_ip for r in reqs}
     # Cross-border bytes are the wire's: all of them, and they carried at least the bodies sent abroad.
     wire_abroad = sum(f["bytes_out"] for f in abroad)
