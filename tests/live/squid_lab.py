@@ -27,6 +27,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -100,7 +101,10 @@ class SquidLab:
     user_ip: str = USER_IP
 
     def __post_init__(self) -> None:
-        self.squid_dir = self.t.workdir / "squid"
+        # Squid's workers and helpers run as `proxy`, which cannot enter pytest's root-only directories:
+        # everything Squid reads or writes lives in a directory of its own (copied to the workdir and
+        # removed at teardown).
+        self.squid_dir = Path(tempfile.mkdtemp(prefix="egresswatch-squid-"))
         self.access_log = self.squid_dir / "access.log"
         self.cache_log = self.squid_dir / "cache.log"
         self.icap_log = self.squid_dir / "icap.log"
@@ -135,7 +139,8 @@ class SquidLab:
     def write_squid_conf(self) -> Path:
         """The test squid.conf including the fragment, with the site paths made test files."""
         d = self.squid_dir
-        d.mkdir(parents=True, exist_ok=True)
+        upstream_ca = d / "upstream-ca.pem"
+        shutil.copyfile(self.server_cert, upstream_ca)
         ca_dir = d / "ca"
         ca_dir.mkdir()
         self.ca_cert, ca_key = certs.self_signed(ca_dir, ["egresswatch test inspection CA"], ecdsa=False)
@@ -168,18 +173,13 @@ class SquidLab:
             f"acl lan src {PROXY_LAN_IP.rsplit('.', 1)[0]}.0/{LAN_PREFIX}",
             "http_access allow lan",
             "http_access deny all",
-            f"tls_outgoing_options cafile={self.server_cert}",   # the servers' self-signed certificate
+            f"tls_outgoing_options cafile={upstream_ca}",   # the servers' self-signed certificate
             "shutdown_lifetime 1 seconds",
             "debug_options ALL,1",
             f"include {d / 'egresswatch.conf'}",
             ""]), encoding="utf-8")
-        # Squid drops to the `proxy` user for its workers and helpers: give it the directory.
         for path in [d, *d.rglob("*")]:
             os.chown(path, *_proxy_ids())
-        for parent in d.parents:       # pytest's tmp dirs are root-only: let `proxy` through to the files
-            if parent == Path("/"):
-                break
-            parent.chmod(parent.stat().st_mode | 0o001)
         return conf
 
     def start_squid(self) -> subprocess.Popen[Any]:
@@ -288,6 +288,7 @@ def squid_lab(workdir: Path) -> Iterator[SquidLab]:
         user_ns, user_if, lan_if = (netns.CLIENT_PREFIX + user_id, netns.CLIENT_IF_PREFIX + user_id,
                                     USER_IF_PREFIX + user_id)
         netns._claim(user_id)
+        lab: SquidLab | None = None
         try:
             netns._ip("netns", "add", user_ns)
             netns._ip("link", "add", user_if, "netns", user_ns, "type", "veth", "peer", "name", lan_if,
@@ -310,6 +311,10 @@ def squid_lab(workdir: Path) -> Iterator[SquidLab]:
             netns._ip("netns", "del", user_ns, check=False)
             if user_ns not in netns.namespaces():
                 netns._release(user_id)
+            if lab is not None:
+                shutil.copytree(lab.squid_dir, t.workdir / "squid", dirs_exist_ok=True,
+                                ignore=shutil.ignore_patterns("ca", "ssl_db"))
+                shutil.rmtree(lab.squid_dir, ignore_errors=True)
 
 
 def free_port() -> int:
