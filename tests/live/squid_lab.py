@@ -223,24 +223,36 @@ class SquidLab:
                                          enterprise_id=plan.ENTERPRISE_ID, detector_workers=0, live=FAST_LIVE,
                                          **overrides)
 
-    def start_icap_agent(self, config: Path, spool: Path, log: Path) -> subprocess.Popen[Any]:
-        """`egress-agent icap` on the proxy namespace's 127.0.0.1:1344; returns once it listens."""
+    def start_icap_agent(self, config: Path, spool: Path, log: Path, wait: bool = True
+                         ) -> subprocess.Popen[Any]:
+        """`egress-agent icap` on the proxy namespace's 127.0.0.1:1344; returns once it listens (with
+        `wait`; else call `wait_icap_agent`)."""
         with log.open("w") as fh:
             proc = self.t.run_in(self.proxy_ns, [str(BIN / "egress-agent"), "icap", "--config", str(config),
                                                  "--out", str(spool)], stdout=fh, stderr=subprocess.STDOUT)
-        wait_for_text("egress-agent icap", log, f"icap: listening on 127.0.0.1:{ICAP_PORT}", proc,
-                      timeout=AGENT_TIMEOUT_S)
+        if wait:
+            self.wait_icap_agent(proc, log)
         return proc
 
-    def start_wire_agent(self, config: Path, spool: Path, log: Path) -> subprocess.Popen[Any]:
-        """`egress-agent run --iface` on the proxy's outward interface; returns once it captures."""
+    def wait_icap_agent(self, proc: subprocess.Popen[Any], log: Path) -> None:
+        wait_for_text("egress-agent icap", log, f"icap: listening on 127.0.0.1:{ICAP_PORT}", proc,
+                      timeout=AGENT_TIMEOUT_S)
+
+    def start_wire_agent(self, config: Path, spool: Path, log: Path, wait: bool = True
+                         ) -> subprocess.Popen[Any]:
+        """`egress-agent run --iface` on the proxy's outward interface; returns once it captures (with
+        `wait`; else call `wait_wire_agent`)."""
         with log.open("w") as fh:
             proc = self.t.run_in(self.proxy_ns, [str(BIN / "egress-agent"), "run", "--iface", self.outward_if,
                                                  "--config", str(config), "--out", str(spool)],
                                  stdout=fh, stderr=subprocess.STDOUT)
+        if wait:
+            self.wait_wire_agent(proc, log)
+        return proc
+
+    def wait_wire_agent(self, proc: subprocess.Popen[Any], log: Path) -> None:
         wait_for_text("egress-agent run", log, f"capturing on {self.outward_if}", proc,
                       timeout=AGENT_TIMEOUT_S)
-        return proc
 
     # -- the user's client -------------------------------------------------------------------------------
 

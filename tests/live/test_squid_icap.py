@@ -31,8 +31,6 @@ from tests.live.netns import assert_report_matches_truth, require_netns
 from tests.live.squid_lab import FRAGMENT, SquidLab, squid_lab, squid_unavailable
 from tests.live.squid_traffic import Request, requests, truth
 
-pytestmark = [pytest.mark.root, pytest.mark.slow]
-
 
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[SquidLab]:
@@ -84,6 +82,8 @@ def content_lines(lab: SquidLab) -> list[Any]:
 
 # --- the main path ---------------------------------------------------------------------------------------
 
+@pytest.mark.root
+@pytest.mark.slow
 def test_squid_hands_every_request_to_the_agent_and_its_records_give_the_truth(lab: SquidLab) -> None:
     spool, log = lab.t.workdir / "spool", lab.t.workdir / "icap.log"
     agent = lab.start_icap_agent(lab.agent_config("icap"), spool, log)
@@ -160,6 +160,8 @@ def wait_inspected(lab: SquidLab, what: str) -> None:
     wait_until(what, probe, timeout)
 
 
+@pytest.mark.root
+@pytest.mark.slow
 def test_squid_fails_open_when_the_agent_dies_or_stalls_and_resumes_with_it(lab: SquidLab) -> None:
     msgs = plan.messages()
     first, killed = [Request(msgs[2], "https")], [Request(msgs[7], "http"), Request(msgs[5], "https")]
@@ -218,6 +220,8 @@ def test_squid_fails_open_when_the_agent_dies_or_stalls_and_resumes_with_it(lab:
 
 # --- the wire and ICAP together ----------------------------------------------------------------------------
 
+@pytest.mark.root
+@pytest.mark.slow
 def test_one_agent_on_the_proxys_wire_and_its_icap_counts_nothing_twice(lab: SquidLab) -> None:
     """`icap.proxy_networks` names the proxy's outward address: its connections on the wire carry the
     bytes (not inspected there: they are TLS Squid made, or plaintext ICAP already handed over), the ICAP
@@ -225,8 +229,10 @@ def test_one_agent_on_the_proxys_wire_and_its_icap_counts_nothing_twice(lab: Squ
     spool = lab.t.workdir / "spool"
     wire_log, icap_log = lab.t.workdir / "wire.log", lab.t.workdir / "icap.log"
     config = lab.agent_config("both", icap={"proxy_networks": [f"{lab.outward_ip}/32"]})
-    wire = lab.start_wire_agent(config, spool, wire_log)
-    icap = lab.start_icap_agent(config, spool, icap_log)
+    wire = lab.start_wire_agent(config, spool, wire_log, wait=False)     # both start at once
+    icap = lab.start_icap_agent(config, spool, icap_log, wait=False)
+    lab.wait_wire_agent(wire, wire_log)
+    lab.wait_icap_agent(icap, icap_log)
     lab.start_squid()
     reqs = [Request(m, "https" if n % 2 else "http", chunked=n % 3 == 0)
             for n, m in enumerate(plan.messages())]
