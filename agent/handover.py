@@ -169,8 +169,9 @@ class HandoverSink:
         self._complete(held.flow, self.flow_id(held.flow), ip, "proxy")
         return True
 
-    def tick(self, now: float) -> None:
-        """Periodic work: flows that waited `address_wait_s` are named by resolving; rows to the spool."""
+    def tick(self, now: float, *, flush: bool = True) -> None:
+        """Periodic work: flows that waited `address_wait_s` are named by resolving; rows to the spool
+        (unless `flush` is False: a service ticks often and writes every `live.flush_interval_s`)."""
         while self._waiting:
             correlation, held = next(iter(self._waiting.items()))
             if now - held.since < self.address_wait_s:
@@ -178,7 +179,8 @@ class HandoverSink:
             del self._waiting[correlation]
             self._waiting_bytes -= held.size
             self._complete_unnamed(held.flow)
-        self.flush()
+        if flush:
+            self.flush()
 
     def flush(self) -> None:
         anomalies = self.anomalies.drain()

@@ -78,6 +78,23 @@ class _Conn:
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
+class _Body:
+    """A transaction's body as read: the first `limit` bytes kept, all of them counted."""
+
+    __slots__ = ("kept", "limit", "size")
+
+    def __init__(self, limit: int) -> None:
+        self.kept = bytearray()
+        self.limit = limit
+        self.size = 0
+
+    def take(self, piece: bytes) -> None:
+        self.size += len(piece)
+        room = self.limit - len(self.kept)
+        if room > 0:
+            self.kept += piece[:room]
+
+
 def _peer_ip(writer: asyncio.StreamWriter) -> str | None:
     peer = writer.get_extra_info("peername")
     if not peer:
@@ -147,9 +164,11 @@ class IcapServer:
             pass        # the proxy went away mid-answer: nothing to tell it
         except asyncio.CancelledError:
             pass        # stopping
-        except Exception:
+        except Exception as e:
             self.counters.errors += 1
-            log.exception("icap: a connection failed")
+            # The type only at ERROR: an exception's text may quote what the proxy sent.
+            log.error("icap: a connection failed: %s", type(e).__name__)
+            log.debug("icap: a connection failed", exc_info=True)
         finally:
             self.conns.discard(conn)
             await self._close(writer)
@@ -188,11 +207,21 @@ class IcapServer:
         head = request.req_hdr
         if request.method == "REQMOD" and head is not None and head.start[0] == "CONNECT":
             record = False   # a tunnel: its bumped requests come as their own REQMODs, each a flow
-        kept, size = await self._exchange(request, r, writer, conn, keep=record, read_all=record)
-        self.counters.body_bytes += size
+        body = _Body(self.icap.max_body_bytes if record else 0)
+        try:
+            await self._exchange(request, r, writer, conn, body, read_all=record)
+        except (IcapError, ConnectionError, TimeoutError):
+            if record and body.size:
+                # The proxy gave up midway (Squid does when the origin answers before the body ended): what
+                # it had sent did leave; recorded as far as it came, truncated.
+                await self.backlog.put(Exchange(self.key(), started, time.time(), request, bytes(body.kept),
+                                                body.size, pull, aborted=True), len(body.kept))
+            raise
+        finally:
+            self.counters.body_bytes += body.size
         if record:
-            await self.backlog.put(Exchange(self.key(), started, time.time(), request, kept, size, pull),
-                                   len(kept))
+            await self.backlog.put(Exchange(self.key(), started, time.time(), request, bytes(body.kept),
+                                            body.size, pull), len(body.kept))
         server = meta_ip(request, "x-server-ip")
         correlation = request.value("x-transaction-id")
         if request.method == "RESPMOD" and server and correlation:
@@ -201,25 +230,16 @@ class IcapServer:
         return request.value("connection") != "close"
 
     async def _exchange(self, request: IcapRequest, r: WireReader, writer: asyncio.StreamWriter, conn: _Conn,
-                        *, keep: bool, read_all: bool) -> tuple[bytes, int]:
-        """Read the body as the protocol asks and answer (all but an echo's last chunk, see `_finish`);
-        (body bytes kept — at most icap.max_body_bytes —, body bytes read)."""
-        kept = bytearray()
-        limit = self.icap.max_body_bytes if keep else 0
-        size = 0
+                        body: _Body, *, read_all: bool) -> None:
+        """Read the body into `body` as the protocol asks and answer (all but an echo's last chunk, see
+        `_finish`)."""
         conn.responded = False
         conn.echo = False
-
-        def take(piece: bytes) -> None:
-            nonlocal size
-            size += len(piece)
-            if len(kept) < limit:
-                kept.extend(piece[: limit - len(kept)])
-
+        take = body.take
         if not request.has_body:
             allowed = request.allow_204 or request.preview is not None   # a null-body preview is whole
             await self._answer(writer, conn, request, allowed)
-            return bytes(kept), size
+            return
         chunks = ChunkReader(r)
         preview: bytearray | None = None
         if request.preview is not None:
@@ -231,9 +251,8 @@ class IcapServer:
                 take(piece)
             if chunks.ieof or not read_all:
                 await self._answer(writer, conn, request, True)
-                return bytes(kept), size
-            conn.responded = True
-            await self._send(writer, b"ICAP/1.0 100 Continue\r\n\r\n")
+                return
+            await self._send(writer, b"ICAP/1.0 100 Continue\r\n\r\n")     # not final: errors still may be
             chunks.resume()
         if not request.allow_204:
             await self._start_echo(writer, conn, request)
@@ -245,7 +264,6 @@ class IcapServer:
                 await self._send(writer, _chunk(piece))
         if not conn.echo:
             await self._answer(writer, conn, request, True)
-        return bytes(kept), size
 
     async def _answer(self, writer: asyncio.StreamWriter, conn: _Conn, request: IcapRequest,
                       allowed_204: bool) -> None:

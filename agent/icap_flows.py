@@ -37,10 +37,16 @@ class Exchange:
     body: bytes               # the body as read, at most icap.max_body_bytes
     body_size: int            # body bytes on the wire, kept or not
     pull: bool
+    aborted: bool = False     # the proxy gave up before the body's end: its whole length is unknown
 
     @property
     def cut(self) -> bool:
-        return self.body_size > len(self.body)
+        return self.aborted or self.body_size > len(self.body)
+
+    @property
+    def whole_size(self) -> int | None:
+        """The whole body's length when it was cut and is known."""
+        return self.body_size if self.cut and not self.aborted else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +150,7 @@ def exchange_flow(exchange: Exchange, max_decompressed_bytes: int,
         # The answer is the export: src is the internal server (address from X-Server-IP), dst the client.
         res = icap.res_hdr
         body, content_type, cut = _content(exchange, res, max_decompressed_bytes, anomaly)
-        message = HandedMessage("", body, content_type, cut, exchange.body_size if cut else None)
+        message = HandedMessage("", body, content_type, cut, exchange.whole_size)
         flow = HandedFlow(key=exchange.key, visibility="proxy", ts_start=exchange.ts_start,
                           ts_end=exchange.ts_end, server_name=name, dst_port=port, messages=(message,),
                           src_ip=client, dst_ip=server_ip, encrypted=encrypted, initiator="external",
@@ -152,7 +158,7 @@ def exchange_flow(exchange: Exchange, max_decompressed_bytes: int,
                           bytes_in=len(icap.req_hdr.raw) if icap.req_hdr else 0)
         return flow, None
     body, content_type, cut = _content(exchange, icap.req_hdr, max_decompressed_bytes, anomaly)
-    message = HandedMessage(target, body, content_type, cut, exchange.body_size if cut else None)
+    message = HandedMessage(target, body, content_type, cut, exchange.whole_size)
     flow = HandedFlow(key=exchange.key, visibility="proxy", ts_start=exchange.ts_start,
                       ts_end=exchange.ts_end, server_name=name, dst_port=port, messages=(message,),
                       src_ip=client, dst_ip=server_ip, encrypted=encrypted,

@@ -6,7 +6,8 @@
 The event loop only reads and answers ICAP. One recorder thread owns the `HandoverSink` (it is
 single-threaded): it turns exchanges into flows (agent/icap_flows.py; body decoding happens there),
 names held requests when a RESPMOD gives their server's address, and ticks every second (held flows past
-`icap.address_wait_s` are resolved, rows reach the spool). Detector workers are forked before any thread
+`icap.address_wait_s` are resolved); rows reach the spool every `live.flush_interval_s`, as a live
+capture's do. Detector workers are forked before any thread
 starts. The listening socket is bound first, so a port in use is one error line before anything else.
 
 SIGINT/SIGTERM: stop accepting, end idle connections, give transactions in flight `STOP_GRACE_S`, then the
@@ -79,9 +80,10 @@ class Recorder(threading.Thread):
     """The one thread that owns the sink: backlog items in, records out (see the module docstring)."""
 
     def __init__(self, sink: HandoverSink, backlog: Backlog, max_decompressed_bytes: int,
-                 tick_s: float = 1.0) -> None:
+                 flush_interval_s: float, tick_s: float = 1.0) -> None:
         super().__init__(name="egresswatch-icap-recorder", daemon=True)
         self.sink, self.backlog, self.tick_s = sink, backlog, tick_s
+        self.flush_interval_s = flush_interval_s
         self.max_decompressed_bytes = max_decompressed_bytes
         self.stats = InspectStats(0, 0)
         self.failed = False
@@ -89,6 +91,7 @@ class Recorder(threading.Thread):
 
     def run(self) -> None:
         next_tick = time.monotonic() + self.tick_s
+        next_flush = time.monotonic() + self.flush_interval_s
         while True:
             got = self.backlog.get(next_tick - time.monotonic())
             if got is not None:
@@ -97,15 +100,20 @@ class Recorder(threading.Thread):
                     break
                 try:
                     self._handle(item)
-                except Exception:
-                    log.exception("icap: recording a transaction failed")
+                except Exception as e:
+                    # The type only at ERROR: an exception's text may quote the content it choked on.
+                    log.error("icap: recording a transaction failed: %s", type(e).__name__)
+                    log.debug("icap: recording a transaction failed", exc_info=True)
                 finally:
                     self.handled += 1
                     self.backlog.done(size)
             if time.monotonic() >= next_tick:
                 next_tick = time.monotonic() + self.tick_s
+                flush = time.monotonic() >= next_flush
+                if flush:
+                    next_flush = time.monotonic() + self.flush_interval_s
                 try:
-                    self.sink.tick(time.time())
+                    self.sink.tick(time.time(), flush=flush)
                 except Exception:
                     log.exception("icap: writing records failed; retrying at the next tick")
         try:
@@ -158,10 +166,11 @@ def run_icap(config: AgentConfig, out_dir: Path, *, listen: str | None = None,
     """Serve ICAP until SIGINT/SIGTERM (or `stop` is set). `collector`: (url, token). `ready` is called
     with the bound address once connections are accepted."""
     stop = stop or threading.Event()
+    address = parse_listen(listen or config.icap.listen)
     if engine_factory is None:
         check_configs(config)
         engine_factory = partial(build_engine, config)
-    sock = _bind(*parse_listen(listen or config.icap.listen))
+    sock = _bind(*address)
     spool = Spool(out_dir, config.agent_id, config.enterprise_id, config.spool_max_bytes)
     spool.remove_partial()
     anomalies = AnomalySink(max_per_flow=config.limits.max_anomalies_per_flow)
@@ -169,7 +178,7 @@ def run_icap(config: AgentConfig, out_dir: Path, *, listen: str | None = None,
     sink = HandoverSink(config, spool, inspector, anomalies, resolve=resolve,
                         count_bytes=not config.icap.proxy_networks, address_wait_s=config.icap.address_wait_s)
     backlog = Backlog(max_bytes=max(64 << 20, 2 * config.icap.max_body_bytes))
-    recorder = Recorder(sink, backlog, config.limits.max_decompressed_bytes)
+    recorder = Recorder(sink, backlog, config.limits.max_decompressed_bytes, config.live.flush_interval_s)
     stopping = threading.Event()
     shipper = (Shipper(collector[0], collector[1], out_dir, timeout_s=10.0, stop=stopping)
                if collector else None)

@@ -17,6 +17,7 @@ import re
 import time
 from dataclasses import dataclass
 
+from agent.anomalies import known_or_shape
 from agent.protocols.http_syntax import parse_request_line
 
 __all__ = ["BODY_KINDS", "ChunkReader", "HttpHead", "IcapError", "IcapRequest", "IcapTimeout", "WireReader",
@@ -32,6 +33,7 @@ READ_BYTES = 65_536
 METHODS = ("OPTIONS", "REQMOD", "RESPMOD")
 HEADER_KINDS = ("req-hdr", "res-hdr")
 BODY_KINDS = ("req-body", "res-body", "null-body", "opt-body")
+_SECTIONS = frozenset(HEADER_KINDS + BODY_KINDS)
 # RFC 3507 §4.4.1: the encapsulated sections each method may carry, in this order.
 _ALLOWED = {
     "REQMOD": (("req-hdr",), ("req-body", "null-body")),
@@ -230,7 +232,8 @@ def _encapsulated(method: str, text: str | None) -> tuple[tuple[str, int], ...]:
     names = [n for n, _ in entries]
     if names[-1] not in bodies or any(n not in headers for n in names[:-1]) or len(set(names)) != len(names) \
             or names[:-1] != [h for h in headers if h in names[:-1]]:
-        raise IcapError(400, f"Encapsulated sections {','.join(names)[:80]} are not valid for {method}")
+        said = ",".join(known_or_shape(n, _SECTIONS) for n in names[:6])
+        raise IcapError(400, f"Encapsulated sections {said} are not valid for {method}")
     offsets = [o for _, o in entries]
     if offsets[0] != 0 or any(b <= a for a, b in itertools.pairwise(offsets)):
         raise IcapError(400, "Encapsulated offsets do not start at 0 and increase")

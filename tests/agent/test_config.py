@@ -25,6 +25,7 @@ def test_the_bundled_agent_config_is_valid() -> None:
     # configs/agent.yaml spells out the limits: they are the defaults, not other values.
     assert cfg.limits == load_agent_config(None).limits
     assert cfg.tls == load_agent_config(None).tls
+    assert cfg.icap == load_agent_config(None).icap
 
 
 @pytest.mark.parametrize(("text", "where"), [

@@ -224,8 +224,9 @@ def test_a_respmod_names_the_server_of_the_waiting_request(tmp_path: Path, engin
 
 
 def test_a_request_nobody_names_is_resolved_after_the_wait(tmp_path: Path, engine) -> None:  # type: ignore[no-untyped-def]
-    svc = Service(config(tmp_path, address_wait_s=0.05), tmp_path / "spool", engine,
-                  resolve={"api.example.com": ABROAD}.get)
+    cfg = config(tmp_path, address_wait_s=0.05)
+    cfg = cfg.model_copy(update={"live": cfg.live.model_copy(update={"flush_interval_s": 0.1})})
+    svc = Service(cfg, tmp_path / "spool", engine, resolve={"api.example.com": ABROAD}.get)
     with svc.connect() as s:
         s.sendall(reqmod(meta={"X-Client-IP": CLIENT, "X-Transaction-ID": "9"}))
         assert Reader(s).answer().status == 204
@@ -247,3 +248,18 @@ def test_https_is_named_by_sni_and_port_443(service: Service) -> None:
     service.stop()
     [flow] = rows(service.out, "flows")
     assert (flow["server_name"], flow["dst_port"], flow["encrypted"]) == ("sni.example.net", 443, True)
+
+
+def test_a_body_the_proxy_abandons_midway_is_recorded_as_far_as_it_came(service: Service) -> None:
+    # Squid aborts the ICAP transaction when the origin answers before the request body ended; what it
+    # had sent by then did leave: recorded, marked truncated.
+    head = icap_head("REQMOD", [("req-hdr", http_request(BODY * 4))], "req-body", allow_204=False,
+                     meta={"X-Client-IP": CLIENT, "X-Server-IP": ABROAD})
+    with service.connect() as s:
+        s.sendall(head + chunked(BODY)[:-5])         # one whole body's chunks, not the last-chunk
+        assert Reader(s).until(b"\r\n\r\n").startswith(b"ICAP/1.0 200 OK\r\n")    # the echo had begun
+    service.stop()
+    [flow] = rows(service.out, "flows")
+    assert flow["inspected"] and {"resident_id_cn", "mobile_cn", "person_name"} <= _types(service.out)
+    truncated = [a for a in rows(service.out, "anomalies") if a["name"] == "body_truncated"]
+    assert [a["detail"] for a in truncated] == [f"message 0: {len(BODY)} bytes handed over"]
