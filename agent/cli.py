@@ -67,7 +67,7 @@ def run(
     from agent.capture import CaptureFormatError
     from agent.keylog import check_readable
     from agent.live import LiveCaptureError
-    from agent.shipper import ShipperError, read_token
+    from agent.shipper import ShipperError
 
     try:
         if sum((bool(pcap), bool(har), bool(iface))) != 1:
@@ -76,14 +76,10 @@ def run(
             raise UsageError("--bpf filters a live capture: it needs --iface")
         cfg = with_keylogs(load_agent_config(config, enterprise_id=enterprise_id), keylog)
         check_readable(cfg.tls.keylog_files)     # KeyLogError: one line naming the file
-        url = collector or cfg.collector.url
-        token_path = token_file or (Path(cfg.collector.token_file) if cfg.collector.token_file else None)
-        if url and token_path is None:
-            raise ShipperError("--collector needs --token-file (or collector.token_file in the config)")
-        token = read_token(token_path) if url and token_path else None
+        target = _collector_target(cfg, collector, token_file)
         spool = out or Path(cfg.out)
         if iface:
-            _live(iface, bpf, cfg, spool, (url, token) if url and token else None)
+            _live(iface, bpf, cfg, spool, target)
             return
         inputs = pcap or har or []
         missing = [p for p in inputs if not p.is_file()]
@@ -112,8 +108,8 @@ def run(
     console.print(f"{packets}{stats.flows} flows ({stats.inspected_flows} inspected), "
                   f"{stats.detections} detections, {stats.pi_values} PI values, {stats.anomalies} anomalies "
                   f"-> {stats.records_dir}", highlight=False)
-    if url and token:
-        _ship(url, token, Path(stats.records_dir))
+    if target is not None:
+        _ship(*target, Path(stats.records_dir))
 
 
 def _live(iface: str, bpf: str | None, cfg: AgentConfig, spool: Path, collector: tuple[str, str] | None
@@ -146,19 +142,14 @@ def icap(
     """Serve ICAP (RFC 3507) to a TLS-inspecting proxy until SIGINT/SIGTERM: what it hands over is inspected
     like a capture's content, records go to --out (and to the collector with --collector)."""
     from agent.icap_service import run_icap
-    from agent.shipper import ShipperError, read_token
+    from agent.shipper import ShipperError
 
     # A service: its progress goes to the log (journald) whatever -v says.
     logging.getLogger().setLevel(min(logging.getLogger().level, logging.INFO))
     try:
         cfg = load_agent_config(config, enterprise_id=enterprise_id)
-        url = collector or cfg.collector.url
-        token_path = token_file or (Path(cfg.collector.token_file) if cfg.collector.token_file else None)
-        if url and token_path is None:
-            raise ShipperError("--collector needs --token-file (or collector.token_file in the config)")
-        token = read_token(token_path) if url and token_path else None
         spool = out or Path(cfg.out)
-        stats = run_icap(cfg, spool, listen=listen, collector=(url, token) if url and token else None)
+        stats = run_icap(cfg, spool, listen=listen, collector=_collector_target(cfg, collector, token_file))
     except (InputError, ShipperError) as e:
         fail(str(e))
     except (OSError, RuntimeError) as e:
@@ -169,6 +160,17 @@ def icap(
                   f"{stats.shipped}, {stats.pending} pending", highlight=False)
     if stats.pending:
         raise typer.Exit(1)
+
+
+def _collector_target(cfg: AgentConfig, url: str | None, token_file: Path | None) -> tuple[str, str] | None:
+    """(collector URL, token) from the options, else the config; None when records stay in the spool."""
+    from agent.shipper import ShipperError, read_token
+
+    url = url or cfg.collector.url
+    token_path = token_file or (Path(cfg.collector.token_file) if cfg.collector.token_file else None)
+    if url and token_path is None:
+        raise ShipperError("--collector needs --token-file (or collector.token_file in the config)")
+    return (url, read_token(token_path)) if url and token_path else None
 
 
 def _ship(url: str, token: str, spool: Path) -> None:

@@ -99,9 +99,12 @@ class Message:
     records: int
 
 
-def _message(dest: Destination, records: Sequence[tuple[Person, dict[str, str]]]) -> Message:
-    """`records` pairs a person with {JSON key: field type} for the keys its record carries."""
-    rows, planted = [], []
+def records_message(dest: Destination, records: Sequence[tuple[Person, dict[str, str]]],
+                    pad: int = 0) -> Message:
+    """`records` pairs a person with {JSON key: field type} for the keys its record carries; `pad` > 0
+    puts a record of that many bytes of filler and no PI first (a body larger than a proxy's preview)."""
+    rows: list[dict[str, str]] = [{"ref": "PAD", "note": "x" * pad}] if pad else []
+    planted = []
     for n, (person, keys) in enumerate(records):
         row: dict[str, str] = {"ref": f"LV{n + 1:03d}"}
         for key, ft in keys.items():
@@ -110,7 +113,7 @@ def _message(dest: Destination, records: Sequence[tuple[Person, dict[str, str]]]
             planted.append((person.pid, ft, person.value(ft)))
         rows.append(row)
     body = json.dumps(rows, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    return Message(dest.server_name, dest.path, body, tuple(planted), len(rows))
+    return Message(dest.server_name, dest.path, body, tuple(planted), len(records))
 
 
 def messages(seed: int = SEED) -> list[Message]:
@@ -124,23 +127,24 @@ def messages(seed: int = SEED) -> list[Message]:
     out: list[Message] = []
 
     a = people.many(12)    # order-fulfilment: names and mobiles; 3 mobiles again in a third request
-    out.append(_message(partner, [(p, name_mobile) for p in a[:6]]))
-    out.append(_message(partner, [(p, name_mobile) for p in a[6:]]))
-    out.append(_message(partner, [(a[i], mobile_only) for i in (0, 3, 7)]))
+    out.append(records_message(partner, [(p, name_mobile) for p in a[:6]]))
+    out.append(records_message(partner, [(p, name_mobile) for p in a[6:]]))
+    out.append(records_message(partner, [(a[i], mobile_only) for i in (0, 3, 7)]))
 
     b = people.many(8)     # crm-sync: adds resident IDs; later a mobile alone and an ID alone
-    out.append(_message(crm, [(p, full) for p in b[:4]]))
-    out.append(_message(crm, [(p, full) for p in b[4:]]))
-    out.append(_message(crm, [(b[1], mobile_only), (b[5], mobile_only), (b[2], {"idNo": "resident_id_cn"})]))
+    out.append(records_message(crm, [(p, full) for p in b[:4]]))
+    out.append(records_message(crm, [(p, full) for p in b[4:]]))
+    out.append(records_message(crm, [(b[1], mobile_only), (b[5], mobile_only),
+                                     (b[2], {"idNo": "resident_id_cn"})]))
 
     c = people.many(5)     # undeclared recipient: mobile + ID; a[1] (an order-fulfilment person) again
     phone_id = {"phone": "mobile_cn", "idNo": "resident_id_cn"}
-    out.append(_message(ads, [(p, phone_id) for p in c[:3]]))
-    out.append(_message(ads, [(p, phone_id) for p in [*c[3:], a[1]]]))
+    out.append(records_message(ads, [(p, phone_id) for p in c[:3]]))
+    out.append(records_message(ads, [(p, phone_id) for p in [*c[3:], a[1]]]))
 
     d = people.many(6)     # domestic: everything, and none of it is an export
-    out.append(_message(domestic, [(p, {"xm": "person_name", "sjhm": "mobile_cn", "sfzh": "resident_id_cn"})
-                                   for p in d]))
+    out.append(records_message(domestic, [(p, {"xm": "person_name", "sjhm": "mobile_cn",
+                                               "sfzh": "resident_id_cn"}) for p in d]))
     return out
 
 

@@ -11,7 +11,6 @@ destinations whose findings they do not change. The truth is plan.truth over the
 
 from __future__ import annotations
 
-import json
 import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -60,17 +59,7 @@ class Request:
 
 def _records(dest: plan.Destination, people: Sequence[plan.Person], keys: dict[str, str],
              pad: int = 0) -> plan.Message:
-    rows: list[dict[str, str]] = [{"ref": "PAD", "note": "x" * pad}] if pad else []
-    planted = []
-    for n, person in enumerate(people):
-        row = {"ref": f"SQ{n + 1:03d}"}
-        for key, ft in keys.items():
-            row[key] = {"person_name": person.name, "mobile_cn": person.mobile,
-                        "resident_id_cn": person.resident_id}[ft]
-            planted.append((person.pid, ft, person.value(ft)))
-        rows.append(row)
-    body = json.dumps(rows, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    return plan.Message(dest.server_name, dest.path, body, tuple(planted), len(people))
+    return plan.records_message(dest, [(p, keys) for p in people], pad=pad)
 
 
 def _query(dest: plan.Destination, person: plan.Person, key: str, ft: str) -> tuple[plan.Message, str]:
