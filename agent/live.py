@@ -89,16 +89,19 @@ class LiveSource:
         self.poll_s = poll_s
         self.kernel_packets = self.kernel_dropped = 0
         try:
-            self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+            # Protocol 0: the socket receives nothing until bind names the protocol, after the filter is
+            # attached. A socket made for ETH_P_ALL queues every frame of every interface from its creation,
+            # and compiling the filter takes milliseconds: those frames would be read, unfiltered (libpcap
+            # opens its sockets the same way).
+            self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
         except PermissionError:
             raise LiveCaptureError(f"--iface {iface}: capturing needs root or CAP_NET_RAW") from None
         try:
             if bpf:
-                # Attach before bind: no unfiltered frame slips in between.
                 _attach_bpf(self.sock, bpf, self.linktype)
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
             self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-            self.sock.bind((iface, 0))
+            self.sock.bind((iface, ETH_P_ALL))      # reception starts here: this interface, filtered
             if promiscuous:
                 index = socket.if_nametoindex(iface)
                 mreq = struct.pack("IHH8s", index, PACKET_MR_PROMISC, 0, b"")

@@ -165,6 +165,40 @@ def test_frames_already_queued_when_the_stop_comes_are_still_read() -> None:
     assert sorted(int(f.rsplit(b" ", 1)[1]) for f in frames) == list(range(50))
 
 
+@needs_libpcap
+def test_no_frame_outside_the_filter_is_read_however_busy_the_link_is_while_the_source_opens() -> None:
+    # The filter is compiled (milliseconds) after the socket exists: a socket made for ETH_P_ALL queues
+    # every frame of every interface from its creation, so frames the filter rejects would be read first.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind((SERVER, 0))
+        port = probe.getsockname()[1]
+    stop = threading.Event()
+
+    def noise() -> None:        # other traffic on the link while the source opens, as on a busy gateway
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            while not stop.is_set():
+                udp.sendto(b"noise", (SERVER, 9))
+
+    blaster = threading.Thread(target=noise, daemon=True)
+    blaster.start()
+    try:
+        stray = 0
+        for _ in range(5):
+            source = LiveSource("lo", bpf=f"udp dst port {port}", promiscuous=False)
+            try:
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                    udp.sendto(b"wanted", (SERVER, port))
+                frames = [f for _ts, _lt, f in source.frames(lambda: True, lambda _: None)]
+            finally:
+                source.close()
+            stray += sum(not f.endswith(b"wanted") for f in frames)
+            assert any(f.endswith(b"wanted") for f in frames)
+    finally:
+        stop.set()
+        blaster.join()
+    assert stray == 0
+
+
 # --- long flows ---------------------------------------------------------------------------------------
 
 def test_a_long_flow_is_written_in_intervals_whose_counts_add_up() -> None:
