@@ -28,12 +28,13 @@ import re
 # A whole string, one structural character, or a quote that opens a string never closed (the cut one).
 _TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{},:]|"', re.S)
 # What may follow the offset json.loads gives up at, for the text to be a cut document: white space, the
-# start of a string, of a number (json stops at a cut one's `.` or `e`) or of a literal.
-_CUT_TAIL = re.compile(r"""(?:
+# start of a string, of a number (json stops at a cut one's `.` or `e`) or of a literal. Each alternative
+# is unambiguous (no two ways to match a character), so a long tail that is no cut fails in linear time.
+_CUT_TAIL = re.compile(r"""
       "[^"\\]*(?:\\.[^"\\]*)*\\?                                 # a string without its closing quote
-    | -?[0-9]*\.?[0-9]*(?:[eE][-+]?[0-9]*)?                     # a number
-    | t(?:r(?:ue?)?)? | f(?:a(?:l(?:se?)?)?)? | n(?:u(?:ll?)?)?   # a literal
-    )\s*""", re.S | re.X)
+    | (?:-?[0-9]*(?:\.[0-9]*)?(?:[eE][-+]?[0-9]*)?                  # a number
+       | t(?:r(?:ue?)?)? | f(?:a(?:l(?:se?)?)?)? | n(?:u(?:ll?)?)?  # a literal
+      )\s*""", re.S | re.X)
 # json reports a cut `\uXXXX` escape (of a surrogate pair, too) at its `u`.
 _CUT_ESCAPE = re.compile(r"u[0-9a-fA-F]{0,4}(?:\\(?:u[0-9a-fA-F]{0,3})?)?\s*")
 _CLOSE = {"{": "}", "[": "]"}

@@ -140,3 +140,14 @@ def test_a_deep_cut_document_is_bounded():
     walked = walk(b'{"a": ' + b"[" * 50_000 + b'"y", "z', "application/json")
     assert walked.kind == "text"
     assert [name for name, _ in walked.anomalies] == ["json_too_deep"]
+
+
+def test_long_hostile_tails_are_judged_in_linear_time():
+    n = 2_000_000
+    # json stops at the second digit of `[01…`: the tail is a long run of digits, then no cut after all.
+    broken = (b"[0" + b"1" * n + b"x", b"[1.e" + b"5" * n + b"x", b'["a", "' + b" " * n + b'"x',
+              b'["a", ' + b"[" * 500 + b"9" * n + b"x")
+    for body in broken:
+        assert walk(body, "application/json").anomalies[0][0] == "json_malformed"
+    for body in (b'{"a": "' + b"\\" * n, b'[' + b'"x",' * n):
+        assert walk(body, "application/json").anomalies[0][0] == "json_truncated"
