@@ -19,7 +19,7 @@ import json
 
 from detectors.walkers.common import Body, Sink, Walker, path_key
 from detectors.walkers.hl7 import join_name
-from detectors.walkers.json_repair import repair_cut
+from detectors.walkers.json_repair import cut_prefix
 
 _ENVELOPE = -1   # placeholder record of values outside every record; renumbered once records are counted
 _JSONL_CT = ("ndjson", "jsonl", "json-seq", "jsonlines")
@@ -122,18 +122,19 @@ def _cut_doc(text: str, error: json.JSONDecodeError, sink: Sink) -> object | Non
     """The document a cut body (a HAR's truncated text, ICAP's or the wire agent's byte cap) was the start
     of, closed after its last complete value (detectors/walkers/json_repair.py), else None. Its complete
     records keep the indices they have uncut; the value at the cut is dropped, not walked as if whole."""
-    repaired = repair_cut(text, error)
-    if repaired is None:
+    cut = cut_prefix(text, error)
+    if cut is None:
         return None
+    kept, closing = cut
     try:
-        doc = json.loads(repaired)
+        doc = json.loads(text[:kept] + closing)
     except (ValueError, RecursionError):
         # Deeper than the parser goes (the uncut part parsed, the closed one nests deeper), or a cut the
         # repair misjudged: scanned as text like any malformed body.
         return None
     # Lengths and offsets only: never the text at the cut.
-    sink.anomalies.append(("json_truncated", f"{len(text)} chars cut at char {error.pos}; "
-                                             f"walked the first {len(repaired.rstrip(']}'))}"))
+    sink.anomalies.append(("json_truncated", f"{len(text)} chars, cut at char {error.pos}: walked the first "
+                                             f"{kept}, {len(closing)} containers closed"))
     return doc
 
 

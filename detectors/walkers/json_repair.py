@@ -60,13 +60,20 @@ def repair_cut(text: str, error: json.JSONDecodeError | None = None) -> str | No
             return None
         else:
             return text
+    cut = cut_prefix(text, error)
+    return None if cut is None else text[:cut[0]] + cut[1]
+
+
+def cut_prefix(text: str, error: json.JSONDecodeError) -> tuple[int, str] | None:
+    """(length of the prefix kept, the brackets that close it) for the cut document `text` on which
+    json.loads failed with `error`; None as for repair_cut."""
     if not is_cut(text, error):
         return None
     end = _last_complete(text, error.pos)
     if end is None:
         return None
-    cut, stack = end
-    return text[:cut] + "".join(_CLOSE[c] for c in reversed(stack))
+    kept, stack = end
+    return kept, "".join(_CLOSE[c] for c in reversed(stack))
 
 
 def _last_complete(text: str, limit: int) -> tuple[int, list[str]] | None:
