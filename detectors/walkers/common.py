@@ -175,6 +175,16 @@ def normalize_charset(label: str) -> str | None:
     return "gb18030" if name in ("gbk", "gb2312", "cp936") else name
 
 
+def _cut_character(data: bytes, error: UnicodeDecodeError, declared: bool) -> bool:
+    """Whether UTF-8 failed only on a character cut at the end of the body (a HAR's, ICAP's or the wire
+    agent's cap cuts bytes, not characters): then the body is UTF-8 less that character, not GB18030
+    mojibake. Undeclared, the bytes before it must show UTF-8 (a multi-byte character): an ASCII body
+    ending in a GBK character whose bytes start a UTF-8 sequence stays GB18030."""
+    if error.reason != "unexpected end of data" or error.end != len(data):
+        return False
+    return declared or not data[:error.start].isascii()
+
+
 def decode_text(data: bytes, charset: str | None, anomalies: list[Anomaly]) -> str:
     """BOM (UTF-8, UTF-16 LE/BE: it beats the label), else declared charset, else UTF-8, else GB18030;
     never raises."""
@@ -186,7 +196,11 @@ def decode_text(data: bytes, charset: str | None, anomalies: list[Anomaly]) -> s
     for name in tried:
         try:
             text = data.decode(name)
-        except (UnicodeDecodeError, LookupError):
+        except UnicodeDecodeError as exc:
+            if name != "utf-8" or not _cut_character(data, exc, charset == "utf-8"):
+                continue
+            text = data[:exc.start].decode(name)
+        except LookupError:
             continue
         if charset and name != charset:
             anomalies.append(("charset_mismatch", f"declared {charset}, decoded as {name}"))

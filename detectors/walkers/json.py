@@ -19,6 +19,7 @@ import json
 
 from detectors.walkers.common import Body, Sink, Walker, path_key
 from detectors.walkers.hl7 import join_name
+from detectors.walkers.json_repair import cut_prefix
 
 _ENVELOPE = -1   # placeholder record of values outside every record; renumbered once records are counted
 _JSONL_CT = ("ndjson", "jsonl", "json-seq", "jsonlines")
@@ -102,6 +103,11 @@ def walk_json(text: str, sink: Sink) -> bool:
     except RecursionError:
         sink.anomalies.append(("json_too_deep", f"{len(text)} chars; scanned as text"))
         return False
+    except json.JSONDecodeError as exc:
+        doc = _cut_doc(text, exc, sink)
+        if doc is None:
+            sink.anomalies.append(("json_malformed", f"JSONDecodeError at char {exc.pos}"))
+            return False
     except ValueError as exc:
         # Only the class and offset: a JSONDecodeError's message quotes nothing, but other ValueErrors may.
         sink.anomalies.append(("json_malformed", f"{type(exc).__name__} at char {getattr(exc, 'pos', '?')}"))
@@ -110,6 +116,26 @@ def walk_json(text: str, sink: Sink) -> bool:
     records = walk_doc(doc, "$", None, sink)
     sink.renumber(start, _ENVELOPE, records)
     return True
+
+
+def _cut_doc(text: str, error: json.JSONDecodeError, sink: Sink) -> object | None:
+    """The document a cut body (a HAR's truncated text, ICAP's or the wire agent's byte cap) was the start
+    of, closed after its last complete value (detectors/walkers/json_repair.py), else None. Its complete
+    records keep the indices they have uncut; the value at the cut is dropped, not walked as if whole."""
+    cut = cut_prefix(text, error)
+    if cut is None:
+        return None
+    kept, closing = cut
+    try:
+        doc = json.loads(text[:kept] + closing)
+    except (ValueError, RecursionError):
+        # Deeper than the parser goes (the uncut part parsed, the closed one nests deeper), or a cut the
+        # repair misjudged: scanned as text like any malformed body.
+        return None
+    # Lengths and offsets only: never the text at the cut.
+    sink.anomalies.append(("json_truncated", f"{len(text)} chars, cut at char {error.pos}: walked the first "
+                                             f"{kept}, {len(closing)} containers closed"))
+    return doc
 
 
 def walk_jsonl(text: str, sink: Sink) -> None:

@@ -133,6 +133,24 @@ def test_a_cut_body_is_an_anomaly_and_still_inspected(tmp_path: Path, engine) ->
     assert _rows(tmp_path, "flows")[0]["inspected"]
 
 
+def test_a_cut_export_keeps_one_record_per_person(tmp_path: Path, engine) -> None:  # type: ignore[no-untyped-def]
+    # A browser's HAR cut a minified export inside its seventh person: the six complete people stay six
+    # records (pi_values record_key), not one text line linking every ID into one person.
+    from stdnum.cn import ric
+
+    ids = [f"1101051990010112{i}" for i in range(7)]
+    ids = [i + ric.calc_check_digit(i + "0") for i in ids]
+    people = [{"name": "张三", "idNo": i, "mobile": f"1381234567{n}"} for n, i in enumerate(ids)]
+    body = json.dumps({"customers": people}, ensure_ascii=False, separators=(",", ":")).encode()
+    cut = HandedMessage("/", body[:body.index(ids[6].encode()) + 9], "application/json", truncated=True,
+                        size=len(body))
+    sink = _sink(tmp_path, engine)
+    sink.add(_flow(visibility="har", dst_ip=ABROAD, messages=(cut,)))
+    sink.finish()
+    rows = [v for v in _rows(tmp_path, "pi_values") if v["field_type"] == "resident_id_cn"]
+    assert len(rows) == len({v["record_key"] for v in rows}) == len({v["value_key"] for v in rows}) == 6
+
+
 def test_without_bytes_when_the_wire_counts_them(tmp_path: Path, engine) -> None:  # type: ignore[no-untyped-def]
     sink = _sink(tmp_path, engine, count_bytes=False)
     sink.add(_flow(dst_ip=ABROAD))

@@ -113,7 +113,7 @@ def test_malformed_input_never_raises(engine):
 
 
 def test_anomalies_are_passed_through(engine):
-    ins = engine.inspect(b'{"sfzh": "x",', "application/json")
+    ins = engine.inspect(b'{"sfzh": "x", 1}', "application/json")
     assert ("json_malformed" in {n for n, _ in ins.anomalies})
 
 
@@ -139,3 +139,18 @@ def test_a_detector_bug_becomes_an_anomaly_without_the_value(catalog, monkeypatc
     ins = eng.inspect(json.dumps({"sfzh": RID}).encode(), "application/json")
     assert ins.hits == ()
     assert ins.anomalies == (("detector_error", "RuntimeError at $.sfzh"),)
+
+
+def test_a_cut_minified_export_counts_every_person(engine):
+    # A browser's HAR, ICAP's max_body_bytes or the wire agent's per-flow cap cuts the body: its complete
+    # records stay one person each (a cut body scanned as one text line was one "person").
+    ids = [rid(f"1101051990010112{i}") for i in range(7)]
+    names = ["张三", "李四", "王五", "赵六", "钱七", "孙八", "周九"]
+    people = [{"name": n, "idNo": i, "mobile": f"1381234567{k}"}
+              for k, (n, i) in enumerate(zip(names, ids, strict=True))]
+    body = json.dumps({"code": 0, "customers": people}, ensure_ascii=False, separators=(",", ":")).encode()
+    cut = body[:body.index(ids[6].encode()) + 9]          # inside the seventh person's ID number
+    inspection = engine.inspect(cut, "application/json")
+    found = [(h.record_index, h.value_key) for h in inspection.hits if h.field_type == "resident_id_cn"]
+    assert len(found) == len({r for r, _ in found}) == len({k for _, k in found}) == 6, found
+    assert "json_truncated" in {name for name, _ in inspection.anomalies}

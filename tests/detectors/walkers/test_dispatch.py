@@ -55,8 +55,10 @@ def _body(doc: object) -> bytes:
         # GBK JSON body without charset: UTF-8 fails, GB18030 works
         ('{"xm":"李四"}'.encode("gbk"), "application/json", "json", [("$.xm", "李四", 0)]),
         # malformed JSON falls back to text, one record per line
-        (b'{"xm": "a",\n "b": ', "application/json", "text",
-         [("text", '{"xm": "a",', 0), ("text", ' "b": ', 1)]),
+        (b'{"xm": "a",\n b: "c"}', "application/json", "text",
+         [("text", '{"xm": "a",', 0), ("text", ' b: "c"}', 1)]),
+        # cut JSON is walked up to its last complete value (detectors/walkers/json_repair.py)
+        (b'{"xm": "a",\n "b": ', "application/json", "json", [("$.xm", "a", 0)]),
         (b"hello\n\nworld", "text/plain", "text", [("text", "hello", 0), ("text", "world", 2)]),
     ],
 )

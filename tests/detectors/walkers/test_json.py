@@ -12,7 +12,7 @@ def _body(doc: object) -> bytes:
 
 
 def test_malformed_json_reports_an_anomaly_without_payload():
-    walked = walk(b'{"sfzh": "11010519491231002X",', "application/json")
+    walked = walk(b'{"sfzh": "11010519491231002X", xm}', "application/json")
     assert [name for name, _ in walked.anomalies] == ["json_malformed"]
     assert all("11010519491231002X" not in detail for _, detail in walked.anomalies)
 
