@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,10 +19,8 @@ from agent.capture import open_capture
 from agent.config import AgentConfig
 from agent.handover import HandoverSink
 from agent.har import HarLimits, read_har
-from agent.inspection import Inspector
-from agent.inspector import EngineFactory, InlineInspector
-from agent.inspector_worker import WorkerInspector
-from agent.pipeline import Pipeline, RunStats, _given, build_engine, check_configs
+from agent.inspector_worker import make_inspector
+from agent.pipeline import Pipeline, RunStats, engine_factory
 from agent.spool import Spool
 
 if TYPE_CHECKING:
@@ -39,11 +36,7 @@ def run_inputs(pcaps: list[Path], hars: list[Path], config: AgentConfig, out_dir
                on_file: Callable[[Path], None] | None = None) -> RunStats:
     """Capture files, then HAR files, into the spool `out_dir`; raises `HarError` / `CaptureFormatError`
     naming the first bad file (and nothing is published)."""
-    if engine is None:
-        check_configs(config)
-        factory: EngineFactory = partial(build_engine, config)
-    else:
-        factory = partial(_given, engine)
+    factory = engine_factory(config, engine)
     limits = HarLimits(max_bytes=config.har.max_bytes, max_entries=config.har.max_entries)
     spool = Spool(Path(out_dir), config.agent_id, config.enterprise_id, config.spool_max_bytes)
     with spool.staged() as staging:
@@ -52,7 +45,9 @@ def run_inputs(pcaps: list[Path], hars: list[Path], config: AgentConfig, out_dir
             anomalies, inspector = pipeline.anomalies, pipeline.inspector
         else:
             anomalies = AnomalySink(strict=strict, max_per_flow=config.limits.max_anomalies_per_flow)
-            inspector = _inspector(config, staging, factory, anomalies, strict)
+            inspector = make_inspector(factory, staging, anomalies, workers=config.detector_workers,
+                                       max_anomalies_per_flow=config.limits.max_anomalies_per_flow,
+                                       strict=strict)
         sink = HandoverSink(config, staging, inspector, anomalies)
         entries = 0
         try:
@@ -93,12 +88,3 @@ def run_inputs(pcaps: list[Path], hars: list[Path], config: AgentConfig, out_dir
                     flows=flows, inspected_flows=inspected, detections=detections, pi_values=pi_values,
                     anomalies=anomaly_count, records_dir=Path(out_dir))
 
-
-def _inspector(config: AgentConfig, spool: Spool, factory: EngineFactory, anomalies: AnomalySink,
-               strict: bool) -> Inspector:
-    # As the pipeline does: a worker process runs the detectors unless the config says inline or the
-    # run is strict (a detector exception surfaces where a test sees it).
-    if config.detector_workers and not strict:
-        return WorkerInspector(factory, spool, config.detector_workers,
-                               max_anomalies_per_flow=config.limits.max_anomalies_per_flow)
-    return InlineInspector(factory(), spool, anomalies)

@@ -34,9 +34,9 @@ from agent.handover import HandedFlow, HandoverSink, resolve_name
 from agent.icap import IcapServer
 from agent.icap_backlog import STOP, Backlog
 from agent.icap_flows import Exchange, Named, Problem, exchange_flow
-from agent.inspection import Inspector, InspectStats
-from agent.inspector import EngineFactory, InlineInspector
-from agent.inspector_worker import WorkerInspector
+from agent.inspection import InspectStats
+from agent.inspector import EngineFactory
+from agent.inspector_worker import make_inspector
 from agent.pipeline import build_engine, check_configs
 from agent.shiploop import ShipLoop, last_pass
 from agent.shipper import Shipper
@@ -141,13 +141,6 @@ class Recorder(threading.Thread):
         self.sink.add(flow, wait_for=wait_for, now=time.time())
 
 
-def _inspector(config: AgentConfig, spool: Spool, factory: EngineFactory,
-               anomalies: AnomalySink) -> Inspector:
-    if config.detector_workers:
-        return WorkerInspector(factory, spool, config.detector_workers,
-                               max_anomalies_per_flow=config.limits.max_anomalies_per_flow)
-    return InlineInspector(factory(), spool, anomalies)
-
 
 def _bind(host: str, port: int) -> socket.socket:
     try:
@@ -174,7 +167,9 @@ def run_icap(config: AgentConfig, out_dir: Path, *, listen: str | None = None,
     spool = Spool(out_dir, config.agent_id, config.enterprise_id, config.spool_max_bytes)
     spool.remove_partial()
     anomalies = AnomalySink(max_per_flow=config.limits.max_anomalies_per_flow)
-    inspector = _inspector(config, spool, engine_factory, anomalies)     # forks before any thread starts
+    # The detector workers are forked here, before any thread starts.
+    inspector = make_inspector(engine_factory, spool, anomalies, workers=config.detector_workers,
+                               max_anomalies_per_flow=config.limits.max_anomalies_per_flow)
     sink = HandoverSink(config, spool, inspector, anomalies, resolve=resolve,
                         count_bytes=not config.icap.proxy_networks, address_wait_s=config.icap.address_wait_s)
     backlog = Backlog(max_bytes=max(64 << 20, 2 * config.icap.max_body_bytes))

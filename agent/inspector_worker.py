@@ -27,6 +27,7 @@ from agent.inspection import (
     FlowEnded,
     Flush,
     Inspect,
+    Inspector,
     InspectStats,
     Started,
     WorkerMessage,
@@ -264,3 +265,12 @@ class WorkerInspector:
         if self._first.is_alive():
             self._first.kill()
         self._first.join(timeout=5)
+
+
+def make_inspector(factory: EngineFactory, spool: Spool, anomalies: AnomalySink, *, workers: int,
+                   max_anomalies_per_flow: int = DEFAULT_MAX_PER_FLOW, strict: bool = False) -> Inspector:
+    """Detector worker processes beside the caller (`workers` of them), or the detectors inline when
+    `workers` is 0 or the run is strict (a detector exception then surfaces where a test can see it)."""
+    if workers and not strict:
+        return WorkerInspector(factory, spool, workers, max_anomalies_per_flow=max_anomalies_per_flow)
+    return InlineInspector(factory(), spool, anomalies)

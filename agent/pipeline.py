@@ -27,8 +27,8 @@ from agent.decode import Decoder
 from agent.destinations import Destinations
 from agent.flows import Flow, FlowContext, FlowTable, InternalNetworks
 from agent.inspection import Inspector
-from agent.inspector import EngineFactory, InlineInspector
-from agent.inspector_worker import WorkerInspector
+from agent.inspector import EngineFactory
+from agent.inspector_worker import make_inspector
 from agent.keylog import KeyLog
 from agent.protocols.handler import Summary, Waiting
 from agent.protocols.http import HttpRequest
@@ -89,11 +89,9 @@ class Pipeline:
         ))
         # A worker process runs the detectors beside the packet loop; strict runs stay in one process so
         # that a detector exception surfaces where the test can see it.
-        self.inspector: Inspector = (
-            WorkerInspector(engine_factory, spool, config.detector_workers,
-                            max_anomalies_per_flow=config.limits.max_anomalies_per_flow)
-            if config.detector_workers and not strict
-            else InlineInspector(engine_factory(), spool, self.anomalies))
+        self.inspector: Inspector = make_inspector(
+            engine_factory, spool, self.anomalies, workers=config.detector_workers,
+            max_anomalies_per_flow=config.limits.max_anomalies_per_flow, strict=strict)
         self._flows: list[FlowRecord] = []
         self._stats: list[CaptureStatsRecord] = []
         self._frozen = False
@@ -400,6 +398,15 @@ def _given(engine: Engine) -> Engine:
     return engine
 
 
+def engine_factory(config: AgentConfig, engine: Engine | None = None) -> EngineFactory:
+    """What builds the detectors' engine (in a worker when there is one): `engine` itself when given (tests
+    share one), else one from the configs, checked here first so that a bad config fails fast."""
+    if engine is not None:
+        return partial(_given, engine)
+    check_configs(config)
+    return partial(build_engine, config)
+
+
 def check_configs(config: AgentConfig, configs_dir: Path = CONFIGS_DIR) -> None:
     """Fail fast, in the capture process, on what a detector worker would otherwise fail on later."""
     load_policy(configs_dir / "policy.yaml", load_catalog(configs_dir / "field_types.yaml"))
@@ -417,11 +424,7 @@ def run_capture(pcaps: list[Path], config: AgentConfig, out_dir: Path, *, strict
 def run_capture_stats(pcaps: list[Path], config: AgentConfig, out_dir: Path, *, strict: bool = False,
                       engine: Engine | None = None,
                       on_file: Callable[[Path], None] | None = None) -> RunStats:
-    if engine is None:
-        check_configs(config)
-        factory: EngineFactory = partial(build_engine, config)
-    else:
-        factory = partial(_given, engine)
+    factory = engine_factory(config, engine)
     spool = Spool(Path(out_dir), config.agent_id, config.enterprise_id, config.spool_max_bytes)
     with spool.staged() as staging:
         pipeline = Pipeline(config, staging, factory, strict=strict)
