@@ -171,6 +171,24 @@ def _start_dumpcap(path: Path, bpf: str) -> subprocess.Popen[bytes]:
     raise CaptureError(f"dumpcap exit {proc.returncode}: {' '.join(seen)[-300:]}")
 
 
+def _await_capturing(proc: subprocess.Popen[bytes], path: Path, address: str) -> None:
+    """Until a connection to the server shows up in the file. dumpcap says "Capturing on" before its loop
+    reads packets; on a busy machine a whole megabyte of traffic passed unseen in that gap. The file grows
+    once dumpcap has written a packet (it flushes every 100 ms), so knock until it does."""
+    deadline = time.monotonic() + 60
+    while not path.exists() or path.stat().st_size == 0:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise CaptureError("dumpcap wrote no capture file")
+        time.sleep(0.05)
+    header = path.stat().st_size
+    while path.stat().st_size == header:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise CaptureError("dumpcap captured nothing of a connection to the server")
+        with socket.create_connection((address, PORT), timeout=5):
+            pass
+        time.sleep(0.1)
+
+
 def _stop_dumpcap(proc: subprocess.Popen[bytes], path: Path) -> str:
     # Let the kernel's buffer drain into the file: stop once its size has held for a few polls.
     last, steady = -1, 0
@@ -287,6 +305,7 @@ def generate(cache_dir: Path, size_mb: float, seed: int = 7) -> CaptureInfo:
     try:
         dumpcap = _start_dumpcap(pcap, f"host {address} and tcp port {PORT}")
         try:
+            _await_capturing(dumpcap, pcap, address)
             # TLS, headers and TCP/IP add ~2 % on loopback's large segments: aim the bodies a little under.
             asyncio.run(_drive(address, cert, work, info, int(size_mb * 0.97e6)))
         finally:

@@ -6,7 +6,8 @@ file. So dumpcap writes pcapng to a pipe (it flushes every packet there), a thre
 into the file, and `stop()` first sends a sentinel datagram from the client namespace and waits until the
 sentinel has come through the pipe: every packet sent before it has been captured. Blocks holding the
 sentinel's bytes (the datagram, the ICMP port-unreachable that quotes it) are left out of the file, which so
-holds only the clients' traffic.
+holds only the clients' traffic. A start datagram does the same for readiness: "Capturing on" comes before
+dumpcap reads packets.
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ class Dumpcap:
         self.t, self.out = t, out
         self.sentinel = f"egresswatch-capture-end-{secrets.token_hex(8)}".encode()
         self.seen = threading.Event()
+        # Likewise at the start: "Capturing on" comes before dumpcap's loop reads packets, and on a busy
+        # machine traffic passed unseen in between; ready once a start datagram has come through.
+        self.start_token = f"egresswatch-capture-start-{secrets.token_hex(8)}".encode()
+        self.started = threading.Event()
         self.error: BaseException | None = None
         self.stderr = t.workdir / "dumpcap.stderr"
         with self.stderr.open("w") as fh:
@@ -45,12 +50,22 @@ class Dumpcap:
         self.thread.start()
 
     def wait_ready(self) -> None:
-        """Until dumpcap says "Capturing on" (it then reads the interface)."""
+        """Until a datagram sent from the client namespace has come through dumpcap's pipe."""
         deadline = time.monotonic() + TIMEOUT_S
-        while "Capturing on" not in self.stderr.read_text(errors="replace"):
+        while not self.started.is_set():
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise NetnsError(f"dumpcap not ready (exit {self.proc.poll()}): {self.stderr.read_text()}")
-            time.sleep(0.05)
+            if "Capturing on" in self.stderr.read_text(errors="replace"):
+                self._send(self.start_token)
+                self.started.wait(0.2)
+            else:
+                time.sleep(0.05)
+
+    def _send(self, token: bytes) -> None:
+        r = self.t.run(self.t.client_ns, [PYTHON, "-c", SEND, token.decode(), plan.GATEWAY_IP,
+                                          str(SENTINEL_PORT)], timeout=TIMEOUT_S)
+        if r.returncode != 0:
+            raise NetnsError(f"sending a capture sentinel failed: {r.stderr.strip()}")
 
     def _copy(self) -> None:
         assert self.proc.stdout is not None
@@ -77,6 +92,8 @@ class Dumpcap:
                 del buf[:length]
                 if self.sentinel in block:
                     self.seen.set()
+                elif self.start_token in block:
+                    self.started.set()
                 else:
                     dst.write(block)
         if buf:
@@ -85,10 +102,7 @@ class Dumpcap:
     def stop(self) -> None:
         """Send the sentinel, wait for it to be captured, then stop dumpcap and finish the file."""
         try:
-            r = self.t.run(self.t.client_ns, [PYTHON, "-c", SEND, self.sentinel.decode(), plan.GATEWAY_IP,
-                                              str(SENTINEL_PORT)], timeout=TIMEOUT_S)
-            if r.returncode != 0:
-                raise NetnsError(f"sending the capture sentinel failed: {r.stderr.strip()}")
+            self._send(self.sentinel)
             if not self.seen.wait(TIMEOUT_S):
                 raise NetnsError("dumpcap did not capture the sentinel")
         finally:
