@@ -3,7 +3,8 @@
 Errors are one readable line on stderr and exit code 2; never a traceback. With `--collector URL
 --token-file F` (or `collector:` in the config) the spool is shipped after the run (agent/shipper.py); exit
 code 1 when batches stay in the spool or were refused. `--iface IFACE [--bpf EXPR]` captures live until
-SIGINT/SIGTERM (agent/runner.py), shipping as it goes.
+SIGINT/SIGTERM (agent/runner.py), shipping as it goes. `icap` serves ICAP to a proxy until SIGINT/SIGTERM
+(agent/icap_service.py).
 """
 
 from __future__ import annotations
@@ -114,6 +115,46 @@ def _live(iface: str, bpf: str | None, cfg: AgentConfig, spool: Path, collector:
                   f"{stats.flows} flows ({stats.inspected_flows} inspected), {stats.detections} detections, "
                   f"{stats.pi_values} PI values -> {spool}; shipped {stats.shipped}, {stats.pending} pending",
                   highlight=False)
+    if stats.pending:
+        raise typer.Exit(1)
+
+
+@app.command()
+def icap(
+    listen: Annotated[str | None, typer.Option("--listen", help="HOST:PORT to serve ICAP on (default: "
+                                               "icap.listen, 127.0.0.1:1344).")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="Agent config (YAML).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Spool folder for the records.")] = None,
+    enterprise_id: Annotated[str | None, typer.Option("--enterprise-id")] = None,
+    collector: Annotated[str | None, typer.Option("--collector", help="Collector URL to ship the spool to.")]
+    = None,
+    token_file: Annotated[Path | None, typer.Option("--token-file", help="File holding the agent's token.")]
+    = None,
+) -> None:
+    """Serve ICAP (RFC 3507) to a TLS-inspecting proxy until SIGINT/SIGTERM: what it hands over is inspected
+    like a capture's content, records go to --out (and to the collector with --collector)."""
+    from agent.icap_service import run_icap
+    from agent.shipper import ShipperError, read_token
+
+    # A service: its progress goes to the log (journald) whatever -v says.
+    logging.getLogger().setLevel(min(logging.getLogger().level, logging.INFO))
+    try:
+        cfg = load_agent_config(config, enterprise_id=enterprise_id)
+        url = collector or cfg.collector.url
+        token_path = token_file or (Path(cfg.collector.token_file) if cfg.collector.token_file else None)
+        if url and token_path is None:
+            raise ShipperError("--collector needs --token-file (or collector.token_file in the config)")
+        token = read_token(token_path) if url and token_path else None
+        spool = out or Path(cfg.out)
+        stats = run_icap(cfg, spool, listen=listen, collector=(url, token) if url and token else None)
+    except (InputError, ShipperError) as e:
+        fail(str(e))
+    except (OSError, RuntimeError) as e:
+        fail(f"{type(e).__name__}: {getattr(e, 'strerror', None) or e}")
+    console.print(f"icap: {stats.transactions} transactions ({stats.errors} refused as malformed, "
+                  f"{stats.refused} peers refused), {stats.flows} flows ({stats.inspected_flows} inspected), "
+                  f"{stats.detections} detections, {stats.pi_values} PI values -> {spool}; shipped "
+                  f"{stats.shipped}, {stats.pending} pending", highlight=False)
     if stats.pending:
         raise typer.Exit(1)
 

@@ -94,6 +94,19 @@ class Icap(Strict):
     # How long a request's flow waits for the proxy to name the server's address (Squid: with the
     # RESPMOD of its answer) before the agent resolves the name itself.
     address_wait_s: float = Field(30.0, ge=0)
+    # Connections served at once (OPTIONS says so; one more is answered 503 and closed).
+    max_connections: int = Field(100, ge=1, le=10_000)
+    # The preview asked for in OPTIONS: Squid sends previews only to a service that names a size. A body
+    # that fits is answered at once (no 100 Continue round trip); an internal client's download is
+    # answered 204 after it, unread.
+    preview_bytes: int = Field(4096, ge=0, le=1_048_576)
+    # How long the proxy may cache the OPTIONS answer.
+    options_ttl_s: int = Field(3600, ge=1)
+    # Silence allowed mid-request (and for a whole ICAP head to arrive): past it 408 and close.
+    idle_timeout_s: float = Field(30.0, gt=0)
+    # Silence allowed between requests of a kept-alive connection (longer than the proxy's own pconn
+    # timeout, so the proxy is the one that closes an idle connection).
+    keepalive_timeout_s: float = Field(300.0, gt=0)
 
     _cidrs = field_validator("allow", "proxy_networks")(_check_cidrs)
 

@@ -139,6 +139,10 @@ class HandoverSink:
         if flow.visibility not in HANDED_VISIBILITIES:
             raise ValueError(f"handed-over flows are seen by proxy or har, not {flow.visibility!r}")
         flow_id = self.flow_id(flow)
+        unnamed = wait_for is None or self.address_wait_s <= 0
+        if flow.dst_ip is None and flow.initiator == "internal" and unnamed:
+            self._complete_unnamed(flow)     # nobody will name the server: resolve its name now
+            return flow_id
         if wait_for is None or flow.dst_ip is not None or self.address_wait_s <= 0:
             self._complete(flow, flow_id, flow.dst_ip, "proxy" if flow.visibility == "proxy" else "browser")
             return flow_id

@@ -4,10 +4,10 @@
                                                             Shipper thread: spool -> collector, retries
 
 Runs until SIGINT or SIGTERM; then every open flow is closed and written, the detector workers write what
-they hold, a last capture_stats row is written, and the shipper gets one more pass (bounded by
-`STOP_SHIP_S`, so a dead collector cannot hold the stop hostage — what it did not take stays spooled for the
-next start). Records reach the spool every `live.flush_interval_s` meanwhile, each file atomically, so a
-`kill -9` loses at most what was in memory and never leaves a half-written file.
+they hold, a last capture_stats row is written, and the shipper gets one more pass (bounded, so a dead
+collector cannot hold the stop hostage — agent/shiploop.py). Records reach the spool every
+`live.flush_interval_s` meanwhile, each file atomically, so a `kill -9` loses at most what was in memory
+and never leaves a half-written file.
 """
 
 from __future__ import annotations
@@ -25,15 +25,13 @@ from agent.config import AgentConfig
 from agent.inspector import EngineFactory
 from agent.live import LiveSource
 from agent.pipeline import Pipeline, build_engine, check_configs
+from agent.shiploop import ShipLoop, last_pass
 from agent.shipper import Shipper
 from agent.spool import Spool
 
 log = logging.getLogger(__name__)
 
 __all__ = ["LiveStats", "run_live"]
-
-STOP_SHIP_S = 10.0
-
 
 @dataclass(frozen=True, slots=True)
 class LiveStats:
@@ -45,23 +43,6 @@ class LiveStats:
     pi_values: int
     shipped: int
     pending: int
-
-
-class _ShipLoop(threading.Thread):
-    """Ships the spool every `interval_s` until stopped; the stop pass is the caller's."""
-
-    def __init__(self, shipper: Shipper, interval_s: float, stopping: threading.Event) -> None:
-        super().__init__(name="egresswatch-shipper", daemon=True)
-        self.shipper, self.interval_s = shipper, interval_s
-        self.stopping = stopping
-        self.shipped = 0
-
-    def run(self) -> None:
-        while not self.stopping.wait(self.interval_s):
-            try:
-                self.shipped += self.shipper.ship_pending().shipped
-            except Exception:   # never let shipping take the capture down; the files stay spooled
-                log.exception("shipping failed; retrying in %.0f s", self.interval_s)
 
 
 def run_live(iface: str, bpf: str | None, config: AgentConfig, out_dir: Path, *,
@@ -79,7 +60,7 @@ def run_live(iface: str, bpf: str | None, config: AgentConfig, out_dir: Path, *,
     stopping = threading.Event()     # the shipper's: set when capture ends, so a retry wait ends too
     shipper = (Shipper(collector[0], collector[1], out_dir, timeout_s=10.0, stop=stopping)
                if collector else None)
-    loop = _ShipLoop(shipper, config.live.ship_interval_s, stopping) if shipper else None
+    loop = ShipLoop(shipper, config.live.ship_interval_s, stopping) if shipper else None
     pipeline = Pipeline(config, spool, engine_factory, source=iface)
     try:
         if loop is not None:
@@ -102,13 +83,8 @@ def run_live(iface: str, bpf: str | None, config: AgentConfig, out_dir: Path, *,
             loop.join()
     shipped, pending = (loop.shipped if loop else 0), 0
     if shipper is not None:
-        shipper.stop = None           # the stop pass: its own deadline, two attempts per file
-        shipper.max_attempts = 2
-        deadline = time.monotonic() + STOP_SHIP_S
-        result = shipper.ship_pending(deadline=deadline)
-        shipped += result.shipped
-        pending = result.pending
-        shipper.close()
+        last, pending = last_pass(shipper)
+        shipped += last
     return LiveStats(pipeline.packets, source.kernel_dropped, pipeline.flow_count, pipeline.inspected,
                      pipeline.detection_count, pipeline.pi_count, shipped, pending)
 

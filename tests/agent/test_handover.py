@@ -183,3 +183,14 @@ def test_the_wire_side_of_an_icap_proxy_counts_bytes_and_leaves_content_to_icap(
     for k in exports:
         assert after[k]["visibility"] == "proxy" and after[k]["inspected"]
         assert after[k]["bytes_out"] == before[k]["bytes_out"] and after[k]["uninspected_reason"] is None
+
+
+def test_a_flow_added_without_an_address_or_a_wait_is_resolved_at_once(tmp_path: Path, engine) -> None:  # type: ignore[no-untyped-def]
+    # An ICAP request without X-Transaction-ID: nobody will name its server later (interfaces: "resolve at
+    # once"), so the name is resolved now rather than left unknown.
+    sink = _sink(tmp_path, engine, resolve={"api.example.com": ABROAD}.get)
+    sink.add(_flow())
+    sink.add(_flow("n", server_name="nowhere.invalid"))
+    sink.finish()
+    rows = {r["server_name"]: (r["dst_ip"], r["dst_ip_source"]) for r in _rows(tmp_path, "flows")}
+    assert rows == {"api.example.com": (ABROAD, "resolved"), "nowhere.invalid": ("0.0.0.0", "unknown")}
