@@ -139,9 +139,14 @@ class Bench:
             result.cpu_s[name] = sum(per.values())
             result.cpu_max_proc_s[name] = max(per.values(), default=0.0)
             ours += result.cpu_s[name]
+            if len(per) > 1:    # the agent: its main process (ICAP loop, recorder) and detector workers
+                main_pid = next(iter(end[name]))
+                result.cpu_s[f"{name}_main"] = per[main_pid]
+                result.cpu_s[f"{name}_workers"] = result.cpu_s[name] - per[main_pid]
         result.cpu_s["client"] = result.load.client_cpu_s
         # What the rest of the machine used meanwhile (other helpers' tests): all busy time but ours.
         result.cpu_s["other"] = max(0.0, (busy1 - busy0) - ours - result.load.client_cpu_s)
+        result.cpu_s["machine"] = busy1 - busy0
 
     @staticmethod
     def _check_records(result: Round, batch: Batch, spool: Path) -> None:

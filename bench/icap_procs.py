@@ -22,7 +22,9 @@ import pyarrow.parquet as pq
 log = logging.getLogger("bench.icap.procs")
 
 ROOT = Path(__file__).resolve().parent.parent
-AGENT = ROOT / ".venv" / "bin" / "egress-agent"
+# The agent installed beside the Python running the bench (a worktree shares its venv), else the checkout's.
+_AGENTS = (Path(sys.executable).parent / "egress-agent", ROOT / ".venv" / "bin" / "egress-agent")
+AGENT = next((p for p in _AGENTS if p.exists()), _AGENTS[1])
 SQUID = shutil.which("squid") or "/usr/sbin/squid"
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 120.0            # the agent inspects what it still holds before it exits
@@ -200,7 +202,7 @@ def _stat(pid: int) -> tuple[int, str, float] | None:
 
 
 def cpu_tree(pid: int) -> dict[int, float]:
-    """CPU seconds of `pid` and each of its descendants, by pid."""
+    """CPU seconds of `pid` (first) and each of its descendants, by pid."""
     table = {p: s for p in (int(d) for d in os.listdir("/proc") if d.isdigit()) if (s := _stat(p))}
     out, todo = {}, [pid]
     while todo:

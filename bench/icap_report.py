@@ -108,10 +108,11 @@ def _saturation(on: dict[str, Any], cpus: int) -> list[str]:
     for name, pct in sorted(on["busiest_process_pct"].items(), key=lambda kv: -kv[1]):
         if pct >= CORE_FULL * 100:
             notes.append(f"{name}: one process at {pct:.0f} % of a core")
-    total = sum(on["cpu_pct"].values())
+    cpu = on["cpu_pct"]
+    total = cpu.get("machine", 0.0)
     if total >= MACHINE_FULL * 100 * cpus:
-        cpu = on["cpu_pct"]
-        notes.append(f"machine: {total:.0f} % of {cpus * 100} % busy (agent {cpu.get('agent', 0):.0f}, "
+        notes.append(f"machine: {total:.0f} % of {cpus * 100} % busy (agent {cpu.get('agent', 0):.0f}: main "
+                     f"{cpu.get('agent_main', 0):.0f} + detector workers {cpu.get('agent_workers', 0):.0f}, "
                      f"squid {cpu.get('squid', 0):.0f}, other work {cpu.get('other', 0):.0f})")
     return notes
 
@@ -155,7 +156,8 @@ def table(summary: dict[str, Any]) -> str:
         return f"{'-' if v is None else v:>{width}}"
 
     head = (f"{'offered':>8}{'mode':>5}{'tx/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'max ms':>8}{'err':>5}"
-            f"{'lag99':>7}{'agent%':>7}{'squid%':>7}{'orig%':>6}{'cli%':>6}{'other%':>7}  records")
+            f"{'lag99':>7}{'agent%':>7}{'main%':>6}{'wrk%':>6}{'squid%':>7}{'orig%':>6}{'cli%':>6}"
+            f"{'other%':>7}  records")
     lines = [head, "-" * len(head)]
     for p in summary["per_load"]:
         for m in ("off", "on"):
@@ -165,6 +167,7 @@ def table(summary: dict[str, Any]) -> str:
             lines.append(f"{p['offered_tx_s']:>8g}{m:>5}{cell(d['achieved_tx_s'], 8)}{cell(d['p50_ms'], 8)}"
                          f"{cell(d['p99_ms'], 8)}{cell(d['max_ms'], 8)}{sum(d['errors'].values()):>5}"
                          f"{cell(d['start_lag_p99_ms'], 7)}{cell(cpu.get('agent'), 7)}"
+                         f"{cell(cpu.get('agent_main'), 6)}{cell(cpu.get('agent_workers'), 6)}"
                          f"{cell(cpu.get('squid'), 7)}{cell(cpu.get('origin'), 6)}"
                          f"{cell(cpu.get('client'), 6)}{cell(cpu.get('other'), 7)}  {rec}")
         reps = ", ".join(f"{x['added_p99_ms']}" for x in p["per_repeat"])
