@@ -48,19 +48,22 @@ http_access allow localhost
 http_access deny all
 """
 
-# The ICAP service as the tested configs/squid/egresswatch.conf connects it (REQMOD for what users send,
-# RESPMOD for what comes back, with the transaction id that correlates them and the upstream address),
-# except bypass=off and no failure limit: in a bench a failing service must show as errors, not be skipped.
+# The ICAP lines of the tested configs/squid/egresswatch.conf (REQMOD for what users send, RESPMOD for
+# the answers, the preview size, the metadata that correlates them and names the upstream address, the
+# timeouts) except bypass=off and no failure limit: in a bench a failing service must show as errors, not
+# be skipped. The SNI line is there for likeness: plain HTTP has none.
 SQUID_ICAP = """\
 icap_enable on
 icap_send_client_ip on
 icap_persistent_connections on
 icap_preview_enable on
+icap_preview_size 4096
 icap_service_failure_limit -1
 icap_connect_timeout 2 seconds
-icap_io_timeout 10 seconds
+icap_io_timeout 5 seconds
 icap_service egresswatch_req reqmod_precache icap://127.0.0.1:{icap_port}/egresswatch bypass=off
 adaptation_access egresswatch_req allow all
+adaptation_meta X-SNI "%ssl::>sni"
 adaptation_meta X-Transaction-ID "%master_xaction"
 """
 SQUID_RESPMOD = """\
