@@ -112,7 +112,7 @@ class Bench:
         warmup = int(rate * self.args.warmup)
         batch = icap_load.prepare(self.people, warmup + int(rate * self.args.duration), self.origin,
                                   self.args.body_kb * 1024)
-        folder = OUT_DIR / f"r{repeat}-{rate:g}-{mode}"
+        folder = self.args.out / f"r{repeat}-{rate:g}-{mode}"
         shutil.rmtree(folder, ignore_errors=True)
         squid_port = icap_procs.free_port()
         agent = None
@@ -139,6 +139,8 @@ class Bench:
         if agent is not None:
             result.agent_exit = self.children.stop(agent)
             self._check_records(result, batch, folder / "agent" / "spool")
+            if not self.args.keep_spool:    # keyed hashes only, but a round's pi_values run to megabytes
+                shutil.rmtree(folder / "agent" / "spool", ignore_errors=True)
         return result
 
     @staticmethod
@@ -186,9 +188,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--reqmod-only", action="store_true", help="no RESPMOD service in squid.conf")
     p.add_argument("--target-ms", type=float, default=10.0, help="p99 added latency allowed at the limit")
     p.add_argument("--seed", type=int, default=12)
-    p.add_argument("--json", type=Path, default=OUT_DIR / "results.json")
+    p.add_argument("--out", type=Path, default=OUT_DIR, help="servers' files of each round")
+    p.add_argument("--keep-spool", action="store_true", help="keep the agent's records after the check")
+    p.add_argument("--json", type=Path, default=None, help="results (default OUT/results.json)")
     args = p.parse_args(argv)
     args.loads = [float(x) for x in args.loads.split(",") if x.strip()]
+    args.json = args.json or args.out / "results.json"
     return args
 
 
@@ -201,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     if not icap_procs.AGENT.exists():
         log.error("%s not found: make install", icap_procs.AGENT)
         return 2
-    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    args.out.mkdir(parents=True, exist_ok=True)
     children = Children()
     icap_procs.on_signals(children.stop_all)
     started = time.time()
