@@ -31,6 +31,10 @@ The limit: the highest offered load where p99 added latency ≤ 10 ms, no errors
 single-threaded process near 100 % of a core, or the machine's two cores full). Results: a table on stdout
 and bench/out/icap/results.json. Needs Squid (`apt-get install squid-openssl`) and root or a `proxy` user
 for Squid to drop to.
+
+Where the agent's time goes (py-spy, a dev dependency): run a round with --keep-spool and, while it runs,
+    py-spy record --pid <egress-agent pid> --subprocesses --threads --format raw -o spy.txt
+the main process (ICAP loop thread, recorder thread, queue feeders) and each detector worker apart.
 """
 
 from __future__ import annotations
