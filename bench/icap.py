@@ -229,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "machine": {"cpus": os.cpu_count(), "loadavg_before": load_before,
+                    "bench_niceness": os.getpriority(os.PRIO_PROCESS, 0),
                     "loadavg_after": Path("/proc/loadavg").read_text().split()[:3],
                     "squid": icap_report.version([icap_procs.SQUID, "-v"])},
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},

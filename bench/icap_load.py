@@ -145,6 +145,7 @@ class LoadResult:
     sent: int = 0                      # all requests of the round, warm-up included
     measured: int = 0
     latencies: list[float] = field(default_factory=list)
+    offsets: list[float] = field(default_factory=list)    # when each was due, s into the measured window
     start_lag: list[float] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
     wall_s: float = 0.0                # the measured window
@@ -152,6 +153,10 @@ class LoadResult:
 
     def error(self, kind: str) -> None:
         self.errors[kind] = self.errors.get(kind, 0) + 1
+
+    def slowest(self, k: int = 5) -> list[tuple[float, float]]:
+        """(due at, latency) of the `k` slowest requests: clustered or spread over the window."""
+        return sorted(zip(self.offsets, self.latencies, strict=True), key=lambda x: -x[1])[:k]
 
 
 async def _client(batch: Batch, rate: float, warmup: int, proxy: tuple[str, int], connections: int,
@@ -184,6 +189,7 @@ async def _client(batch: Batch, rate: float, warmup: int, proxy: tuple[str, int]
                 reader = writer = None
             if i >= warmup:
                 result.latencies.append(done - due)
+                result.offsets.append((i - warmup) / rate)
                 result.start_lag.append(started - due)
                 result.measured += 1
         if writer is not None:

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from agent.config import AgentConfig
+
 log = logging.getLogger("bench.icap.procs")
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -188,7 +190,20 @@ def start_agent(children: Children, folder: Path, icap_port: int) -> subprocess.
                            "--out", str(folder / "spool")], cwd=folder, stdout=subprocess.DEVNULL,
                           stderr=logfile.open("wb"))
     wait_line(logfile, "icap: listening on", proc, "egress-agent icap")
+    wait_workers(proc, AgentConfig().detector_workers)
     return proc
+
+
+def wait_workers(proc: subprocess.Popen[bytes], workers: int) -> None:
+    """Until the agent's detector workers are all there. The first worker builds the detectors (presidio
+    and all, a second or more) and only then forks the others (agent/inspector_worker.py), so their
+    presence says the detectors are ready: otherwise the first measured seconds would also measure
+    that start-up and the backlog it leaves."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while len(cpu_tree(proc.pid)) < 1 + workers and workers > 1:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"egress-agent icap: {workers} detector workers not there")
+        time.sleep(0.05)   # poll interval, not a readiness guess
 
 
 # -- CPU and records --------------------------------------------------------------------------------------

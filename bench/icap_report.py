@@ -70,6 +70,7 @@ def round_doc(r: Round) -> dict[str, Any]:
             "p50_ms": _ms(percentile(lat, 50)), "p90_ms": _ms(percentile(lat, 90)),
             "p99_ms": _ms(percentile(lat, 99)), "max_ms": _ms(max(lat, default=None)),
             "start_lag_p99_ms": _ms(percentile(r.load.start_lag, 99)), "errors": r.load.errors,
+            "slowest_at_s_ms": [(round(at, 2), _ms(x)) for at, x in r.load.slowest()],
             "cpu_s": {k: round(v, 3) for k, v in r.cpu_s.items()},
             "cpu_busiest_process_s": {k: round(v, 3) for k, v in r.cpu_max_proc_s.items()},
             "records": None if r.records is None else vars(r.records), "records_expected": r.records_expected,

@@ -88,6 +88,7 @@ def _round(bench: dict[str, ModuleType], mode: str, offered: float, latencies: l
            errors: dict[str, int] | None = None, records_ok: bool | None = True) -> object:
     load = bench["icap_load"].LoadResult(offered=offered, sent=len(latencies), measured=len(latencies),
                                           latencies=latencies, start_lag=[0.0] * len(latencies),
+                                          offsets=[i / offered for i in range(len(latencies))],
                                           errors=errors or {}, wall_s=len(latencies) / offered)
     return bench["icap"].Round(mode, offered, 0, load, cpu_s={"other": 0.0},
                                records_ok=records_ok if mode == "on" else None)
