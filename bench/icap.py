@@ -1,6 +1,6 @@
 """ICAP benchmark: transactions/s and the latency `egress-agent icap` adds behind Squid (issue 12 §Speed).
 
-    python bench/icap.py                                   # loads 50,100,200,300,400 tx/s, 3 repeats
+    python bench/icap.py                                   # loads 50,100,150,200,300 tx/s, 3 repeats
     python bench/icap.py --loads 100,200 --duration 20 --repeats 3
     make bench-icap
 
@@ -178,7 +178,7 @@ class Bench:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="egress-agent icap behind Squid: tx/s and added latency")
-    p.add_argument("--loads", default="50,100,200,300,400",
+    p.add_argument("--loads", default="50,100,150,200,300",
                    help="offered loads, transactions/s, comma-separated")
     p.add_argument("--duration", type=float, default=10.0, help="measured seconds per round")
     p.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds at the start of a round")
