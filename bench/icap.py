@@ -79,6 +79,7 @@ class Round:
     records_ok: bool | None = None
     squid_status: dict[str, int] = field(default_factory=dict)
     agent_exit: int | None = None
+    agent_stop_s: float | None = None
 
 
 class Bench:
@@ -141,7 +142,10 @@ class Bench:
         self.children.stop(squid)
         result.squid_status = icap_report.squid_codes(folder / "squid" / "access.log")
         if agent is not None:
+            stopping = time.monotonic()
             result.agent_exit = self.children.stop(agent)
+            # It inspects what it still holds before it exits: long here = the detectors fell behind.
+            result.agent_stop_s = time.monotonic() - stopping
             self._check_records(result, batch, folder / "agent" / "spool")
             if not self.args.keep_spool:    # keyed hashes only, but a round's pi_values run to megabytes
                 shutil.rmtree(folder / "agent" / "spool", ignore_errors=True)

@@ -74,7 +74,8 @@ def round_doc(r: Round) -> dict[str, Any]:
             "cpu_s": {k: round(v, 3) for k, v in r.cpu_s.items()},
             "cpu_busiest_process_s": {k: round(v, 3) for k, v in r.cpu_max_proc_s.items()},
             "records": None if r.records is None else vars(r.records), "records_expected": r.records_expected,
-            "records_ok": r.records_ok, "squid_status": r.squid_status, "agent_exit": r.agent_exit}
+            "records_ok": r.records_ok, "squid_status": r.squid_status, "agent_exit": r.agent_exit,
+            "agent_stop_s": None if r.agent_stop_s is None else round(r.agent_stop_s, 2)}
 
 
 def _mode(rounds: list[Round]) -> dict[str, Any]:
@@ -96,7 +97,10 @@ def _mode(rounds: list[Round]) -> dict[str, Any]:
             "busiest_process_pct": {k: round(100 * max(r.cpu_max_proc_s.get(k, 0.0) / (r.load.wall_s or 1.0)
                                                        for r in rounds), 1)
                                     for k in rounds[0].cpu_max_proc_s} if rounds else {},
-            "records_ok": None if rounds[0].mode == "off" else all(r.records_ok for r in rounds)}
+            "records_ok": None if rounds[0].mode == "off" else all(r.records_ok for r in rounds),
+            # Seconds the agent took to stop: it inspects its backlog first (detectors behind the load).
+            "agent_stop_s_max": max((r.agent_stop_s for r in rounds if r.agent_stop_s is not None),
+                                    default=None)}
 
 
 def _diff(a: float | None, b: float | None) -> float | None:
@@ -172,8 +176,10 @@ def table(summary: dict[str, Any]) -> str:
                          f"{cell(cpu.get('squid'), 7)}{cell(cpu.get('origin'), 6)}"
                          f"{cell(cpu.get('client'), 6)}{cell(cpu.get('other'), 7)}  {rec}")
         reps = ", ".join(f"{x['added_p99_ms']}" for x in p["per_repeat"])
+        stop = p["on"]["agent_stop_s_max"]
         lines.append(f"{'':>8} added p50 {p['added_p50_ms']} ms, p99 {p['added_p99_ms']} ms "
-                     f"(p99 per repeat: {reps}) {'PASS' if p['pass'] else 'FAIL'}"
+                     f"(p99 per repeat: {reps}); agent stop {stop if stop is None else round(stop, 1)} s "
+                     f"{'PASS' if p['pass'] else 'FAIL'}"
                      + (f"; saturated: {'; '.join(p['saturation'])}" if p["saturation"] else ""))
     lines.append(f"limit (highest offered load passing: {summary['target']}): "
                  f"{summary['limit_tx_s']} tx/s; first failing: {summary['first_failing_tx_s']}")
