@@ -32,9 +32,12 @@ single-threaded process near 100 % of a core, or the machine's two cores full). 
 and bench/out/icap/results.json. Needs Squid (`apt-get install squid-openssl`) and root or a `proxy` user
 for Squid to drop to.
 
-Where the agent's time goes (py-spy, a dev dependency): run a round with --keep-spool and, while it runs,
+Where the agent's time goes (py-spy, a dev dependency): during a long round (`--loads 100 --duration 60
+--repeats 1`),
     py-spy record --pid <egress-agent pid> --subprocesses --threads --format raw -o spy.txt
-the main process (ICAP loop thread, recorder thread, queue feeders) and each detector worker apart.
+gives the main process (ICAP loop thread, recorder thread, queue feeders) and each detector worker apart.
+The JSON's `slowest_at_s_ms` (when the slowest requests of a round were due) shows whether slow answers
+come in bursts (e.g. the detectors' batches) or spread out.
 """
 
 from __future__ import annotations
