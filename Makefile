@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test mutate bench-throughput bench-decrypt bench-accuracy clean
+.PHONY: install demo test mutate bench-throughput bench-decrypt bench-icap bench-accuracy clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PY) -m venv $(VENV)
@@ -46,6 +46,10 @@ bench-throughput: $(STAMP)
 # Needs root (dumpcap captures the loopback traffic it makes); the capture is cached in bench/out/decrypt/.
 bench-decrypt: $(STAMP)
 	$(BIN)/python bench/decrypt.py
+
+# Needs Squid (squid-openssl) and root (Squid drops to the proxy user); results in bench/out/icap/results.json.
+bench-icap: $(STAMP)
+	$(BIN)/python bench/icap.py
 
 bench-accuracy: $(STAMP)
 	$(BIN)/python bench/accuracy.py
