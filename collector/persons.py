@@ -3,8 +3,10 @@
 Each record (flow_id, record_key) of `pi_values` yields person keys: its identifier values
 (`identifier = true` rows, as (field_type, value_key)), or, when it has none, the combinations
 person_name + date_of_birth and person_name + postal_address. Keys seen in the same record belong to one
-person; linking them across records (union-find over keys, connected components) means one person seen
-once with resident ID + mobile and once with mobile only is counted once.
+person; linking them across records (connected components) means one person seen once with resident ID +
+mobile and once with mobile only is counted once. `build_record_persons` computes the components inside
+DuckDB (set operations, nothing fetched into Python); `link_records` is the plain union-find reference the
+tests compare it with.
 
 The result is the table `record_persons(flow_id, record_key, person_id, sensitive, nonsensitive)`:
 `sensitive` when the record carried any sensitive PI, `nonsensitive` when it carried any non-sensitive PI.
