@@ -3,8 +3,10 @@
 Each record (flow_id, record_key) of `pi_values` yields person keys: its identifier values
 (`identifier = true` rows, as (field_type, value_key)), or, when it has none, the combinations
 person_name + date_of_birth and person_name + postal_address. Keys seen in the same record belong to one
-person; linking them across records (union-find over keys, connected components) means one person seen
-once with resident ID + mobile and once with mobile only is counted once.
+person; linking them across records (connected components) means one person seen once with resident ID +
+mobile and once with mobile only is counted once. `build_record_persons` computes the components inside
+DuckDB (set operations, nothing fetched into Python); `link_records` is the plain union-find reference the
+tests compare it with.
 
 The result is the table `record_persons(flow_id, record_key, person_id, sensitive, nonsensitive)`:
 `sensitive` when the record carried any sensitive PI, `nonsensitive` when it carried any non-sensitive PI.
@@ -22,7 +24,6 @@ from itertools import product
 from zoneinfo import ZoneInfo
 
 import duckdb
-import pyarrow as pa
 
 from collector.checks.views import use_period
 
@@ -128,29 +129,106 @@ def link_records(
     return out
 
 
+# Person keys as rows (kind, t1, v1, t2, v2): ('id', field_type, value_key, NULL, NULL) for an identifier,
+# ('combo', 'person_name', name, other type, other value) for a record without identifier (COMBINATIONS,
+# every pair of values, as `_record_keys`). `kid` numbers keys in the order of the reference's repr(key):
+# 'combo' before 'id', then types and values as text ("10" < "9") — so a component's smallest key, and with
+# it person_id, is the one `link_records` gives (exactly repr order for field types whose characters all
+# sort after "'", as every catalog id does; other types still partition the same, only ids may differ).
+_KEYS_SQL = """
+CREATE OR REPLACE TEMP TABLE _pl_records AS
+SELECT row_number() OVER (ORDER BY flow_id, record_key) AS rid, flow_id, record_key,
+       bool_or(coalesce(sensitive, false)) AS sensitive,
+       bool_or(NOT coalesce(sensitive, false)) AS nonsensitive,
+       bool_or(coalesce(identifier, false)) AS has_identifier
+FROM pi_values GROUP BY flow_id, record_key;
+
+CREATE OR REPLACE TEMP TABLE _pl_values AS
+SELECT DISTINCT r.rid, r.has_identifier, p.field_type, p.value_key
+FROM pi_values p JOIN _pl_records r ON r.flow_id = p.flow_id AND r.record_key = p.record_key
+WHERE coalesce(p.identifier, false) OR NOT r.has_identifier;
+
+CREATE OR REPLACE TEMP TABLE _pl_edges AS
+WITH record_keys AS (
+    SELECT rid, 'id' AS kind, field_type AS t1, value_key AS v1, NULL::VARCHAR AS t2, NULL::BIGINT AS v2
+    FROM _pl_values WHERE has_identifier
+    UNION ALL
+    SELECT a.rid, 'combo', a.field_type, a.value_key, b.field_type, b.value_key
+    FROM _pl_values a JOIN _pl_values b ON a.rid = b.rid
+    WHERE NOT a.has_identifier AND {combinations}
+)
+SELECT DISTINCT rid, dense_rank() OVER (ORDER BY kind, t1, v1::VARCHAR, t2, v2::VARCHAR) AS kid
+FROM record_keys;
+
+CREATE OR REPLACE TEMP TABLE _pl_label AS SELECT DISTINCT kid, kid AS label FROM _pl_edges;
+"""
+
+# One round over keys (records are hyperedges): `near` is the smallest label two hops away (key -> record ->
+# key); each label's own key (its parent) takes the smallest `near` among its children (hooking, so whole
+# trees move at once); then two pointer jumps label <- label(label). Labels only ever name a key of the same
+# component and never grow, and a round that changes nothing leaves every component a star on its smallest
+# key: O(log n) rounds on long chains where plain propagation takes one round per hop.
+_ROUND_SQL = """
+CREATE OR REPLACE TEMP TABLE _pl_next AS
+WITH rec AS (
+    SELECT e.rid, min(l.label) AS label FROM _pl_edges e JOIN _pl_label l USING (kid) GROUP BY e.rid
+), near AS (
+    SELECT e.kid, min(r.label) AS label FROM _pl_edges e JOIN rec r USING (rid) GROUP BY e.kid
+), hook AS (
+    SELECT l.label AS kid, min(n.label) AS label FROM _pl_label l JOIN near n USING (kid) GROUP BY l.label
+), hooked AS (
+    SELECT n.kid, least(n.label, coalesce(h.label, n.label)) AS label
+    FROM near n LEFT JOIN hook h USING (kid)
+), jump AS (
+    SELECT a.kid, b.label FROM hooked a JOIN hooked b ON b.kid = a.label
+)
+SELECT a.kid, b.label FROM jump a JOIN jump b ON b.kid = a.label;
+"""
+
+_CHANGED_SQL = "SELECT count(*) FROM _pl_next n JOIN _pl_label l USING (kid) WHERE n.label <> l.label"
+
+_RESULT_SQL = """
+CREATE OR REPLACE TABLE record_persons AS
+WITH rec AS (
+    SELECT e.rid, min(l.label) AS label FROM _pl_edges e JOIN _pl_label l USING (kid) GROUP BY e.rid
+)
+SELECT r.flow_id, r.record_key::BIGINT AS record_key,
+       (dense_rank() OVER (ORDER BY rec.label) - 1)::BIGINT AS person_id, r.sensitive, r.nonsensitive
+FROM rec JOIN _pl_records r USING (rid)
+ORDER BY r.flow_id, r.record_key;
+"""
+
+_TEMP_TABLES = ("_pl_records", "_pl_values", "_pl_edges", "_pl_label", "_pl_next")
+
+
 def build_record_persons(con: duckdb.DuckDBPyConnection) -> int:
-    """Create `record_persons` from the `pi_values` view; returns the number of distinct persons."""
-    rows = con.execute(
-        "SELECT flow_id, record_key, field_type, value_key, identifier, sensitive FROM pi_values"
-    ).fetchall()
-    linked = link_records(rows)
-    table = pa.table({
-        "flow_id": pa.array([r[0] for r in linked], pa.string()),
-        "record_key": pa.array([r[1] for r in linked], pa.int64()),
-        "person_id": pa.array([r[2] for r in linked], pa.int64()),
-        "sensitive": pa.array([r[3] for r in linked], pa.bool_()),
-        "nonsensitive": pa.array([r[4] for r in linked], pa.bool_()),
-    })
-    con.execute("DROP TABLE IF EXISTS record_persons")
-    con.register("_record_persons", table)
+    """Create `record_persons` from the `pi_values` view; returns the number of distinct persons.
+
+    Same rows and persons as `link_records`, computed inside DuckDB: connected components of the
+    (record, person key) graph by min-label propagation with hooking and pointer jumping.
+    """
+    combinations = " OR ".join(
+        f"(a.field_type = '{a}' AND b.field_type = '{b}')" for a, b in COMBINATIONS)
     try:
-        con.execute("CREATE TABLE record_persons AS SELECT * FROM _record_persons")
+        con.execute(_KEYS_SQL.format(combinations=combinations))
+        rounds = 0
+        while True:
+            rounds += 1
+            con.execute(_ROUND_SQL)
+            changed = con.execute(_CHANGED_SQL).fetchone()
+            con.execute("DROP TABLE _pl_label; ALTER TABLE _pl_next RENAME TO _pl_label")
+            if not changed or changed[0] == 0:
+                break
+        con.execute(_RESULT_SQL)
+        records = con.execute("SELECT count(*) FROM _pl_records").fetchone()
+        linked, persons = con.execute(
+            "SELECT count(*), count(DISTINCT person_id) FROM record_persons").fetchone() or (0, 0)
     finally:
-        con.unregister("_record_persons")
-    persons = len({r[2] for r in linked})
-    log.info("%d PI records, %d with person keys, %d distinct persons", len({(r[0], r[1]) for r in rows}),
-             len(linked), persons)
-    return persons
+        for table in _TEMP_TABLES:
+            con.execute(f"DROP TABLE IF EXISTS {table}")
+    log.info("%d PI records, %d with person keys, %d distinct persons (%d linking rounds)",
+             records[0] if records else 0, linked, persons, rounds)
+    return int(persons)
 
 
 # Scope of the counts: the period's cross-border flows (views.sql period_flows); a scope narrows further.
