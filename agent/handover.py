@@ -25,6 +25,7 @@ Single-threaded: the ICAP server calls it from one recorder thread, HAR import f
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import logging
 import socket
 from collections import OrderedDict
@@ -46,7 +47,7 @@ from agent.spool import Spool
 log = logging.getLogger(__name__)
 
 __all__ = ["DST_IP_SOURCES", "UNKNOWN_ADDRESS", "HandedFlow", "HandedMessage", "HandoverSink",
-           "resolve_name"]
+           "handed_address", "resolve_name"]
 
 CST = ZoneInfo("Asia/Shanghai")
 UNKNOWN_ADDRESS = "0.0.0.0"
@@ -92,7 +93,20 @@ class HandedFlow:
     initiator: str = "internal"       # "external": a pull, src is the internal server, dst the client abroad
     bytes_out: int = 0                # message bytes towards dst (headers and bodies as handed over)
     bytes_in: int = 0
-    requests: int | None = None       # None: one per message
+
+
+def handed_address(value: object) -> str | None:
+    """An address as a source wrote it, normalised: "[::1]" (Chrome's IPv6, a proxy's meta header) and a
+    zone ("fe80::1%eth0") are stripped; None when it is no address (Squid writes "-" for one it lacks)."""
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    try:
+        return str(ipaddress.ip_address(text.split("%", 1)[0]))
+    except ValueError:
+        return None
 
 
 def resolve_name(name: str) -> str | None:
@@ -272,7 +286,7 @@ class HandoverSink:
             packets_out=0, packets_in=0, missed_bytes=0,
             encrypted=flow.encrypted, inspected=inspect,
             sample_weight=self.sampler.weight,
-            requests=flow.requests if flow.requests is not None else len(flow.messages),
+            requests=len(flow.messages),
             initiator=flow.initiator,
             visibility=visibility(facts), alpn=flow.alpn, uninspected_reason=uninspected_reason(facts),
             dst_ip_source=source,

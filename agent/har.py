@@ -30,7 +30,6 @@ are read. No value of the file ever reaches an error or an anomaly: paths, types
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -40,7 +39,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from agent.handover import UNKNOWN_ADDRESS, HandedFlow, HandedMessage
+from agent.handover import UNKNOWN_ADDRESS, HandedFlow, HandedMessage, handed_address
 from agent.har_body import EntryInvalid as _Invalid
 from agent.har_body import body as _body
 from agent.har_body import get as _get
@@ -144,15 +143,13 @@ def _load(path: Path, limits: HarLimits) -> tuple[Any, str]:
 
 
 def _member(obj: Any, name: str, kind: type, at: str, path: Path) -> Any:
-    where = f"{at}.{name}" if at else name
+    """The file's own structure (log, log.entries): a problem there is the file's one error line."""
     if not isinstance(obj, dict):
         raise HarError(f"{path}: {at or '(document)'}: not an object")
-    if name not in obj:
-        raise HarError(f"{path}: {where}: missing")
-    value = obj[name]
-    if not isinstance(value, kind):
-        raise HarError(f"{path}: {where}: not {'an object' if kind is dict else 'a list'}")
-    return value
+    try:
+        return _get(obj, name, kind, f"{at}." if at else "")
+    except _Invalid as e:
+        raise HarError(f"{path}: {e}") from None
 
 
 def _entry(index: int, raw: Any, firefox: bool) -> _Entry | None:
@@ -189,7 +186,7 @@ def _entry(index: int, raw: Any, firefox: bool) -> _Entry | None:
     response: dict = answer if isinstance(answer, dict) else {}
     bytes_in = max(_number(response, "headersSize"), 0) + max(_number(response, "bodySize"), 0)
     connection = raw.get("connection")
-    server = _address(raw.get("serverIPAddress"))
+    server = handed_address(raw.get("serverIPAddress"))
     group = None
     if not firefox and isinstance(connection, str | int) and not isinstance(connection, bool) \
             and str(connection) not in ("", "0"):
@@ -223,19 +220,6 @@ def _headers(request: dict) -> list[tuple[str, str]]:
             raise _Invalid(f"request.headers[{i}]", "not a name/value pair")
         out.append((h["name"], h["value"]))
     return out
-
-
-def _address(value: Any) -> str | None:
-    """Chrome writes IPv6 as "[::1]"; Firefox and mitmproxy bare. Anything else: unknown."""
-    if not isinstance(value, str):
-        return None
-    text = value.strip()
-    if text.startswith("[") and text.endswith("]"):
-        text = text[1:-1]
-    try:
-        return str(ipaddress.ip_address(text.split("%", 1)[0]))
-    except ValueError:
-        return None
 
 
 def _app(version: Any) -> str:

@@ -11,12 +11,11 @@ a host name is not used.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from agent.handover import UNKNOWN_ADDRESS, HandedFlow, HandedMessage
+from agent.handover import UNKNOWN_ADDRESS, HandedFlow, HandedMessage, handed_address
 from agent.icap_wire import HttpHead, IcapRequest
 from agent.protocols.http_body import BodyBudget, MessageBody
 from agent.protocols.http_syntax import tokens, valid_host, valid_hostname
@@ -67,13 +66,7 @@ class Problem:
 
 def meta_ip(request: IcapRequest, name: str) -> str | None:
     """An address from a proxy's meta header (`X-Client-IP`, `X-Server-IP`); None: absent or no address."""
-    text = request.value(name)
-    if not text:
-        return None
-    try:
-        return str(ipaddress.ip_address(text.strip("[]")))
-    except ValueError:
-        return None
+    return handed_address(request.value(name))
 
 
 def _authority(text: str) -> tuple[str, int | None] | None:
