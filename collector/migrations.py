@@ -5,7 +5,8 @@ Version 1 (before tenancy, issue 9) kept batches by `batch_id` alone and row ide
 another's flow ids. Version 2 scopes both by enterprise: batches by (enterprise_id, batch_id), row
 identities by (enterprise_id, record_type, agent_id, row_key), and adds the audit log. A version-1
 warehouse is rewritten in one transaction: every batch keeps its enterprise, every row key takes the
-enterprise of the batch that stored it.
+enterprise of the batch that stored it. Version 3 adds the flow-day index (collector/flow_days.py), filled
+from the stored flows files when an older warehouse is opened.
 """
 
 from __future__ import annotations
@@ -14,14 +15,17 @@ import logging
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from collector.audit import AUDIT_SCHEMA
+from collector.flow_days import FLOW_DAYS_SCHEMA, record_flow_days
 
 log = logging.getLogger(__name__)
 
 __all__ = ["SCHEMA_VERSION", "migrate"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _BATCHES = """
 CREATE TABLE {name} (
@@ -77,8 +81,11 @@ def migrate(con: duckdb.DuckDBPyConnection, root: Path) -> int:
         if found == 0:
             con.execute(_BATCHES.format(name="batches"))
             con.execute(_ROW_KEYS.format(name="row_keys"))
-        else:
+        elif found == 1:
             _from_v1(con, root)
+        con.execute(FLOW_DAYS_SCHEMA)
+        if found in (1, 2):
+            _flow_days(con, root)
         con.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", [str(SCHEMA_VERSION)])
         con.execute("COMMIT")
     except Exception:
@@ -104,6 +111,23 @@ def _from_v1(con: duckdb.DuckDBPyConnection, root: Path) -> None:
     con.execute("ALTER TABLE row_keys_v2 RENAME TO row_keys")
     log.warning("warehouse migrated from schema 1 to %d: %d batches and %d row identities re-scoped by "
                 "enterprise", SCHEMA_VERSION, batches, keys)
+
+
+def _flow_days(con: duckdb.DuckDBPyConnection, root: Path) -> None:
+    """Version 3: index the day of every stored flow from its batch's file. A file that cannot be read
+    (removed by hand) leaves its flows without a day, as if they had not arrived yet."""
+    batches = con.execute("SELECT enterprise_id, agent_id, batch_id, path FROM batches "
+                          "WHERE record_type = 'flows' AND path <> ''").fetchall()
+    flows = 0
+    for enterprise_id, agent_id, batch_id, path in batches:
+        try:
+            table: pa.Table = pq.read_table(root / path, columns=["flow_id", "ts_start"])
+        except (OSError, pa.ArrowException) as e:
+            log.warning("%s: flows not indexed by day (%s)", path, str(e).splitlines()[0] if str(e) else e)
+            continue
+        flows += record_flow_days(con, enterprise_id, agent_id, batch_id, table)
+    log.warning("warehouse migrated to schema %d: %d flows of %d batches indexed by day", SCHEMA_VERSION,
+                flows, len(batches))
 
 
 def _sizes(con: duckdb.DuckDBPyConnection, root: Path) -> None:

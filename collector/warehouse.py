@@ -43,6 +43,7 @@ import pyarrow.parquet as pq
 
 from collector.audit import AuditEntry, list_audit, write_audit
 from collector.errors import RequestProblem
+from collector.flow_days import lookup_flow_days, record_flow_days
 from collector.ingest import Batch
 from collector.migrations import migrate
 
@@ -203,6 +204,8 @@ class Warehouse:
                     cur.execute("INSERT INTO row_keys SELECT ?, ?, ?, row_key, ? FROM _fresh",
                                 [batch.enterprise_id, batch.record_type, batch.agent_id, batch.batch_id])
                     cur.unregister("_fresh")
+                if batch.record_type == "flows":
+                    record_flow_days(cur, batch.enterprise_id, batch.agent_id, batch.batch_id, table)
         log.info("batch %s of %s: %d %s rows from %s, %d new", batch.batch_id, batch.enterprise_id,
                  batch.table.num_rows, batch.record_type, batch.agent_id, table.num_rows)
         return StoredBatch(batch.batch_id, batch.record_type, batch.table.num_rows, table.num_rows, True)
@@ -257,8 +260,9 @@ class Warehouse:
                 return None
             record_type, agent_id, rows, stored_rows, rel = row
             with self._transaction(cur, f"batch {batch_id}: not removed"):
-                cur.execute("DELETE FROM row_keys WHERE enterprise_id = ? AND batch_id = ?",
-                            [enterprise_id, batch_id])
+                for index in ("row_keys", "flow_days"):
+                    cur.execute(f"DELETE FROM {index} WHERE enterprise_id = ? AND batch_id = ?",
+                                [enterprise_id, batch_id])
                 cur.execute("DELETE FROM batches WHERE enterprise_id = ? AND batch_id = ?",
                             [enterprise_id, batch_id])
                 write_audit(cur, audit)
@@ -298,6 +302,11 @@ class Warehouse:
         for record_type, rel in rows:
             out.setdefault(record_type, []).append(self.data_dir / rel)
         return out
+
+    def flow_days(self, enterprise_id: str, agent_id: str, flow_ids: pa.Array | pa.ChunkedArray) -> pa.Table:
+        """`(flow_id, flow_day)`: the CST day of each stored flow of one agent (collector/flow_days.py)."""
+        with self.cursor() as cur:
+            return lookup_flow_days(cur, enterprise_id, agent_id, flow_ids)
 
     def enterprises_with_records(self) -> list[str]:
         with self.cursor() as cur:
