@@ -6,7 +6,9 @@ another's flow ids. Version 2 scopes both by enterprise: batches by (enterprise_
 identities by (enterprise_id, record_type, agent_id, row_key), and adds the audit log. A version-1
 warehouse is rewritten in one transaction: every batch keeps its enterprise, every row key takes the
 enterprise of the batch that stored it. Version 3 adds the flow-day index (collector/flow_days.py), filled
-from the stored flows files when an older warehouse is opened.
+from the stored flows files when an older warehouse is opened. Version 4 adds the `files` index
+(collector/dataset.py): an older warehouse's batch files stay where they are, each indexed under the day
+folder it arrived in and flagged as an arrival day, so compaction moves its rows to their flow days.
 """
 
 from __future__ import annotations
@@ -19,13 +21,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from collector.audit import AUDIT_SCHEMA
+from collector.dataset import FILES_SCHEMA
 from collector.flow_days import FLOW_DAYS_SCHEMA, record_flow_days
 
 log = logging.getLogger(__name__)
 
 __all__ = ["SCHEMA_VERSION", "migrate"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _BATCHES = """
 CREATE TABLE {name} (
@@ -86,6 +89,8 @@ def migrate(con: duckdb.DuckDBPyConnection, root: Path) -> int:
         con.execute(FLOW_DAYS_SCHEMA)
         if found in (1, 2):
             _flow_days(con, root)
+        if found < 4:
+            _files_index(con, found)
         con.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", [str(SCHEMA_VERSION)])
         con.execute("COMMIT")
     except Exception:
@@ -128,6 +133,25 @@ def _flow_days(con: duckdb.DuckDBPyConnection, root: Path) -> None:
         flows += record_flow_days(con, enterprise_id, agent_id, batch_id, table)
     log.warning("warehouse migrated to schema %d: %d flows of %d batches indexed by day", SCHEMA_VERSION,
                 flows, len(batches))
+
+
+def _files_index(con: duckdb.DuckDBPyConnection, found: int) -> None:
+    """Version 4: the `files` index. Every stored batch file of an older warehouse is one entry: its day
+    is the `date=` folder it arrived in (its received day, UTC, if the path has none), flagged as an
+    arrival day, holding that batch's rows."""
+    con.execute(FILES_SCHEMA)
+    if found == 0:
+        return
+    con.execute(r"""
+        INSERT OR IGNORE INTO files
+        SELECT path, enterprise_id, record_type,
+               coalesce(TRY_CAST(nullif(regexp_extract(path, '/date=(\d{4}-\d{2}-\d{2})/', 1), '') AS DATE),
+                        CAST(timezone('UTC', received_at) AS DATE)),
+               false, stored_rows, bytes, [batch_id], received_at
+        FROM batches WHERE path <> ''""")
+    row = con.execute("SELECT count(*) FROM files").fetchone()
+    log.warning("warehouse migrated to schema %d: %d batch files indexed under their arrival day",
+                SCHEMA_VERSION, row[0] if row else 0)
 
 
 def _sizes(con: duckdb.DuckDBPyConnection, root: Path) -> None:

@@ -2,8 +2,8 @@
 records of its enterprise and the current negative lists -> a stored §7 report.
 
 The same inspection as the enterprise self-check (collector/inspection.py), against the warehouse instead
-of a spool: an in-memory DuckDB gets views over the enterprise's Parquet files, the filing and the lists as
-tables, then persons, every check, the report. The report names the filing version and each list's
+of a spool: an in-memory DuckDB gets views over the enterprise's Parquet files of the period's days (the
+warehouse's file index), the filing and the lists as tables, then persons, every check, the report. The report names the filing version and each list's
 version and digest it used, so the verdict can be reproduced later.
 """
 
@@ -96,9 +96,10 @@ def run_spot_check(warehouse: Warehouse, filing_id: str, *, start: date | None =
     now = (now or datetime.now(CST)).astimezone(CST)
     period = period_for(start, end, now)
     lists, refs = _negative_lists(warehouse, version.ftz_area)
-    done = run_inspection(warehouse.record_files(filing.processor.id), filing, negative_lists=lists,
-                          period=period, now=now, report_id=uuid.uuid4().hex, filing_version=version.version,
-                          list_refs=refs)
+    # Under a lease (compaction may swap files meanwhile), only the files that can hold the period's rows.
+    with warehouse.reading(filing.processor.id, period) as files:
+        done = run_inspection(files, filing, negative_lists=lists, period=period, now=now,
+                              report_id=uuid.uuid4().hex, filing_version=version.version, list_refs=refs)
     report, persons = done.report, done.persons
     assert report is not None
     report_id = warehouse.store_report(report, render_json(report), str(filing.ftz_area), trigger)

@@ -1,13 +1,15 @@
 """The collector's persistent store under `data_dir` (DESIGN §9).
 
-    data_dir/collector.duckdb    batches, stored row keys, filing and negative-list versions, reports
-    data_dir/records/<record_type>/enterprise_id=<E>/date=<YYYY-MM-DD>/<batch_id>.parquet
+    data_dir/collector.duckdb    batches, stored row keys, the file index, filing and negative-list versions,
+                                 reports
+    data_dir/records/<record_type>/enterprise_id=<E>/date=<flow day, CST>/<batch_id>[-n].parquet
 
-Records stay Parquet in a Hive layout (partitioned by record type, enterprise and the day the batch
-arrived, UTC) so Spark, Trino or another DuckDB can read them; the DuckDB file holds what must be
-transactional. A batch's file is written under a temporary name, renamed into place, and only then recorded
-in one transaction with its row keys: a crash in between leaves an unrecorded file, which `open` deletes,
-never a recorded batch without its file.
+Records stay Parquet in a Hive layout (partitioned by record type, enterprise and flow day: see
+collector/dataset.py) so Spark, Trino or another DuckDB can read them; the DuckDB file holds what must be
+transactional. A batch's files (one per day its rows fall on) are written under temporary names, renamed
+into place, and only then recorded in one transaction with its row keys: a crash in between leaves
+unrecorded files, which `open` deletes, never a recorded batch without its files. Compaction
+(collector/compaction.py) replaces files through `swap_files`; readers hold a lease (`reading`).
 
 Every filing and negative-list upload that changes the content is a new version; reports record the
 versions they used, so a verdict can be reproduced later.
@@ -22,30 +24,25 @@ removed at once and the batch is not recorded, so the agent's retry stores it on
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
 import logging
-import os
-import threading
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from collector.audit import AuditEntry, list_audit, write_audit
+from collector.dataset import files_of_batch, insert_files, stored_bytes
+from collector.dataset_store import DatasetStore, StorageError
 from collector.errors import RequestProblem
 from collector.flow_days import lookup_flow_days, record_flow_days
 from collector.ingest import Batch
-from collector.migrations import migrate
 
 log = logging.getLogger(__name__)
 
@@ -63,13 +60,6 @@ class BatchConflict(RequestProblem):
 # its key's own bytes (the row and the index), charged against an enterprise's quota beside its Parquet
 # bytes: an outside review measured ≈ 210 bytes on disk per 35-byte key.
 ROW_KEY_BYTES = 140
-
-
-class StorageError(RequestProblem):
-    """The collector could not store what it was given (507): nothing was recorded, retry later."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(507, None, message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,63 +84,7 @@ class Version:
     created: bool = False
 
 
-class Warehouse:
-    def __init__(self, data_dir: Path | str) -> None:
-        self.data_dir = Path(data_dir)
-        self.records_dir = self.data_dir / "records"
-        self.records_dir.mkdir(parents=True, exist_ok=True)
-        self.con = self._connect()
-        migrate(self.con, self.data_dir)
-        # One writer at a time: DuckDB serialises commits anyway, and a batch's file rename plus its
-        # metadata must not interleave with another upload of the same batch id.
-        self._lock = threading.RLock()
-        # DuckDB invalidates a database after a failed write of its WAL (a full disk): every later call
-        # fails until it is opened again. Then the next use reopens it (committed work is in the WAL).
-        self._invalid = False
-        self._remove_orphans()
-
-    def _connect(self) -> duckdb.DuckDBPyConnection:
-        return duckdb.connect(str(self.data_dir / "collector.duckdb"),
-                              config={"autoinstall_known_extensions": False})
-
-    def _reopen(self) -> None:
-        with contextlib.suppress(Exception):
-            self.con.close()
-        try:
-            self.con = self._connect()
-        except Exception as e:
-            raise StorageError(f"the collector's database cannot be opened again ({_first_line(e)}); "
-                               "free space under data_dir") from None
-        self._invalid = False
-        log.warning("database reopened after a failed write")
-
-    def close(self) -> None:
-        with self._lock:
-            self.con.close()
-
-    @contextlib.contextmanager
-    def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        with self._lock:
-            if self._invalid:
-                self._reopen()
-            cur = self.con.cursor()
-            try:
-                yield cur
-            except duckdb.FatalException as e:
-                self._invalid = True
-                raise StorageError(f"the collector's database failed to write ({_first_line(e)})") from None
-            finally:
-                with contextlib.suppress(Exception):
-                    cur.close()
-
-    def _remove_orphans(self) -> None:
-        known = {row[0] for row in self.con.execute("SELECT path FROM batches").fetchall()}
-        for path in self.records_dir.rglob("*.parquet*"):
-            rel = str(path.relative_to(self.data_dir))
-            if rel not in known:
-                log.warning("removing %s: written but never recorded (a crash during an upload)", rel)
-                path.unlink(missing_ok=True)
-
+class Warehouse(DatasetStore):
     # --- batches ------------------------------------------------------------------------------------
 
     def over_quota(self, enterprise_id: str, quota: int) -> int | None:
@@ -184,21 +118,24 @@ class Warehouse:
             if len(seen):
                 table = table.filter(pc.invert(pc.is_in(batch.keys, value_set=seen)))
                 fresh = distinct.filter(pc.invert(pc.is_in(distinct, value_set=seen)))
-            rel = self._write_file(batch, table) if table.num_rows else ""
-            size = (self.data_dir / rel).stat().st_size if rel else 0
+            written = self._write_parts(cur, batch, table) if table.num_rows else []
+            rels = [f.path for f in written]
+            size = sum(f.bytes for f in written)
             if quota is not None:
                 keys = int(pc.sum(pc.binary_length(fresh)).as_py() or 0)
                 try:
                     self._check_quota(cur, batch, size + ROW_KEY_BYTES * len(fresh) + 2 * keys, quota)
                 except StorageError:
-                    if rel:
-                        (self.data_dir / rel).unlink(missing_ok=True)
+                    self._unlink(rels)
                     raise
-            with self._transaction(cur, f"batch {batch.batch_id}: not stored, the commit failed", rel):
+            now = datetime.now(UTC)
+            with self._transaction(cur, f"batch {batch.batch_id}: not stored, the commit failed", rels):
+                # `path`: the batch's first file as written (compaction may move its rows; `files` knows).
                 cur.execute("INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                             [batch.batch_id, batch.record_type, batch.agent_id, batch.enterprise_id,
-                             batch.table.num_rows, table.num_rows, batch.sha256, rel, datetime.now(UTC),
+                             batch.table.num_rows, table.num_rows, batch.sha256, rels[0] if rels else "", now,
                              token_name, size])
+                insert_files(cur, written, now)
                 if len(fresh):
                     cur.register("_fresh", pa.table({"row_key": fresh}))
                     cur.execute("INSERT INTO row_keys SELECT ?, ?, ?, row_key, ? FROM _fresh",
@@ -220,88 +157,34 @@ class Warehouse:
                                f"of its limits.max_enterprise_bytes {quota}; nothing stored (a regulator can "
                                "remove batches)")
 
-    @contextlib.contextmanager
-    def _transaction(self, cur: duckdb.DuckDBPyConnection, what: str, rel: str = "") -> Iterator[None]:
-        """One transaction around the block. On any failure: ROLLBACK — one that fails too (the
-        transaction is already gone, the database cannot write) must not hide the first error — the file
-        `rel` that was never recorded removed, the database marked for reopening if it is unusable, and a
-        StorageError (507) `what (first line of the cause)`."""
-        cur.execute("BEGIN TRANSACTION")
-        try:
-            yield
-            cur.execute("COMMIT")
-        except Exception as e:
-            try:
-                cur.execute("ROLLBACK")
-            except Exception as again:
-                log.warning("rollback after a failed commit: %s", _first_line(again))
-            if not self._usable(cur):
-                self._invalid = True
-            if rel:
-                (self.data_dir / rel).unlink(missing_ok=True)
-            raise StorageError(f"{what} ({_first_line(e)}); retry later") from None
-
-    @staticmethod
-    def _usable(cur: duckdb.DuckDBPyConnection) -> bool:
-        try:
-            cur.execute("SELECT 1").fetchone()
-            return True
-        except duckdb.Error:
-            return False
-
     def delete_batch(self, enterprise_id: str, batch_id: str, audit: AuditEntry) -> dict[str, Any] | None:
-        """Remove a stored batch, its row identities (so the rows may be uploaded again) and its file;
-        None when the enterprise has no such batch. The audit row commits with the removal."""
+        """Remove a stored batch, its row identities (so the rows may be uploaded again) and its rows: its
+        own files go, a merged file holding other batches' rows too is rewritten without them. None when
+        the enterprise has no such batch. The audit row commits with the removal."""
         with self.cursor() as cur:
-            row = cur.execute("SELECT record_type, agent_id, rows, stored_rows, path FROM batches "
+            row = cur.execute("SELECT record_type, agent_id, rows, stored_rows FROM batches "
                               "WHERE enterprise_id = ? AND batch_id = ?",
                               [enterprise_id, batch_id]).fetchone()
             if row is None:
                 return None
-            record_type, agent_id, rows, stored_rows, rel = row
-            with self._transaction(cur, f"batch {batch_id}: not removed"):
+            record_type, agent_id, rows, stored_rows = row
+            held = files_of_batch(cur, enterprise_id, batch_id)
+            kept = self._without(held, batch_id)
+            with self._transaction(cur, f"batch {batch_id}: not removed", [f.path for f in kept]):
                 for index in ("row_keys", "flow_days"):
                     cur.execute(f"DELETE FROM {index} WHERE enterprise_id = ? AND batch_id = ?",
                                 [enterprise_id, batch_id])
                 cur.execute("DELETE FROM batches WHERE enterprise_id = ? AND batch_id = ?",
                             [enterprise_id, batch_id])
+                cur.execute("DELETE FROM files WHERE list_contains(?, path)", [[f.path for f in held]])
+                insert_files(cur, kept, datetime.now(UTC))
                 write_audit(cur, audit)
-        if rel:
-            # After the commit: a crash between the two leaves an unrecorded file, which open() removes.
-            (self.data_dir / rel).unlink(missing_ok=True)
+        # After the commit (a crash between the two leaves unrecorded files, which open() removes), and
+        # once no reader that listed them is left.
+        self.leases.retire([f.path for f in held])
         log.info("batch %s of %s removed by %s", batch_id, enterprise_id, audit.actor)
         return {"enterprise_id": enterprise_id, "batch_id": batch_id, "record_type": record_type,
                 "agent_id": agent_id, "rows": rows, "stored_rows": stored_rows}
-
-    def _write_file(self, batch: Batch, table: pa.Table) -> str:
-        day = datetime.now(UTC).date().isoformat()
-        folder = self.records_dir / batch.record_type / f"enterprise_id={batch.enterprise_id}" / f"date={day}"
-        try:      # the mkdir can hit a full disk too
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise StorageError(f"batch {batch.batch_id}: not stored ({_first_line(e)})") from None
-        final = folder / f"{batch.batch_id}.parquet"
-        tmp = folder / f".{batch.batch_id}.parquet.tmp"
-        try:
-            pq.write_table(table, tmp, compression="zstd")
-            with open(tmp, "rb") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp, final)
-        except (OSError, pa.ArrowException) as e:
-            tmp.unlink(missing_ok=True)
-            raise StorageError(f"batch {batch.batch_id}: not stored, writing its file failed "
-                               f"({_first_line(e)}); retry later") from None
-        return str(final.relative_to(self.data_dir))
-
-    def record_files(self, enterprise_id: str) -> dict[str, list[Path]]:
-        """The stored Parquet files of one enterprise, per record type, oldest first."""
-        with self.cursor() as cur:
-            rows = cur.execute("SELECT record_type, path FROM batches WHERE enterprise_id = ? AND path <> '' "
-                               "ORDER BY received_at, batch_id", [enterprise_id]).fetchall()
-        out: dict[str, list[Path]] = {}
-        for record_type, rel in rows:
-            out.setdefault(record_type, []).append(self.data_dir / rel)
-        return out
 
     def flow_days(self, enterprise_id: str, agent_id: str, flow_ids: pa.Array | pa.ChunkedArray) -> pa.Table:
         """`(flow_id, flow_day)`: the CST day of each stored flow of one agent (collector/flow_days.py)."""
@@ -422,15 +305,9 @@ class Warehouse:
 
 def _used(cur: duckdb.DuckDBPyConnection, enterprise_id: str) -> int:
     """What one enterprise keeps, as its quota counts it: Parquet bytes plus its row identities."""
-    row = cur.execute("SELECT coalesce(sum(bytes), 0) + (SELECT coalesce(sum(? + 2 * length(row_key)), 0) "
-                      "FROM row_keys WHERE enterprise_id = ?) FROM batches WHERE enterprise_id = ?",
-                      [ROW_KEY_BYTES, enterprise_id, enterprise_id]).fetchone()
-    return int(row[0]) if row else 0
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
+    row = cur.execute("SELECT coalesce(sum(? + 2 * length(row_key)), 0) FROM row_keys "
+                      "WHERE enterprise_id = ?", [ROW_KEY_BYTES, enterprise_id]).fetchone()
+    return stored_bytes(cur, enterprise_id) + (int(row[0]) if row else 0)
 
 
 def _sha256(text: str) -> str:
