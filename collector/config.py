@@ -22,7 +22,7 @@ from collector.models import FtzArea
 from detectors.inputs import InputError, PathIssue, Strict, read_yaml, validate
 
 __all__ = ["CollectorConfig", "CollectorConfigError", "EnterpriseEntry", "Limits", "Listen", "Schedule",
-           "TokenEntry", "cron_trigger", "load_collector_config"]
+           "Storage", "TokenEntry", "cron_trigger", "load_collector_config"]
 
 SHANGHAI = "Asia/Shanghai"
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -131,6 +131,15 @@ class Limits(Strict):
     max_enterprise_bytes: int = Field(64 * 1024 * MIB, ge=MIB)  # stored records of one enterprise (507)
 
 
+class Storage(Strict):
+    """Compaction of the Parquet dataset (collector/compaction.py): a day of an enterprise's record type
+    with at least `compact_min_files` files under `target_file_bytes` is merged into files of about that
+    size, every `compact_interval_s` seconds."""
+    compact_min_files: int = Field(8, ge=2)
+    target_file_bytes: int = Field(64 * MIB, ge=64 * 1024)
+    compact_interval_s: float = Field(600, gt=0)
+
+
 class CollectorConfig(Strict):
     data_dir: str = "./collector-data"
     listen: Listen = Listen()
@@ -139,6 +148,7 @@ class CollectorConfig(Strict):
     schedule: Schedule = Schedule()
     max_upload_bytes: int = Field(64 * MIB, ge=1)
     limits: Limits = Limits()
+    storage: Storage = Storage()
 
     @model_validator(mode="after")
     def _unique(self) -> CollectorConfig:

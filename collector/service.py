@@ -1,5 +1,6 @@
 """The collector service (DESIGN §9): `create_app(config)` assembles the routers over one warehouse, the
-bearer tokens, the body limits and the spot-check schedule.
+bearer tokens, the body limits, the spot-check schedule and the dataset's background compaction
+(collector/compaction.py).
 
 Routers, one module per resource: collector/routes_batches.py (agents' uploads), routes_filings.py,
 routes_negative_lists.py, routes_reports.py (check runs and reports) and routes_tenancy.py (a regulator's
@@ -40,6 +41,7 @@ from collector import (
 )
 from collector.auth import AuthError, TokenBook
 from collector.bodies import BodyGate
+from collector.compaction import Compactor
 from collector.config import CollectorConfig
 from collector.errors import RequestProblem
 from collector.scheduler import SpotCheckScheduler
@@ -68,16 +70,21 @@ def create_app(config: CollectorConfig, *, scheduler: bool = True) -> FastAPI:
     warehouse = Warehouse(config.data_dir)
     schedule = (SpotCheckScheduler(warehouse, config.schedule.spot_checks, config.area_of())
                 if scheduler else None)
+    compactor = Compactor(warehouse, config.storage) if scheduler else None
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if schedule is not None:
             schedule.start()
+        if compactor is not None:
+            compactor.start()
         try:
             yield
         finally:
             if schedule is not None:
                 schedule.stop()
+            if compactor is not None:
+                compactor.stop()
             batchread.shutdown()
             warehouse.close()
 
@@ -89,6 +96,7 @@ def create_app(config: CollectorConfig, *, scheduler: bool = True) -> FastAPI:
     app.state.tokens = TokenBook(config.tokens, config.enterprises)
     app.state.bodies = BodyGate.of(config)
     app.state.schedule = schedule
+    app.state.compactor = compactor
     for module in (routes_batches, routes_filings, routes_negative_lists, routes_reports, routes_tenancy):
         app.include_router(module.router)
     _errors(app)

@@ -3,8 +3,9 @@ records of its enterprise and the current negative lists -> a stored §7 report.
 
 The same inspection as the enterprise self-check (collector/inspection.py), against the warehouse instead
 of a spool: an in-memory DuckDB gets views over the enterprise's Parquet files of the period's days (the
-warehouse's file index), the filing and the lists as tables, then persons, every check, the report. The report names the filing version and each list's
-version and digest it used, so the verdict can be reproduced later.
+warehouse's file index), the filing and the lists as tables, then persons, every check, the report. The
+report names the filing version and each list's version and digest it used, so the verdict can be
+reproduced later.
 """
 
 from __future__ import annotations
