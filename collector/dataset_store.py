@@ -34,12 +34,16 @@ from collector.dataset import (
 )
 from collector.errors import RequestProblem
 from collector.flow_days import lookup_flow_days
-from collector.ingest import Batch
+from collector.ingest import Batch, BatchError
 from collector.migrations import migrate
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DatasetStore", "StorageError", "first_line"]
+__all__ = ["MAX_DAYS_PER_BATCH", "DatasetStore", "StorageError", "first_line"]
+
+# Days one batch's rows may fall on (a file each). An agent's batch covers minutes to days; a year and a
+# day of slack still bounds what one hostile upload can make.
+MAX_DAYS_PER_BATCH = 367
 
 
 class StorageError(RequestProblem):
@@ -140,6 +144,11 @@ class DatasetStore:
         table = stamp_batch(table, batch.batch_id)
         days = row_days(batch.record_type, table,
                         lambda agent, ids: lookup_flow_days(cur, batch.enterprise_id, agent, ids))
+        spread = len(pc.unique(days))
+        if spread > MAX_DAYS_PER_BATCH:      # a file per day: one upload must not make thousands
+            column = {"flows": "ts_start", "capture_stats": "ts"}.get(batch.record_type, "flow_id")
+            raise BatchError(422, f"column {column}", f"column {column}: the rows fall on {spread} days; at "
+                             f"most {MAX_DAYS_PER_BATCH} in one batch")
         written: list[DataFile] = []
         try:
             for n, (day, own, rows) in enumerate(partition(table, days, datetime.now(UTC).date())):

@@ -18,8 +18,8 @@ Tenancy: batch ids and row identities are scoped by enterprise (one tenant can n
 batch id nor shadow its rows), and the agent id of a row identity is the uploading token's. Changes made
 by people (document versions, removed batches) write an audit row in the same transaction.
 
-Storage failures (a full disk, a failed commit) are `StorageError`s (507): the half-written file is
-removed at once and the batch is not recorded, so the agent's retry stores it once space is back.
+Storage failures (a full disk, a failed commit) are `StorageError`s (507): the files written are removed
+at once and the batch is not recorded, so the agent's retry stores it once space is back.
 """
 
 from __future__ import annotations

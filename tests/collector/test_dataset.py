@@ -10,10 +10,13 @@ from pathlib import Path
 
 import duckdb
 import pyarrow.parquet as pq
+import pytest
 
 from agent.records import AnomalyRecord, CaptureStatsRecord
 from collector.audit import AuditEntry
 from collector.compaction import compact
+from collector.dataset_store import MAX_DAYS_PER_BATCH
+from collector.ingest import BatchError
 from collector.migrations import SCHEMA_VERSION
 from collector.persons import CST
 from collector.warehouse import Warehouse
@@ -139,5 +142,18 @@ def test_a_schema_3_warehouse_indexes_its_files_where_they_are_as_arrival_days(t
         assert [t for t, *_ in index(wh)] == ["flows"] and on_disk(tmp_path) == indexed(wh)
         assert wh.flow_days(E, AGENT, pq.read_table(wh.record_files(E)["flows"][0]).column("flow_id")
                             ).num_rows == 1
+    finally:
+        wh.close()
+
+
+def test_a_batch_whose_rows_fall_on_too_many_days_is_refused_whole(tmp_path: Path) -> None:
+    wh = Warehouse(tmp_path)
+    try:
+        rows = [flow(f"d{i}", ts=LATE + timedelta(days=i)) for i in range(MAX_DAYS_PER_BATCH + 1)]
+        with pytest.raises(BatchError) as err:
+            store(wh, "flows", rows, "spread")
+        assert (err.value.status, err.value.field) == (422, "column ts_start")
+        assert index(wh) == [] and on_disk(tmp_path) == set() and wh.counts() == {}
+        assert store(wh, "flows", rows[:MAX_DAYS_PER_BATCH], "spread").stored_rows == MAX_DAYS_PER_BATCH
     finally:
         wh.close()
