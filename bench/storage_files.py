@@ -84,7 +84,7 @@ def main() -> None:
         for label in ("before", "after"):
             if label == "after":
                 start = time.perf_counter()
-                result = compact(wh, min_files=8, target_bytes=64 << 20)
+                result = compact(wh, min_files=2, target_bytes=64 << 20)
                 print(f"compaction: {result.files_replaced} files -> {result.files_written} in "
                       f"{time.perf_counter() - start:.1f} s")
             files = sum(len(v) for v in wh.record_files(E).values())
