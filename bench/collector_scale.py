@@ -24,7 +24,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -43,7 +45,7 @@ import yaml
 
 from bench.scale_data import ScaleSpec, enterprise_ids, generate
 from bench.scale_filing import filing_dict, filing_id
-from bench.scale_procs import Finished, run_measured, tracked
+from bench.scale_procs import Finished, Tracked, run_measured, tracked
 from collector.auth import new_token, token_digest
 
 log = logging.getLogger("bench.collector_scale")
@@ -131,7 +133,8 @@ def _batches(data: Path, spec: ScaleSpec, agent_tokens: dict[str, str]) -> list[
     return out
 
 
-def _ingest(data: Path, spec: ScaleSpec, work: Path, concurrency: int) -> tuple[dict[str, Any], Path]:
+def _ingest(data: Path, spec: ScaleSpec, work: Path, concurrency: int, profile: Path | None = None
+            ) -> tuple[dict[str, Any], Path]:
     cfg, agent_tokens, regulator, port = _config(work, spec)
     base = f"http://127.0.0.1:{port}"
     with tracked([str(BIN), "serve", "--config", str(cfg)], stdout=work / "serve.log") as service:
@@ -158,12 +161,17 @@ def _ingest(data: Path, spec: ScaleSpec, work: Path, concurrency: int) -> tuple[
                 raise RuntimeError(f"batch {batch_id}: {r.status_code} {r.text[:300]}")
             return record_type, int(r.json()["rows"])
 
+        spy = _py_spy(service.proc.pid, profile) if profile else None
         start = time.perf_counter()
         rows: dict[str, int] = {}
-        with ThreadPoolExecutor(concurrency) as pool:
-            for record_type, n in pool.map(upload, jobs):
-                rows[record_type] = rows.get(record_type, 0) + n
-        wall = time.perf_counter() - start
+        try:
+            with ThreadPoolExecutor(concurrency) as pool:
+                for record_type, n in pool.map(upload, jobs):
+                    rows[record_type] = rows.get(record_type, 0) + n
+        finally:
+            wall = time.perf_counter() - start
+            if spy is not None:
+                spy.interrupt()
         for c in clients:
             c.close()
         done = service.stop()
@@ -171,6 +179,26 @@ def _ingest(data: Path, spec: ScaleSpec, work: Path, concurrency: int) -> tuple[
     return {"wall_s": round(wall, 2), "rows": rows, "batches": len(jobs), "rows_per_s": round(total / wall),
             "pi_values_rows_per_s": round(rows.get("pi_values", 0) / wall), "concurrency": concurrency,
             **_rss(done)}, cfg
+
+
+class _Spy:
+    """py-spy recording the service and its decoder workers (collapsed stacks, `--profile`)."""
+
+    def __init__(self, pid: int, out: Path) -> None:
+        spy = Path(sys.executable).parent / "py-spy"
+        self.t = Tracked([str(spy), "record", "--pid", str(pid), "--subprocesses", "--rate", "50",
+                          "--format", "raw", "--output", str(out)], stdout=out.with_suffix(".log"))
+
+    def interrupt(self) -> None:
+        os.kill(self.t.proc.pid, signal.SIGINT)       # py-spy writes its output on SIGINT
+        self.t.wait(60)
+
+
+def _py_spy(pid: int, out: Path) -> _Spy | None:
+    if not (Path(sys.executable).parent / "py-spy").exists():
+        log.warning("--profile: no py-spy beside %s", sys.executable)
+        return None
+    return _Spy(pid, out)
 
 
 def _rss(done: Finished) -> dict[str, Any]:
@@ -216,8 +244,11 @@ def run_size(spec: ScaleSpec, args: argparse.Namespace) -> dict[str, Any]:
                               "generate_s": meta["generate_s"]}
     work = Path(tempfile.mkdtemp(prefix=f"run-{spec.pi_rows:.0e}-", dir=args.out))
     try:
-        result["ingest"], cfg = _ingest(data, spec, work, args.concurrency)
+        profile = args.out / f"ingest-{spec.pi_rows:.0e}.collapsed".replace("+", "") if args.profile else None
+        result["ingest"], cfg = _ingest(data, spec, work, args.concurrency, profile)
         log.info("ingest: %s", result["ingest"])
+        if args.ingest_only:
+            return result
         es = enterprise_ids(spec)
         for engine in ("duckdb", "spark"):
             if engine == "spark" and not args.spark_available:
@@ -256,16 +287,19 @@ def _merge(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _table(results: dict[str, dict[str, Any]]) -> str:
+    """Wall time and peak RSS (process tree) per step and size; '-' where a step did not run."""
+    def cell(step: dict[str, Any] | None, key: str, width: int) -> str:
+        value = (step or {}).get(key, "-")
+        return f"{value:>{width},}" if isinstance(value, int) else f"{value:>{width}}"
+
     head = (f"{'pi_values':>11} {'ingest rows/s':>14} {'ingest GB':>9} {'check s':>8} {'check GB':>8} "
             f"{'selfcheck s':>11} {'selfchk GB':>10} {'spark s':>8} {'spark GB':>8}")
     lines = [head]
     for r in results.values():
-        sp = r.get("spark", {})
-        spark = (f"{sp['wall_s']:>8} {sp['tree_peak_rss_gb']:>8}" if "wall_s" in sp else f"{'-':>8} {'-':>8}")
-        lines.append(f"{r['pi_values_rows']:>11,} {r['ingest']['rows_per_s']:>14,} "
-                     f"{r['ingest']['tree_peak_rss_gb']:>9} {r['check']['wall_s']:>8} "
-                     f"{r['check']['tree_peak_rss_gb']:>8} {r['selfcheck']['wall_s']:>11} "
-                     f"{r['selfcheck']['tree_peak_rss_gb']:>10} {spark}")
+        steps = [(r.get("ingest"), "rows_per_s", 14), (r.get("ingest"), "tree_peak_rss_gb", 9)]
+        for name, width in (("check", 8), ("selfcheck", 11), ("spark", 8)):
+            steps += [(r.get(name), "wall_s", width), (r.get(name), "tree_peak_rss_gb", max(8, width - 1))]
+        lines.append(f"{r['pi_values_rows']:>11,} " + " ".join(cell(*x) for x in steps))
     return "\n".join(lines)
 
 
@@ -277,6 +311,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8, help="uploads in flight (2 per agent token)")
     parser.add_argument("--batch-rows", type=int, default=50_000, help="pi_values rows per upload batch")
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--profile", action="store_true",
+                        help="py-spy the service during ingest (collapsed stacks in --out)")
+    parser.add_argument("--ingest-only", action="store_true", help="stop after the ingest")
     parser.add_argument("--keep", action="store_true", help="keep each run's data_dir and logs")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
