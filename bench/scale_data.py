@@ -4,19 +4,19 @@ chunk as agent spool directories, `DIR/<enterprise>/<record_type>/<batch_id>.par
 batch. Deterministic for a seed: every value is a hash of (seed, enterprise, what, index), so any chunk can
 be generated on its own and memory stays one chunk (plus the person weights, 8 bytes per person).
 
-Distribution (per enterprise; N = its pi_values rows, R ≈ N / 3.2 records, P = persons ≈ N / 10):
-- Persons: P = R / 3.2 (~ N / 10). A record belongs to a person drawn by weight; weights are Pareto
-  (Lomax shape 1.3) capped at 300 expected records, so a person has from 0 to a few hundred records
-  (median 1-2, mean 3.2) spread over the whole year, several flows, days and agents.
+Distribution (per enterprise; N = its pi_values rows, R ≈ N / 2.6 records, P ≈ N / 10 persons):
+- Persons: P = R / 3.85. A record belongs to a person drawn by weight: Lomax(1.3) + 0.2 capped at 250, so
+  a person has from 0 to ~250 records (most 1-3) spread over the whole year, flows, days and agents.
 - Identifiers per person (field types with identifier=true in configs/field_types.yaml): mobile_cn 90 %,
   email 60 %, resident_id_cn 50 %, bank_card 25 %, device_id 20 %, passport_no 8 % (at least mobile_cn).
 - Records (one JSON object each, `record_key` = its index in the flow), by kind:
   72 % identified: each of the person's identifiers with probability 0.55 (at least one), person_name
       80 %, postal_address 30 %, date_of_birth 10 %, transaction_record 15 %, precise_location 5 %,
-      health_medical 3 %; 0.3 % of them also carry one shared hotline number (a key over
-      persons.max_records_per_key from 10^6 rows on); in chain blocks (3 % of blocks of 50 consecutive
-      persons) a record carries with probability 0.5 also the next person's mobile, so chains of ~50
-      persons (~150 records) link;
+      health_medical 3 %; 1 % of them also carry one shared hotline number (~2,800 records at 10^6 rows:
+      over persons.max_records_per_key); in chain blocks (3 % of blocks of 80 consecutive persons) a
+      record carries with probability 0.7 also the next person's mobile, so chains of up to 80 persons
+      (a few hundred records) link. Linking components (hotline aside): 1 record (~58 %), 2-4 (~30 %),
+      5-19 (~11 %), 20-99 (~1.5 %), 100-250 (~0.05 %) at 10^6 rows;
   13 % person_name + date_of_birth only, 8 % person_name + postal_address only (combination keys; names
       repeat across persons: P / 3 distinct names, 25,000 birthdays);
   7 % no person key: landline_cn, ip_address or vehicle_plate.
@@ -25,7 +25,7 @@ Distribution (per enterprise; N = its pi_values rows, R ≈ N / 3.2 records, P =
 - Sensitive PI: resident_id_cn, passport_no, bank_card, transaction_record, precise_location,
   health_medical (catalog flags); the rest non-sensitive. value_key: int64 hash of (enterprise, field
   type, person or value); one key_id per enterprise when the schema has the column.
-- Flows: 1-8 records per PI flow (mean 4.5, ~14 pi_values rows), plus one flow without PI per two PI
+- Flows: 1-8 records per PI flow (mean 4.5, ~12 pi_values rows), plus one flow without PI per two PI
   flows (encrypted, not inspected, no_secrets). ts_start uniform over the CST calendar year `year` in
   time order (365 days), 4 agents per enterprise taking turns per chunk.
 - 60 destinations: 48 under 12 declared recipients (4 each, SG US DE JP HK GB FR KR AU NL CA CH), one
@@ -33,9 +33,9 @@ Distribution (per enterprise; N = its pi_values rows, R ≈ N / 3.2 records, P =
   undeclared trackers (US/SG), 4 domestic (CN, cross_border false). Weights Zipf-like.
 - Detections: one per (flow, field type) with its occurrences; 0.2 % of PI flows also an important-data
   candidate (sub-category "17"). capture_stats: one row per agent-hour of each chunk's window.
-- Batches: a chunk is ~`batch_pi_rows` pi_values rows (default 50,000) with its flows (~5,000) and
-  detections (~18,000); one file per record type per chunk, batch id `<agent>-<type>-<chunk>`.
-scale_filing.py writes the matching filing (10 scenarios).
+- Batches: a chunk is ~`batch_pi_rows` pi_values rows (default 50,000) with its flows (~6,400) and
+  detections (~24,000); one file per record type per chunk, batch id `<agent>-<type>-<chunk>`.
+bench/scale_filing.py has the destinations and writes the matching filing (10 scenarios).
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from agent.records import RECORD_TYPES, SCHEMA_VERSION
+from bench.scale_filing import DESTINATIONS, SCENARIO_OF_RECIPIENT, catalog
 
 __all__ = ["DESTINATIONS", "ScaleSpec", "enterprise_ids", "generate", "key_id"]
 
@@ -78,44 +79,6 @@ EXTRA = {"person_name": 0.8, "postal_address": 0.3, "date_of_birth": 0.1, "trans
          "precise_location": 0.05, "health_medical": 0.03}
 SAMPLES = {"mobile_cn": "138****5678", "email": "a***@example.com", "resident_id_cn": "330***********123X",
            "bank_card": "622202******1234", "person_name": "张**", "passport_no": "E*******8"}
-COUNTRIES = ("SG", "US", "DE", "JP", "HK", "GB", "FR", "KR", "AU", "NL", "CA", "CH")
-
-
-@dataclass(frozen=True, slots=True)
-class Destination:
-    server_name: str | None
-    dst_ip: str
-    country: str
-    recipient: int | None         # index of the declared recipient covering it (scale_filing.py)
-
-
-def _destinations() -> tuple[Destination, ...]:
-    out = []
-    for r, country in enumerate(COUNTRIES):
-        seen = "BR" if r == 11 else country          # recipient 11's hosts are not where it says
-        for j in range(4):
-            name = f"api.rcp{r}.example" if j == 0 else f"edge{j}.rcp{r}.example"
-            out.append(Destination(name, f"198.51.{r}.{10 + j}", seen, r))
-    out += [Destination(None, f"203.0.113.{j + 1}", "JP", 0) for j in range(2)]
-    out += [Destination(f"collect.tracker{k}.example", f"192.0.2.{k + 1}", ("US", "SG")[k % 2], None)
-            for k in range(6)]
-    out += [Destination(f"api.domestic{k}.example.cn", f"10.200.0.{k + 1}", "CN", None) for k in range(4)]
-    return tuple(out)
-
-
-DESTINATIONS = _destinations()
-# Field types each destination's records may carry: its scenario's catalog (scale_filing.catalog).
-SCENARIO_OF_RECIPIENT = [r % 10 for r in range(12)]
-
-
-def catalog(scenario: int) -> tuple[str, ...]:
-    base = ["person_name", "mobile_cn", "email", "postal_address", "device_id", "ip_address", "landline_cn",
-            "date_of_birth", "vehicle_plate"]
-    if scenario in (0, 1, 2, 3, 4):      # payments and travel: sensitive identifiers declared
-        base += ["resident_id_cn", "bank_card", "passport_no", "transaction_record"]
-    if scenario in (5, 6):
-        base += ["precise_location", "health_medical"]
-    return tuple(base)
 
 
 def _allowed() -> np.ndarray:
@@ -320,14 +283,14 @@ def _flows(spec: ScaleSpec, e: int, c: int, agent: str, batch_id: str, fidx: np.
     ts = np.sort(((lo + unit(fidx, s("ts")) * length) * 1e6).astype(np.int64))
     dur = (unit(fidx, s("dur")) * 30e6).astype(np.int64) + 1000
     pi_flow = np.arange(n) < n_pi
-    d = [DESTINATIONS[i] for i in range(len(DESTINATIONS))]
+    d = DESTINATIONS
     names = pa.array([x.server_name for x in d], pa.string()).take(pa.array(dest))
     ips = pa.array([x.dst_ip for x in d], pa.string()).take(pa.array(dest))
     countries = pa.array([x.country for x in d], pa.string()).take(pa.array(dest))
     cross = np.array([x.country != "CN" for x in d])[dest]
     bytes_out = (unit(fidx, s("bo")) ** 3 * 2e6).astype(np.int64) + 200
     none = pa.nulls(n, pa.string())
-    cols = _envelope(n, spec_ent(spec, e), agent, batch_id) | {
+    cols = _envelope(n, enterprise_ids(spec)[e], agent, batch_id) | {
         "flow_id": flow_ids, "ts_start": pa.array(ts, pa.timestamp("us", tz="UTC")),
         "ts_end": pa.array(ts + dur, pa.timestamp("us", tz="UTC")),
         "src_ip": _strs(f"10.{e % 250}.{c % AGENTS}.", (fidx % U64(250)).astype(np.int64) + 1),
@@ -345,10 +308,6 @@ def _flows(spec: ScaleSpec, e: int, c: int, agent: str, batch_id: str, fidx: np.
         "uninspected_reason": pc.if_else(pa.array(pi_flow), none, pa.array(np.full(n, "no_secrets"))),
         "dst_ip_source": pa.array(np.full(n, "wire"))}
     return _table("flows", cols)
-
-
-def spec_ent(spec: ScaleSpec, e: int) -> str:
-    return enterprise_ids(spec)[e]
 
 
 def _detections(spec: ScaleSpec, e: int, enterprise: str, agent: str, batch_id: str, flow: np.ndarray,

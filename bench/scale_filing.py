@@ -1,4 +1,4 @@
-"""The filing of a bench enterprise (bench/scale_data.py): 12 recipients covering the generated
+"""The destinations of a bench enterprise (bench/scale_data.py) and its filing: 12 recipients covering the
 destinations, 10 scenarios whose data catalogs are what scale_data lets each destination carry, and
 declarations chosen so that some checks fire on any size:
 
@@ -13,15 +13,55 @@ declarations chosen so that some checks fire on any size:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from bench.scale_data import COUNTRIES, SCENARIO_OF_RECIPIENT, catalog
 from collector.models import Filing
 
-__all__ = ["filing_dict", "filing_id", "write_filing"]
+__all__ = ["DESTINATIONS", "catalog", "filing_dict", "filing_id", "write_filing"]
+
+COUNTRIES = ("SG", "US", "DE", "JP", "HK", "GB", "FR", "KR", "AU", "NL", "CA", "CH")
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    server_name: str | None
+    dst_ip: str
+    country: str
+    recipient: int | None         # index of the declared recipient covering it
+
+
+def _destinations() -> tuple[Destination, ...]:
+    out = []
+    for r, country in enumerate(COUNTRIES):
+        seen = "BR" if r == 11 else country          # recipient 11's hosts are not where it says
+        for j in range(4):
+            name = f"api.rcp{r}.example" if j == 0 else f"edge{j}.rcp{r}.example"
+            out.append(Destination(name, f"198.51.{r}.{10 + j}", seen, r))
+    out += [Destination(None, f"203.0.113.{j + 1}", "JP", 0) for j in range(2)]
+    out += [Destination(f"collect.tracker{k}.example", f"192.0.2.{k + 1}", ("US", "SG")[k % 2], None)
+            for k in range(6)]
+    out += [Destination(f"api.domestic{k}.example.cn", f"10.200.0.{k + 1}", "CN", None) for k in range(4)]
+    return tuple(out)
+
+
+DESTINATIONS = _destinations()
+# Recipient -> the scenario naming it; a scenario's catalog is what its destinations' records carry.
+SCENARIO_OF_RECIPIENT = [r % 10 for r in range(12)]
+
+
+def catalog(scenario: int) -> tuple[str, ...]:
+    base = ["person_name", "mobile_cn", "email", "postal_address", "device_id", "ip_address", "landline_cn",
+            "date_of_birth", "vehicle_plate"]
+    if scenario in (0, 1, 2, 3, 4):      # payments and travel: sensitive identifiers declared
+        base += ["resident_id_cn", "bank_card", "passport_no", "transaction_record"]
+    if scenario in (5, 6):
+        base += ["precise_location", "health_medical"]
+    return tuple(base)
+
 
 NAMES_CN = {"person_name": "姓名", "mobile_cn": "手机号", "email": "电子邮箱", "postal_address": "地址",
             "device_id": "设备标识", "ip_address": "IP地址", "landline_cn": "固定电话",

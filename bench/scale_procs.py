@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +63,11 @@ class Tracked:
 
     def __init__(self, argv: Sequence[str], *, env: dict[str, str] | None = None, stdout: Path | None = None,
                  interval_s: float = 0.2) -> None:
-        self._out = open(stdout, "wb") if stdout else subprocess.DEVNULL     # noqa: SIM115 - closed in _reap
+        self._out: BinaryIO | None = open(stdout, "wb") if stdout else None     # noqa: SIM115 - closed in _reap
+        self.argv = list(argv)
         self.started = time.perf_counter()
-        self.proc = subprocess.Popen(list(argv), env=env, stdout=self._out, stderr=subprocess.STDOUT,
+        self.proc = subprocess.Popen(self.argv, env=env, stdout=self._out or subprocess.DEVNULL,
+                                     stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, start_new_session=True)
         self.peak = 0
         self._done = threading.Event()
@@ -83,7 +86,7 @@ class Tracked:
             if pid:
                 return self._reap(status, usage.ru_maxrss * 1024)
             if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"{self.proc.args[:3]} still running after {timeout} s")
+                raise TimeoutError(f"{self.argv[:3]} still running after {timeout} s")
             time.sleep(0.05)
 
     def _reap(self, status: int, maxrss: int) -> Finished:
@@ -92,7 +95,7 @@ class Tracked:
         self._sampler.join()
         self.proc.returncode = os.waitstatus_to_exitcode(status)
         self._end_group()
-        if self._out is not subprocess.DEVNULL:
+        if self._out is not None:
             self._out.close()
         return Finished(self.proc.returncode, wall, maxrss, max(self.peak, maxrss))
 
