@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test mutate bench-throughput bench-decrypt bench-icap bench-accuracy clean
+.PHONY: install demo test mutate bench-throughput bench-decrypt bench-icap bench-accuracy bench-collector clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PY) -m venv $(VENV)
@@ -53,6 +53,13 @@ bench-icap: $(STAMP)
 
 bench-accuracy: $(STAMP)
 	$(BIN)/python bench/accuracy.py
+
+# The collector at zone scale (issue 13): ingest through the service, spot check, selfcheck (and Spark when
+# `check --engine` exists) at 10^6 and 10^7 pi_values rows; SIZES="1e6 1e7 1e8" for more. Results in
+# bench/out/collector_scale/results.json; generated data is kept in bench/out/collector_scale/data/.
+SIZES ?= 1e6 1e7
+bench-collector: $(STAMP)
+	$(BIN)/python bench/collector_scale.py --sizes $(SIZES)
 
 clean:
 	rm -rf $(VENV) demo-report .pytest_cache mutants
