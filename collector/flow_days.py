@@ -5,7 +5,7 @@ are counted per calendar year (CST), and the Parquet dataset is partitioned by f
 `pi_values`, `detections` and `anomalies` carry a flow id but no time, so they learn their day here, from
 the flows batch that stored the flow (same enterprise and agent: flow ids are derived from the agent id).
 
-`flow_days(enterprise_id, agent_id, flow_id, flow_day, batch_id)` is written in the transaction that
+`flow_days(enterprise_id, agent_id, flow_hash, flow_day, batch_id)` is written in the transaction that
 records the flows batch, so a flow the index knows is a stored flow; a flow whose batch has not arrived
 yet has no day (its rows wait, under their arrival day, until compaction or the person index looks
 again). Removing the batch removes its flows' days with it.
@@ -23,10 +23,13 @@ log = logging.getLogger(__name__)
 
 __all__ = ["FLOW_DAYS_SCHEMA", "cst_days", "lookup_flow_days", "record_flow_days"]
 
+# Flows are found by a 128-bit hash of their id, without an index: a lookup is one hash join whose scan
+# reads one fixed-width column, and an insert appends. A DuckDB primary key (an ART index over strings)
+# made both ~10x slower at 10^7 flows (a join scans the strings; every insert probes the tree). The store
+# inserts only flows no earlier batch stored (row_keys), so no constraint is needed for uniqueness.
 FLOW_DAYS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS flow_days (
-    enterprise_id VARCHAR, agent_id VARCHAR, flow_id VARCHAR, flow_day DATE, batch_id VARCHAR,
-    PRIMARY KEY (enterprise_id, agent_id, flow_id));
+    enterprise_id VARCHAR, agent_id VARCHAR, flow_hash UHUGEINT, flow_day DATE, batch_id VARCHAR);
 """
 
 # China Standard Time is UTC+8 all year (no daylight saving since 1991): a day boundary is plain
@@ -54,8 +57,8 @@ def record_flow_days(cur: duckdb.DuckDBPyConnection, enterprise_id: str, agent_i
     cur.register("_flow_days", days)
     try:
         # A flow id appears once per agent; a batch repeating one (it should not) keeps its first day.
-        cur.execute("INSERT OR IGNORE INTO flow_days SELECT ?, ?, flow_id, min(flow_day), ? FROM _flow_days "
-                    "GROUP BY flow_id", [enterprise_id, agent_id, batch_id])
+        cur.execute("INSERT INTO flow_days SELECT ?, ?, md5_number(flow_id), min(flow_day), ? "
+                    "FROM _flow_days GROUP BY flow_id", [enterprise_id, agent_id, batch_id])
     finally:
         cur.unregister("_flow_days")
     return flows.num_rows
@@ -69,7 +72,8 @@ def lookup_flow_days(cur: duckdb.DuckDBPyConnection, enterprise_id: str, agent_i
     cur.register("_wanted", pa.table({"flow_id": distinct}))
     try:
         return cur.sql(
-            "SELECT d.flow_id, d.flow_day FROM _wanted w JOIN flow_days d ON d.flow_id = w.flow_id "
-            "AND d.enterprise_id = ? AND d.agent_id = ?", params=[enterprise_id, agent_id]).to_arrow_table()
+            "SELECT w.flow_id, d.flow_day FROM (SELECT flow_id, md5_number(flow_id) AS h FROM _wanted) w "
+            "JOIN flow_days d ON d.flow_hash = w.h AND d.enterprise_id = ? AND d.agent_id = ?",
+            params=[enterprise_id, agent_id]).to_arrow_table()
     finally:
         cur.unregister("_wanted")

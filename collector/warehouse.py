@@ -43,6 +43,7 @@ from collector.dataset_store import DatasetStore, StorageError
 from collector.errors import RequestProblem
 from collector.flow_days import lookup_flow_days, record_flow_days
 from collector.ingest import Batch
+from collector.migrations import ROW_KEY_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +57,6 @@ class BatchConflict(RequestProblem):
         super().__init__(409, "header X-Batch-Id", message)
 
 
-# What one stored row identity costs in collector.duckdb (scope columns, primary-key index) besides twice
-# its key's own bytes (the row and the index), charged against an enterprise's quota beside its Parquet
-# bytes: an outside review measured ≈ 210 bytes on disk per 35-byte key.
-ROW_KEY_BYTES = 140
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,10 +105,13 @@ class Warehouse(DatasetStore):
             distinct = pc.unique(batch.keys)
             cur.register("_keys", pa.table({"row_key": distinct}))
             try:
-                seen = pa.array([r[0] for r in cur.execute(
-                    "SELECT k.row_key FROM _keys k JOIN row_keys r ON r.row_key = k.row_key "
+                # By hash (migrations.py, version 5): the scan reads one fixed-width column.
+                seen = cur.sql(
+                    "SELECT k.row_key FROM (SELECT row_key, md5_number(row_key) AS h FROM _keys) k "
+                    "JOIN row_keys r ON r.key_hash = k.h "
                     "AND r.enterprise_id = ? AND r.record_type = ? AND r.agent_id = ?",
-                    [batch.enterprise_id, batch.record_type, batch.agent_id]).fetchall()], pa.string())
+                    params=[batch.enterprise_id, batch.record_type, batch.agent_id]
+                ).to_arrow_table().column("row_key").combine_chunks().cast(pa.string())
             finally:
                 cur.unregister("_keys")
             table, fresh = batch.table, distinct
@@ -121,24 +121,25 @@ class Warehouse(DatasetStore):
             written = self._write_parts(cur, batch, table) if table.num_rows else []
             rels = [f.path for f in written]
             size = sum(f.bytes for f in written)
+            key_bytes = ROW_KEY_BYTES * len(fresh) + 2 * int(pc.sum(pc.binary_length(fresh)).as_py() or 0)
             if quota is not None:
-                keys = int(pc.sum(pc.binary_length(fresh)).as_py() or 0)
                 try:
-                    self._check_quota(cur, batch, size + ROW_KEY_BYTES * len(fresh) + 2 * keys, quota)
+                    self._check_quota(cur, batch, size + key_bytes, quota)
                 except StorageError:
                     self._unlink(rels)
                     raise
             now = datetime.now(UTC)
             with self._transaction(cur, f"batch {batch.batch_id}: not stored, the commit failed", rels):
                 # `path`: the batch's first file as written (compaction may move its rows; `files` knows).
-                cur.execute("INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                cur.execute("INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                             [batch.batch_id, batch.record_type, batch.agent_id, batch.enterprise_id,
                              batch.table.num_rows, table.num_rows, batch.sha256, rels[0] if rels else "", now,
-                             token_name, size])
+                             token_name, size, key_bytes])
                 insert_files(cur, written, now)
                 if len(fresh):
                     cur.register("_fresh", pa.table({"row_key": fresh}))
-                    cur.execute("INSERT INTO row_keys SELECT ?, ?, ?, row_key, ? FROM _fresh",
+                    cur.execute("INSERT INTO row_keys SELECT ?, ?, ?, row_key, ?, md5_number(row_key) "
+                                "FROM _fresh",
                                 [batch.enterprise_id, batch.record_type, batch.agent_id, batch.batch_id])
                     cur.unregister("_fresh")
                 if batch.record_type == "flows":
@@ -305,8 +306,8 @@ class Warehouse(DatasetStore):
 
 def _used(cur: duckdb.DuckDBPyConnection, enterprise_id: str) -> int:
     """What one enterprise keeps, as its quota counts it: Parquet bytes plus its row identities."""
-    row = cur.execute("SELECT coalesce(sum(? + 2 * length(row_key)), 0) FROM row_keys "
-                      "WHERE enterprise_id = ?", [ROW_KEY_BYTES, enterprise_id]).fetchone()
+    row = cur.execute("SELECT coalesce(sum(key_bytes), 0) FROM batches WHERE enterprise_id = ?",
+                      [enterprise_id]).fetchone()
     return stored_bytes(cur, enterprise_id) + (int(row[0]) if row else 0)
 
 

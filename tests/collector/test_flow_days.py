@@ -18,7 +18,7 @@ from agent.records import Envelope, to_table
 from collector.audit import AuditEntry
 from collector.flow_days import cst_days
 from collector.ingest import parse_batch
-from collector.migrations import SCHEMA_VERSION
+from collector.migrations import _BATCHES, _ROW_KEYS, SCHEMA_VERSION
 from collector.persons import CST
 from collector.warehouse import Warehouse
 
@@ -71,18 +71,25 @@ def test_a_stored_flows_batch_indexes_its_days_and_a_removed_one_takes_them_away
 
 
 def test_a_schema_2_warehouse_gets_the_days_of_its_stored_flows(tmp_path: Path) -> None:
-    wh = Warehouse(tmp_path)
-    wh.store_batch(parse_batch(_flows([("f1", datetime(2026, 6, 30, 16, tzinfo=UTC))]), "b1", "flows",
-                               "hz-demo", "gw-1"), "t")
-    wh.close()
+    rel = "records/flows/enterprise_id=hz-demo/date=2026-07-02/b1.parquet"
+    (tmp_path / rel).parent.mkdir(parents=True)
+    (tmp_path / rel).write_bytes(_flows([("f1", datetime(2026, 6, 30, 16, tzinfo=UTC))]))
     con = duckdb.connect(str(tmp_path / "collector.duckdb"))     # as a 0.5.0 collector left it
-    con.execute("DROP TABLE flow_days")
-    con.execute("UPDATE meta SET value = '2' WHERE key = 'schema'")
+    con.execute(_BATCHES.format(name="batches") + _ROW_KEYS.format(name="row_keys"))
+    con.execute("CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
+    con.execute("INSERT INTO meta VALUES ('schema', '2')")
+    con.execute("INSERT INTO batches VALUES ('b1', 'flows', 'gw-1', 'hz-demo', 1, 1, 'x', ?, ?, 't', 100)",
+                [rel, datetime(2026, 7, 2, tzinfo=UTC)])
+    con.execute("INSERT INTO row_keys VALUES ('hz-demo', 'flows', 'gw-1', 'flow:f1', 'b1')")
     con.close()
     wh = Warehouse(tmp_path)
     try:
         schema = wh.con.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
         assert schema == (str(SCHEMA_VERSION),)
         assert _days(wh, ["f1"]) == {"f1": date(2026, 7, 1)}
+        # The row identity survived as a hash: a replay of f1 stores nothing.
+        replay = wh.store_batch(parse_batch(_flows([("f1", datetime(2026, 6, 30, 16, tzinfo=UTC))]), "b2",
+                                            "flows", "hz-demo", "gw-1"), "t")
+        assert replay.stored_rows == 0
     finally:
         wh.close()

@@ -90,9 +90,11 @@ def test_a_schema_1_warehouse_is_rescoped_by_enterprise_and_keeps_everything(tmp
 def test_a_new_warehouse_starts_at_the_current_schema(tmp_path: Path) -> None:
     wh = Warehouse(tmp_path)
     try:
-        pk = wh.con.execute("SELECT constraint_text FROM duckdb_constraints() WHERE table_name = 'row_keys' "
-                            "AND constraint_type = 'PRIMARY KEY'").fetchone()
-        assert pk is not None and "enterprise_id" in pk[0]
+        # Row identities are scoped by enterprise and found by hash, without an index (schema 5).
+        columns = [r[0] for r in wh.con.execute("DESCRIBE row_keys").fetchall()]
+        assert columns[:2] == ["enterprise_id", "record_type"] and "key_hash" in columns
+        indexes = wh.con.execute("SELECT count(*) FROM duckdb_indexes() WHERE table_name = 'row_keys'")
+        assert indexes.fetchone() == (0,)
         assert wh.con.execute("SELECT value FROM meta").fetchone() == (str(SCHEMA_VERSION),)
     finally:
         wh.close()
