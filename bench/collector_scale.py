@@ -215,9 +215,10 @@ def _timed(argv: list[str], log_path: Path) -> dict[str, Any]:
     return out
 
 
-def _has_spark_engine() -> bool:
-    done = run_measured([str(BIN), "check", "--help"], stdout=OUT / "check-help.txt")
-    return done.returncode == 0 and "--engine" in (OUT / "check-help.txt").read_text(errors="replace")
+def _has_spark_engine(out: Path) -> bool:
+    out.mkdir(parents=True, exist_ok=True)
+    done = run_measured([str(BIN), "check", "--help"], stdout=out / "check-help.txt")
+    return done.returncode == 0 and "--engine" in (out / "check-help.txt").read_text(errors="replace")
 
 
 def _latest_reports(cfg: Path, n: int) -> list[dict[str, Any]]:
@@ -320,7 +321,7 @@ def main() -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)     # one line per upload otherwise
     args.out.mkdir(parents=True, exist_ok=True)
     args.data_root = args.out / "data"
-    args.spark_available = _has_spark_engine()
+    args.spark_available = _has_spark_engine(args.out)
     if not args.spark_available:
         log.info("spark: skipped (`egress-collector check` has no --engine option yet)")
     results = {}
