@@ -21,7 +21,7 @@ from pydantic import Field, field_validator, model_validator
 from collector.models import FtzArea
 from detectors.inputs import InputError, PathIssue, Strict, read_yaml, validate
 
-__all__ = ["CollectorConfig", "CollectorConfigError", "EnterpriseEntry", "Limits", "Listen", "Schedule",
+__all__ = ["CollectorConfig", "CollectorConfigError", "EnterpriseEntry", "Limits", "Listen", "Persons", "Schedule",
            "TokenEntry", "cron_trigger", "load_collector_config"]
 
 SHANGHAI = "Asia/Shanghai"
@@ -131,6 +131,12 @@ class Limits(Strict):
     max_enterprise_bytes: int = Field(64 * 1024 * MIB, ge=MIB)  # stored records of one enterprise (507)
 
 
+class Persons(Strict):
+    """Person linking (DESIGN §5): a key value carried by more records than this (a hotline number, a
+    placeholder ID) is not a person and links nobody; the report lists such keys."""
+    max_records_per_key: int = Field(1000, ge=2)
+
+
 class CollectorConfig(Strict):
     data_dir: str = "./collector-data"
     listen: Listen = Listen()
@@ -139,6 +145,7 @@ class CollectorConfig(Strict):
     schedule: Schedule = Schedule()
     max_upload_bytes: int = Field(64 * MIB, ge=1)
     limits: Limits = Limits()
+    persons: Persons = Persons()
 
     @model_validator(mode="after")
     def _unique(self) -> CollectorConfig:

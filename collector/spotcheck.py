@@ -98,7 +98,7 @@ def run_spot_check(warehouse: Warehouse, filing_id: str, *, start: date | None =
     lists, refs = _negative_lists(warehouse, version.ftz_area)
     done = run_inspection(warehouse.record_files(filing.processor.id), filing, negative_lists=lists,
                           period=period, now=now, report_id=uuid.uuid4().hex, filing_version=version.version,
-                          list_refs=refs)
+                          list_refs=refs, max_records_per_key=warehouse.max_records_per_key)
     report, persons = done.report, done.persons
     assert report is not None
     report_id = warehouse.store_report(report, render_json(report), str(filing.ftz_area), trigger)

@@ -46,6 +46,7 @@ from collector.errors import RequestProblem
 from collector.flow_days import lookup_flow_days, record_flow_days
 from collector.ingest import Batch
 from collector.migrations import migrate
+from collector.persons import DEFAULT_MAX_RECORDS_PER_KEY
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +96,9 @@ class Version:
 
 
 class Warehouse:
-    def __init__(self, data_dir: Path | str) -> None:
+    def __init__(self, data_dir: Path | str, *, max_records_per_key: int = DEFAULT_MAX_RECORDS_PER_KEY) -> None:
         self.data_dir = Path(data_dir)
+        self.max_records_per_key = max_records_per_key   # config persons: what spot checks and the index use
         self.records_dir = self.data_dir / "records"
         self.records_dir.mkdir(parents=True, exist_ok=True)
         self.con = self._connect()
