@@ -21,8 +21,8 @@ from pydantic import Field, field_validator, model_validator
 from collector.models import FtzArea
 from detectors.inputs import InputError, PathIssue, Strict, read_yaml, validate
 
-__all__ = ["CollectorConfig", "CollectorConfigError", "EnterpriseEntry", "Limits", "Listen", "Persons", "Schedule",
-           "TokenEntry", "cron_trigger", "load_collector_config"]
+__all__ = ["CollectorConfig", "CollectorConfigError", "EnterpriseEntry", "Limits", "Listen", "Persons",
+           "Schedule", "TokenEntry", "cron_trigger", "load_collector_config"]
 
 SHANGHAI = "Asia/Shanghai"
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")

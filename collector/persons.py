@@ -46,8 +46,8 @@ from collector.persons_sql import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CST", "DEFAULT_MAX_RECORDS_PER_KEY", "Linking", "PersonCounts", "SharedKey", "build_record_persons",
-           "calendar_year", "count_persons", "link_records", "reference_linking"]
+__all__ = ["CST", "DEFAULT_MAX_RECORDS_PER_KEY", "Linking", "PersonCounts", "SharedKey",
+           "build_record_persons", "calendar_year", "count_persons", "link_records", "reference_linking"]
 
 CST = ZoneInfo("Asia/Shanghai")
 DEFAULT_MAX_RECORDS_PER_KEY = 1000   # persons.max_records_per_key (DESIGN §5)
@@ -125,12 +125,12 @@ def reference_linking(
         keys[rid] = k - over_combos.keys()
     uf = _UnionFind()
     record_root_key: dict[RecordId, Key] = {}
-    for rid, ks in keys.items():
-        if not ks:
+    for rid, record_keys in keys.items():
+        if not record_keys:
             continue  # e.g. a name alone: not enough to tell people apart
-        first, *rest = sorted(ks)
-        for k in rest:
-            uf.union(first, k)
+        first, *rest = sorted(record_keys)
+        for other in rest:
+            uf.union(first, other)
         record_root_key[rid] = first
     roots = sorted({uf.find(k) for k in record_root_key.values()})
     number = {r: i for i, r in enumerate(roots)}

@@ -14,7 +14,7 @@ as numbers: a numeric sort, where casting 10^7 value keys to text took a third o
 
 from __future__ import annotations
 
-__all__ = ["COMBINATIONS", "changed_sql", "key_sql", "result_sql", "round_sql", "shared_sql", "TEMP_TABLES"]
+__all__ = ["COMBINATIONS", "TEMP_TABLES", "changed_sql", "key_sql", "result_sql", "round_sql", "shared_sql"]
 
 # (first, second) field types of the keys that stand for a person when a record holds no identifier.
 COMBINATIONS: tuple[tuple[str, str], ...] = (
@@ -46,7 +46,8 @@ def key_sql(key_id: bool, period: bool) -> list[str]:
     return [
         # One row per record with its flags; rid numbers records for the joins below.
         "CREATE OR REPLACE TEMP TABLE _pl_records AS "
-        "SELECT row_number() OVER (ORDER BY key_id, flow_id, record_key) AS rid, key_id, flow_id, record_key, "
+        "SELECT row_number() OVER (ORDER BY key_id, flow_id, record_key) AS rid, key_id, flow_id, "
+        "record_key, "
         "max(CASE WHEN sensitive THEN 1 ELSE 0 END) = 1 AS sensitive, "
         "max(CASE WHEN sensitive THEN 0 ELSE 1 END) = 1 AS nonsensitive "
         f"FROM ({pi}) v GROUP BY key_id, flow_id, record_key",
@@ -70,7 +71,8 @@ def key_sql(key_id: bool, period: bool) -> list[str]:
         "CREATE OR REPLACE TEMP TABLE _pl_keys AS "
         "SELECT rid, key_id, 'id' AS kind, field_type AS t1, '' AS t2, value_key AS v1, "
         "CAST(0 AS BIGINT) AS v2 FROM _pl_ids WHERE n <= $max_records "
-        "UNION ALL SELECT rid, key_id, 'combo' AS kind, t1, t2, v1, v2 FROM _pl_combos WHERE n <= $max_records",
+        "UNION ALL SELECT rid, key_id, 'combo' AS kind, t1, t2, v1, v2 FROM _pl_combos "
+        "WHERE n <= $max_records",
         "CREATE OR REPLACE TEMP TABLE _pl_types AS "
         "SELECT key_id, kind, t1, t2, dense_rank() OVER (ORDER BY key_id, kind, t1, t2) AS ti "
         "FROM (SELECT DISTINCT key_id, kind, t1, t2 FROM _pl_keys) d",
@@ -93,7 +95,8 @@ WITH rec AS (
 ), near AS (
     SELECT e.kid, min(r.label) AS label FROM _pl_edges e JOIN rec r ON r.rid = e.rid GROUP BY e.kid
 ), hook AS (
-    SELECT l.label AS kid, min(n.label) AS label FROM _pl_label l JOIN near n ON n.kid = l.kid GROUP BY l.label
+    SELECT l.label AS kid, min(n.label) AS label FROM _pl_label l JOIN near n ON n.kid = l.kid
+    GROUP BY l.label
 ), hooked AS (
     SELECT n.kid, least(n.label, coalesce(h.label, n.label)) AS label
     FROM near n LEFT JOIN hook h ON h.kid = n.kid

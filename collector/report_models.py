@@ -21,9 +21,26 @@ from pydantic import (
     model_validator,
 )
 
-__all__ = ["CheckStatus", "Coverage", "Destination", "Estimate", "FieldTypeCount", "Finding", "JsonValue",
-           "NegativeListRef", "Observed", "OmitsUnsampled", "Period", "PersonsPoint", "ReasonBytes", "Report",
-           "SharedPersonKey", "Severity", "Uninspected", "UninspectedDestination"]
+__all__ = [
+    "CheckStatus",
+    "Coverage",
+    "Destination",
+    "Estimate",
+    "FieldTypeCount",
+    "Finding",
+    "JsonValue",
+    "NegativeListRef",
+    "Observed",
+    "OmitsUnsampled",
+    "Period",
+    "PersonsPoint",
+    "ReasonBytes",
+    "Report",
+    "Severity",
+    "SharedPersonKey",
+    "Uninspected",
+    "UninspectedDestination",
+]
 
 
 class NegativeListRef(BaseModel):
@@ -90,7 +107,7 @@ def _sampling_only(name: str) -> bool:
     return name.endswith("_estimate") or name == "sampling_rate_min"
 
 
-# Anomalies of person linking (DESIGN §5), absent from the JSON of a run without any (reports keep their shape).
+# Anomalies of person linking (DESIGN §5): absent from the JSON of a run without any (goldens keep shape).
 _OMITTED_WHEN_EMPTY = frozenset({"shared_person_keys", "key_ids"})
 
 

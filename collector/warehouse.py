@@ -96,7 +96,8 @@ class Version:
 
 
 class Warehouse:
-    def __init__(self, data_dir: Path | str, *, max_records_per_key: int = DEFAULT_MAX_RECORDS_PER_KEY) -> None:
+    def __init__(self, data_dir: Path | str, *,
+                 max_records_per_key: int = DEFAULT_MAX_RECORDS_PER_KEY) -> None:
         self.data_dir = Path(data_dir)
         self.max_records_per_key = max_records_per_key   # config persons: what spot checks and the index use
         self.records_dir = self.data_dir / "records"

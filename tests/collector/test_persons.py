@@ -246,14 +246,16 @@ def test_the_rules_hold_in_duckdb_over_the_store(tmp_path: Path) -> None:
         # Mobile 2 in three records of the year: it links nobody, f1 and f3 are left without a person key.
         assert build_record_persons(store.con, calendar_year(2026), max_records_per_key=2) == Linking(
             2, 2, ("",), (SharedKey("identifier", MOBILE, 3),))
-        assert store.con.execute("SELECT flow_id FROM record_persons ORDER BY 1").fetchall() == [("f0",), ("f2",)]
+        linked = store.con.execute("SELECT flow_id FROM record_persons ORDER BY 1").fetchall()
+    assert linked == [("f0",), ("f2",)]
 
 
 def test_the_linking_sql_is_in_the_subset_spark_runs() -> None:
     from collector.persons_sql import changed_sql, key_sql, result_sql, round_sql, shared_sql
 
     from .test_checks_sql import unfaithful
-    statements = [*key_sql(True, True), *key_sql(False, False), round_sql, changed_sql, result_sql, shared_sql]
+    statements = [*key_sql(True, True), *key_sql(False, False), round_sql, changed_sql, result_sql,
+                  shared_sql]
     for sql in statements:
         assert ";" not in sql.strip().rstrip(";"), "one statement per call"
         assert unfaithful(sql) == []

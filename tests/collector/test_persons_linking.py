@@ -119,7 +119,8 @@ def test_a_long_chain_is_one_person(order: list[int], by_combinations: bool) -> 
     for i in range(len(order) - 1):
         if by_combinations:   # names n_i and n_i+1 with one date of birth: combos (n_i, d) and (n_i+1, d)
             rows += [(f"f{i}", 1, NAME, order[i], False, False, k),
-                     (f"f{i}", 1, NAME, order[i + 1], False, False, k), (f"f{i}", 1, DOB, 7, False, i == 0, k)]
+                     (f"f{i}", 1, NAME, order[i + 1], False, False, k),
+                     (f"f{i}", 1, DOB, 7, False, i == 0, k)]
         else:
             rows += [(f"f{i}", 1, "mobile_cn", order[i], True, False, k),
                      (f"f{i}", 1, "mobile_cn", order[i + 1], True, i % 3 == 0, k)]
@@ -139,7 +140,8 @@ def test_a_giant_component_beside_small_ones(pairs: list[tuple[int, int]], max_r
                        ("hub", 2, "mobile_cn", 1, True, False, k), ("hub", 2, "mobile_cn", 2, True, False, k)]
     for i, (hub, own) in enumerate(pairs):
         if i % 5 == 4:   # every fifth record stays apart: its own keys only
-            rows += [(f"r{i}", i, "email", own, True, False, k), (f"r{i}", i, "passport_no", own, True, True, k)]
+            rows += [(f"r{i}", i, "email", own, True, False, k),
+                     (f"r{i}", i, "passport_no", own, True, True, k)]
         else:
             rows += [(f"r{i}", i, "mobile_cn", hub, True, False, k),
                      (f"r{i}", i, "resident_id_cn", own, True, True, k)]
