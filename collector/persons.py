@@ -36,6 +36,7 @@ import duckdb
 from collector.checks.views import use_period
 from collector.persons_sql import (
     COMBINATIONS,
+    INTERMEDIATE_TABLES,
     TEMP_TABLES,
     changed_sql,
     key_sql,
@@ -210,6 +211,13 @@ def build_record_persons(
     try:
         for sql in key_sql("key_id" in names, period is not None):
             con.execute(sql, _used(sql, params))
+        key_ids = tuple(r[0] for r in con.execute(
+            "SELECT DISTINCT key_id FROM _pl_records ORDER BY key_id").fetchall())
+        shared = tuple(sorted((SharedKey(kind, f"{t1}+{t2}" if t2 else t1, int(n)) for kind, t1, t2, n
+                               in con.execute(shared_sql, {"max_records": max_records_per_key}).fetchall()),
+                              key=_shared_order))
+        for table in INTERMEDIATE_TABLES:   # only edges, labels and records are needed from here on
+            con.execute(f"DROP TABLE IF EXISTS {table}")
         while True:
             rounds += 1
             con.execute(round_sql)
@@ -221,11 +229,6 @@ def build_record_persons(
         con.execute(result_sql)
         linked, persons = con.execute(
             "SELECT count(*), count(DISTINCT person_id) FROM record_persons").fetchone() or (0, 0)
-        key_ids = tuple(r[0] for r in con.execute(
-            "SELECT DISTINCT key_id FROM _pl_records ORDER BY key_id").fetchall())
-        shared = tuple(sorted((SharedKey(kind, f"{t1}+{t2}" if t2 else t1, int(n)) for kind, t1, t2, n
-                               in con.execute(shared_sql, {"max_records": max_records_per_key}).fetchall()),
-                              key=_shared_order))
     finally:
         for table in TEMP_TABLES:
             con.execute(f"DROP TABLE IF EXISTS {table}")

@@ -14,7 +14,8 @@ as numbers: a numeric sort, where casting 10^7 value keys to text took a third o
 
 from __future__ import annotations
 
-__all__ = ["COMBINATIONS", "TEMP_TABLES", "changed_sql", "key_sql", "result_sql", "round_sql", "shared_sql"]
+__all__ = ["COMBINATIONS", "INTERMEDIATE_TABLES", "TEMP_TABLES", "changed_sql", "key_sql", "result_sql",
+           "round_sql", "shared_sql"]
 
 # (first, second) field types of the keys that stand for a person when a record holds no identifier.
 COMBINATIONS: tuple[tuple[str, str], ...] = (
@@ -23,6 +24,7 @@ COMBINATIONS: tuple[tuple[str, str], ...] = (
 )
 COMBINATION_TYPES = tuple(sorted({t for pair in COMBINATIONS for t in pair}))
 
+INTERMEDIATE_TABLES = ("_pl_values", "_pl_ids", "_pl_idrec", "_pl_combos", "_pl_keys", "_pl_types")
 TEMP_TABLES = ("_pl_records", "_pl_values", "_pl_ids", "_pl_idrec", "_pl_combos", "_pl_keys", "_pl_types",
                "_pl_edges", "_pl_label", "_pl_next")
 
