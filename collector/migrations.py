@@ -6,7 +6,8 @@ another's flow ids. Version 2 scopes both by enterprise: batches by (enterprise_
 identities by (enterprise_id, record_type, agent_id, row_key), and adds the audit log. A version-1
 warehouse is rewritten in one transaction: every batch keeps its enterprise, every row key takes the
 enterprise of the batch that stored it. Version 3 adds the flow-day index (collector/flow_days.py), filled
-from the stored flows files when an older warehouse is opened.
+from the stored flows files when an older warehouse is opened. Version 4 adds the person index
+(collector/person_index.py), built from the stored flows and pi_values files when first opened.
 """
 
 from __future__ import annotations
@@ -20,12 +21,13 @@ import pyarrow.parquet as pq
 
 from collector.audit import AUDIT_SCHEMA
 from collector.flow_days import FLOW_DAYS_SCHEMA, record_flow_days
+from collector.person_index import PERSON_INDEX_SCHEMA
 
 log = logging.getLogger(__name__)
 
 __all__ = ["SCHEMA_VERSION", "migrate"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _BATCHES = """
 CREATE TABLE {name} (
@@ -86,6 +88,7 @@ def migrate(con: duckdb.DuckDBPyConnection, root: Path) -> int:
         con.execute(FLOW_DAYS_SCHEMA)
         if found in (1, 2):
             _flow_days(con, root)
+        con.execute(PERSON_INDEX_SCHEMA)   # filled by person_index.ensure_person_index when opened
         con.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", [str(SCHEMA_VERSION)])
         con.execute("COMMIT")
     except Exception:

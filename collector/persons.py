@@ -48,7 +48,8 @@ from collector.persons_sql import (
 log = logging.getLogger(__name__)
 
 __all__ = ["CST", "DEFAULT_MAX_RECORDS_PER_KEY", "Linking", "PersonCounts", "SharedKey",
-           "build_record_persons", "calendar_year", "count_persons", "link_records", "reference_linking"]
+           "build_record_persons", "calendar_year", "count_persons", "label_components", "link_records",
+           "reference_linking"]
 
 CST = ZoneInfo("Asia/Shanghai")
 DEFAULT_MAX_RECORDS_PER_KEY = 1000   # persons.max_records_per_key (DESIGN §5)
@@ -218,14 +219,7 @@ def build_record_persons(
                               key=_shared_order))
         for table in INTERMEDIATE_TABLES:   # only edges, labels and records are needed from here on
             con.execute(f"DROP TABLE IF EXISTS {table}")
-        while True:
-            rounds += 1
-            con.execute(round_sql)
-            changed = con.execute(changed_sql).fetchone()
-            con.execute("DROP TABLE _pl_label")
-            con.execute("ALTER TABLE _pl_next RENAME TO _pl_label")
-            if not changed or changed[0] == 0:
-                break
+        rounds = label_components(con)
         con.execute(result_sql)
         linked, persons = con.execute(
             "SELECT count(*), count(DISTINCT person_id) FROM record_persons").fetchone() or (0, 0)
@@ -235,6 +229,20 @@ def build_record_persons(
     log.info("%d records with person keys, %d distinct persons (%d linking rounds, %d over-shared keys)",
              linked, persons, rounds, len(shared))
     return Linking(int(persons), int(linked), key_ids, shared)
+
+
+def label_components(con: duckdb.DuckDBPyConnection) -> int:
+    """Label every key of `_pl_edges(rid, kid)` with the smallest key of its component: `_pl_label(kid,
+    label)` starts as kid = label and ends as stars. Returns the number of rounds."""
+    rounds = 0
+    while True:
+        rounds += 1
+        con.execute(round_sql)
+        changed = con.execute(changed_sql).fetchone()
+        con.execute("DROP TABLE _pl_label")
+        con.execute("ALTER TABLE _pl_next RENAME TO _pl_label")
+        if not changed or changed[0] == 0:
+            return rounds
 
 
 def _used(sql: str, params: dict[str, Any]) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from collector.errors import RequestProblem
 from collector.inspection import run_inspection
 from collector.models import Filing, Report, Status, describe_validation_error
 from collector.negative_lists import NegativeList, NegativeListError, parse_negative_list
+from collector.person_counts import index_persons
 from collector.persons import CST, calendar_year
 from collector.reports import render_json
 from collector.warehouse import Version, Warehouse
@@ -98,7 +99,8 @@ def run_spot_check(warehouse: Warehouse, filing_id: str, *, start: date | None =
     lists, refs = _negative_lists(warehouse, version.ftz_area)
     done = run_inspection(warehouse.record_files(filing.processor.id), filing, negative_lists=lists,
                           period=period, now=now, report_id=uuid.uuid4().hex, filing_version=version.version,
-                          list_refs=refs, max_records_per_key=warehouse.max_records_per_key)
+                          list_refs=refs, max_records_per_key=warehouse.max_records_per_key,
+                          link_persons=index_persons(warehouse, filing.processor.id, period))
     report, persons = done.report, done.persons
     assert report is not None
     report_id = warehouse.store_report(report, render_json(report), str(filing.ftz_area), trigger)

@@ -46,6 +46,7 @@ from collector.errors import RequestProblem
 from collector.flow_days import lookup_flow_days, record_flow_days
 from collector.ingest import Batch
 from collector.migrations import migrate
+from collector.person_index import ensure_person_index, index_batch, unindex_batch
 from collector.persons import DEFAULT_MAX_RECORDS_PER_KEY
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,7 @@ class Warehouse:
         self.records_dir.mkdir(parents=True, exist_ok=True)
         self.con = self._connect()
         migrate(self.con, self.data_dir)
+        ensure_person_index(self.con, self.data_dir, max_records_per_key)
         # One writer at a time: DuckDB serialises commits anyway, and a batch's file rename plus its
         # metadata must not interleave with another upload of the same batch id.
         self._lock = threading.RLock()
@@ -209,6 +211,8 @@ class Warehouse:
                     cur.unregister("_fresh")
                 if batch.record_type == "flows":
                     record_flow_days(cur, batch.enterprise_id, batch.agent_id, batch.batch_id, table)
+                index_batch(cur, batch.enterprise_id, batch.agent_id, batch.batch_id, batch.record_type, table,
+                            self.max_records_per_key)
         log.info("batch %s of %s: %d %s rows from %s, %d new", batch.batch_id, batch.enterprise_id,
                  batch.table.num_rows, batch.record_type, batch.agent_id, table.num_rows)
         return StoredBatch(batch.batch_id, batch.record_type, batch.table.num_rows, table.num_rows, True)
@@ -263,6 +267,7 @@ class Warehouse:
                 return None
             record_type, agent_id, rows, stored_rows, rel = row
             with self._transaction(cur, f"batch {batch_id}: not removed"):
+                unindex_batch(cur, enterprise_id, batch_id, record_type, self.max_records_per_key)
                 for index in ("row_keys", "flow_days"):
                     cur.execute(f"DELETE FROM {index} WHERE enterprise_id = ? AND batch_id = ?",
                                 [enterprise_id, batch_id])
