@@ -6,10 +6,10 @@ DROP TABLE IF EXISTS, ALTER TABLE … RENAME TO, plain SELECT; `$name` parameter
 functions, no casts to text for ordering, no NULL in a sort key (DuckDB sorts NULLs last, Spark first).
 
 A record is (key_id, flow_id, record_key): keys are scoped by the deployment key, so a component never
-crosses key_ids. A person key is (key_id, kind, t1, t2, v1, v2): kind 'id' with (field_type, '', value, 0)
-for an identifier, 'combo' with (person_name, other type, name, other value) for a record without a kept
-identifier. Keys are numbered by their key type's rank (a few rows, sorted as text) and then their values
-as numbers: a numeric sort, where casting 10^7 value keys to text took a third of the linking time.
+crosses key_ids. A person key is an identifier (key_id, field_type, value) or, for a record without a kept
+identifier, a combination (key_id, person_name, name, other type, other value). Key types (key_id, field
+type) are numbered first (a few rows, sorted as text), so every later step works on numbers only and keys
+are numbered by a numeric sort, where casting 10^7 value keys to text took a third of the linking time.
 """
 
 from __future__ import annotations
@@ -22,11 +22,13 @@ COMBINATIONS: tuple[tuple[str, str], ...] = (
     ("person_name", "date_of_birth"),
     ("person_name", "postal_address"),
 )
-COMBINATION_TYPES = tuple(sorted({t for pair in COMBINATIONS for t in pair}))
+# Field types taking part in combinations, in role order (1, 2, …).
+_ROLE_TYPES = tuple(sorted({t for pair in COMBINATIONS for t in pair}))
+_TYPES = ", ".join(f"'{t}'" for t in _ROLE_TYPES)
 
-INTERMEDIATE_TABLES = ("_pl_values", "_pl_ids", "_pl_idrec", "_pl_combos", "_pl_keys", "_pl_types")
-TEMP_TABLES = ("_pl_records", "_pl_values", "_pl_ids", "_pl_idrec", "_pl_combos", "_pl_keys", "_pl_types",
-               "_pl_edges", "_pl_label", "_pl_next")
+INTERMEDIATE_TABLES = ("_pl_values", "_pl_ids", "_pl_idrec", "_pl_combos")
+TEMP_TABLES = ("_pl_records", "_pl_values", "_pl_ids", "_pl_idrec", "_pl_combos", "_pl_types", "_pl_edges",
+               "_pl_label", "_pl_next")
 
 
 def _pi(key_id: bool, period: bool) -> str:
@@ -43,44 +45,51 @@ def key_sql(key_id: bool, period: bool) -> list[str]:
     """Statements building `_pl_edges(rid, kid)` and the starting labels `_pl_label(kid, label)`; the
     parameter `$max_records` (and `$period_from`, `$period_to` when `period`) is bound by the caller."""
     pi = _pi(key_id, period)
-    types = ", ".join(f"'{t}'" for t in COMBINATION_TYPES)
-    pairs = " OR ".join(f"(a.field_type = '{a}' AND b.field_type = '{b}')" for a, b in COMBINATIONS)
+    roles = " ".join(f"WHEN field_type = '{t}' THEN {i}" for i, t in enumerate(_ROLE_TYPES, start=1))
+    pairs = " OR ".join(f"(a.role = {_ROLE_TYPES.index(x) + 1} AND b.role = {_ROLE_TYPES.index(y) + 1})"
+                        for x, y in COMBINATIONS)
     return [
-        # One row per record with its flags; rid numbers records for the joins below.
+        # One row per record with its flags; rid numbers records for the joins below (any order will do:
+        # person ids come from the keys, so the cheapest sort, on record_key alone, is enough).
         "CREATE OR REPLACE TEMP TABLE _pl_records AS "
-        "SELECT row_number() OVER (ORDER BY key_id, flow_id, record_key) AS rid, key_id, flow_id, "
-        "record_key, "
+        "SELECT row_number() OVER (ORDER BY record_key) AS rid, key_id, flow_id, record_key, "
         "max(CASE WHEN sensitive THEN 1 ELSE 0 END) = 1 AS sensitive, "
         "max(CASE WHEN sensitive THEN 0 ELSE 1 END) = 1 AS nonsensitive "
         f"FROM ({pi}) v GROUP BY key_id, flow_id, record_key",
-        # The values that can make a key: identifiers, and the combination types.
+        # Key types: (key_id, field_type) of the values that can make a key, numbered (few rows); role says
+        # which part of a combination a type plays (0: none).
+        "CREATE OR REPLACE TEMP TABLE _pl_types AS "
+        "SELECT key_id, field_type, dense_rank() OVER (ORDER BY key_id, field_type) AS ti, "
+        f"CASE {roles} ELSE 0 END AS role "
+        f"FROM (SELECT DISTINCT key_id, field_type FROM ({pi}) v "
+        f"WHERE identifier OR field_type IN ({_TYPES})) d",
+        # The values that can make a key, as numbers only.
         "CREATE OR REPLACE TEMP TABLE _pl_values AS "
-        "SELECT DISTINCT r.rid, r.key_id, v.field_type, v.value_key, v.identifier "
+        "SELECT DISTINCT r.rid, t.ti, t.role, v.identifier, v.value_key "
         f"FROM ({pi}) v JOIN _pl_records r ON r.key_id = v.key_id AND r.flow_id = v.flow_id "
-        f"AND r.record_key = v.record_key WHERE v.identifier OR v.field_type IN ({types})",
-        # Identifier keys with the number of records carrying each (a shared hotline is not a person).
+        "AND r.record_key = v.record_key "
+        "JOIN _pl_types t ON t.key_id = v.key_id AND t.field_type = v.field_type",
+        # Identifier keys (ti, value) with the number of records carrying each (a hotline is not a person).
         "CREATE OR REPLACE TEMP TABLE _pl_ids AS "
-        "SELECT rid, key_id, field_type, value_key, "
-        "count(*) OVER (PARTITION BY key_id, field_type, value_key) AS n FROM _pl_values WHERE identifier",
+        "SELECT rid, ti, value_key, count(*) OVER (PARTITION BY ti, value_key) AS n "
+        "FROM _pl_values WHERE identifier",
         "CREATE OR REPLACE TEMP TABLE _pl_idrec AS SELECT DISTINCT rid FROM _pl_ids WHERE n <= $max_records",
         # Records without a kept identifier: every name with every date of birth / address of the record.
         "CREATE OR REPLACE TEMP TABLE _pl_combos AS "
-        "WITH v AS (SELECT x.rid, x.key_id, x.field_type, x.value_key FROM _pl_values x "
-        "LEFT JOIN _pl_idrec i ON i.rid = x.rid WHERE i.rid IS NULL), "
-        "c AS (SELECT DISTINCT a.rid, a.key_id, a.field_type AS t1, b.field_type AS t2, a.value_key AS v1, "
-        f"b.value_key AS v2 FROM v a JOIN v b ON a.rid = b.rid WHERE {pairs}) "
-        "SELECT rid, key_id, t1, t2, v1, v2, count(*) OVER (PARTITION BY key_id, t1, t2, v1, v2) AS n FROM c",
-        "CREATE OR REPLACE TEMP TABLE _pl_keys AS "
-        "SELECT rid, key_id, 'id' AS kind, field_type AS t1, '' AS t2, value_key AS v1, "
-        "CAST(0 AS BIGINT) AS v2 FROM _pl_ids WHERE n <= $max_records "
-        "UNION ALL SELECT rid, key_id, 'combo' AS kind, t1, t2, v1, v2 FROM _pl_combos "
-        "WHERE n <= $max_records",
-        "CREATE OR REPLACE TEMP TABLE _pl_types AS "
-        "SELECT key_id, kind, t1, t2, dense_rank() OVER (ORDER BY key_id, kind, t1, t2) AS ti "
-        "FROM (SELECT DISTINCT key_id, kind, t1, t2 FROM _pl_keys) d",
+        "WITH v AS (SELECT x.rid, x.ti, x.role, x.value_key FROM _pl_values x "
+        "LEFT JOIN _pl_idrec i ON i.rid = x.rid WHERE i.rid IS NULL AND x.role > 0), "
+        "c AS (SELECT DISTINCT a.rid, a.ti AS ti1, b.ti AS ti2, a.value_key AS v1, b.value_key AS v2 "
+        f"FROM v a JOIN v b ON a.rid = b.rid WHERE {pairs}) "
+        "SELECT rid, ti1, ti2, v1, v2, count(*) OVER (PARTITION BY ti1, ti2, v1, v2) AS n FROM c",
+        # A key is (kt, v1, v2): kt = ti for an identifier, ti1 * 1000000 + ti2 for a combination (types
+        # number far fewer than a million). A key's node is the smallest record carrying it: no global sort,
+        # and keys sharing that record (so linked anyway) share a node, which leaves components as they are.
         "CREATE OR REPLACE TEMP TABLE _pl_edges AS "
-        "SELECT k.rid, dense_rank() OVER (ORDER BY t.ti, k.v1, k.v2) AS kid FROM _pl_keys k "
-        "JOIN _pl_types t ON t.key_id = k.key_id AND t.kind = k.kind AND t.t1 = k.t1 AND t.t2 = k.t2",
+        "SELECT rid, min(rid) OVER (PARTITION BY kt, v1, v2) AS kid FROM ("
+        "SELECT rid, CAST(ti AS BIGINT) AS kt, value_key AS v1, CAST(0 AS BIGINT) AS v2 FROM _pl_ids "
+        "WHERE n <= $max_records UNION ALL "
+        "SELECT rid, CAST(ti1 AS BIGINT) * 1000000 + ti2 AS kt, v1, v2 FROM _pl_combos "
+        "WHERE n <= $max_records) k",
         "CREATE OR REPLACE TEMP TABLE _pl_label AS SELECT DISTINCT kid, kid AS label FROM _pl_edges",
     ]
 
@@ -124,9 +133,10 @@ ORDER BY r.flow_id, r.record_key
 
 # Keys carried by more than $max_records records: (kind, first type, second type, records), no values.
 shared_sql = """
-SELECT 'identifier' AS kind, field_type AS t1, '' AS t2, n FROM _pl_ids WHERE n > $max_records
-GROUP BY key_id, field_type, value_key, n
+SELECT 'identifier' AS kind, t.field_type AS t1, '' AS t2, i.n FROM _pl_ids i JOIN _pl_types t ON t.ti = i.ti
+WHERE i.n > $max_records GROUP BY i.ti, i.value_key, t.field_type, i.n
 UNION ALL
-SELECT 'combination' AS kind, t1, t2, n FROM _pl_combos WHERE n > $max_records
-GROUP BY key_id, t1, t2, v1, v2, n
+SELECT 'combination' AS kind, a.field_type AS t1, b.field_type AS t2, c.n FROM _pl_combos c
+JOIN _pl_types a ON a.ti = c.ti1 JOIN _pl_types b ON b.ti = c.ti2
+WHERE c.n > $max_records GROUP BY c.ti1, c.ti2, c.v1, c.v2, a.field_type, b.field_type, c.n
 """
