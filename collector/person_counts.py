@@ -36,7 +36,8 @@ def index_persons(warehouse: Warehouse, enterprise_id: str, period: tuple[dateti
         scope = [enterprise_id, year]
         with warehouse.cursor() as cur:
             reader = cur.sql(
-                "SELECT flow_id, CAST(record_key AS BIGINT) AS record_key, CAST(person AS BIGINT) AS person_id, "
+                "SELECT flow_id, CAST(record_key AS BIGINT) AS record_key, "
+                "CAST(person AS BIGINT) AS person_id, "
                 "sensitive, nonsensitive FROM person_records WHERE enterprise_id = ? AND year = ? "
                 "AND person IS NOT NULL ORDER BY flow_id, record_key", params=scope).to_arrow_reader()
             con.register("_index_persons", reader)

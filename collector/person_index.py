@@ -73,9 +73,10 @@ def index_batch(cur: duckdb.DuckDBPyConnection, enterprise_id: str, agent_id: st
                           else pa.nulls(table.num_rows, pa.string()))
         cur.register("_pix_in", pa.table(cols))
         try:
-            cur.execute("INSERT INTO person_pending SELECT ?, ?, ?, flow_id, record_key, coalesce(key_id, ''), "
-                        "field_type, value_key, coalesce(identifier, false), coalesce(sensitive, false), "
-                        "NOT coalesce(sensitive, false) FROM _pix_in", [enterprise_id, agent_id, batch_id])
+            cur.execute("INSERT INTO person_pending SELECT ?, ?, ?, flow_id, record_key, "
+                        "coalesce(key_id, ''), field_type, value_key, coalesce(identifier, false), "
+                        "coalesce(sensitive, false), NOT coalesce(sensitive, false) FROM _pix_in",
+                        [enterprise_id, agent_id, batch_id])
         finally:
             cur.unregister("_pix_in")
         _fold_pending(cur, enterprise_id, agent_id, "batch_id = ?", [batch_id], batch_id, max_records)
@@ -103,15 +104,16 @@ def _fold_pending(cur: duckdb.DuckDBPyConnection, enterprise_id: str, agent_id: 
         cur.execute("DROP TABLE _pix_rows")
         return
     cur.execute(f"DELETE FROM person_pending p WHERE {scope} AND EXISTS (SELECT 1 FROM _pix_rows r "
-                "WHERE r.flow_id = p.flow_id AND r.batch_id = p.batch_id)", [enterprise_id, agent_id, *params])
+                "WHERE r.flow_id = p.flow_id AND r.batch_id = p.batch_id)",
+                [enterprise_id, agent_id, *params])
     cur.execute("""
         CREATE OR REPLACE TEMP TABLE _pix_new AS
         SELECT nextval('person_rid') AS rid, * FROM (
             SELECT enterprise_id, agent_id, batch_id, flow_id, record_key, key_id, year,
                    bool_or(sensitive) AS sensitive, bool_or(nonsensitive) AS nonsensitive
             FROM _pix_rows GROUP BY ALL) t""")
-    cur.execute("INSERT INTO person_records SELECT rid, enterprise_id, agent_id, batch_id, flow_id, record_key, "
-                "key_id, year, sensitive, nonsensitive, NULL FROM _pix_new")
+    cur.execute("INSERT INTO person_records SELECT rid, enterprise_id, agent_id, batch_id, flow_id, "
+                "record_key, key_id, year, sensitive, nonsensitive, NULL FROM _pix_new")
     cur.execute(f"""
         INSERT INTO person_values
         SELECT DISTINCT n.rid, n.enterprise_id, n.key_id, n.year, r.field_type, r.value_key, r.identifier
@@ -144,8 +146,8 @@ def unindex_batch(cur: duckdb.DuckDBPyConnection, enterprise_id: str, batch_id: 
         # Back to pending: the record's flags on a row of their own, its linking values on theirs.
         cur.execute("""
             INSERT INTO person_pending
-            SELECT r.enterprise_id, r.agent_id, r.batch_id, r.flow_id, r.record_key, r.key_id, NULL, NULL, false,
-                   r.sensitive, r.nonsensitive
+            SELECT r.enterprise_id, r.agent_id, r.batch_id, r.flow_id, r.record_key, r.key_id, NULL, NULL,
+                   false, r.sensitive, r.nonsensitive
             FROM person_records r JOIN _pix_gone g ON g.rid = r.rid
             UNION ALL
             SELECT r.enterprise_id, r.agent_id, r.batch_id, r.flow_id, r.record_key, r.key_id, v.field_type,
@@ -199,4 +201,5 @@ def rebuild_person_index(cur: duckdb.DuckDBPyConnection, root: Path,
             continue
         index_batch(cur, enterprise_id, agent_id, batch_id, record_type, table, max_records)
     cur.execute("INSERT OR REPLACE INTO meta VALUES ('persons_max_records_per_key', ?)", [str(max_records)])
-    log.warning("person index built from %d stored batches (max_records_per_key %d)", len(batches), max_records)
+    log.warning("person index built from %d stored batches (max_records_per_key %d)", len(batches),
+                max_records)

@@ -86,7 +86,8 @@ def _recount(cur: duckdb.DuckDBPyConnection, keys: str, kind: str, max_records: 
         SELECT n.enterprise_id, n.key_id, n.year, n.kind, n.t1, n.t2, n.v1, n.v2 FROM _pr_counted n
         LEFT JOIN person_key_counts c ON {_match('c', 'n')}
         WHERE (coalesce(c.records, 0) > {max_records}) <> (n.n > {max_records})""")
-    cur.execute(f"DELETE FROM person_key_counts c WHERE EXISTS (SELECT 1 FROM _pr_counted n WHERE {_match('c', 'n')})")
+    cur.execute("DELETE FROM person_key_counts c WHERE EXISTS "
+                f"(SELECT 1 FROM _pr_counted n WHERE {_match('c', 'n')})")
     cur.execute("INSERT INTO person_key_counts SELECT * FROM _pr_counted WHERE n > 0")
 
 
@@ -95,7 +96,8 @@ def relink(cur: duckdb.DuckDBPyConnection, batch_id: str, max_records: int, *, r
     """See the module docstring; `removing`: `_pix_gone` names records to take out, else `_pix_changed`
     names records just added."""
     source = "SELECT rid FROM _pix_gone" if removing else "SELECT rid FROM _pix_changed"
-    cur.execute(f"CREATE OR REPLACE TEMP TABLE _pr_t AS SELECT DISTINCT * EXCLUDE (rid) FROM ({_candidates(source)})")
+    cur.execute("CREATE OR REPLACE TEMP TABLE _pr_t AS "
+                f"SELECT DISTINCT * EXCLUDE (rid) FROM ({_candidates(source)})")
     if removing:
         cur.execute(f"DELETE FROM person_values WHERE rid IN ({source})")
         cur.execute(f"DELETE FROM person_records WHERE rid IN ({source})")
@@ -110,7 +112,8 @@ def relink(cur: duckdb.DuckDBPyConnection, batch_id: str, max_records: int, *, r
              AND v.identifier AND x.kind = 'id' AND v.field_type = x.t1 AND v.value_key = x.v1""")
     cur.execute(f"""CREATE OR REPLACE TEMP TABLE _pr_swkeys AS
         SELECT DISTINCT * EXCLUDE (rid) FROM ({_candidates('SELECT rid FROM _pr_sw')})""")
-    cur.execute("CREATE OR REPLACE TEMP TABLE _pr_combo AS SELECT * FROM _pr_t UNION SELECT * FROM _pr_swkeys")
+    cur.execute("CREATE OR REPLACE TEMP TABLE _pr_combo AS "
+                "SELECT * FROM _pr_t UNION SELECT * FROM _pr_swkeys")
     _recount(cur, "_pr_combo", "combo", max_records)
     # Every record carrying a key whose effect may have changed, and every record of their persons.
     cur.execute("""CREATE OR REPLACE TEMP TABLE _pr_k AS
@@ -128,7 +131,8 @@ def relink(cur: duckdb.DuckDBPyConnection, batch_id: str, max_records: int, *, r
     cur.execute(f"""
         CREATE OR REPLACE TEMP TABLE _pr_a AS
         SELECT rid FROM person_records WHERE rid IN (SELECT rid FROM _pr_rk)
-            OR person IN (SELECT r.person FROM person_records r JOIN _pr_rk k ON k.rid = r.rid) OR person IN ({persons})""")
+            OR person IN (SELECT r.person FROM person_records r JOIN _pr_rk k ON k.rid = r.rid)
+            OR person IN ({persons})""")
     _link(cur, max_records)
     _write(cur, batch_id, now)
     for t in ("_pr_t", "_pr_sw", "_pr_swkeys", "_pr_combo", "_pr_crossed", "_pr_counted", "_pr_carriers",
@@ -158,7 +162,8 @@ def _link(cur: duckdb.DuckDBPyConnection, max_records: int) -> None:
     cur.execute("""
         CREATE OR REPLACE TEMP TABLE _pr_np AS
         WITH rec AS (
-            SELECT e.rid, min(l.label) AS label FROM _pl_edges e JOIN _pl_label l ON l.kid = e.kid GROUP BY e.rid
+            SELECT e.rid, min(l.label) AS label FROM _pl_edges e JOIN _pl_label l ON l.kid = e.kid
+            GROUP BY e.rid
         )
         SELECT a.rid, min(rec.rid) OVER (PARTITION BY rec.label) AS person
         FROM _pr_a a LEFT JOIN rec ON rec.rid = a.rid""")

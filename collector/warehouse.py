@@ -211,8 +211,8 @@ class Warehouse:
                     cur.unregister("_fresh")
                 if batch.record_type == "flows":
                     record_flow_days(cur, batch.enterprise_id, batch.agent_id, batch.batch_id, table)
-                index_batch(cur, batch.enterprise_id, batch.agent_id, batch.batch_id, batch.record_type, table,
-                            self.max_records_per_key)
+                index_batch(cur, batch.enterprise_id, batch.agent_id, batch.batch_id, batch.record_type,
+                            table, self.max_records_per_key)
         log.info("batch %s of %s: %d %s rows from %s, %d new", batch.batch_id, batch.enterprise_id,
                  batch.table.num_rows, batch.record_type, batch.agent_id, table.num_rows)
         return StoredBatch(batch.batch_id, batch.record_type, batch.table.num_rows, table.num_rows, True)

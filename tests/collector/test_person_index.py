@@ -57,7 +57,8 @@ def _partition(rows: list[tuple]) -> frozenset[frozenset[tuple[str, int]]]:
 def _full(wh: Warehouse, year: int) -> tuple[frozenset, Linking]:
     with Store() as store:
         store.load_record_files(wh.record_files(E))
-        linking = build_record_persons(store.con, calendar_year(year), max_records_per_key=wh.max_records_per_key)
+        linking = build_record_persons(store.con, calendar_year(year),
+                                       max_records_per_key=wh.max_records_per_key)
         rows = store.con.execute("SELECT flow_id, record_key, person_id FROM record_persons").fetchall()
     return _partition(rows), linking
 
@@ -193,7 +194,8 @@ def test_random_ingest_and_removal_keep_the_index_equal_to_a_full_recomputation(
             _assert_as_full(wh)
 
 
-def test_the_index_is_built_for_a_warehouse_that_had_none_and_rebuilt_for_another_limit(tmp_path: Path) -> None:
+def test_the_index_is_built_for_a_warehouse_that_had_none_and_rebuilt_for_another_limit(
+        tmp_path: Path) -> None:
     with _warehouse(tmp_path) as wh:
         _store(wh, "flows", "flows", [flow(f, ts=Y2026) for f in ("a", "b", "c")])
         _store(wh, "p", "pi_values", [pi(f, 1, MOBILE, 9, identifier=True) for f in ("a", "b", "c")])
