@@ -20,14 +20,16 @@ from hypothesis import strategies as st
 from agent.records import Envelope, PiValueRecord, to_table
 from collector.audit import AuditEntry
 from collector.ingest import parse_batch
+from collector.inspection import run_inspection
 from collector.person_counts import index_persons
 from collector.persons import Linking, build_record_persons, calendar_year
+from collector.reports import render_json
 from collector.store import Store
 from collector.warehouse import Warehouse
 
-from .builders import flow, pi
+from .builders import BOOKING_HOST, detection, flow, make_filing, pi
 
-E, AGENT = "hz-demo", "gw-1"
+E, AGENT = make_filing().processor.id, "gw-1"   # the example filing's enterprise
 Y2026, Y2025 = datetime(2026, 3, 1, 2, tzinfo=UTC), datetime(2025, 12, 31, 15, tzinfo=UTC)   # CST years
 MOBILE, ID, NAME, DOB = "mobile_cn", "resident_id_cn", "person_name", "date_of_birth"
 
@@ -203,3 +205,29 @@ def test_the_index_is_built_for_a_warehouse_that_had_none_and_rebuilt_for_anothe
     with _warehouse(tmp_path, max_records=2) as wh:
         assert _indexed(wh, 2026)[1].persons == 0
         _assert_as_full(wh)
+
+
+def test_a_spot_check_over_a_calendar_year_reads_the_index_and_reports_as_relinking(tmp_path: Path) -> None:
+    filing = make_filing()
+    with _warehouse(tmp_path, max_records=2) as wh:
+        _store(wh, "flows", "flows", [flow(f"f{i}", ts=Y2026, server_name=BOOKING_HOST) for i in range(5)]
+               + [flow("old", ts=Y2025)])
+        _store(wh, "dets", "detections", [detection(f"f{i}", MOBILE) for i in range(5)])
+        _store(wh, "p1", "pi_values", [pi("f0", 1, MOBILE, 1, identifier=True),
+                                       pi("f1", 1, MOBILE, 1, identifier=True),
+                                       pi("f1", 1, ID, 5, identifier=True, sensitive=True),
+                                       pi("old", 1, ID, 5, identifier=True)])
+        _store(wh, "p2", "pi_values", [pi(f"f{i}", 2, MOBILE, 400, identifier=True) for i in range(2, 5)]
+               + [pi("f2", 2, NAME, 3), pi("f2", 2, DOB, 4), pi("f3", 2, NAME, 3), pi("f3", 2, DOB, 4)])
+        period = calendar_year(2026)
+        link = index_persons(wh, E, period)
+        assert link is not None
+        now = datetime(2026, 6, 1, tzinfo=UTC)
+        runs = [run_inspection(wh.record_files(E), filing, period=period, now=now, report_id="r",
+                               max_records_per_key=2, link_persons=lp) for lp in (link, None)]
+        assert index_persons(wh, E, (period[0], now)) is None        # not a calendar year: relink
+    from_index, relinked = runs
+    assert from_index.report is not None and relinked.report is not None
+    assert from_index.linking == relinked.linking
+    assert from_index.linking is not None and from_index.linking.shared_keys   # the hotline is reported
+    assert render_json(from_index.report) == render_json(relinked.report)
