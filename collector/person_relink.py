@@ -69,10 +69,14 @@ def _recount(cur: duckdb.DuckDBPyConnection, keys: str, kind: str, max_records: 
             JOIN person_values b ON b.rid = a.rid AND b.field_type = k.t2 AND b.value_key = k.v2""")
         cur.execute(f"""
             CREATE OR REPLACE TEMP TABLE _pr_kept AS
-            SELECT DISTINCT v.rid FROM person_values v
+            WITH ids AS (
+                SELECT v.* FROM (SELECT DISTINCT rid FROM _pr_carriers) r
+                JOIN person_values v ON v.rid = r.rid WHERE v.identifier
+            )
+            SELECT DISTINCT v.rid FROM ids v
             JOIN person_key_counts c ON c.enterprise_id = v.enterprise_id AND c.key_id = v.key_id
                  AND c.year = v.year AND c.kind = 'id' AND c.t1 = v.field_type AND c.v1 = v.value_key
-            WHERE v.identifier AND c.records <= {max_records} AND v.rid IN (SELECT rid FROM _pr_carriers)""")
+            WHERE c.records <= {max_records}""")
         counted = f"""
             SELECT k.enterprise_id, k.key_id, k.year, k.kind, k.t1, k.t2, k.v1, k.v2,
                    count(DISTINCT c.rid) AS n
@@ -152,9 +156,10 @@ def _link(cur: duckdb.DuckDBPyConnection, max_records: int) -> None:
         SELECT * FROM ids
         UNION ALL
         SELECT * FROM counted WHERE kind = 'combo' AND rid NOT IN (SELECT rid FROM ids)""")
+    # A key's node is its smallest record (as in persons_sql.py): no sort over the keys.
     cur.execute("""
         CREATE OR REPLACE TEMP TABLE _pl_edges AS
-        SELECT rid, dense_rank() OVER (ORDER BY enterprise_id, key_id, year, kind, t1, t2, v1, v2) AS kid
+        SELECT rid, min(rid) OVER (PARTITION BY enterprise_id, key_id, year, kind, t1, t2, v1, v2) AS kid
         FROM _pr_eff""")
     cur.execute("DROP TABLE _pr_eff")
     cur.execute("CREATE OR REPLACE TEMP TABLE _pl_label AS SELECT DISTINCT kid, kid AS label FROM _pl_edges")
