@@ -13,6 +13,7 @@ Tables (schema 4, collector/migrations.py), every row scoped by (enterprise_id, 
                                            components: `merged` (an earlier person) became part of `person`
     person_pending(enterprise_id, agent_id, batch_id, flow_id, record_key, key_id, field_type, value_key,
                    identifier, sensitive, nonsensitive)   pi_values rows whose flows batch has not arrived
+    person_index_state(max_records_per_key)   the limit the index was built with: another one rebuilds it
 
 The rules are those of persons.py; the work of a batch is its records and the components its keys touch
 (person_relink.py). A record is (agent, pi_values batch, flow_id, record_key): an agent writes a record's
@@ -52,6 +53,7 @@ CREATE TABLE IF NOT EXISTS person_key_counts (
 CREATE TABLE IF NOT EXISTS person_merges (
     enterprise_id VARCHAR, key_id VARCHAR, year INTEGER, batch_id VARCHAR, merged_at TIMESTAMPTZ,
     person BIGINT, merged BIGINT);
+CREATE TABLE IF NOT EXISTS person_index_state (max_records_per_key BIGINT);
 CREATE TABLE IF NOT EXISTS person_pending (
     enterprise_id VARCHAR, agent_id VARCHAR, batch_id VARCHAR, flow_id VARCHAR, record_key BIGINT,
     key_id VARCHAR, field_type VARCHAR, value_key BIGINT, identifier BOOLEAN, sensitive BOOLEAN,
@@ -166,8 +168,8 @@ def unindex_batch(cur: duckdb.DuckDBPyConnection, enterprise_id: str, batch_id: 
 
 def index_max_records(cur: duckdb.DuckDBPyConnection) -> int | None:
     """The persons.max_records_per_key the index was built with (None: not built)."""
-    row = cur.execute("SELECT value FROM meta WHERE key = 'persons_max_records_per_key'").fetchone()
-    return int(row[0]) if row else None
+    row = cur.execute("SELECT max(max_records_per_key) FROM person_index_state").fetchone()
+    return int(row[0]) if row and row[0] is not None else None
 
 
 def ensure_person_index(cur: duckdb.DuckDBPyConnection, root: Path, max_records: int) -> None:
@@ -188,6 +190,7 @@ def rebuild_person_index(cur: duckdb.DuckDBPyConnection, root: Path,
     """Build the index afresh from the stored flows and pi_values files (a warehouse from before the index,
     or one whose persons.max_records_per_key changed), batch by batch as they arrived. A file that cannot
     be read leaves its rows out, as if never stored."""
+    cur.execute(PERSON_INDEX_SCHEMA)
     for table in ("person_records", "person_values", "person_key_counts", "person_merges", "person_pending"):
         cur.execute(f"DELETE FROM {table}")
     batches = cur.execute("SELECT enterprise_id, agent_id, batch_id, record_type, path FROM batches "
@@ -200,6 +203,7 @@ def rebuild_person_index(cur: duckdb.DuckDBPyConnection, root: Path,
             log.warning("%s: not in the person index (%s)", path, str(e).splitlines()[0] if str(e) else e)
             continue
         index_batch(cur, enterprise_id, agent_id, batch_id, record_type, table, max_records)
-    cur.execute("INSERT OR REPLACE INTO meta VALUES ('persons_max_records_per_key', ?)", [str(max_records)])
+    cur.execute("DELETE FROM person_index_state")
+    cur.execute("INSERT INTO person_index_state VALUES (?)", [max_records])
     log.warning("person index built from %d stored batches (max_records_per_key %d)", len(batches),
                 max_records)

@@ -231,3 +231,18 @@ def test_a_spot_check_over_a_calendar_year_reads_the_index_and_reports_as_relink
     assert from_index.linking == relinked.linking
     assert from_index.linking is not None and from_index.linking.shared_keys   # the hotline is reported
     assert render_json(from_index.report) == render_json(relinked.report)
+
+
+def test_a_schema_3_warehouse_gets_its_person_index_from_the_stored_files(tmp_path: Path) -> None:
+    with _warehouse(tmp_path) as wh:
+        _store(wh, "p", "pi_values", [pi(f, 1, MOBILE, 9, identifier=True) for f in ("a", "b")])
+        _store(wh, "flows", "flows", [flow(f, ts=Y2026) for f in ("a", "b")])
+        expected = _indexed(wh, 2026)
+        for table in ("person_records", "person_values", "person_key_counts", "person_merges",
+                      "person_pending", "person_index_state"):
+            wh.con.execute(f"DROP TABLE {table}")
+        wh.con.execute("UPDATE meta SET value = '3' WHERE key = 'schema'")
+    with _warehouse(tmp_path) as wh:
+        assert _indexed(wh, 2026) == expected
+        assert expected[1].persons == 1
+        _assert_as_full(wh)
