@@ -174,6 +174,7 @@ def index_max_records(cur: duckdb.DuckDBPyConnection) -> int | None:
 
 def ensure_person_index(cur: duckdb.DuckDBPyConnection, root: Path, max_records: int) -> None:
     """Build the index when the warehouse has none yet or it was built with another max_records_per_key."""
+    cur.execute(PERSON_INDEX_SCHEMA)   # IF NOT EXISTS: tables added within schema 4
     if index_max_records(cur) == max_records:
         return
     cur.execute("BEGIN TRANSACTION")
