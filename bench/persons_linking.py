@@ -13,10 +13,9 @@ Every 500th person's identifiers also chain to the next person's (components of 
 chains of hundreds are not modelled beyond that: this is a timing of the linking, not of a zone's year).
 One deployment key (key_id) for all rows; no period (every record links).
 
-Measured on the 2-core machine (wall of the linking alone, peak RSS of the process):
-    rows     before (text key numbering)   after (numeric key numbering)
-    10^6     1.0 s                          see the closing note of issue 13
-    10^7     18.5 s, 2.27 GB
+Before issue 13's numeric key numbering (an idle machine): 10^6 rows 1.0 s, 10^7 rows 18.5 s / 2.27 GB.
+Side by side with it on a machine loaded ~5x (load average 9-12 on 2 cores), CPU seconds of the whole
+process (generation included) are what compare: see the closing note of issue 13.
 """
 
 from __future__ import annotations

@@ -188,7 +188,8 @@ def link_records(
     (flow_id, record_key, person_id, sensitive, nonsensitive) per record that has a person key.
 
     person_id numbers components in order of their smallest key (key_id, kind, types, then values as
-    numbers), so ids are stable across runs and the same as `build_record_persons` gives.
+    numbers), so ids are stable across runs; `build_record_persons` numbers them its own way (compare the
+    partition into persons, never the ids).
     """
     return reference_linking(rows, flows=flows, max_records_per_key=max_records_per_key)[0]
 

@@ -119,7 +119,8 @@ SELECT a.kid, b.label FROM jump a JOIN jump b ON b.kid = a.label
 
 changed_sql = "SELECT count(*) FROM _pl_next n JOIN _pl_label l ON l.kid = n.kid WHERE n.label <> l.label"
 
-# person_id numbers components in the order of their smallest key, as persons.link_records does.
+# person_id numbers components in the order of their label (a node of the component): ids are the engine's,
+# only the partition into persons and the counts are fixed.
 result_sql = """
 CREATE OR REPLACE TABLE record_persons AS
 WITH rec AS (
