@@ -119,17 +119,16 @@ SELECT a.kid, b.label FROM jump a JOIN jump b ON b.kid = a.label
 
 changed_sql = "SELECT count(*) FROM _pl_next n JOIN _pl_label l ON l.kid = n.kid WHERE n.label <> l.label"
 
-# person_id numbers components in the order of their label (a node of the component): ids are the engine's,
-# only the partition into persons and the counts are fixed.
+# person_id is the component's label (a node of it): no sort, ids are the engine's; only the partition into
+# persons and the counts are fixed.
 result_sql = """
 CREATE OR REPLACE TABLE record_persons AS
 WITH rec AS (
     SELECT e.rid, min(l.label) AS label FROM _pl_edges e JOIN _pl_label l ON l.kid = e.kid GROUP BY e.rid
 )
-SELECT r.flow_id, CAST(r.record_key AS BIGINT) AS record_key,
-       CAST(dense_rank() OVER (ORDER BY rec.label) - 1 AS BIGINT) AS person_id, r.sensitive, r.nonsensitive
+SELECT r.flow_id, CAST(r.record_key AS BIGINT) AS record_key, CAST(rec.label AS BIGINT) AS person_id,
+       r.sensitive, r.nonsensitive
 FROM rec JOIN _pl_records r ON r.rid = rec.rid
-ORDER BY r.flow_id, r.record_key
 """
 
 # Keys carried by more than $max_records records: (kind, first type, second type, records), no values.
