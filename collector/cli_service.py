@@ -87,7 +87,7 @@ def check(
     from collector.warehouse import Warehouse
 
     try:
-        warehouse = Warehouse(cfg.data_dir)
+        warehouse = Warehouse(cfg.data_dir, max_records_per_key=cfg.persons.max_records_per_key)
     except Exception as e:   # DuckDB allows one writing process: the running service holds the file
         raise fail(f"{cfg.data_dir}: cannot open the collector's data ({one_line(e)}); while "
                     "`egress-collector serve` runs, use POST /v1/checks/run") from None

@@ -21,8 +21,8 @@ from pydantic import Field, field_validator, model_validator
 from collector.models import FtzArea
 from detectors.inputs import InputError, PathIssue, Strict, read_yaml, validate
 
-__all__ = ["CollectorConfig", "CollectorConfigError", "EnterpriseEntry", "Limits", "Listen", "Schedule",
-           "Storage", "TokenEntry", "cron_trigger", "load_collector_config"]
+__all__ = ["CollectorConfig", "CollectorConfigError", "EnterpriseEntry", "Limits", "Listen", "Persons",
+           "Schedule", "Storage", "TokenEntry", "cron_trigger", "load_collector_config"]
 
 SHANGHAI = "Asia/Shanghai"
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -140,6 +140,12 @@ class Storage(Strict):
     compact_interval_s: float = Field(600, gt=0)
 
 
+class Persons(Strict):
+    """Person linking (DESIGN §5): a key value carried by more records than this (a hotline number, a
+    placeholder ID) is not a person and links nobody; the report lists such keys."""
+    max_records_per_key: int = Field(1000, ge=2)
+
+
 class CollectorConfig(Strict):
     data_dir: str = "./collector-data"
     listen: Listen = Listen()
@@ -149,6 +155,7 @@ class CollectorConfig(Strict):
     max_upload_bytes: int = Field(64 * MIB, ge=1)
     limits: Limits = Limits()
     storage: Storage = Storage()
+    persons: Persons = Persons()
 
     @model_validator(mode="after")
     def _unique(self) -> CollectorConfig:

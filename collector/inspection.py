@@ -9,15 +9,24 @@ checks run over the period as of `as_of`; the report is assembled while the stor
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import duckdb
+
 from collector.checks.runner import CHECKS_DIR, CheckResult, run_checks
 from collector.models import Filing, Report
 from collector.negative_lists import NegativeList
-from collector.persons import CST, build_record_persons, calendar_year, year_of
+from collector.persons import (
+    CST,
+    DEFAULT_MAX_RECORDS_PER_KEY,
+    Linking,
+    build_record_persons,
+    calendar_year,
+    year_of,
+)
 from collector.reports import build_report
 from collector.store import Store
 
@@ -26,15 +35,19 @@ log = logging.getLogger(__name__)
 __all__ = ["Inspection", "report_period", "run_inspection"]
 
 Records = Path | Mapping[str, Sequence[Path]]
+# Creates `record_persons` in the store's connection for the period and says what it linked: relinking
+# (persons.build_record_persons, the default) or reading the collector's person index (person_index.py).
+LinkPersons = Callable[[duckdb.DuckDBPyConnection, tuple[datetime, datetime]], Linking]
 
 
 @dataclass(frozen=True, slots=True)
 class Inspection:
     period: tuple[datetime, datetime]
     as_of: datetime
-    persons: int                       # distinct persons linked over all records
+    persons: int                       # distinct persons linked over the period's records
     results: tuple[CheckResult, ...]   # one per check, in file-name order
     report: Report | None              # None when run with report=False
+    linking: Linking | None = None     # what linking found (over-shared keys, key ids)
 
     def by_check(self) -> dict[str, CheckResult]:
         return {r.check: r for r in self.results}
@@ -64,13 +77,17 @@ def run_inspection(
     report_id: str | None = None,
     filing_version: int | None = None,
     list_refs: Iterable[object] = (),
+    max_records_per_key: int = DEFAULT_MAX_RECORDS_PER_KEY,
+    link_persons: LinkPersons | None = None,
 ) -> Inspection:
     """Inspect `records` against `filing` over `period` (default: report_period for `year`).
 
     The checks run as of `as_of` = min(end of the period, `now`): a check projecting a year-to-date count
     (significant_change) needs to know how much of the year has passed. `now` (default: the current time)
     is also the report's generated_at; report_id, filing_version and list_refs go into the report.
-    Raises `store.RecordsError` for an unusable records directory.
+    Persons are linked over the period's records (`max_records_per_key`, DESIGN §5), or taken from
+    `link_persons` (the collector's person index for a calendar year). Raises `store.RecordsError` for an
+    unusable records directory.
     """
     with Store() as store:
         if isinstance(records, Mapping):
@@ -80,8 +97,12 @@ def run_inspection(
         store.load_filing(filing)
         store.load_negative_lists(negative_lists)
         _warn_other_enterprises(store, filing.processor.id)
-        persons = build_record_persons(store.con)
         period = period or report_period(store, year)
+        if link_persons is None:
+            linking = build_record_persons(store.con, period, max_records_per_key=max_records_per_key)
+        else:
+            linking = link_persons(store.con, period)
+        persons = linking.persons
         now = (now or datetime.now(CST)).astimezone(CST)
         as_of = min(period[1], now)
         log.info("period %s .. %s as of %s, %d persons linked", period[0].isoformat(), period[1].isoformat(),
@@ -89,8 +110,9 @@ def run_inspection(
         results = run_checks(store.con, {"period_from": period[0], "period_to": period[1], "as_of": as_of},
                              checks_dir)
         built = build_report(store.con, filing, period, results, now, report_id=report_id,
-                             filing_version=filing_version, negative_lists=list_refs) if report else None
-    return Inspection(period, as_of, persons, tuple(results), built)
+                             filing_version=filing_version, negative_lists=list_refs,
+                             linking=linking) if report else None
+    return Inspection(period, as_of, persons, tuple(results), built, linking)
 
 
 def _warn_other_enterprises(store: Store, enterprise_id: str) -> None:

@@ -9,6 +9,8 @@ enterprise of the batch that stored it. Version 3 adds the flow-day index (colle
 from the stored flows files when an older warehouse is opened. Version 4 adds the `files` index
 (collector/dataset.py): an older warehouse's batch files stay where they are, each indexed under the day
 folder it arrived in and flagged as an arrival day, so compaction moves its rows to their flow days.
+Version 5 finds row identities by hash (below) and keeps the person index's tables
+(collector/person_index.py), built from the stored flows and pi_values files when first opened.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import pyarrow.parquet as pq
 from collector.audit import AUDIT_SCHEMA
 from collector.dataset import FILES_SCHEMA
 from collector.flow_days import FLOW_DAYS_SCHEMA, record_flow_days
+from collector.person_index import PERSON_INDEX_SCHEMA
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +101,7 @@ def migrate(con: duckdb.DuckDBPyConnection, root: Path) -> int:
             _files_index(con, found)
         if found < 5:
             _hashed_row_keys(con)
+        con.execute(PERSON_INDEX_SCHEMA)   # filled by person_index.ensure_person_index when opened
         con.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", [str(SCHEMA_VERSION)])
         con.execute("COMMIT")
     except Exception:

@@ -5,8 +5,13 @@ Each record (flow_id, record_key) of `pi_values` yields person keys: its identif
 person_name + date_of_birth and person_name + postal_address. Keys seen in the same record belong to one
 person; linking them across records (connected components) means one person seen once with resident ID +
 mobile and once with mobile only is counted once. `build_record_persons` computes the components inside
-DuckDB (set operations, nothing fetched into Python); `link_records` is the plain union-find reference the
-tests compare it with.
+DuckDB (set operations, nothing fetched into Python; the SQL is persons_sql.py); `link_records` is the plain
+union-find reference the tests compare it with.
+
+Keys are scoped by the deployment key (`key_id`): persons of agents with different keys are never joined.
+Only records of flows starting in the checked period link. A key carried by more than
+`persons.max_records_per_key` records (a hotline, a placeholder ID) does not link and is reported; a record
+whose identifiers are all dropped so falls back to its name combinations.
 
 The result is the table `record_persons(flow_id, record_key, person_id, sensitive, nonsensitive)`:
 `sensitive` when the record carried any sensitive PI, `nonsensitive` when it carried any non-sensitive PI.
@@ -18,29 +23,39 @@ Only inspected flows have pi_values, so with sampling the counts are exact lower
 from __future__ import annotations
 
 import logging
+from collections import Counter
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import product
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import duckdb
 
 from collector.checks.views import use_period
+from collector.persons_sql import (
+    COMBINATIONS,
+    INTERMEDIATE_TABLES,
+    TEMP_TABLES,
+    changed_sql,
+    key_sql,
+    result_sql,
+    round_sql,
+    shared_sql,
+)
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CST", "PersonCounts", "build_record_persons", "calendar_year", "count_persons", "link_records"]
+__all__ = ["CST", "DEFAULT_MAX_RECORDS_PER_KEY", "Linking", "PersonCounts", "SharedKey",
+           "build_record_persons", "calendar_year", "count_persons", "label_components", "link_records",
+           "reference_linking"]
 
 CST = ZoneInfo("Asia/Shanghai")
+DEFAULT_MAX_RECORDS_PER_KEY = 1000   # persons.max_records_per_key (DESIGN §5)
 
-# (kind, field types) of the keys that stand for a person when a record holds no identifier.
-COMBINATIONS: tuple[tuple[str, str], ...] = (
-    ("person_name", "date_of_birth"),
-    ("person_name", "postal_address"),
-)
-
-Key = tuple[object, ...]
-RecordId = tuple[str, int]
+Key = tuple[str, str, str, str, int, int]   # (key_id, kind, t1, t2, v1, v2)
+RecordId = tuple[str, str, int]   # (key_id, flow_id, record_key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,19 +76,89 @@ def year_of(ts: datetime) -> int:
     return ts.astimezone(CST).year
 
 
-def _record_keys(values: list[tuple[str, int, bool]]) -> list[Key]:
-    """Person keys of one record from its (field_type, value_key, identifier) rows."""
-    ids = sorted({("id", ft, vk) for ft, vk, ident in values if ident})
-    if ids:
-        return list(ids)
+@dataclass(frozen=True, slots=True)
+class SharedKey:
+    """A person key carried by more than `max_records_per_key` records: it does not link (DESIGN §5).
+    `kind` identifier | combination, `field_types` e.g. "mobile_cn" or "person_name+date_of_birth"."""
+    kind: str
+    field_types: str
+    records: int
+
+
+@dataclass(frozen=True, slots=True)
+class Linking:
+    persons: int                          # distinct persons (components)
+    records: int                          # records with a person key (rows of record_persons)
+    key_ids: tuple[str, ...]              # deployment keys of the period's records ('' = not sent)
+    shared_keys: tuple[SharedKey, ...]    # over-shared keys, most records first
+
+
+def _shared_order(k: SharedKey) -> tuple[int, str, str]:
+    return -k.records, k.kind, k.field_types
+
+
+def reference_linking(
+    rows: Iterable[Sequence[Any]], *, flows: Collection[str] | None = None,
+    max_records_per_key: int = DEFAULT_MAX_RECORDS_PER_KEY,
+) -> tuple[list[tuple[str, int, int, bool, bool]], Linking]:
+    """The plain Python statement of the rules `build_record_persons` implements in SQL (for the tests).
+
+    rows: (flow_id, record_key, field_type, value_key, identifier, sensitive[, key_id]); `flows`: the flow
+    ids in the period (None: every row). Returns the record_persons rows and the Linking.
+    """
+    records: dict[RecordId, list[tuple[str, int, bool]]] = {}
+    flags: dict[RecordId, list[bool]] = {}
+    for row in rows:
+        flow_id, record_key, field_type, value_key, identifier, sensitive = row[:6]
+        if flows is not None and flow_id not in flows:
+            continue
+        key_id = (row[6] if len(row) > 6 else None) or ""
+        rid = (str(key_id), str(flow_id), int(record_key))
+        records.setdefault(rid, []).append((field_type, int(value_key), bool(identifier)))
+        f = flags.setdefault(rid, [False, False])
+        f[0 if sensitive else 1] = True
+    ids = {rid: {(rid[0], "id", ft, "", vk, 0) for ft, vk, ident in values if ident}
+           for rid, values in records.items()}
+    over = _over_shared(ids, max_records_per_key)
+    keys = {rid: k - over.keys() for rid, k in ids.items()}
+    combos = {rid: _combinations(rid[0], records[rid]) for rid, k in keys.items() if not k}
+    over_combos = _over_shared(combos, max_records_per_key)
+    for rid, k in combos.items():
+        keys[rid] = k - over_combos.keys()
+    uf = _UnionFind()
+    record_root_key: dict[RecordId, Key] = {}
+    for rid, record_keys in keys.items():
+        if not record_keys:
+            continue  # e.g. a name alone: not enough to tell people apart
+        first, *rest = sorted(record_keys)
+        for other in rest:
+            uf.union(first, other)
+        record_root_key[rid] = first
+    roots = sorted({uf.find(k) for k in record_root_key.values()})
+    number = {r: i for i, r in enumerate(roots)}
+    out = []
+    for rid in sorted(record_root_key, key=lambda r: (r[1], r[2], r[0])):
+        sens, nonsens = flags[rid]
+        out.append((rid[1], rid[2], number[uf.find(record_root_key[rid])], sens, nonsens))
+    shared = [SharedKey("identifier", k[2], n) for k, n in over.items()]
+    shared += [SharedKey("combination", f"{k[2]}+{k[3]}", n) for k, n in over_combos.items()]
+    linking = Linking(len(roots), len(out), tuple(sorted({rid[0] for rid in records})),
+                      tuple(sorted(shared, key=_shared_order)))
+    return out, linking
+
+
+def _combinations(key_id: str, values: list[tuple[str, int, bool]]) -> set[Key]:
     by_type: dict[str, set[int]] = {}
     for ft, vk, _ in values:
         by_type.setdefault(ft, set()).add(vk)
-    keys: set[Key] = set()
-    for a, b in COMBINATIONS:
-        for va, vb in product(sorted(by_type.get(a, ())), sorted(by_type.get(b, ()))):
-            keys.add(("combo", a, va, b, vb))
-    return sorted(keys, key=repr)
+    return {(key_id, "combo", a, b, va, vb)
+            for a, b in COMBINATIONS for va, vb in product(by_type.get(a, ()), by_type.get(b, ()))}
+
+
+def _over_shared(keys: dict[RecordId, set[Key]], limit: int) -> dict[Key, int]:
+    """Keys carried by more than `limit` records, with their number of records."""
+    counts = Counter(k for ks in keys.values() for k in ks)
+    return {k: n for k, n in counts.items() if n > limit}
 
 
 class _UnionFind:
@@ -92,143 +177,78 @@ class _UnionFind:
     def union(self, a: Key, b: Key) -> None:
         ra, rb = self.find(a), self.find(b)
         if ra != rb:
-            self.parent[max(ra, rb, key=repr)] = min(ra, rb, key=repr)
+            self.parent[max(ra, rb)] = min(ra, rb)
 
 
 def link_records(
-    rows: list[tuple[str, int, str, int, bool, bool]],
+    rows: Iterable[Sequence[Any]], *, flows: Collection[str] | None = None,
+    max_records_per_key: int = DEFAULT_MAX_RECORDS_PER_KEY,
 ) -> list[tuple[str, int, int, bool, bool]]:
-    """(flow_id, record_key, field_type, value_key, identifier, sensitive) rows ->
+    """(flow_id, record_key, field_type, value_key, identifier, sensitive[, key_id]) rows ->
     (flow_id, record_key, person_id, sensitive, nonsensitive) per record that has a person key.
 
-    person_id numbers components in order of their smallest key, so ids are stable across runs.
+    person_id numbers components in order of their smallest key (key_id, kind, types, then values as
+    numbers), so ids are stable across runs; `build_record_persons` numbers them its own way (compare the
+    partition into persons, never the ids).
     """
-    records: dict[RecordId, list[tuple[str, int, bool]]] = {}
-    flags: dict[RecordId, list[bool]] = {}
-    for flow_id, record_key, field_type, value_key, identifier, sensitive in rows:
-        rid = (flow_id, int(record_key))
-        records.setdefault(rid, []).append((field_type, int(value_key), bool(identifier)))
-        f = flags.setdefault(rid, [False, False])
-        f[0 if sensitive else 1] = True
-    uf = _UnionFind()
-    record_root_key: dict[RecordId, Key] = {}
-    for rid, values in records.items():
-        keys = _record_keys(values)
-        if not keys:
-            continue  # e.g. a name alone: not enough to tell people apart
-        for k in keys[1:]:
-            uf.union(keys[0], k)
-        uf.find(keys[0])
-        record_root_key[rid] = keys[0]
-    roots = sorted({uf.find(k) for k in record_root_key.values()}, key=repr)
-    number = {r: i for i, r in enumerate(roots)}
-    out = []
-    for rid in sorted(record_root_key):
-        sens, nonsens = flags[rid]
-        out.append((rid[0], rid[1], number[uf.find(record_root_key[rid])], sens, nonsens))
-    return out
+    return reference_linking(rows, flows=flows, max_records_per_key=max_records_per_key)[0]
 
 
-# Person keys as rows (kind, t1, v1, t2, v2): ('id', field_type, value_key, NULL, NULL) for an identifier,
-# ('combo', 'person_name', name, other type, other value) for a record without identifier (COMBINATIONS,
-# every pair of values, as `_record_keys`). `kid` numbers keys in the order of the reference's repr(key):
-# 'combo' before 'id', then types and values as text ("10" < "9") — so a component's smallest key, and with
-# it person_id, is the one `link_records` gives (exactly repr order for field types whose characters all
-# sort after "'", as every catalog id does; other types still partition the same, only ids may differ).
-_KEYS_SQL = """
-CREATE OR REPLACE TEMP TABLE _pl_records AS
-SELECT row_number() OVER (ORDER BY flow_id, record_key) AS rid, flow_id, record_key,
-       bool_or(coalesce(sensitive, false)) AS sensitive,
-       bool_or(NOT coalesce(sensitive, false)) AS nonsensitive,
-       bool_or(coalesce(identifier, false)) AS has_identifier
-FROM pi_values GROUP BY flow_id, record_key;
+def build_record_persons(
+    con: duckdb.DuckDBPyConnection, period: tuple[datetime, datetime] | None = None, *,
+    max_records_per_key: int = DEFAULT_MAX_RECORDS_PER_KEY,
+) -> Linking:
+    """Create `record_persons` from the `pi_values` view (and `flows`, for a period): the same rows and
+    persons as `link_records`, computed inside the engine by connected components of the (record, person
+    key) graph — min-label propagation with hooking and pointer jumping.
 
-CREATE OR REPLACE TEMP TABLE _pl_values AS
-SELECT DISTINCT r.rid, r.has_identifier, p.field_type, p.value_key
-FROM pi_values p JOIN _pl_records r ON r.flow_id = p.flow_id AND r.record_key = p.record_key
-WHERE coalesce(p.identifier, false) OR NOT r.has_identifier;
-
-CREATE OR REPLACE TEMP TABLE _pl_edges AS
-WITH record_keys AS (
-    SELECT rid, 'id' AS kind, field_type AS t1, value_key AS v1, NULL::VARCHAR AS t2, NULL::BIGINT AS v2
-    FROM _pl_values WHERE has_identifier
-    UNION ALL
-    SELECT a.rid, 'combo', a.field_type, a.value_key, b.field_type, b.value_key
-    FROM _pl_values a JOIN _pl_values b ON a.rid = b.rid
-    WHERE NOT a.has_identifier AND {combinations}
-)
-SELECT DISTINCT rid, dense_rank() OVER (ORDER BY kind, t1, v1::VARCHAR, t2, v2::VARCHAR) AS kid
-FROM record_keys;
-
-CREATE OR REPLACE TEMP TABLE _pl_label AS SELECT DISTINCT kid, kid AS label FROM _pl_edges;
-"""
-
-# One round over keys (records are hyperedges): `near` is the smallest label two hops away (key -> record ->
-# key); each label's own key (its parent) takes the smallest `near` among its children (hooking, so whole
-# trees move at once); then two pointer jumps label <- label(label). Labels only ever name a key of the same
-# component and never grow, and a round that changes nothing leaves every component a star on its smallest
-# key: O(log n) rounds on long chains where plain propagation takes one round per hop.
-_ROUND_SQL = """
-CREATE OR REPLACE TEMP TABLE _pl_next AS
-WITH rec AS (
-    SELECT e.rid, min(l.label) AS label FROM _pl_edges e JOIN _pl_label l USING (kid) GROUP BY e.rid
-), near AS (
-    SELECT e.kid, min(r.label) AS label FROM _pl_edges e JOIN rec r USING (rid) GROUP BY e.kid
-), hook AS (
-    SELECT l.label AS kid, min(n.label) AS label FROM _pl_label l JOIN near n USING (kid) GROUP BY l.label
-), hooked AS (
-    SELECT n.kid, least(n.label, coalesce(h.label, n.label)) AS label
-    FROM near n LEFT JOIN hook h USING (kid)
-), jump AS (
-    SELECT a.kid, b.label FROM hooked a JOIN hooked b ON b.kid = a.label
-)
-SELECT a.kid, b.label FROM jump a JOIN jump b ON b.kid = a.label;
-"""
-
-_CHANGED_SQL = "SELECT count(*) FROM _pl_next n JOIN _pl_label l USING (kid) WHERE n.label <> l.label"
-
-_RESULT_SQL = """
-CREATE OR REPLACE TABLE record_persons AS
-WITH rec AS (
-    SELECT e.rid, min(l.label) AS label FROM _pl_edges e JOIN _pl_label l USING (kid) GROUP BY e.rid
-)
-SELECT r.flow_id, r.record_key::BIGINT AS record_key,
-       (dense_rank() OVER (ORDER BY rec.label) - 1)::BIGINT AS person_id, r.sensitive, r.nonsensitive
-FROM rec JOIN _pl_records r USING (rid)
-ORDER BY r.flow_id, r.record_key;
-"""
-
-_TEMP_TABLES = ("_pl_records", "_pl_values", "_pl_edges", "_pl_label", "_pl_next")
-
-
-def build_record_persons(con: duckdb.DuckDBPyConnection) -> int:
-    """Create `record_persons` from the `pi_values` view; returns the number of distinct persons.
-
-    Same rows and persons as `link_records`, computed inside DuckDB: connected components of the
-    (record, person key) graph by min-label propagation with hooking and pointer jumping.
+    Only records of flows whose ts_start is in `period` (half-open; None: all) link and count; keys carried
+    by more than `max_records_per_key` of those records do not link.
     """
-    combinations = " OR ".join(
-        f"(a.field_type = '{a}' AND b.field_type = '{b}')" for a, b in COMBINATIONS)
+    names = {d[0] for d in con.execute("SELECT * FROM pi_values LIMIT 0").description}
+    params: dict[str, Any] = {"max_records": max_records_per_key}
+    if period is not None:
+        params |= {"period_from": period[0], "period_to": period[1]}
+    rounds = 0
     try:
-        con.execute(_KEYS_SQL.format(combinations=combinations))
-        rounds = 0
-        while True:
-            rounds += 1
-            con.execute(_ROUND_SQL)
-            changed = con.execute(_CHANGED_SQL).fetchone()
-            con.execute("DROP TABLE _pl_label; ALTER TABLE _pl_next RENAME TO _pl_label")
-            if not changed or changed[0] == 0:
-                break
-        con.execute(_RESULT_SQL)
-        records = con.execute("SELECT count(*) FROM _pl_records").fetchone()
+        for sql in key_sql("key_id" in names, period is not None):
+            con.execute(sql, _used(sql, params))
+        key_ids = tuple(r[0] for r in con.execute(
+            "SELECT DISTINCT key_id FROM _pl_records ORDER BY key_id").fetchall())
+        shared = tuple(sorted((SharedKey(kind, f"{t1}+{t2}" if t2 else t1, int(n)) for kind, t1, t2, n
+                               in con.execute(shared_sql, {"max_records": max_records_per_key}).fetchall()),
+                              key=_shared_order))
+        for table in INTERMEDIATE_TABLES:   # only edges, labels and records are needed from here on
+            con.execute(f"DROP TABLE IF EXISTS {table}")
+        rounds = label_components(con)
+        con.execute(result_sql)
         linked, persons = con.execute(
             "SELECT count(*), count(DISTINCT person_id) FROM record_persons").fetchone() or (0, 0)
     finally:
-        for table in _TEMP_TABLES:
+        for table in TEMP_TABLES:
             con.execute(f"DROP TABLE IF EXISTS {table}")
-    log.info("%d PI records, %d with person keys, %d distinct persons (%d linking rounds)",
-             records[0] if records else 0, linked, persons, rounds)
-    return int(persons)
+    log.info("%d records with person keys, %d distinct persons (%d linking rounds, %d over-shared keys)",
+             linked, persons, rounds, len(shared))
+    return Linking(int(persons), int(linked), key_ids, shared)
+
+
+def label_components(con: duckdb.DuckDBPyConnection) -> int:
+    """Label every key of `_pl_edges(rid, kid)` with the smallest key of its component: `_pl_label(kid,
+    label)` starts as kid = label and ends as stars. Returns the number of rounds."""
+    rounds = 0
+    while True:
+        rounds += 1
+        con.execute(round_sql)
+        changed = con.execute(changed_sql).fetchone()
+        con.execute("DROP TABLE _pl_label")
+        con.execute("ALTER TABLE _pl_next RENAME TO _pl_label")
+        if not changed or changed[0] == 0:
+            return rounds
+
+
+def _used(sql: str, params: dict[str, Any]) -> dict[str, Any]:
+    # DuckDB refuses parameters a statement does not name.
+    return {k: v for k, v in params.items() if f"${k}" in sql}
 
 
 # Scope of the counts: the period's cross-border flows (views.sql period_flows); a scope narrows further.

@@ -21,9 +21,26 @@ from pydantic import (
     model_validator,
 )
 
-__all__ = ["CheckStatus", "Coverage", "Destination", "Estimate", "FieldTypeCount", "Finding", "JsonValue",
-           "NegativeListRef", "Observed", "OmitsUnsampled", "Period", "PersonsPoint", "ReasonBytes", "Report",
-           "Severity", "Uninspected", "UninspectedDestination"]
+__all__ = [
+    "CheckStatus",
+    "Coverage",
+    "Destination",
+    "Estimate",
+    "FieldTypeCount",
+    "Finding",
+    "JsonValue",
+    "NegativeListRef",
+    "Observed",
+    "OmitsUnsampled",
+    "Period",
+    "PersonsPoint",
+    "ReasonBytes",
+    "Report",
+    "Severity",
+    "SharedPersonKey",
+    "Uninspected",
+    "UninspectedDestination",
+]
 
 
 class NegativeListRef(BaseModel):
@@ -80,13 +97,25 @@ class OmitsUnsampled(BaseModel):
     @model_serializer(mode="wrap")
     def _omit_unsampled(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         data = handler(self)
-        for name in [k for k, v in data.items() if v is None and _sampling_only(k)]:
+        for name in [k for k, v in data.items() if (v is None and _sampling_only(k))
+                     or (not v and k in _OMITTED_WHEN_EMPTY)]:
             del data[name]
         return data
 
 
 def _sampling_only(name: str) -> bool:
     return name.endswith("_estimate") or name == "sampling_rate_min"
+
+
+# Anomalies of person linking (DESIGN §5): absent from the JSON of a run without any (goldens keep shape).
+_OMITTED_WHEN_EMPTY = frozenset({"shared_person_keys", "key_ids"})
+
+
+class SharedPersonKey(BaseModel):
+    """A person key carried by more records than persons.max_records_per_key: not linked (no value shown)."""
+
+    field_types: str        # "mobile_cn", or "person_name+date_of_birth" for a combination
+    records: int
 
 
 # --- findings and the report (§7) -------------------------------------------------------------------
@@ -214,6 +243,10 @@ class Observed(OmitsUnsampled):
     uninspected: list[Uninspected] = Field(default_factory=list)
     persons_over_time: list[PersonsPoint] = Field(default_factory=list)  # per scenario, cumulative, by day
     coverage: Coverage | None = None      # None only in reports stored before it existed
+    shared_person_keys: list[SharedPersonKey] = Field(default_factory=list)   # keys that did not link
+    # The enterprise's deployment key ids, listed only when there are several: its agents use different
+    # keys and their persons cannot be joined.
+    key_ids: list[str] = Field(default_factory=list)
 
 
 class Report(BaseModel):

@@ -41,7 +41,8 @@ from collector.models import (
     Uninspected,
     field_type_catalog,
 )
-from collector.persons import CST, count_persons
+from collector.persons import CST, Linking, count_persons
+from collector.report_models import SharedPersonKey
 
 __all__ = ["build_report", "coverage_line", "observe", "persons_over_time", "render_html", "render_json",
            "summary_table"]
@@ -152,8 +153,10 @@ def persons_over_time(
             for sid, day, n, s in rows]
 
 
-def observe(con: duckdb.DuckDBPyConnection, period: tuple[datetime, datetime]) -> Observed:
-    """The `observed` block of the report from the store's views and `record_persons`."""
+def observe(con: duckdb.DuckDBPyConnection, period: tuple[datetime, datetime],
+            linking: Linking | None = None) -> Observed:
+    """The `observed` block of the report from the store's views and `record_persons`; `linking` (what
+    persons.build_record_persons returned) adds its over-shared keys and several key ids."""
     use_period(con, period)
     flows, bytes_out, enc = con.execute(_TOTALS_SQL).fetchall()[0]
     total = count_persons(con, period)[None]
@@ -195,6 +198,9 @@ def observe(con: duckdb.DuckDBPyConnection, period: tuple[datetime, datetime]) -
         sampling_rate_min=est.rate_min if est else None,
         destinations=destinations, uninspected=uninspected, persons_over_time=persons_over_time(con, period),
         coverage=coverage(con, period),
+        shared_person_keys=[SharedPersonKey(field_types=k.field_types, records=k.records)
+                            for k in (linking.shared_keys if linking else ())],
+        key_ids=list(linking.key_ids) if linking and len(linking.key_ids) > 1 else [],
     )
 
 
@@ -208,6 +214,7 @@ def build_report(
     report_id: str | None = None,
     filing_version: int | None = None,
     negative_lists: Iterable[object] = (),
+    linking: Linking | None = None,
 ) -> Report:
     """The §7 report. `filing_version` and `negative_lists` (NegativeListRef, or anything with list_id,
     version and sha256 attributes or keys) record what the checks ran against; lists are sorted by id."""
@@ -222,7 +229,7 @@ def build_report(
         period=Period(from_=period[0].astimezone(CST), to=period[1].astimezone(CST)),
         generated_at=(generated_at or datetime.now(CST)).astimezone(CST),
         verdict="inconsistent" if findings else "consistent",
-        observed=observe(con, period),
+        observed=observe(con, period, linking),
         findings=findings,
         checks=[r.status_model() for r in results],
     )

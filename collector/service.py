@@ -67,7 +67,7 @@ def _error(status: int, code: str, message: str, field: str | None = None) -> JS
 
 
 def create_app(config: CollectorConfig, *, scheduler: bool = True) -> FastAPI:
-    warehouse = Warehouse(config.data_dir)
+    warehouse = Warehouse(config.data_dir, max_records_per_key=config.persons.max_records_per_key)
     schedule = (SpotCheckScheduler(warehouse, config.schedule.spot_checks, config.area_of())
                 if scheduler else None)
     compactor = Compactor(warehouse, config.storage) if scheduler else None

@@ -23,6 +23,7 @@ from collector.errors import RequestProblem
 from collector.inspection import run_inspection
 from collector.models import Filing, Report, Status, describe_validation_error
 from collector.negative_lists import NegativeList, NegativeListError, parse_negative_list
+from collector.person_counts import index_persons
 from collector.persons import CST, calendar_year
 from collector.reports import render_json
 from collector.warehouse import Version, Warehouse
@@ -100,7 +101,9 @@ def run_spot_check(warehouse: Warehouse, filing_id: str, *, start: date | None =
     # Under a lease (compaction may swap files meanwhile), only the files that can hold the period's rows.
     with warehouse.reading(filing.processor.id, period) as files:
         done = run_inspection(files, filing, negative_lists=lists, period=period, now=now,
-                              report_id=uuid.uuid4().hex, filing_version=version.version, list_refs=refs)
+                              report_id=uuid.uuid4().hex, filing_version=version.version, list_refs=refs,
+                              max_records_per_key=warehouse.max_records_per_key,
+                              link_persons=index_persons(warehouse, filing.processor.id, period))
     report, persons = done.report, done.persons
     assert report is not None
     report_id = warehouse.store_report(report, render_json(report), str(filing.ftz_area), trigger)

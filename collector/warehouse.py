@@ -31,6 +31,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -44,6 +45,8 @@ from collector.errors import RequestProblem
 from collector.flow_days import lookup_flow_days, record_flow_days
 from collector.ingest import Batch
 from collector.migrations import ROW_KEY_BYTES
+from collector.person_index import ensure_person_index, index_batch, unindex_batch
+from collector.persons import DEFAULT_MAX_RECORDS_PER_KEY
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +85,12 @@ class Version:
 
 
 class Warehouse(DatasetStore):
+    def __init__(self, data_dir: Path | str, *,
+                 max_records_per_key: int = DEFAULT_MAX_RECORDS_PER_KEY) -> None:
+        self.max_records_per_key = max_records_per_key   # config persons: what spot checks and the index use
+        super().__init__(data_dir)
+        ensure_person_index(self.con, self.data_dir, max_records_per_key)
+
     # --- batches ------------------------------------------------------------------------------------
 
     def over_quota(self, enterprise_id: str, quota: int) -> int | None:
@@ -144,6 +153,8 @@ class Warehouse(DatasetStore):
                     cur.unregister("_fresh")
                 if batch.record_type == "flows":
                     record_flow_days(cur, batch.enterprise_id, batch.agent_id, batch.batch_id, table)
+                index_batch(cur, batch.enterprise_id, batch.agent_id, batch.batch_id, batch.record_type,
+                            table, self.max_records_per_key)
         log.info("batch %s of %s: %d %s rows from %s, %d new", batch.batch_id, batch.enterprise_id,
                  batch.table.num_rows, batch.record_type, batch.agent_id, table.num_rows)
         return StoredBatch(batch.batch_id, batch.record_type, batch.table.num_rows, table.num_rows, True)
@@ -172,6 +183,7 @@ class Warehouse(DatasetStore):
             held = files_of_batch(cur, enterprise_id, batch_id)
             kept = self._without(held, batch_id)
             with self._transaction(cur, f"batch {batch_id}: not removed", [f.path for f in kept]):
+                unindex_batch(cur, enterprise_id, batch_id, record_type, self.max_records_per_key)
                 for index in ("row_keys", "flow_days"):
                     cur.execute(f"DELETE FROM {index} WHERE enterprise_id = ? AND batch_id = ?",
                                 [enterprise_id, batch_id])

@@ -10,11 +10,14 @@ import pytest
 
 from collector.persons import (
     CST,
+    Linking,
     PersonCounts,
+    SharedKey,
     build_record_persons,
     calendar_year,
     count_persons,
     link_records,
+    reference_linking,
     year_of,
 )
 from collector.store import Store
@@ -126,10 +129,13 @@ def test_record_persons_keeps_each_records_key_and_the_count_is_returned(tmp_pat
     write_records(tmp_path, [make_flow("a"), make_flow("b")], pi_values=values)
     with Store() as store:
         store.load_records(tmp_path)
-        assert build_record_persons(store.con) == 2
+        assert build_record_persons(store.con).persons == 2
         rows = store.con.execute("SELECT flow_id, record_key, person_id, sensitive, nonsensitive "
                                  "FROM record_persons ORDER BY flow_id, record_key").fetchall()
-    assert rows == [("a", 10, 0, False, True), ("a", 11, 1, False, True), ("b", 20, 0, True, False)]
+    # Person ids are the engine's numbering: the records, their flags and who is whom are what counts.
+    assert [(r[0], r[1], r[3], r[4]) for r in rows] == [("a", 10, False, True), ("a", 11, False, True),
+                                                        ("b", 20, True, False)]
+    assert rows[0][2] == rows[2][2] != rows[1][2]
 
 
 def test_counts_per_enterprise_scenario_and_destination_respect_the_cst_year(tmp_path: Path, filing) -> None:
@@ -183,9 +189,77 @@ def test_no_pi_values_give_an_empty_typed_record_persons_table(tmp_path: Path, f
     with Store() as store:
         store.load_records(tmp_path)
         store.load_filing(filing)
-        assert build_record_persons(store.con) == 0
+        assert build_record_persons(store.con).persons == 0
         types = store.con.execute("SELECT column_name, data_type FROM information_schema.columns "
                                   "WHERE table_name = 'record_persons' ORDER BY ordinal_position").fetchall()
         assert count_persons(store.con, calendar_year(2026)) == {None: PersonCounts(0, 0)}
     assert types == [("flow_id", "VARCHAR"), ("record_key", "BIGINT"), ("person_id", "BIGINT"),
                      ("sensitive", "BOOLEAN"), ("nonsensitive", "BOOLEAN")]
+
+
+def _linking(rows: list[tuple], **kw) -> Linking:
+    return reference_linking(rows, **kw)[1]
+
+
+def test_persons_of_different_deployment_keys_are_never_joined() -> None:
+    rows = [("a", 1, MOBILE, 5, True, False, "0a1b2c3d"), ("b", 1, MOBILE, 5, True, False, "ffff0000"),
+            ("c", 1, MOBILE, 5, True, False, "ffff0000")]
+    assert _linking(rows) == Linking(2, 3, ("0a1b2c3d", "ffff0000"), ())
+
+
+def test_only_records_of_flows_in_the_period_link_and_count() -> None:
+    # "old" bridges the two mobiles, but its flow lies outside the period: two persons, not one.
+    rows = _rows(pi("old", 1, MOBILE, 1, identifier=True), pi("old", 1, MOBILE, 2, identifier=True),
+                 pi("new1", 1, MOBILE, 1, identifier=True), pi("new2", 1, MOBILE, 2, identifier=True))
+    assert _linking(rows).persons == 1
+    assert _linking(rows, flows={"new1", "new2"}) == Linking(2, 2, ("",), ())
+
+
+def test_an_over_shared_identifier_does_not_link_and_its_records_fall_back_to_combinations() -> None:
+    # A hotline number in three records: with a limit of 2 it links nobody; the records with another
+    # identifier keep it, the one without falls back to name + date of birth.
+    hotline = [pi(f"f{i}", 1, MOBILE, 400, identifier=True) for i in range(3)]
+    rows = _rows(*hotline, pi("f0", 1, ID, 1, identifier=True, sensitive=True),
+                 pi("f1", 1, ID, 2, identifier=True, sensitive=True),
+                 pi("f2", 1, NAME, 7), pi("f2", 1, DOB, 8), pi("f3", 1, NAME, 7), pi("f3", 1, DOB, 8))
+    assert _linking(rows).persons == 2   # f0-f2 through the hotline, f3 by name + date of birth
+    linking = _linking(rows, max_records_per_key=2)
+    assert linking == Linking(3, 4, ("",), (SharedKey("identifier", MOBILE, 3),))
+
+
+def test_an_over_shared_combination_does_not_link_either() -> None:
+    rows = _rows(*(v for i in range(3) for v in (pi(f"f{i}", 1, NAME, 7), pi(f"f{i}", 1, DOB, 8))),
+                 pi("f0", 1, ADDR, 9), pi("f9", 1, NAME, 7), pi("f9", 1, ADDR, 9))
+    assert _linking(rows).persons == 1
+    assert _linking(rows, max_records_per_key=2) == Linking(
+        1, 2, ("",), (SharedKey("combination", f"{NAME}+{DOB}", 3),))
+
+
+def test_the_rules_hold_in_duckdb_over_the_store(tmp_path: Path) -> None:
+    flows = [make_flow("old", ts=datetime(2025, 6, 1, tzinfo=UTC))] + [make_flow(f"f{i}") for i in range(4)]
+    values = [pi("old", 1, MOBILE, 1, identifier=True), pi("old", 1, MOBILE, 2, identifier=True),
+              pi("f0", 1, MOBILE, 1, identifier=True), pi("f1", 1, MOBILE, 2, identifier=True),
+              pi("f2", 1, MOBILE, 2, identifier=True), pi("f2", 1, EMAIL, 3, identifier=True),
+              pi("f3", 1, MOBILE, 2, identifier=True)]
+    write_records(tmp_path, flows, pi_values=values)
+    with Store() as store:
+        store.load_records(tmp_path)
+        assert build_record_persons(store.con).persons == 1             # "old" bridges mobiles 1 and 2
+        assert build_record_persons(store.con, calendar_year(2026)) == Linking(2, 4, ("",), ())
+        # Mobile 2 in three records of the year: it links nobody, f1 and f3 are left without a person key.
+        assert build_record_persons(store.con, calendar_year(2026), max_records_per_key=2) == Linking(
+            2, 2, ("",), (SharedKey("identifier", MOBILE, 3),))
+        linked = store.con.execute("SELECT flow_id FROM record_persons ORDER BY 1").fetchall()
+    assert linked == [("f0",), ("f2",)]
+
+
+def test_the_linking_sql_is_in_the_subset_spark_runs() -> None:
+    from collector.persons_sql import changed_sql, key_sql, result_sql, round_sql, shared_sql
+
+    from .test_checks_sql import unfaithful
+    statements = [*key_sql(True, True), *key_sql(False, False), round_sql, changed_sql, result_sql,
+                  shared_sql]
+    for sql in statements:
+        assert ";" not in sql.strip().rstrip(";"), "one statement per call"
+        assert unfaithful(sql) == []
+        assert "::" not in sql and "hash(" not in sql.lower()

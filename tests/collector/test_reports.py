@@ -275,3 +275,45 @@ def test_a_sampled_report_keeps_exact_lower_bounds_and_shows_estimates_beside_th
     console.print(summary_table(report))
     text = console.export_text()
     assert "sampled at ≥ 25 %" in text and "estimated ≈ 16 / ≈ 4" in text
+
+
+def test_over_shared_keys_and_several_key_ids_are_reported_without_values(tmp_path: Path,
+                                                                           records: Path) -> None:
+    # b1's records 1 and 3 and b2's share one mobile (a hotline) with a limit of 2; the agents of b* and of
+    # the other flows use different deployment keys (a key_id column beside the agent's own).
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [pi(f, k, "mobile_cn", 77, identifier=True) for f, k in (("b1", 4), ("b2", 2), ("b2", 3))]
+    write_records(tmp_path / "more", [], pi_values=rows)
+    for path in (records / "pi_values" / "b1.parquet", tmp_path / "more" / "pi_values" / "b1.parquet"):
+        table = pq.read_table(path)
+        flows = table.column("flow_id").to_pylist()
+        key_ids = ["0a1b2c3d" if f.startswith("b") else "ffff0000" for f in flows]
+        pq.write_table(table.append_column("key_id", pa.array(key_ids)), path)
+    (tmp_path / "more" / "pi_values" / "b1.parquet").rename(records / "pi_values" / "b2.parquet")
+    done = run_inspection(records, make_filing(), now=GENERATED, max_records_per_key=2)
+    assert done.report is not None
+    observed = json.loads(render_json(done.report))["observed"]
+    assert observed["shared_person_keys"] == [{"field_types": "mobile_cn", "records": 3}]
+    assert observed["key_ids"] == ["0a1b2c3d", "ffff0000"]
+    assert "77" not in json.dumps(observed["shared_person_keys"])
+    html = render_html(done.report, make_filing())
+    assert 'id="shared-person-keys"' in html and 'id="key-ids"' in html and "ffff0000" in html
+    # The default limit links the hotline's records; one key id is not listed: both fields are left out.
+    plain = run_inspection(tmp_path / "records", make_filing(), now=GENERATED)
+    assert plain.report is not None and plain.linking is not None
+    assert plain.linking.shared_keys == () and len(plain.linking.key_ids) == 2
+    text = render_json(plain.report)
+    assert '"shared_person_keys"' not in text
+    assert '"key_ids"' in text   # still two deployment keys
+
+
+def test_a_report_without_linking_anomalies_has_neither_field(tmp_path: Path) -> None:
+    values = [pi("b1", 1, "mobile_cn", 1, identifier=True), pi("b1", 2, "mobile_cn", 1, identifier=True)]
+    records = write_records(tmp_path / "r", [flow("b1")], pi_values=values)
+    done = run_inspection(records, make_filing(), now=GENERATED)
+    assert done.report is not None
+    text = render_json(done.report)
+    assert '"shared_person_keys"' not in text and '"key_ids"' not in text
+    assert 'id="shared-person-keys"' not in render_html(done.report, make_filing())
