@@ -19,6 +19,10 @@ log = logging.getLogger(__name__)
 __all__ = ["index_persons"]
 
 _KINDS = {"id": "identifier", "combo": "combination"}
+# Queued pi_values rows a spot check folds in itself before counting from the index. Folding costs more per
+# row than linking the whole period at once (it relinks the components each batch touches), so past this a
+# check relinks and the background catches up.
+MAX_FOLD_AT_CHECK = 200_000
 
 
 def index_persons(warehouse: Warehouse, enterprise_id: str, period: tuple[datetime, datetime]
@@ -31,6 +35,14 @@ def index_persons(warehouse: Warehouse, enterprise_id: str, period: tuple[dateti
     with warehouse.cursor() as cur:
         if index_max_records(cur) != warehouse.max_records_per_key:
             return None
+    # Rows queued since the background's last pass are folded in now; a backlog larger than relinking the
+    # year costs (a bulk load, a first start) is left to the background and this check relinks.
+    pending = warehouse.persons_pending(enterprise_id)
+    if pending > MAX_FOLD_AT_CHECK:
+        log.warning("person index of %s is %d rows behind: this check relinks the period", enterprise_id,
+                    pending)
+        return None
+    warehouse.fold_persons(enterprise_id)
 
     def link(con: duckdb.DuckDBPyConnection, _: tuple[datetime, datetime]) -> Linking:
         scope = [enterprise_id, year]
@@ -39,7 +51,7 @@ def index_persons(warehouse: Warehouse, enterprise_id: str, period: tuple[dateti
                 "SELECT flow_id, CAST(record_key AS BIGINT) AS record_key, "
                 "CAST(person AS BIGINT) AS person_id, "
                 "sensitive, nonsensitive FROM person_records WHERE enterprise_id = ? AND year = ? "
-                "AND person IS NOT NULL ORDER BY flow_id, record_key", params=scope).to_arrow_reader()
+                "AND person IS NOT NULL", params=scope).to_arrow_reader()
             con.register("_index_persons", reader)
             try:
                 con.execute("CREATE OR REPLACE TABLE record_persons AS SELECT * FROM _index_persons")

@@ -37,8 +37,8 @@ from collector.persons_sql import COMBINATIONS
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PERSON_INDEX_SCHEMA", "ensure_person_index", "index_batch", "index_max_records",
-           "rebuild_person_index", "unindex_batch"]
+__all__ = ["PERSON_INDEX_SCHEMA", "ensure_person_index", "fold_pending", "foldable", "index_batch",
+           "index_max_records", "rebuild_person_index", "unindex_batch"]
 
 PERSON_INDEX_SCHEMA = """
 CREATE SEQUENCE IF NOT EXISTS person_rid;
@@ -65,10 +65,11 @@ _LINK_TYPES = ", ".join(f"'{t}'" for t in sorted({t for pair in COMBINATIONS for
 
 
 def index_batch(cur: duckdb.DuckDBPyConnection, enterprise_id: str, agent_id: str, batch_id: str,
-                record_type: str, table: pa.Table, max_records: int) -> None:
-    """Fold a stored batch's fresh rows into the index (inside the transaction that records the batch):
-    pi_values rows of flows with a known day become records; the others wait in person_pending until their
-    flows batch lands, which folds them in."""
+                record_type: str, table: pa.Table, max_records: int, *, fold: bool = True) -> None:
+    """Take a stored batch's fresh rows into the index (inside the transaction that records the batch): its
+    pi_values rows are queued in person_pending. With `fold`, rows of flows with a known day become records
+    at once (a rebuild); the service folds later instead (`fold_pending`, in the background and before a
+    spot check), so an upload costs an append, not the relinking of the components it touches."""
     if record_type == "pi_values" and table.num_rows:
         cols = {c: table.column(c) for c in ("flow_id", "record_key", "field_type", "value_key", "identifier",
                                               "sensitive")}
@@ -82,14 +83,37 @@ def index_batch(cur: duckdb.DuckDBPyConnection, enterprise_id: str, agent_id: st
                         [enterprise_id, agent_id, batch_id])
         finally:
             cur.unregister("_pix_in")
-        _fold_pending(cur, enterprise_id, agent_id, "batch_id = ?", [batch_id], batch_id, max_records)
-    elif record_type == "flows" and table.num_rows:
+        if fold:
+            _fold_pending(cur, enterprise_id, agent_id, "batch_id = ?", [batch_id], batch_id, max_records)
+    elif fold and record_type == "flows" and table.num_rows:
         cur.register("_pix_flows", pa.table({"flow_id": table.column("flow_id")}))
         try:
             _fold_pending(cur, enterprise_id, agent_id, "flow_id IN (SELECT flow_id FROM _pix_flows)", [],
                           batch_id, max_records)
         finally:
             cur.unregister("_pix_flows")
+
+
+def foldable(cur: duckdb.DuckDBPyConnection, enterprise_id: str | None = None
+             ) -> list[tuple[str, str, str, int]]:
+    """(enterprise_id, agent_id, batch_id, rows) of the pending pi_values rows whose flow day is known, per
+    batch in the order the batches arrived: what `fold_pending` would take in."""
+    where, params = ("WHERE p.enterprise_id = ?", [enterprise_id]) if enterprise_id else ("", [])
+    return [(r[0], r[1], r[2], int(r[3])) for r in cur.execute(f"""
+        SELECT p.enterprise_id, p.agent_id, p.batch_id, count(*) FROM person_pending p
+        JOIN flow_days d ON d.enterprise_id = p.enterprise_id AND d.agent_id = p.agent_id
+             AND d.flow_hash = md5_number(p.flow_id)
+        JOIN batches b ON b.enterprise_id = p.enterprise_id AND b.batch_id = p.batch_id
+        {where}
+        GROUP BY p.enterprise_id, p.agent_id, p.batch_id ORDER BY min(b.received_at), p.batch_id""",
+        params).fetchall()]
+
+
+def fold_pending(cur: duckdb.DuckDBPyConnection, enterprise_id: str, agent_id: str, batch_id: str,
+                 max_records: int) -> None:
+    """Fold one batch's pending rows whose flow day is known into the index (in the caller's transaction);
+    merges are recorded under that batch."""
+    _fold_pending(cur, enterprise_id, agent_id, "batch_id = ?", [batch_id], batch_id, max_records)
 
 
 def _fold_pending(cur: duckdb.DuckDBPyConnection, enterprise_id: str, agent_id: str, where: str,

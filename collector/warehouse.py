@@ -29,6 +29,7 @@ import hashlib
 import json
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,7 +46,7 @@ from collector.errors import RequestProblem
 from collector.flow_days import lookup_flow_days, record_flow_days
 from collector.ingest import Batch
 from collector.migrations import ROW_KEY_BYTES
-from collector.person_index import ensure_person_index, index_batch, unindex_batch
+from collector.person_index import ensure_person_index, fold_pending, foldable, index_batch, unindex_batch
 from collector.persons import DEFAULT_MAX_RECORDS_PER_KEY
 
 log = logging.getLogger(__name__)
@@ -153,8 +154,9 @@ class Warehouse(DatasetStore):
                     cur.unregister("_fresh")
                 if batch.record_type == "flows":
                     record_flow_days(cur, batch.enterprise_id, batch.agent_id, batch.batch_id, table)
+                # Queued only: relinking is the background's and the spot check's (fold_persons).
                 index_batch(cur, batch.enterprise_id, batch.agent_id, batch.batch_id, batch.record_type,
-                            table, self.max_records_per_key)
+                            table, self.max_records_per_key, fold=False)
         log.info("batch %s of %s: %d %s rows from %s, %d new", batch.batch_id, batch.enterprise_id,
                  batch.table.num_rows, batch.record_type, batch.agent_id, table.num_rows)
         return StoredBatch(batch.batch_id, batch.record_type, batch.table.num_rows, table.num_rows, True)
@@ -198,6 +200,26 @@ class Warehouse(DatasetStore):
         log.info("batch %s of %s removed by %s", batch_id, enterprise_id, audit.actor)
         return {"enterprise_id": enterprise_id, "batch_id": batch_id, "record_type": record_type,
                 "agent_id": agent_id, "rows": rows, "stored_rows": stored_rows}
+
+    def fold_persons(self, enterprise_id: str | None = None, *, stop: Callable[[], bool] = lambda: False
+                     ) -> int:
+        """Fold the queued pi_values rows whose flows have arrived into the person index, one batch per
+        transaction (uploads go on in between), oldest first; returns the rows folded."""
+        with self.cursor() as cur:
+            todo = foldable(cur, enterprise_id)
+        folded = 0
+        for enterprise, agent, batch_id, rows in todo:
+            if stop():
+                break
+            with self.cursor() as cur, self._transaction(cur, f"person index: batch {batch_id} not folded"):
+                fold_pending(cur, enterprise, agent, batch_id, self.max_records_per_key)
+            folded += rows
+        return folded
+
+    def persons_pending(self, enterprise_id: str) -> int:
+        """Queued pi_values rows of an enterprise whose flows have arrived (what a fold would take in)."""
+        with self.cursor() as cur:
+            return sum(rows for *_, rows in foldable(cur, enterprise_id))
 
     def flow_days(self, enterprise_id: str, agent_id: str, flow_ids: pa.Array | pa.ChunkedArray) -> pa.Table:
         """`(flow_id, flow_day)`: the CST day of each stored flow of one agent (collector/flow_days.py)."""

@@ -246,3 +246,41 @@ def test_a_schema_3_warehouse_gets_its_person_index_from_the_stored_files(tmp_pa
         assert _indexed(wh, 2026) == expected
         assert expected[1].persons == 1
         _assert_as_full(wh)
+
+
+def _index_rows(wh: Warehouse) -> tuple[int, int]:
+    with wh.cursor() as cur:
+        row = cur.execute("SELECT (SELECT count(*) FROM person_records), "
+                          "(SELECT count(*) FROM person_pending)").fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+def test_an_upload_only_queues_its_rows_and_the_background_pass_folds_them(tmp_path: Path) -> None:
+    from collector.compaction import Compactor
+    from collector.config import Storage
+
+    with _warehouse(tmp_path) as wh:
+        _store(wh, "flows", "flows", [flow(f, ts=Y2026) for f in ("a", "b")])
+        _store(wh, "p", "pi_values", [pi("a", 1, MOBILE, 1, identifier=True), pi("b", 1, MOBILE, 1,
+                                                                                 identifier=True)])
+        assert _index_rows(wh) == (0, 2)                 # queued, not linked, by the upload
+        assert wh.persons_pending(E) == 2
+        Compactor(wh, Storage()).run_once()              # what the service's background thread runs
+        assert _index_rows(wh) == (2, 0) and wh.persons_pending(E) == 0
+        _assert_as_full(wh)
+
+
+def test_a_spot_check_behind_a_large_backlog_relinks_instead_of_folding(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import collector.person_counts as person_counts
+
+    with _warehouse(tmp_path) as wh:
+        _store(wh, "flows", "flows", [flow(f, ts=Y2026) for f in ("a", "b")])
+        _store(wh, "p", "pi_values", [pi(f, 1, MOBILE, 7, identifier=True) for f in ("a", "b")])
+        monkeypatch.setattr(person_counts, "MAX_FOLD_AT_CHECK", 1)
+        assert index_persons(wh, E, calendar_year(2026)) is None       # 2 rows behind: relink
+        assert _index_rows(wh) == (0, 2)                               # and the backlog is left alone
+        monkeypatch.setattr(person_counts, "MAX_FOLD_AT_CHECK", 2)
+        assert _indexed(wh, 2026)[1].persons == 1                      # within the bound: folded, counted
+        assert _index_rows(wh) == (2, 0)
