@@ -17,6 +17,7 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from agent.records import ADDED_COLUMNS, RECORD_TYPES
 from collector.models import Filing, field_type_catalog
@@ -119,7 +120,11 @@ class Store:
 
     def _parquet_view(self, record_type: str, files: list[Path], schema: pa.Schema) -> None:
         paths = ", ".join(_sql_str(str(p)) for p in files)
-        source = f"read_parquet([{paths}], union_by_name = true, hive_partitioning = false)"
+        # Matching columns by name across files makes every query bind read every file's footer (twice
+        # the time of a spot check over a year of day-partitioned files); only files of different schema
+        # versions need it.
+        union = str(not _same_schema(files)).lower()
+        source = f"read_parquet([{paths}], union_by_name = {union}, hive_partitioning = false)"
         added = ADDED_COLUMNS.get(record_type, {})
         try:
             columns = {row[0] for row in self.con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
@@ -276,6 +281,16 @@ class Store:
     def replace_table(self, name: str, table: pa.Table) -> None:
         """Create or replace a table from Arrow data (persons.py adds `record_persons` this way)."""
         self._replace_table(name, table)
+
+
+def _same_schema(files: Sequence[Path]) -> bool:
+    """Whether every file has the first one's columns in the same order with the same types (footers
+    only; an unreadable file answers False, and the view's own read names it)."""
+    try:
+        first = pq.read_schema(files[0])
+        return all(pq.read_schema(f).equals(first, check_metadata=False) for f in files[1:])
+    except (OSError, pa.ArrowException):
+        return False
 
 
 def _rows_table(names: list[str], rows: Iterable[tuple], types: list[pa.DataType]) -> pa.Table:
