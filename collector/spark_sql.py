@@ -56,7 +56,9 @@ def translate(node: exp.Expression) -> str:
     return node.transform(_double_division).sql(dialect="spark", unsupported_level=sqlglot.ErrorLevel.RAISE)
 
 
-def _name(table: exp.Expression) -> str:
+def _name(table: exp.Expression | None) -> str:
+    if table is None:
+        raise SparkTranslationError("a statement without a table name")
     t = table.this if isinstance(table, exp.Schema) else table
     if not isinstance(t, exp.Table):
         raise SparkTranslationError(f"not a table name: {table.sql('duckdb')}")
@@ -142,6 +144,11 @@ class SparkConnection:
         self._put(name.lower(), self.spark.createDataFrame(table))
         return self
 
+    def register_dataframe(self, name: str, df: DataFrame) -> SparkConnection:
+        """A Spark DataFrame as a table (the record views' Parquet sources)."""
+        self._put(name.lower(), df)
+        return self
+
     def unregister(self, name: str) -> SparkConnection:
         self._drop(name.lower(), if_exists=True)
         return self
@@ -170,7 +177,8 @@ class SparkConnection:
             kind = str(tree.args.get("kind") or "").upper()
             if kind not in ("TABLE", "VIEW"):
                 raise SparkTranslationError(f"DROP {kind} is not supported on Spark")
-            self._drop(_name(tree.this), if_exists=bool(tree.args.get("exists")))
+            for table in tree.args.get("tables") or [tree.this]:
+                self._drop(_name(table), if_exists=bool(tree.args.get("exists")))
             return SparkResult(None)
         if isinstance(tree, exp.Alter):
             return self._alter(tree)
