@@ -170,6 +170,7 @@ class SparkConnection:
     # --- statements ----------------------------------------------------------------------------------
 
     def _run(self, tree: exp.Expression, args: dict[str, Any]) -> SparkResult:
+        self.statements_run.append(translate(tree))   # what Spark was asked (tests read it)
         used = {p.name for p in tree.find_all(exp.Placeholder, exp.Parameter) if p.name}
         if isinstance(tree, exp.Create):
             return self._create(tree, {k: v for k, v in args.items() if k in used})
@@ -184,7 +185,6 @@ class SparkConnection:
             return self._alter(tree)
         if isinstance(tree, exp.Query):
             text = translate(tree)
-            self.statements_run.append(text)
             df = self.spark.sql(text, args={k: v for k, v in args.items() if k in used} or None)
             return SparkResult(_arrow(df))
         raise SparkTranslationError(f"statement not supported on Spark: {tree.sql('duckdb')[:80]}")
@@ -201,7 +201,6 @@ class SparkConnection:
                 return SparkResult(None)
             raise duckdb.CatalogException(f"Catalog Error: Table with name {name} already exists!")
         text = translate(query)
-        self.statements_run.append(text)
         if kind == "VIEW":
             if args:
                 raise SparkTranslationError(f"view {name}: parameters cannot be bound into a Spark view")

@@ -87,8 +87,10 @@ def _negative_lists(warehouse: Warehouse, area: str | None
 
 
 def run_spot_check(warehouse: Warehouse, filing_id: str, *, start: date | None = None,
-                   end: date | None = None, trigger: str = "api", now: datetime | None = None) -> SpotCheck:
-    """Check the latest version of `filing_id`; raises CheckRequestError for an unknown filing."""
+                   end: date | None = None, trigger: str = "api", now: datetime | None = None,
+                   engine: str = "duckdb", spark_master: str | None = None) -> SpotCheck:
+    """Check the latest version of `filing_id`; raises CheckRequestError for an unknown filing. `engine`
+    "spark" runs the same checks on Apache Spark (`spark_master`) over the same files."""
     version = warehouse.get_document("filing", filing_id)
     if version is None:
         raise CheckRequestError(404, "filing_id", f"filing_id: no filing {filing_id!r} has been uploaded")
@@ -98,7 +100,7 @@ def run_spot_check(warehouse: Warehouse, filing_id: str, *, start: date | None =
     lists, refs = _negative_lists(warehouse, version.ftz_area)
     done = run_inspection(warehouse.record_files(filing.processor.id), filing, negative_lists=lists,
                           period=period, now=now, report_id=uuid.uuid4().hex, filing_version=version.version,
-                          list_refs=refs)
+                          list_refs=refs, engine=engine, spark_master=spark_master)
     report, persons = done.report, done.persons
     assert report is not None
     report_id = warehouse.store_report(report, render_json(report), str(filing.ftz_area), trigger)
