@@ -9,7 +9,9 @@ persons, distinct values per field type, coverage, persons over time). One Spark
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +21,14 @@ import yaml
 from agent.config import load_agent_config
 from agent.pipeline import run_capture_stats
 from collector.checks.runner import discover
+from collector.ingest import parse_batch
 from collector.inspection import Inspection, run_inspection
 from collector.models import Filing
 from collector.negative_lists import parse_negative_list
 from collector.spark_session import spark_available
 from collector.spark_sql import SparkConnection
-from tests.conftest import FIXTURES, ROOT
+from collector.warehouse import Warehouse
+from tests.conftest import BIN, FIXTURES, ROOT
 
 PCAPS = FIXTURES / "pcaps"
 # Every capture the golden tests run, once per base name (quirks.pcap/.pcapng/.pcap.gz hold one capture).
@@ -120,3 +124,72 @@ def test_every_other_fixture_capture_gives_the_same_report_on_spark(
     duck, on_spark = _both(records, demo_filing, demo_lists)
     assert duck.report and duck.report.observed.destinations
     _same(duck, on_spark)
+
+
+@pytest.fixture
+def demo_data_dir(tmp_path: Path, demo_filing: Filing) -> Path:
+    """A collector data dir holding the demo filing, the example negative list (the filing's area) and the
+    demo capture's batches as the agent would ship them."""
+    key = tmp_path / "k.key"
+    key.write_bytes(b"golden-test-key-not-a-secret-000")
+    spool = tmp_path / "spool"
+    run_capture_stats([PCAPS / "demo.pcap"], load_agent_config(
+        None, agent_id="gw-hz-01", enterprise_id=demo_filing.processor.id, subject_key_file=str(key)), spool)
+    data = tmp_path / "data"
+    wh = Warehouse(data)
+    try:
+        doc = yaml.safe_load((ROOT / "configs" / "filings" / "demo.yaml").read_text())
+        doc = json.loads(json.dumps(doc, default=str))
+        wh.put_document("filing", doc["filing_id"], doc, demo_filing.processor.id, doc["ftz_area"], "test")
+        nl = yaml.safe_load((ROOT / "configs" / "negative_lists" / "zhejiang-example.yaml").read_text())
+        nl = json.loads(json.dumps(nl, default=str))
+        wh.put_document("negative_list", nl["list_id"], nl, None, doc["ftz_area"], "test")
+        for record_type in ("flows", "detections", "pi_values", "anomalies"):
+            for i, f in enumerate(sorted((spool / record_type).glob("*.parquet"))):
+                wh.store_batch(parse_batch(f.read_bytes(), f"{record_type}-{i}", record_type,
+                                           demo_filing.processor.id, "gw-hz-01"), "test")
+    finally:
+        wh.close()
+    (tmp_path / "collector.yaml").write_text(yaml.safe_dump({"data_dir": str(data)}))
+    return data
+
+
+def _check(data: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(BIN / "egress-collector"), "check", "--filing-id", "ZJFTZ-HZ-2026-0107",
+                           "--from", "2026-01-01", "--to", "2026-12-31", "--config",
+                           str(data.parent / "collector.yaml"), *args],
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_the_check_command_on_spark_prints_the_same_verdict_and_stores_the_same_report(
+        demo_data_dir: Path) -> None:
+    if problem := spark_available():   # the command starts its own JVM: no session in this process
+        pytest.skip(problem)
+    duck = _check(demo_data_dir)
+    on_spark = _check(demo_data_dir, "--engine", "spark", "--spark-master", "local[2]")
+    assert duck.returncode == 1, duck.stdout + duck.stderr
+    assert on_spark.returncode == 1, on_spark.stdout + on_spark.stderr
+    assert "Traceback" not in on_spark.stderr and "could not run" not in on_spark.stderr
+
+    def table(out: str) -> str:
+        return "\n".join(ln for ln in out.splitlines() if not ln.startswith("report "))
+
+    assert table(on_spark.stdout) == table(duck.stdout)
+    wh = Warehouse(demo_data_dir)
+    try:
+        rows = wh.list_reports(["ZJFTZ-HZ-2026-0107"])
+        assert len(rows) == 2 and {r["trigger"] for r in rows} == {"cli"}
+        bodies = []
+        for r in rows:
+            got = wh.get_report(r["report_id"])
+            assert got is not None
+            bodies.append(json.loads(got[1]))
+    finally:
+        wh.close()
+    assert bodies[0]["verdict"] == bodies[1]["verdict"] == "inconsistent"
+    assert bodies[0]["findings"] == bodies[1]["findings"] and bodies[0]["observed"] == bodies[1]["observed"]
+
+
+def test_the_check_command_refuses_an_unknown_engine_in_one_line(demo_data_dir: Path) -> None:
+    proc = _check(demo_data_dir, "--engine", "postgres")
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "--engine" in proc.stderr
