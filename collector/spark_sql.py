@@ -41,7 +41,7 @@ class SparkTranslationError(duckdb.Error):
     """A statement the adapter does not run on Spark (it never falls back to DuckDB)."""
 
 
-def _double_division(node: exp.Expression) -> exp.Expression:
+def _double_division(node: exp.Expr) -> exp.Expr:
     # DuckDB's `/` always divides in DOUBLE; Spark keeps DECIMAL (1.0 / 3 = 0.333333) unless told.
     if isinstance(node, exp.Div) and not getattr(node, "_egress_cast", False):
         left = exp.Cast(this=node.this.copy(), to=exp.DataType.build("DOUBLE"))
@@ -51,12 +51,12 @@ def _double_division(node: exp.Expression) -> exp.Expression:
     return node
 
 
-def translate(node: exp.Expression) -> str:
+def translate(node: exp.Expr) -> str:
     """One parsed DuckDB expression as Spark SQL text."""
     return node.transform(_double_division).sql(dialect="spark", unsupported_level=sqlglot.ErrorLevel.RAISE)
 
 
-def _name(table: exp.Expression | None) -> str:
+def _name(table: exp.Expr | None) -> str:
     if table is None:
         raise SparkTranslationError("a statement without a table name")
     t = table.this if isinstance(table, exp.Schema) else table
@@ -93,8 +93,8 @@ class SparkResult:
 def _arrow(df: DataFrame) -> pa.Table:
     table = df.toArrow()
     # Spark's TIMESTAMP is an instant shown in the session zone (UTC): make it aware like TIMESTAMPTZ.
-    fields = [pa.field(f.name, pa.timestamp("us", tz="UTC")) if pa.types.is_timestamp(f.type) and f.type.tz is None
-              else f for f in table.schema]
+    fields = [pa.field(f.name, pa.timestamp("us", tz="UTC"))
+              if pa.types.is_timestamp(f.type) and f.type.tz is None else f for f in table.schema]
     return table.cast(pa.schema(fields)) if fields != list(table.schema) else table
 
 
@@ -169,7 +169,7 @@ class SparkConnection:
 
     # --- statements ----------------------------------------------------------------------------------
 
-    def _run(self, tree: exp.Expression, args: dict[str, Any]) -> SparkResult:
+    def _run(self, tree: exp.Expr, args: dict[str, Any]) -> SparkResult:
         self.statements_run.append(translate(tree))   # what Spark was asked (tests read it)
         used = {p.name for p in tree.find_all(exp.Placeholder, exp.Parameter) if p.name}
         if isinstance(tree, exp.Create):

@@ -25,14 +25,15 @@ from collector.persons import CST
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DESTINATIONS_SQL", "FLOW_RECIPIENTS_SQL", "SCENARIO_FLOWS_SQL", "SMALL_TABLES", "RecordsError", "Store",
-           "destination_matches", "field_types_table", "match_recipients", "record_files_in", "record_select"]
+__all__ = ["DESTINATIONS_SQL", "FLOW_RECIPIENTS_SQL", "SCENARIO_FLOWS_SQL", "SMALL_TABLES", "RecordsError",
+           "Store", "destination_matches", "field_types_table", "match_recipients", "record_files_in", "record_select"]
 
-# The tables the filing, the lists and the catalog make (the same on every engine; spark_store.py ships them).
+# The tables the filing, the lists and the catalog make (the same on every engine; spark_store.py ships
+# them).
 SMALL_TABLES = ("filing", "recipients", "recipient_endpoints", "scenarios", "scenario_recipients",
                 "catalog_items", "negative_list_entries", "field_types")
 
-# flow_recipients from the flows and `_dest_matches` (destination_matches); see Store._refresh_flow_recipients.
+# flow_recipients from the flows and `_dest_matches` (destination_matches): Store._refresh_flow_recipients.
 FLOW_RECIPIENTS_SQL = """
 CREATE TABLE flow_recipients AS
     SELECT DISTINCT f.flow_id, m.recipient_id, sr.scenario_id

@@ -55,7 +55,7 @@ def test_create_table_drop_and_rename_are_spark_temp_views(con: SparkConnection)
     con.execute("CREATE OR REPLACE TEMP TABLE _t_a AS SELECT 1 AS k, 'x' AS v; DROP TABLE IF EXISTS _t_b; "
                 "ALTER TABLE _t_a RENAME TO _t_b")
     assert con.execute("SELECT k, v FROM _t_b").fetchall() == [(1, "x")]
-    with pytest.raises(Exception, match="(?i)_t_a"):
+    with pytest.raises(Exception, match=r"(?i)_t_a"):
         con.execute("SELECT * FROM _t_a")
     con.execute("CREATE OR REPLACE TABLE _t_b AS SELECT k + 1 AS k FROM _t_b")   # reads its old self
     assert con.execute("SELECT k FROM _t_b").fetchone() == (2,)
@@ -72,7 +72,7 @@ def test_a_cursors_temp_views_end_with_it_and_it_sees_the_connections_tables(con
     result = cur.execute("SELECT list_sort(list(k)) AS ks FROM _t_hits")
     assert [d[0] for d in result.description] == ["ks"] and result.fetchall() == [([2, 3],)]
     cur.close()
-    with pytest.raises(Exception, match="(?i)_t_hits"):
+    with pytest.raises(Exception, match=r"(?i)_t_hits"):
         con.execute("SELECT * FROM _t_hits")
     con.unregister("_t_in")
 
