@@ -26,7 +26,8 @@ from collector.persons import CST
 log = logging.getLogger(__name__)
 
 __all__ = ["DESTINATIONS_SQL", "FLOW_RECIPIENTS_SQL", "SCENARIO_FLOWS_SQL", "SMALL_TABLES", "RecordsError",
-           "Store", "destination_matches", "field_types_table", "match_recipients", "record_files_in", "record_select"]
+           "Store", "destination_matches", "field_types_table", "match_recipients", "record_files_in",
+           "record_select"]
 
 # The tables the filing, the lists and the catalog make (the same on every engine; spark_store.py ships
 # them).
