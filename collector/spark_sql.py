@@ -90,6 +90,15 @@ class SparkResult:
         return self._rows[self._next - 1]
 
 
+def _as_duckdb_error(e: Exception) -> duckdb.Error:
+    """A missing table is DuckDB's CatalogException (views.load_views skips on it); the rest duckdb.Error,
+    with Spark's first line."""
+    first = str(e).splitlines()[0] if str(e) else type(e).__name__
+    if "TABLE_OR_VIEW_NOT_FOUND" in first:
+        return duckdb.CatalogException(f"Catalog Error: {first}")
+    return duckdb.Error(f"{type(e).__name__}: {first}")
+
+
 def _arrow(df: DataFrame) -> pa.Table:
     table = df.toArrow()
     # Spark's TIMESTAMP is an instant shown in the session zone (UTC): make it aware like TIMESTAMPTZ.
@@ -123,7 +132,12 @@ class SparkConnection:
         result = SparkResult(None)
         for tree in trees:
             if tree is not None:
-                result = self._run(tree, args)
+                try:
+                    result = self._run(tree, args)
+                except duckdb.Error:
+                    raise
+                except Exception as e:   # Spark's AnalysisException & co. as DuckDB's error classes
+                    raise _as_duckdb_error(e) from None
         self._last = result
         return result
 

@@ -97,3 +97,11 @@ def test_decimals_and_structs_keep_duckdb_types(con: SparkConnection) -> None:
     d, s = both(con, "SELECT CAST(2.50 AS DECIMAL(10, 2)) AS d, struct_pack(a := 1, b := 'x') AS st, "
                      "['b', 'a'] AS l")
     assert s == d and isinstance(s[0][0], Decimal)
+
+
+def test_a_missing_table_is_duckdbs_catalog_error(con: SparkConnection) -> None:
+    # views.load_views skips a view over a table not loaded (no filing yet) on exactly this class.
+    with pytest.raises(duckdb.CatalogException):
+        con.execute("CREATE OR REPLACE VIEW _t_v AS SELECT * FROM _t_not_there")
+    with pytest.raises(duckdb.Error, match="_t_not_there"):
+        con.execute("SELECT * FROM _t_not_there")
