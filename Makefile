@@ -3,6 +3,8 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The Spark extra (pyspark, ~490 MB) is for the tests and `check --engine spark`; `make demo` goes without.
+SPARK_STAMP := $(VENV)/.installed-spark
 
 .PHONY: install demo test mutate bench-throughput bench-decrypt bench-icap bench-accuracy bench-collector clean
 
@@ -12,6 +14,11 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/pip install -q --disable-pip-version-check -c requirements.lock -e '.[dev,mutate]' 2>&1 | grep -v "^WARNING: Location" || true
 	$(BIN)/python -c "import agent, collector, detectors, dpkt, presidio_analyzer, duckdb"
 	touch $(STAMP)
+
+$(SPARK_STAMP): $(STAMP)
+	$(BIN)/pip install -q --disable-pip-version-check -c requirements.lock -e '.[dev,mutate,spark]' 2>&1 | grep -v "^WARNING: Location" || true
+	$(BIN)/python -c "import pyspark, py4j"
+	touch $(SPARK_STAMP)
 
 install: $(STAMP)
 
@@ -27,7 +34,7 @@ demo: $(STAMP)
 		--format table; \
 	rc=$$?; [ $$rc -le 1 ] || exit $$rc
 
-test: $(STAMP)
+test: $(SPARK_STAMP)
 	$(BIN)/ruff check agent collector detectors tests bench fixtures tools
 	$(BIN)/mypy agent collector detectors
 	$(BIN)/python -m pytest -q

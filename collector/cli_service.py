@@ -1,7 +1,8 @@
 """egress-collector serve | check | token: the service's commands (DESIGN §8, §9).
 
     egress-collector serve [--config configs/collector.yaml]
-    egress-collector check --filing-id ID [--from DATE --to DATE] [--config F]
+    egress-collector check --filing-id ID [--from DATE --to DATE] [--config F] [--engine duckdb|spark]
+                           [--spark-master URL]
     egress-collector token NAME --role ROLE [--enterprise-id E [--agent-id A] | --ftz-area AREA]
 
 Registered on the `egress-collector` app by collector/cli.py (this module does not import it); same
@@ -71,10 +72,18 @@ def check(
     end: Annotated[str | None, typer.Option("--to", help="Last day (CST), inclusive.")] = None,
     config: ConfigOption = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress to stderr.")] = False,
+    engine: Annotated[str, typer.Option("--engine", help="duckdb, or spark: the same checks on Apache Spark "
+                                        "(pip install egresswatch[spark], Java 17).")] = "duckdb",
+    spark_master: Annotated[str | None, typer.Option(
+        "--spark-master", help="Spark master URL for --engine spark (default local[2]).")] = None,
 ) -> None:
     """Run every check for one filing now and store the report (抽验), as POST /v1/checks/run does."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
+    if engine not in ("duckdb", "spark"):
+        raise fail(f"--engine: {engine!r} is not duckdb or spark")
+    if spark_master is not None and engine != "spark":
+        raise fail("--spark-master: only with --engine spark")
     cfg = _config(config)
     days = []
     for name, text in (("--from", start), ("--to", end)):
@@ -83,18 +92,24 @@ def check(
         except ValueError:
             raise fail(f"{name}: {text!r} is not a date (YYYY-MM-DD)") from None
     from collector.reports import summary_table
+    from collector.spark_session import SparkUnavailable, spark_available
     from collector.spotcheck import CheckRequestError, run_spot_check
     from collector.warehouse import Warehouse
 
+    if engine == "spark" and (problem := spark_available()):
+        raise fail(f"--engine spark: {problem}")
     try:
         warehouse = Warehouse(cfg.data_dir, max_records_per_key=cfg.persons.max_records_per_key)
     except Exception as e:   # DuckDB allows one writing process: the running service holds the file
         raise fail(f"{cfg.data_dir}: cannot open the collector's data ({one_line(e)}); while "
                     "`egress-collector serve` runs, use POST /v1/checks/run") from None
     try:
-        done = run_spot_check(warehouse, filing_id, start=days[0], end=days[1], trigger="cli")
+        done = run_spot_check(warehouse, filing_id, start=days[0], end=days[1], trigger="cli", engine=engine,
+                              spark_master=spark_master)
     except CheckRequestError as e:
         raise fail(one_line(e)) from None
+    except SparkUnavailable as e:
+        raise fail(f"--engine spark: {e}") from None
     finally:
         warehouse.close()
     out_console.print(summary_table(done.report))

@@ -110,7 +110,7 @@ FROM period_flows f
 _PERSONS_OVER_TIME_SQL = """
 WITH scoped AS (
     SELECT s.scenario_id, rp.person_id, rp.nonsensitive, rp.sensitive,
-           CAST(timezone($tz, s.ts_start) AS DATE) AS day
+           CAST(s.ts_start AT TIME ZONE $tz AS DATE) AS day
     FROM period_scenario_flows s
     JOIN record_persons rp ON rp.flow_id = s.flow_id
 ),

@@ -89,8 +89,10 @@ def _negative_lists(warehouse: Warehouse, area: str | None
 
 
 def run_spot_check(warehouse: Warehouse, filing_id: str, *, start: date | None = None,
-                   end: date | None = None, trigger: str = "api", now: datetime | None = None) -> SpotCheck:
-    """Check the latest version of `filing_id`; raises CheckRequestError for an unknown filing."""
+                   end: date | None = None, trigger: str = "api", now: datetime | None = None,
+                   engine: str = "duckdb", spark_master: str | None = None) -> SpotCheck:
+    """Check the latest version of `filing_id`; raises CheckRequestError for an unknown filing. `engine`
+    "spark" runs the same checks on Apache Spark (`spark_master`) over the same files."""
     version = warehouse.get_document("filing", filing_id)
     if version is None:
         raise CheckRequestError(404, "filing_id", f"filing_id: no filing {filing_id!r} has been uploaded")
@@ -99,11 +101,13 @@ def run_spot_check(warehouse: Warehouse, filing_id: str, *, start: date | None =
     period = period_for(start, end, now)
     lists, refs = _negative_lists(warehouse, version.ftz_area)
     # Under a lease (compaction may swap files meanwhile), only the files that can hold the period's rows.
+    # The person index lives in the warehouse's DuckDB: Spark links the period itself.
     with warehouse.reading(filing.processor.id, period) as files:
+        index = index_persons(warehouse, filing.processor.id, period) if engine == "duckdb" else None
         done = run_inspection(files, filing, negative_lists=lists, period=period, now=now,
                               report_id=uuid.uuid4().hex, filing_version=version.version, list_refs=refs,
-                              max_records_per_key=warehouse.max_records_per_key,
-                              link_persons=index_persons(warehouse, filing.processor.id, period))
+                              max_records_per_key=warehouse.max_records_per_key, link_persons=index,
+                              engine=engine, spark_master=spark_master)
     report, persons = done.report, done.persons
     assert report is not None
     report_id = warehouse.store_report(report, render_json(report), str(filing.ftz_area), trigger)

@@ -26,7 +26,37 @@ from collector.persons import CST
 
 log = logging.getLogger(__name__)
 
-__all__ = ["RecordsError", "Store", "match_recipients"]
+__all__ = ["DESTINATIONS_SQL", "FLOW_RECIPIENTS_SQL", "SCENARIO_FLOWS_SQL", "SMALL_TABLES", "RecordsError",
+           "Store", "destination_matches", "field_types_table", "match_recipients", "record_files_in",
+           "record_select"]
+
+# The tables the filing, the lists and the catalog make (the same on every engine; spark_store.py ships
+# them).
+SMALL_TABLES = ("filing", "recipients", "recipient_endpoints", "scenarios", "scenario_recipients",
+                "catalog_items", "negative_list_entries", "field_types")
+
+# flow_recipients from the flows and `_dest_matches` (destination_matches): Store._refresh_flow_recipients.
+FLOW_RECIPIENTS_SQL = """
+CREATE TABLE flow_recipients AS
+    SELECT DISTINCT f.flow_id, m.recipient_id, sr.scenario_id
+    FROM flows f
+    JOIN _dest_matches m
+      ON f.server_name IS NOT DISTINCT FROM m.server_name AND f.dst_ip = m.dst_ip
+     AND f.initiator = m.initiator
+    LEFT JOIN scenario_recipients sr ON sr.recipient_id = m.recipient_id
+"""
+
+# The checks' common scope: cross-border flows that reached a scenario's recipients. One view here instead of
+# the same join in every check file; checks add their period filter.
+SCENARIO_FLOWS_SQL = """
+CREATE OR REPLACE VIEW scenario_flows AS
+    SELECT DISTINCT fr.scenario_id, f.flow_id, f.ts_start, f.ts_end, f.bytes_out
+    FROM flows f
+    JOIN flow_recipients fr ON fr.flow_id = f.flow_id
+    WHERE fr.scenario_id IS NOT NULL AND f.cross_border
+"""
+
+DESTINATIONS_SQL = "SELECT DISTINCT server_name, dst_ip, initiator FROM flows"
 
 
 class RecordsError(ValueError):
@@ -68,6 +98,57 @@ def match_recipients(
     return out
 
 
+def destination_matches(filing: Filing, pairs: Iterable[tuple[str | None, str | None, str | None]]
+                        ) -> pa.Table:
+    """`_dest_matches(server_name, dst_ip, initiator, recipient_id)` for the distinct destinations of the
+    flows (DESTINATIONS_SQL). A flow an overseas client initiated (`initiator = external`, a pull) goes to
+    that client, dst_ip: it matches by the recipients' declared `ip_cidrs` only, since its server_name names
+    the internal server it pulled from (DESIGN §3)."""
+    pairs = list(pairs)
+    matches = [(sn, ip, initiator, rid) for sn, ip, initiator in pairs
+               for rid in match_recipients(filing, None if initiator == "external" else sn, ip)]
+    log.debug("%d destinations, %d matched to declared recipients", len(pairs), len(matches))
+    return _rows_table(["server_name", "dst_ip", "initiator", "recipient_id"], matches, [pa.string()] * 4)
+
+
+def field_types_table() -> pa.Table:
+    """`field_types(id, pi, sensitive, identifier, name_zh)` from the catalog, for checks to read."""
+    cat = field_type_catalog()
+    return pa.table({
+        "id": list(cat),
+        "pi": [v["pi"] for v in cat.values()],
+        "sensitive": [v["sensitive"] for v in cat.values()],
+        "identifier": [v["identifier"] for v in cat.values()],
+        "name_zh": [v["name_zh"] for v in cat.values()],
+    })
+
+
+def record_files_in(records_dir: Path) -> dict[str, list[Path]]:
+    """A spool's Parquet files per record type (`DIR/<record_type>/*.parquet`); RecordsError when none."""
+    records_dir = Path(records_dir)
+    if not records_dir.is_dir():
+        raise RecordsError(f"{records_dir}: not a directory of records")
+    files = {t: sorted(p for p in (records_dir / t).glob("*.parquet") if p.is_file()) for t in RECORD_TYPES}
+    if not any(files.values()):
+        raise RecordsError(f"{records_dir}: no records found (expected {records_dir}/flows/*.parquet)")
+    return files
+
+
+def record_select(record_type: str, columns: Sequence[str], where: Path) -> str:
+    """The SELECT list of a record view over files with `columns` (in file order): columns added after
+    version 1 take their documented value in older files (DESIGN §3), the expression over the row's own
+    columns, for every row older than the column; RecordsError naming `where` when a column is missing."""
+    schema = RECORD_TYPES[record_type][1]
+    added = ADDED_COLUMNS.get(record_type, {})
+    missing = [f.name for f in schema if f.name not in columns and f.name not in added]
+    if missing:
+        raise RecordsError(f"{where}: missing column(s) {', '.join(missing)}")
+    select = [f"CASE WHEN schema_version < {added[c][0]} THEN {added[c][1]} ELSE {c} END AS {c}"
+              if c in added else c for c in columns]
+    select += [f"{d} AS {c}" for c, (_, d) in added.items() if c not in columns]
+    return "SELECT " + ", ".join(select)
+
+
 class Store:
     """An embedded DuckDB database holding one enterprise's records and its filing."""
 
@@ -93,12 +174,7 @@ class Store:
     def load_records(self, records_dir: Path) -> dict[str, int]:
         """Create one view per record type over `records_dir`; returns the number of files per type."""
         records_dir = Path(records_dir)
-        if not records_dir.is_dir():
-            raise RecordsError(f"{records_dir}: not a directory of records")
-        files = {t: sorted(p for p in (records_dir / t).glob("*.parquet") if p.is_file())
-                 for t in RECORD_TYPES}
-        if not any(files.values()):
-            raise RecordsError(f"{records_dir}: no records found (expected {records_dir}/flows/*.parquet)")
+        files = record_files_in(records_dir)
         self.load_record_files(files)
         self.records_dir = records_dir
         return {t: len(f) for t, f in files.items()}
@@ -125,22 +201,11 @@ class Store:
         # versions need it.
         union = str(not _same_schema(files)).lower()
         source = f"read_parquet([{paths}], union_by_name = {union}, hive_partitioning = false)"
-        added = ADDED_COLUMNS.get(record_type, {})
         try:
-            columns = {row[0] for row in self.con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
+            columns = [row[0] for row in self.con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()]
         except duckdb.Error as e:
             raise _unreadable(files, e) from None
-        # Before the view: the values of added columns are computed from the others.
-        missing = [f.name for f in schema if f.name not in columns and f.name not in added]
-        if missing:
-            raise RecordsError(f"{files[0].parent}: missing column(s) {', '.join(missing)}")
-        # Columns added after version 1 take their documented value in older files (DESIGN §3): the
-        # expression over the row's own columns, for every row older than the column.
-        fill = [f"{d} AS {c}" for c, (_, d) in added.items() if c not in columns]
-        mixed = [f"CASE WHEN schema_version < {v} THEN {d} ELSE {c} END AS {c}"
-                 for c, (v, d) in added.items() if c in columns]
-        select = "SELECT *" + (f" REPLACE ({', '.join(mixed)})" if mixed else "")
-        select += "".join(f", {f}" for f in fill)
+        select = record_select(record_type, columns, files[0].parent)
         try:
             self.con.execute(f"CREATE VIEW {record_type} AS {select} FROM {source}")
         except duckdb.Error as e:
@@ -151,15 +216,7 @@ class Store:
 
     def _refresh_field_types(self) -> None:
         """`field_types(id, pi, sensitive, identifier, name_zh)` from the catalog, for checks to read."""
-        cat = field_type_catalog()
-        table = pa.table({
-            "id": list(cat),
-            "pi": [v["pi"] for v in cat.values()],
-            "sensitive": [v["sensitive"] for v in cat.values()],
-            "identifier": [v["identifier"] for v in cat.values()],
-            "name_zh": [v["name_zh"] for v in cat.values()],
-        })
-        self._replace_table("field_types", table)
+        self._replace_table("field_types", field_types_table())
 
     # --- filing -------------------------------------------------------------------------------------
 
@@ -239,34 +296,14 @@ class Store:
         `ip_cidrs` only, since its server_name names the internal server it pulled from (DESIGN §3); the
         peer's country is then checked against the recipient's like any other (recipient_country_mismatch)."""
         assert self.filing is not None
-        pairs = self.con.execute("SELECT DISTINCT server_name, dst_ip, initiator FROM flows").fetchall()
-        matches = [(sn, ip, initiator, rid) for sn, ip, initiator in pairs
-                   for rid in match_recipients(self.filing, None if initiator == "external" else sn, ip)]
-        log.debug("%d destinations, %d matched to declared recipients", len(pairs), len(matches))
-        self.con.register("_dest_matches", _rows_table(
-            ["server_name", "dst_ip", "initiator", "recipient_id"], matches, [pa.string()] * 4))
+        pairs = self.con.execute(DESTINATIONS_SQL).fetchall()
+        self.con.register("_dest_matches", destination_matches(self.filing, pairs))
         self.con.execute("DROP TABLE IF EXISTS flow_recipients")
         try:
-            self.con.execute("""
-            CREATE TABLE flow_recipients AS
-                SELECT DISTINCT f.flow_id, m.recipient_id, sr.scenario_id
-                FROM flows f
-                JOIN _dest_matches m
-                  ON f.server_name IS NOT DISTINCT FROM m.server_name AND f.dst_ip = m.dst_ip
-                 AND f.initiator = m.initiator
-                LEFT JOIN scenario_recipients sr ON sr.recipient_id = m.recipient_id
-            """)
+            self.con.execute(FLOW_RECIPIENTS_SQL)
         finally:
             self.con.unregister("_dest_matches")
-        # The checks' common scope: cross-border flows that reached a scenario's recipients. One view here
-        # instead of the same join in every check file; checks add their period filter.
-        self.con.execute("""
-        CREATE OR REPLACE VIEW scenario_flows AS
-            SELECT DISTINCT fr.scenario_id, f.flow_id, f.ts_start, f.ts_end, f.bytes_out
-            FROM flows f
-            JOIN flow_recipients fr ON fr.flow_id = f.flow_id
-            WHERE fr.scenario_id IS NOT NULL AND f.cross_border
-        """)
+        self.con.execute(SCENARIO_FLOWS_SQL)
 
     # --- helpers ------------------------------------------------------------------------------------
 

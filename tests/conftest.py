@@ -35,7 +35,7 @@ def load_script(path: Path, name: str) -> ModuleType:
 # Words of a skip reason that name what CI provides; a skip for any of them fails under CI=true.
 CI_PROVIDES = ("chromium", "libpcap", "systemd-analyze", "root", "cap_net_raw", "af_packet", "netns", "veth",
                "network namespace", "iproute2", "absent", "not present", "not available", "tshark",
-               "squid")
+               "squid", "java", "pyspark")
 
 
 @pytest.hookimpl(hookwrapper=True)

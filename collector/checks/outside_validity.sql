@@ -20,8 +20,8 @@ SELECT e.scenario_id,
        e.subject,
        concat(fi.valid_from, ' .. ', fi.valid_until, ' (CST)') AS expected,
        concat(e.flows, ' flow(s) carrying ', array_to_string(e.field_types, ', '), ' from ',
-              strftime(e.first_seen AT TIME ZONE 'Asia/Shanghai', '%Y-%m-%d %H:%M CST'), ' to ',
-              strftime(e.last_seen AT TIME ZONE 'Asia/Shanghai', '%Y-%m-%d %H:%M CST')) AS observed,
+              strftime(e.first_seen AT TIME ZONE 'Asia/Shanghai', '%Y-%m-%d %H:%M'), ' CST to ',
+              strftime(e.last_seen AT TIME ZONE 'Asia/Shanghai', '%Y-%m-%d %H:%M'), ' CST') AS observed,
        fi.valid_from, fi.valid_until, e.flows, e.occurrences, e.field_types, e.important_subcategories,
        e.first_seen, e.last_seen, e.example_flow_ids, e.key_paths, e.masked_samples
 FROM hit_evidence e

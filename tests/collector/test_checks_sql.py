@@ -6,6 +6,7 @@ indexing, epoch functions, len on a list, DuckDB's format, timezone(); `array_sl
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,13 @@ FILES = sorted(CHECKS_DIR.glob("*.sql"))
 # Function classes sqlglot maps wrongly to Spark (or that have no Spark equivalent of the same meaning).
 WRONG = (exp.UnixToTime, exp.TimeToUnix, exp.Length, exp.Format)
 UNTRANSLATED = {"list_slice", "timezone", "epoch_ms", "epoch"}
+
+
+def _literal_text(fmt: exp.Expression | None) -> bool:
+    """Whether a strftime format holds letters that are not %-directives."""
+    if not isinstance(fmt, exp.Literal):
+        return False
+    return any(c.isalpha() for c in re.sub(r"%.", "", fmt.this))
 
 
 def unfaithful(sql: str) -> list[str]:
@@ -34,6 +42,9 @@ def unfaithful(sql: str) -> list[str]:
                 problems.append(f"ordered aggregate: {node.sql('duckdb')}")
             elif isinstance(node, WRONG):
                 problems.append(f"{type(node).__name__}: {node.sql('duckdb')}")
+            elif isinstance(node, exp.TimeToStr) and _literal_text(node.args.get("format")):
+                # Spark's datetime patterns reject unquoted letters ('%H:%M CST' -> 'HH:mm CST' fails)
+                problems.append(f"text inside a strftime format: {node.sql('duckdb')}")
             elif isinstance(node, exp.Anonymous) and str(node.this).lower() in UNTRANSLATED:
                 problems.append(f"untranslated {node.this}()")
     return problems
@@ -49,6 +60,7 @@ def test_every_check_file_is_in_the_sql_sqlglot_translates_faithfully(path: Path
     "SELECT first(band ORDER BY strength DESC) FROM t",
     "SELECT epoch(ts), epoch_ms(ts) FROM t",
     "SELECT len(l), format('{} x', n), timezone('Asia/Shanghai', ts), list_slice(l, 1, 2) FROM t",
+    "SELECT strftime(ts AT TIME ZONE 'Asia/Shanghai', '%Y-%m-%d %H:%M CST') FROM t",
 ])
 def test_the_constructs_the_notes_name_are_found(sql: str) -> None:
     assert unfaithful(sql)
