@@ -78,6 +78,7 @@ class InlineInspector:
         self.engine = engine
         self.spool = spool
         self.anomalies = anomalies
+        self._key_id = engine.key_id    # which deployment key hashed the values: once per run, never the key
         self._flows: dict[str, _FlowFindings] = {}
         self._detections: list[DetectionRecord] = []
         self._pi: list[PiValueRecord] = []
@@ -140,7 +141,7 @@ class InlineInspector:
             k = (rk, hit.field_type, hit.value_key)
             if k not in values:
                 values[k] = PiValueRecord(flow_id, rk, hit.field_type, hit.value_key, hit.identifier,
-                                          hit.sensitive)
+                                          hit.sensitive, key_id=self._key_id)
 
     def flow_ended(self, flow_id: str) -> None:
         found = self._flows.pop(flow_id, None)
