@@ -1,6 +1,6 @@
-"""Records schema 5: `pi_values.key_id` names the deployment key that hashed a row's value (DESIGN §3). Batches
-and spools of earlier agents carry no key_id and read as NULL (one unnamed key); a value that is not 8 lower
-hex digits — a longer digest, the key itself — is refused naming the column."""
+"""Records schema 5: `pi_values.key_id` names the deployment key that hashed a row's value (DESIGN §3).
+Batches and spools of earlier agents carry no key_id and read as NULL (one unnamed key); a value that is not
+8 lower hex digits — a longer digest, the key itself — is refused naming the column."""
 
 from __future__ import annotations
 
@@ -75,7 +75,8 @@ def test_a_spool_with_old_and_new_files_reads_both(tmp_path: Path) -> None:
     pq.write_table(_version_4(_pi_values(None, "old")), tmp_path / "pi_values" / "old.parquet")
     pq.write_table(_pi_values(KEY_ID, "new", "f2"), tmp_path / "pi_values" / "new.parquet")
     (tmp_path / "flows").mkdir()         # the store wants a spool with flows
-    pq.write_table(to_table("flows", [], Envelope("gw-1", "hz-demo", "b0")), tmp_path / "flows" / "b0.parquet")
+    empty = to_table("flows", [], Envelope("gw-1", "hz-demo", "b0"))
+    pq.write_table(empty, tmp_path / "flows" / "b0.parquet")
     with Store() as store:
         store.load_records(tmp_path)
         rows = store.con.execute("SELECT DISTINCT flow_id, key_id FROM pi_values ORDER BY 1").fetchall()
