@@ -78,7 +78,6 @@ class InlineInspector:
         self.engine = engine
         self.spool = spool
         self.anomalies = anomalies
-        self._key_id = engine.key_id    # which deployment key hashed the values: once per run, never the key
         self._flows: dict[str, _FlowFindings] = {}
         self._detections: list[DetectionRecord] = []
         self._pi: list[PiValueRecord] = []
@@ -121,6 +120,7 @@ class InlineInspector:
         keys: dict[int, int] = {}
         base = request_key_base(flow_id, request_no)
         values, types = found.values, found.types
+        key_id = self.engine.key_id     # which deployment key hashed the values (its id, never the key)
         for hit in hits:
             agg = types.get(hit.field_type)
             if agg is None:
@@ -141,7 +141,7 @@ class InlineInspector:
             k = (rk, hit.field_type, hit.value_key)
             if k not in values:
                 values[k] = PiValueRecord(flow_id, rk, hit.field_type, hit.value_key, hit.identifier,
-                                          hit.sensitive, key_id=self._key_id)
+                                          hit.sensitive, key_id=key_id)
 
     def flow_ended(self, flow_id: str) -> None:
         found = self._flows.pop(flow_id, None)
