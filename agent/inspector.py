@@ -120,6 +120,7 @@ class InlineInspector:
         keys: dict[int, int] = {}
         base = request_key_base(flow_id, request_no)
         values, types = found.values, found.types
+        key_id = self.engine.key_id     # which deployment key hashed the values (its id, never the key)
         for hit in hits:
             agg = types.get(hit.field_type)
             if agg is None:
@@ -140,7 +141,7 @@ class InlineInspector:
             k = (rk, hit.field_type, hit.value_key)
             if k not in values:
                 values[k] = PiValueRecord(flow_id, rk, hit.field_type, hit.value_key, hit.identifier,
-                                          hit.sensitive)
+                                          hit.sensitive, key_id=key_id)
 
     def flow_ended(self, flow_id: str) -> None:
         found = self._flows.pop(flow_id, None)

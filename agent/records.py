@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from operator import attrgetter
 
@@ -18,7 +18,8 @@ import pyarrow as pa
 # 2: flows.initiator (a version-1 flow was initiated by its internal side)
 # 3: flows.visibility, alpn, uninspected_reason (coverage; agent/coverage.py has the vocabularies)
 # 4: flows.dst_ip_source (content handed over by a proxy or a browser: where dst_ip came from)
-SCHEMA_VERSION = 4
+# 5: pi_values.key_id (which deployment key hashed the values: persons are joined within one key)
+SCHEMA_VERSION = 5
 
 # flows.dst_ip_source: where dst_ip came from (schema 4; agent/handover.py).
 DST_IP_SOURCES = ("wire", "proxy", "browser", "resolved", "unknown")
@@ -87,6 +88,9 @@ class PiValueRecord:
     record_key: int
     field_type: str
     value_key: int
+    # The deployment key's id (detectors/subjects.key_id), where DESIGN §3 lists it; keyword-only, so the
+    # positional fields keep their places. None: a row of no known key (every row before version 5).
+    key_id: str | None = field(default=None, kw_only=True)
     identifier: bool
     sensitive: bool
 
@@ -166,6 +170,7 @@ PI_VALUES_SCHEMA = _schema([
     pa.field("record_key", pa.int64(), nullable=False),
     pa.field("field_type", pa.string(), nullable=False),
     pa.field("value_key", pa.int64(), nullable=False),
+    pa.field("key_id", pa.string()),
     pa.field("identifier", pa.bool_(), nullable=False),
     pa.field("sensitive", pa.bool_(), nullable=False),
 ])
@@ -211,6 +216,10 @@ ADDED_COLUMNS: dict[str, dict[str, tuple[int, str]]] = {
                                   "WHEN app NOT IN ('http', 'dns') THEN 'unknown_protocol' "
                                   "ELSE NULL END"),
         "dst_ip_source": (4, "'wire'"),    # before version 4 every flow came off the wire
+    },
+    "pi_values": {
+        # Before version 5 no row named its key: the collector treats NULL as one unnamed key.
+        "key_id": (5, "CAST(NULL AS VARCHAR)"),
     },
 }
 

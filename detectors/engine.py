@@ -91,6 +91,7 @@ class Engine:
         self.catalog = catalog
         self.policy = policy
         self._key = subject_key
+        self.key_id = subjects.key_id(subject_key)     # stamped on every pi_values row (DESIGN §3)
         self._budget = budget or WalkBudget()
         self._types: dict[str, FieldType] = {ft.id: ft for ft in catalog.field_types}
         self._priority = {ft.id: ft.priority for ft in catalog.field_types}

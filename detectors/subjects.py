@@ -88,3 +88,10 @@ def value_key(key: bytes, field_type: str, normalized: str) -> int:
     outer = outer0.copy()
     outer.update(inner.digest())
     return int.from_bytes(outer.digest()[:8], "big", signed=True)
+
+
+def key_id(key: bytes) -> str:
+    """The deployment key's name in `pi_values.key_id` (DESIGN §3): the first 8 hex digits of SHA-256 of
+    its bytes. Agents sharing a key write the same id, so the collector joins persons only within one id;
+    32 bits of a digest say which key, not what it is."""
+    return hashlib.sha256(key).hexdigest()[:8]

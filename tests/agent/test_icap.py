@@ -6,6 +6,7 @@ test_icap_malformed.py; a second implementation (c-icap-client) and the CLI: tes
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -79,6 +80,9 @@ def test_a_preview_gets_100_continue_then_the_rest_is_read_and_inspected(service
     assert flow["inspected"] and flow["bytes_out"] == len(hdr) + len(BODY) and not flow["encrypted"]
     assert {"resident_id_cn", "mobile_cn", "person_name"} <= _types(service.out)
     assert not rows(service.out, "anomalies")
+    # Every pi_values row names the deployment key (DESIGN §3 key_id), in the ICAP service as in a capture.
+    key_id = hashlib.sha256(b"icap-test-key-not-secret-0000000").hexdigest()[:8]     # the engine's key
+    assert {p["key_id"] for p in rows(service.out, "pi_values")} == {key_id}
 
 
 def test_a_preview_that_holds_the_whole_body_is_answered_at_once(service: Service) -> None:

@@ -9,6 +9,7 @@ geo-IP country: counted as cross-border), so the agent inspects what the client 
 from __future__ import annotations
 
 import ctypes.util
+import hashlib
 import http.server
 import json
 import signal
@@ -283,6 +284,7 @@ def test_sigint_flushes_every_open_flow_and_the_spool_holds_exactly_what_was_sen
     pi = [p for p in rows(spool, "pi_values") if p["flow_id"] in ours]
     assert len({(p["field_type"], p["value_key"]) for p in pi if p["field_type"] == "mobile_cn"}) == 20
     assert len({(p["field_type"], p["value_key"]) for p in pi if p["field_type"] == "resident_id_cn"}) == 20
+    assert {p["key_id"] for p in pi} == {hashlib.sha256((tmp_path / "k.key").read_bytes()).hexdigest()[:8]}
     stats = rows(spool, "capture_stats")
     assert sum(s["packets_received"] for s in stats) > 0 and stats[-1]["source"] == "lo"
     assert sum(s["flows_ended"] for s in stats) >= len(flows)

@@ -79,9 +79,9 @@ def detection(flow_id: str, field_type: str, *, sensitive: bool = False, occurre
 
 
 def pi(flow_id: str, record_key: int, field_type: str, value_key: int, *, identifier: bool = False,
-       sensitive: bool = False) -> PiValueRecord:
+       sensitive: bool = False, key_id: str | None = None) -> PiValueRecord:
     return PiValueRecord(flow_id=flow_id, record_key=record_key, field_type=field_type,
-                         value_key=value_key, identifier=identifier, sensitive=sensitive)
+                         value_key=value_key, key_id=key_id, identifier=identifier, sensitive=sensitive)
 
 
 def write_records(
@@ -150,7 +150,7 @@ def write_persons(root: Path, specs: Sequence[Persons], batch: str = "bulk") -> 
         keys = pa.array(range(sp.start, sp.start + sp.n), pa.int64())
         fixed = {"schema_version": SCHEMA_VERSION, "agent_id": "test-agent",
                  "enterprise_id": "nb-shipping-demo", "batch_id": batch, "flow_id": sp.flow_id,
-                 "field_type": sp.field_type, "identifier": True, "sensitive": sp.sensitive}
+                 "field_type": sp.field_type, "identifier": True, "sensitive": sp.sensitive, "key_id": None}
         for f in PI_VALUES_SCHEMA:
             if f.name in ("record_key", "value_key"):
                 cols[f.name].append(keys)
