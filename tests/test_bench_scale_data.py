@@ -82,7 +82,7 @@ def test_persons_link_into_components_of_one_to_hundreds_of_records(spool: tuple
     out, _ = spool
     with Store() as store:
         store.load_records(out / enterprise_ids(SPEC)[0])
-        persons = build_record_persons(store.con)
+        persons = build_record_persons(store.con).persons
         sizes = [n for (n,) in store.con.execute(
             "SELECT count(*) FROM record_persons GROUP BY person_id").fetchall()]
     assert persons == len(sizes)

@@ -280,7 +280,7 @@ def test_a_sampled_report_keeps_exact_lower_bounds_and_shows_estimates_beside_th
 def test_over_shared_keys_and_several_key_ids_are_reported_without_values(tmp_path: Path,
                                                                            records: Path) -> None:
     # b1's records 1 and 3 and b2's share one mobile (a hotline) with a limit of 2; the agents of b* and of
-    # the other flows use different deployment keys (a key_id column beside the agent's own).
+    # the other flows use different deployment keys (their pi_values' key_id).
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -290,7 +290,8 @@ def test_over_shared_keys_and_several_key_ids_are_reported_without_values(tmp_pa
         table = pq.read_table(path)
         flows = table.column("flow_id").to_pylist()
         key_ids = ["0a1b2c3d" if f.startswith("b") else "ffff0000" for f in flows]
-        pq.write_table(table.append_column("key_id", pa.array(key_ids)), path)
+        column = table.schema.get_field_index("key_id")
+        pq.write_table(table.set_column(column, "key_id", pa.array(key_ids, pa.string())), path)
     (tmp_path / "more" / "pi_values" / "b1.parquet").rename(records / "pi_values" / "b2.parquet")
     done = run_inspection(records, make_filing(), now=GENERATED, max_records_per_key=2)
     assert done.report is not None
