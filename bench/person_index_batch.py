@@ -1,5 +1,6 @@
 """Time one pi_values batch folded into the person index (collector/person_index.py) of a warehouse that
-already holds `--rows` pi_values rows: the per-batch cost at ingest.
+already holds `--rows` pi_values rows: the per-batch cost of the background fold (an upload itself only
+queues its rows).
 
     python bench/person_index_batch.py --rows 10000000 --batch 100000 --data /tmp/wh
 
@@ -52,7 +53,7 @@ def _rows(gen: duckdb.DuckDBPyConnection, lo: int, hi: int, persons: int, seed: 
 
 def _flow_days(wh: Warehouse, records: int) -> None:
     with wh.cursor() as cur:
-        cur.execute("INSERT INTO flow_days SELECT ?, ?, 'f' || i, "
+        cur.execute("INSERT INTO flow_days SELECT ?, ?, md5_number('f' || i), "
                     "DATE '2026-01-05' + CAST(i % 300 AS INTEGER), "
                     "'flows' FROM range(?) t(i)", [E, AGENT, records // 8 + 1])
 
