@@ -37,7 +37,7 @@ def index_persons(warehouse: Warehouse, enterprise_id: str, period: tuple[dateti
             return None
     # Rows queued since the background's last pass are folded in now; a backlog larger than relinking the
     # year costs (a bulk load, a first start) is left to the background and this check relinks.
-    pending = warehouse.persons_pending(enterprise_id)
+    pending = warehouse.persons_pending(enterprise_id, at_most=MAX_FOLD_AT_CHECK)
     if pending > MAX_FOLD_AT_CHECK:
         log.warning("person index of %s is %d rows behind: this check relinks the period", enterprise_id,
                     pending)
