@@ -114,18 +114,20 @@ def _chunks(group: list[DataFile], target_bytes: int) -> Iterable[list[DataFile]
         yield chunk
 
 
-def _read(warehouse: Warehouse, files: list[DataFile]) -> pa.Table:
-    tables = [read_file(warehouse.data_dir, f) for f in files]
+def _read(warehouse: Warehouse, files: list[DataFile], what: str) -> pa.Table | None:
+    """The files' rows, or None with a warning (`what` was not done) when one cannot be read."""
+    try:
+        tables = [read_file(warehouse.data_dir, f) for f in files]
+    except (OSError, pa.ArrowException) as e:
+        log.warning("compaction: %s: %s (%s)", files[0].path, what, str(e).splitlines()[0] if str(e) else e)
+        return None
     return pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
 
 
 def _move(warehouse: Warehouse, group: list[DataFile], min_files: int, counts: _Counts) -> None:
     """One arrival day's files: rows of a known flow day to that day, the rest to one arrival file."""
     first = group[0]
-    try:
-        table = _read(warehouse, group)
-    except (OSError, pa.ArrowException) as e:
-        log.warning("compaction: %s: not read (%s)", first.path, str(e).splitlines()[0] if str(e) else e)
+    if (table := _read(warehouse, group, "not read")) is None:
         return
     days = row_days(first.record_type, table,
                     lambda agent, ids: warehouse.flow_days(first.enterprise_id, agent, ids))
@@ -142,10 +144,7 @@ def _move(warehouse: Warehouse, group: list[DataFile], min_files: int, counts: _
 
 def _merge(warehouse: Warehouse, chunk: list[DataFile], counts: _Counts) -> None:
     first = chunk[0]
-    try:
-        table = _read(warehouse, chunk)
-    except (OSError, pa.ArrowException) as e:
-        log.warning("compaction: %s: not merged (%s)", first.path, str(e).splitlines()[0] if str(e) else e)
+    if (table := _read(warehouse, chunk, "not merged")) is None:
         return
     # Rows of one flow together: pi_values of a record sit next to each other for the readers' joins.
     if "flow_id" in table.column_names:

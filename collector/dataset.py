@@ -31,7 +31,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -55,8 +55,6 @@ CREATE TABLE IF NOT EXISTS files (
 
 # (agent_id, flow ids) -> (flow_id, flow_day) of the flows the index knows (Warehouse.flow_days).
 Lookup = Callable[[str, pa.Array], pa.Table]
-
-_CST = timezone(timedelta(hours=8))      # UTC+8 all year, as collector/flow_days.py counts days
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +168,9 @@ def files_of_batch(cur: duckdb.DuckDBPyConnection, enterprise_id: str, batch_id:
 
 def day_range(period: tuple[datetime, datetime]) -> tuple[date, date]:
     """The CST days a half-open period of instants touches."""
-    return period[0].astimezone(_CST).date(), (period[1] - timedelta(microseconds=1)).astimezone(_CST).date()
+    first, last = cst_days(pa.array([period[0], period[1] - timedelta(microseconds=1)],
+                                    pa.timestamp("us", tz="UTC"))).to_pylist()
+    return first, last
 
 
 def list_files(cur: duckdb.DuckDBPyConnection, enterprise_id: str,
